@@ -1,0 +1,1 @@
+"""deephash.backbones"""

@@ -1,0 +1,27 @@
+"""Hashing methods behind one interface; see ``deephash.methods.base``."""
+from deephash.methods.base import (
+    HashingMethod,
+    ShallowMethod,
+    available,
+    check_bits,
+    create,
+    family,
+    load,
+    register,
+    register_loader,
+)
+
+# Each method module registers itself on import.
+# (method modules are imported below as they are added)
+
+__all__ = [
+    "HashingMethod",
+    "ShallowMethod",
+    "available",
+    "check_bits",
+    "create",
+    "family",
+    "load",
+    "register",
+    "register_loader",
+]

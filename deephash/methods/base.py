@@ -1,0 +1,202 @@
+"""The interface every hashing method follows, and the registry of methods by name.
+
+A method is created by name with ``create(name, bits=..., dataset=..., **hparams)``;
+``dataset`` tells it the protocol (classes, single/multi-label, image shape). Every
+method then offers
+
+* ``fit_dataset(dataset, config) -> dict``: train on ``dataset.train`` (a validation
+  split, when a method needs one, is carved from ``dataset.train``, never from the
+  queries); returns the training history ``{metric_name: [value per epoch]}``;
+* ``encode(inputs) -> np.ndarray``: bool codes of shape ``(n, bits)``; ``inputs`` are
+  images (deep methods) or feature vectors (shallow methods), or a ``data.Split``;
+* ``save(path)``; ``deephash.methods.load(path)`` restores it (``.keras`` for Keras
+  models, ``.npz`` for numpy methods).
+
+Deep methods are Keras models and additionally keep Keras' own ``fit``/``save``.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+_REGISTRY: dict[str, Callable[..., "HashingMethod"]] = {}
+_LOADERS: dict[str, Callable[[str], "HashingMethod"]] = {}
+
+
+@runtime_checkable
+class HashingMethod(Protocol):
+    """Structural type of a hashing method (see module docstring)."""
+
+    bits: int
+
+    def fit_dataset(self, dataset: Any, config: Any = None) -> dict: ...
+
+    def encode(self, inputs: Any) -> np.ndarray: ...
+
+    def save(self, path: str) -> None: ...
+
+
+def register(name: str, *, family: str = "deep") -> Callable:
+    """Class decorator: make a method creatable as ``create(name, ...)``.
+
+    ``family`` is "deep" (trains on images) or "shallow" (trains on feature vectors).
+    """
+    key = name.lower()
+
+    def wrap(factory):
+        if key in _REGISTRY and _REGISTRY[key] is not factory:
+            raise ValueError(f"method {name!r} is already registered")
+        _REGISTRY[key] = factory
+        factory.method_family = family
+        return factory
+
+    return wrap
+
+
+def register_loader(extension: str, loader: Callable[[str], "HashingMethod"]) -> None:
+    """Register how files ending in ``extension`` (e.g. ".npz") are loaded."""
+    _LOADERS[extension] = loader
+
+
+def available(family: str | None = None) -> list[str]:
+    """Names of the registered methods, optionally only one family ("deep"/"shallow")."""
+    return sorted(k for k, f in _REGISTRY.items() if family is None or f.method_family == family)
+
+
+def family(name: str) -> str:
+    return _lookup(name).method_family
+
+
+def _lookup(name: str):
+    key = str(name).lower()
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[key]
+
+
+def create(name: str, **kwargs) -> "HashingMethod":
+    """Instantiate the method registered as ``name`` with ``kwargs``."""
+    factory = _lookup(name)
+    return factory.from_registry(name.lower(), **kwargs) if hasattr(factory, "from_registry") else factory(**kwargs)
+
+
+def load(path: str) -> "HashingMethod":
+    """Load a saved method; the file extension selects the loader."""
+    import os
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no saved method at {path!r}")
+    for ext, loader in _LOADERS.items():
+        if str(path).endswith(ext):
+            return loader(path)
+    raise ValueError(f"{path!r}: unknown saved-method format (known: {', '.join(_LOADERS)})")
+
+
+def check_bits(bits: Any, *, method: str, multiple_of: int = 1, maximum: int | None = None) -> int:
+    """Validate a code length for ``method``; returns it as int or raises ValueError."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
+        raise ValueError(f"{method}: bits must be a positive integer, got {bits!r}")
+    if bits % multiple_of:
+        raise ValueError(f"{method}: bits must be a multiple of {multiple_of}, got {bits}")
+    if maximum is not None and bits > maximum:
+        raise ValueError(f"{method}: at most {maximum} bits are possible here, got {bits}")
+    return int(bits)
+
+
+class ShallowMethod(abc.ABC):
+    """Base class of numpy methods fit on feature vectors (LSH, ITQ, KSH, ...).
+
+    Subclasses implement ``fit(features, labels=None, seed=0)`` and ``_project``
+    (features -> real-valued (n, bits) whose sign gives the code) and list their
+    learned arrays in ``_state``; saving, loading and ``fit_dataset`` come from here.
+    """
+
+    name: str = "shallow"
+    supervised: bool = False
+    _state: tuple[str, ...] = ()
+
+    def __init__(self, bits: int, **hparams):
+        self.bits = check_bits(bits, method=self.name)
+        self.hparams = dict(hparams)
+        self.fitted = False
+
+    @classmethod
+    def from_registry(cls, name: str, bits: int, dataset: Any = None, **hparams):
+        return cls(bits=bits, **hparams)
+
+    @abc.abstractmethod
+    def fit(self, features: np.ndarray, labels: np.ndarray | None = None, seed: int = 0) -> "ShallowMethod":
+        """Learn the hash functions from ``features`` (n, d) and, if supervised, multi-hot labels."""
+
+    @abc.abstractmethod
+    def _project(self, features: np.ndarray) -> np.ndarray:
+        """Real-valued projections (n, bits); code bit = projection > 0."""
+
+    @staticmethod
+    def features_of(inputs: Any) -> np.ndarray:
+        """Flatten a Split's images / an array to float64 (n, d) feature vectors."""
+        arr = getattr(inputs, "features", None)
+        if arr is None:
+            arr = getattr(inputs, "images", inputs)
+        arr = np.asarray(arr)
+        if arr.ndim < 2 or arr.shape[0] == 0:
+            raise ValueError(f"features must have shape (n, d) with n >= 1, got {arr.shape}")
+        arr = arr.reshape(arr.shape[0], -1).astype(np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("features contain NaN or infinite values")
+        return arr
+
+    def fit_dataset(self, dataset: Any, config: Any = None) -> dict:
+        seed = getattr(config, "seed", 0) if config is not None else 0
+        labels = dataset.train.labels if self.supervised else None
+        self.fit(self.features_of(dataset.train), labels, seed=seed)
+        return {}
+
+    def encode(self, inputs: Any) -> np.ndarray:
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: call fit() before encode()")
+        x = self.features_of(inputs)
+        if x.shape[1] != self.input_dim:
+            raise ValueError(f"{self.name}: features have {x.shape[1]} dims, the model was fit on {self.input_dim}")
+        return self._project(x) > 0
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "bits": self.bits, **self.hparams}
+
+    def save(self, path: str) -> None:
+        import json
+
+        from deephash.io import atomic_write
+
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: nothing to save before fit()")
+        arrays = {k: np.asarray(getattr(self, k)) for k in self._state}
+        arrays["__config__"] = np.frombuffer(json.dumps(self.get_config()).encode(), dtype=np.uint8)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def _load(cls, path: str) -> "ShallowMethod":
+        import json
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                config = json.loads(bytes(z["__config__"]).decode())
+                arrays = {k: z[k] for k in z.files if k != "__config__"}
+        except Exception as e:  # corrupt or foreign file
+            raise ValueError(f"{path!r} is not a saved deephash shallow method: {e}") from e
+        name = config.pop("name")
+        obj = _lookup(name)(**config)
+        for k, v in arrays.items():
+            setattr(obj, k, v)
+        obj.fitted = True
+        return obj
+
+    @property
+    def input_dim(self) -> int:
+        raise NotImplementedError  # subclasses derive it from a learned array
+
+
+register_loader(".npz", ShallowMethod._load)
