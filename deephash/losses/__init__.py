@@ -8,6 +8,7 @@ from deephash.losses.classification import (
 )
 from deephash.losses.orthogonality import OrthogonalityLoss, centre_codes, orthogonality_loss
 from deephash.losses.triplet import TripletRankingLoss, triplet_ranking_loss
+from deephash.losses.pairwise import CodeCrossEntropy, LabelRegressionLoss, PairwiseLikelihoodLoss, QuantizationLoss, code_cross_entropy, label_regression_loss, pairwise_likelihood_loss, quantization_loss, similarity_matrix  # noqa: F401,E501  (DSEH)
 
 __all__ = [
     "OrthogonalityLoss",
