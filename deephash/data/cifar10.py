@@ -1,0 +1,78 @@
+"""CIFAR-10 through tensorflow-datasets, under the DSRH protocol.
+
+All 60,000 images (tfds ``train`` then ``test``, in file order) are pooled; item index
+``i`` is the position in that order. Queries: 100 per class (1,000); training: 500 per
+class (5,000) from the non-queries; database: the other 59,000 (training included).
+Nothing is downloaded: the prepared tfds data must already be in ``root``
+(``tfds.builder("cifar10", data_dir=root).download_and_prepare()`` on a machine with
+internet, then copy the ``cifar10/`` folder).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from deephash.data.dataset import Dataset, Protocol, assemble
+from deephash.data.splits import cache_dir, load_or_create, protocol_split, verify_split
+
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _default_root() -> str:
+    return os.environ.get("TFDS_DATA_DIR") or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+
+
+def read_cifar10(root: str) -> tuple[np.ndarray, np.ndarray]:
+    """All 60,000 images (uint8 (n, 32, 32, 3)) and class ids from the tfds data in ``root``."""
+    import tensorflow_datasets as tfds
+
+    try:
+        ds = tfds.load("cifar10", split="train+test", data_dir=root, download=False, shuffle_files=False)
+    except AssertionError as e:  # tfds signals "not prepared" with an AssertionError
+        raise FileNotFoundError(
+            f"CIFAR-10 is not prepared in {root!r}: expected the tfds folder {os.path.join(root, 'cifar10')}/. "
+            "Run tfds.builder('cifar10', data_dir=ROOT).download_and_prepare() on a machine with internet "
+            "and copy the folder there (see docs/data.md)"
+        ) from e
+    images, labels = [], []
+    for batch in tfds.as_numpy(ds.batch(4096)):
+        images.append(batch["image"])
+        labels.append(batch["label"])
+    if not images:
+        raise ValueError(f"the CIFAR-10 data in {root!r} is empty")
+    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def load_cifar10(
+    root: str | None = None, seed: int = 0, *, query_per_class: int = 100, train_per_class: int = 500,
+    split_dir: str | None = None,
+) -> Dataset:
+    """CIFAR-10 under the DSRH protocol; split files in ``root/deephash_splits/cifar10/seed<seed>``."""
+    root = os.path.expanduser(root or _default_root())
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"CIFAR-10 data directory {root!r} does not exist: it should hold the prepared tfds folder cifar10/"
+        )
+    raw, class_ids = read_cifar10(root)
+    if class_ids.min() < 0 or class_ids.max() >= 10:
+        raise ValueError(f"CIFAR-10 labels must be in 0..9, got {class_ids.min()}..{class_ids.max()}")
+    labels = np.eye(10, dtype=np.uint8)[class_ids]
+    params = dict(dataset="cifar10", seed=int(seed), num_items=int(len(labels)),
+                  query_per_class=int(query_per_class), train_per_class=int(train_per_class))
+    directory = split_dir or os.path.join(root, "deephash_splits", "cifar10", f"seed{int(seed)}")
+    q, t, d, checksum, directory = load_or_create(
+        directory,
+        lambda: protocol_split(labels, seed, query_per_class=query_per_class, train_per_class=train_per_class),
+        params,
+        fallback_dir=os.path.join(cache_dir(), "cifar10", f"seed{int(seed)}"),
+    )
+    verify_split(q, t, d, len(labels), labels=labels, query_per_class=query_per_class,
+                 train_per_class=train_per_class, where=directory)
+    protocol = Protocol(
+        num_classes=10, multilabel=False, map_depth=None, class_names=CLASS_NAMES,
+        description=f"DSRH CIFAR-10: {query_per_class} queries/class, {train_per_class} train/class, "
+        "database = the other images, mAP over the whole database",
+    )
+    return assemble("cifar10", protocol, labels, q, t, d, checksum, images=raw.astype(np.float32),
+                    class_ids=class_ids, root=root, split_dir=directory)

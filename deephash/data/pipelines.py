@@ -1,0 +1,385 @@
+"""tf.data pipelines: triplets (DSRH), labelled batches (pairwise methods such as DSEH) and
+ordered image batches (encoding).
+
+Triplet sampling is stateless: batch number ``i`` is a function of ``(seed, i)`` only —
+``tf.data.Dataset.counter(start_step)`` mapped through ``tf.random.stateless_*`` draws on
+precomputed label tables — so a run resumed at step ``s`` rebuilds exactly the same later
+batches with ``start_step=s``. Indices are sampled first; images are gathered (in-memory
+sets) or read and decoded (file sets) afterwards, then preprocessed.
+
+Anchors: uniform over the *valid* anchors, those with at least one positive (another item
+sharing a label) and one negative (an item sharing none). Items that are not valid
+anchors are never drawn as anchors (they still serve as positives/negatives); their count
+is in ``triplet_statistics(split)`` (and logged). Positive and negative are uniform over
+the anchor's valid positives / negatives, so no invalid triplet is ever emitted.
+
+Image files that fail to decode raise an error naming the file (``on_corrupt="raise"``), or
+with ``on_corrupt="skip"`` are reported once (logged, and listed by ``skipped_files()``):
+in triplet batches a triplet holding such a file is replaced by another triplet of the
+same batch (the batch keeps its size); labelled batches drop the item.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+
+from deephash.data.dataset import Split
+
+log = logging.getLogger(__name__)
+
+_SALT_TRIPLET = 0x7219
+_SALT_AUGMENT = 0xA06
+_SKIPPED: set[str] = set()
+_SKIPPED_LOCK = threading.Lock()
+
+
+def skipped_files() -> list[str]:
+    """Image files skipped so far in this process by pipelines with ``on_corrupt="skip"``."""
+    with _SKIPPED_LOCK:
+        return sorted(_SKIPPED)
+
+
+# --------------------------------------------------------------------------- statistics
+def triplet_statistics(split: Split) -> dict[str, int]:
+    """Counts of items usable as triplet anchors.
+
+    ``num_items``, ``num_valid_anchors``, ``num_without_positive`` (no other item shares a
+    label), ``num_without_negative`` (every other item shares a label) and
+    ``num_invalid_anchors`` (either of the two).
+    """
+    has_pos, has_neg = _anchor_validity(split)
+    return {
+        "num_items": len(split),
+        "num_valid_anchors": int(np.sum(has_pos & has_neg)),
+        "num_without_positive": int(np.sum(~has_pos)),
+        "num_without_negative": int(np.sum(~has_neg)),
+        "num_invalid_anchors": int(np.sum(~(has_pos & has_neg))),
+    }
+
+
+def _anchor_validity(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    n = len(split)
+    if split.class_ids is not None:
+        _, inv, counts = np.unique(split.class_ids, return_inverse=True, return_counts=True)
+        c = counts[inv]
+        return c > 1, c < n
+    groups, inv, weight = np.unique(split.labels, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1)
+    g = groups.astype(np.float32)
+    shared = np.zeros(len(groups), np.int64)  # items sharing a label with a member of the group
+    for s in range(0, len(groups), 2048):
+        ov = (g[s:s + 2048] @ g.T) > 0
+        shared[s:s + 2048] = ov.astype(np.int64) @ weight
+    nonempty = groups.sum(axis=1) > 0
+    positives = shared - nonempty  # minus the item itself
+    return positives[inv] > 0, (n - shared)[inv] > 0
+
+
+# --------------------------------------------------------------------------- sampling
+class TripletSampler:
+    """Stateless sampler of triplet positions within a split.
+
+    ``sample(step)`` -> ``(anchor, positive, negative)`` int64 vectors of ``batch_size``
+    positions, a pure function of ``(seed, step)``. Attributes: ``statistics`` (see
+    ``triplet_statistics``).
+    """
+
+    def __init__(self, split: Split, batch_size: int, seed: int = 0):
+        import tensorflow as tf
+
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        has_pos, has_neg = _anchor_validity(split)
+        valid = np.flatnonzero(has_pos & has_neg)
+        self.statistics = triplet_statistics(split)
+        if len(valid) == 0:
+            raise ValueError(
+                f"no item of this split of {len(split)} can anchor a triplet: each needs another item "
+                "sharing a label and one sharing none"
+            )
+        if self.statistics["num_invalid_anchors"]:
+            log.warning("triplets: %d of %d items have no valid positive or negative and are never anchors",
+                        self.statistics["num_invalid_anchors"], len(split))
+        self.single_label = split.class_ids is not None
+        self._valid = tf.constant(valid, tf.int64)
+        n = len(split)
+        if self.single_label:
+            cls = split.class_ids
+            order = np.argsort(cls, kind="stable")
+            _, first, counts = np.unique(cls[order], return_index=True, return_counts=True)
+            class_pos = np.searchsorted(np.unique(cls), cls)  # dense class number per item
+            rank = np.empty(n, np.int64)
+            rank[order] = np.arange(n) - np.repeat(first, counts)
+            self._order = tf.constant(order, tf.int64)
+            self._start = tf.constant(first[class_pos], tf.int64)  # per item: start of its class block
+            self._count = tf.constant(counts[class_pos], tf.int64)
+            self._rank = tf.constant(rank, tf.int64)
+        else:
+            self._labels = tf.constant(split.labels, tf.float32)
+        self._n = n
+
+    def sample(self, step):
+        import tensorflow as tf
+
+        b = self.batch_size
+        key = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        key = tf.random.experimental.stateless_fold_in(key, _SALT_TRIPLET)
+        k_a, k_p, k_n = tf.unstack(tf.random.experimental.stateless_split(key, 3))
+        ia = tf.random.stateless_uniform([b], k_a, minval=0, maxval=tf.size(self._valid, tf.int64), dtype=tf.int64)
+        a = tf.gather(self._valid, ia)
+        if self.single_label:
+            start, count, rank = tf.gather(self._start, a), tf.gather(self._count, a), tf.gather(self._rank, a)
+            r = _uniform_below(k_p, count - 1)
+            r = r + tf.cast(r >= rank, tf.int64)
+            p = tf.gather(self._order, start + r)
+            r = _uniform_below(k_n, self._n - count)
+            r = r + count * tf.cast(r >= start, tf.int64)
+            q = tf.gather(self._order, r)
+        else:
+            ya = tf.gather(self._labels, a)
+            shares = tf.matmul(ya, self._labels, transpose_b=True) > 0  # (b, n)
+            not_self = tf.not_equal(tf.range(self._n, dtype=tf.int64)[None, :], a[:, None])
+            p = _uniform_where(k_p, shares & not_self)
+            q = _uniform_where(k_n, tf.logical_not(shares))
+        return a, p, q
+
+
+def _uniform_below(key, m):
+    """Integers uniform in [0, m) (m >= 1 per entry), stateless."""
+    import tensorflow as tf
+
+    u = tf.random.stateless_uniform(tf.shape(m), key, dtype=tf.float64)
+    r = tf.cast(tf.floor(u * tf.cast(m, tf.float64)), tf.int64)
+    return tf.minimum(r, m - 1)
+
+
+def _uniform_where(key, mask):
+    """Per row, a column uniform among the True entries of ``mask`` (b, n)."""
+    import tensorflow as tf
+
+    u = tf.random.stateless_uniform(tf.shape(mask), key)
+    return tf.argmax(tf.where(mask, u, -1.0), axis=1, output_type=tf.int64)
+
+
+# --------------------------------------------------------------------------- images
+class _ImageSource:
+    """Gathers images of a split by position: from memory, or by reading files."""
+
+    def __init__(self, split_or_images: Any, preprocess=None, image_size=(224, 224), on_corrupt: str = "raise"):
+        import tensorflow as tf
+
+        if on_corrupt not in ("raise", "skip"):
+            raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
+        self.on_corrupt = on_corrupt
+        self.preprocess = preprocess
+        if isinstance(split_or_images, Split):
+            images, paths = split_or_images.images, split_or_images.paths
+        else:
+            images, paths = np.asarray(split_or_images, dtype=np.float32), None
+            if images.ndim != 4:
+                raise ValueError(f"images must be a batch (n, h, w, ch), got shape {images.shape}")
+        if images is not None:
+            self._images = tf.constant(images, tf.float32)
+            self._paths = None
+            self.item_shape = tuple(images.shape[1:])
+            self.n = len(images)
+        else:
+            self._images = None
+            self._paths = tf.constant(paths)
+            self.n = len(paths)
+            size = getattr(preprocess, "prepare_size", None) or (
+                None if getattr(preprocess, "input_shape", None) is None else preprocess.input_shape[:2])
+            self.size = tuple(int(s) for s in (size or image_size))
+            self.item_shape = self.size + (3,)
+
+    def gather(self, positions):
+        """``(images (k, h, w, ch) float32 in [0, 255], ok (k,) bool)``."""
+        import tensorflow as tf
+
+        if self._images is not None:
+            return tf.gather(self._images, positions), tf.ones(tf.shape(positions), tf.bool)
+        paths = tf.gather(self._paths, positions)
+        images, ok = tf.py_function(self._read, [paths], [tf.float32, tf.bool])
+        k = positions.shape[0]
+        images.set_shape((k,) + self.item_shape)
+        ok.set_shape((k,))
+        return images, ok
+
+    def _read(self, paths):
+        import tensorflow as tf
+
+        from deephash.data.images import CorruptImageError, decode_file
+
+        out = np.zeros((len(paths),) + self.item_shape, np.float32)
+        ok = np.ones(len(paths), bool)
+        for i, p in enumerate(paths.numpy()):
+            path = p.decode()
+            try:
+                image = decode_file(path, channels=3)
+            except (CorruptImageError, FileNotFoundError) as e:
+                if self.on_corrupt == "raise":
+                    raise
+                ok[i] = False
+                with _SKIPPED_LOCK:
+                    new = path not in _SKIPPED
+                    _SKIPPED.add(path)
+                if new:
+                    log.warning("skipping unreadable image: %s", e)
+                continue
+            if self.preprocess is not None and hasattr(self.preprocess, "prepare_image"):
+                out[i] = self.preprocess.prepare_image(image).numpy()
+            else:
+                out[i] = tf.image.resize(tf.cast(image, tf.float32), self.size).numpy()
+        return out, ok
+
+
+def _apply(preprocess, images, training: bool, seed):
+    import tensorflow as tf
+
+    if preprocess is not None:
+        out = preprocess(images, training=training, seed=seed)
+    elif training:
+        from deephash.data.preprocessing import _random_flip
+
+        out = _random_flip(images, seed)
+    else:
+        out = images
+    shape = getattr(preprocess, "input_shape", None)
+    if shape is not None and None not in shape:
+        out = tf.ensure_shape(out, (images.shape[0],) + tuple(shape))
+    return out
+
+
+def _options(ds, deterministic: bool = True):
+    import tensorflow as tf
+
+    opts = tf.data.Options()
+    opts.deterministic = deterministic
+    return ds.with_options(opts)
+
+
+def _aug_key(seed: int, step, salt: int):
+    import tensorflow as tf
+
+    key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(step, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(key, salt)
+
+
+def _check_batch(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+# --------------------------------------------------------------------------- pipelines
+def triplet_dataset(
+    split: Split,
+    batch_size: int,
+    seed: int = 0,
+    preprocess=None,
+    augment: bool = False,
+    start_step: int = 0,
+    on_corrupt: str = "raise",
+    image_size: tuple[int, int] = (224, 224),
+):
+    """Infinite ``tf.data.Dataset`` of ``((anchor, positive, negative), (y_a, y_p, y_n))``.
+
+    Images float32 after ``preprocess`` (``(b, h, w, ch)``; raw [0, 255] without one),
+    labels float32 multi-hot ``(b, c)``. Batch ``i`` (counting from ``start_step``) depends
+    only on ``(seed, i)``. One epoch is ``len(split) // batch_size`` steps by convention.
+    ``image_size``: size file images are resized to when ``preprocess`` gives none.
+    ``batch_size`` is the global batch (use with ``strategy.experimental_distribute_dataset``).
+    """
+    import tensorflow as tf
+
+    b = _check_batch(batch_size)
+    sampler = TripletSampler(split, b, seed)
+    source = _ImageSource(split, preprocess, image_size, on_corrupt)
+    labels = tf.constant(split.labels, tf.float32)
+
+    def sample(step):
+        a, p, q = sampler.sample(step)
+        return step, tf.concat([a, p, q], axis=0)
+
+    def load(step, positions):
+        images, ok = source.gather(positions)
+        if source._paths is not None and on_corrupt == "skip":
+            valid = tf.reduce_all(tf.reshape(ok, (3, b)), axis=0)
+            first = tf.argmax(tf.cast(valid, tf.int32), output_type=tf.int32)
+            tf.debugging.assert_equal(tf.reduce_any(valid), True,
+                                      message="every triplet of a batch holds an unreadable image")
+            rows = tf.where(valid, tf.range(b), first)
+            take = tf.concat([rows, rows + b, rows + 2 * b], axis=0)
+            images, positions = tf.gather(images, take), tf.gather(positions, take)
+        images = _apply(preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None)
+        y = tf.gather(labels, positions)
+        xa, xp, xn = tf.split(images, 3, axis=0)
+        ya, yp, yn = tf.split(y, 3, axis=0)
+        return (xa, xp, xn), (ya, yp, yn)
+
+    ds = tf.data.Dataset.counter(int(start_step), dtype=tf.int64)
+    ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _options(ds.prefetch(tf.data.AUTOTUNE))
+    return ds
+
+
+def labeled_dataset(
+    split: Split,
+    batch_size: int,
+    seed: int = 0,
+    shuffle: bool = True,
+    repeat: bool = False,
+    preprocess=None,
+    augment: bool = False,
+    drop_remainder: bool = False,
+    on_corrupt: str = "raise",
+    image_size: tuple[int, int] = (224, 224),
+):
+    """Batches ``(images, labels)`` (labels float32 multi-hot) for pairwise methods.
+
+    Shuffled with ``seed`` (reshuffled each epoch, deterministically); ``repeat`` makes it
+    infinite. With ``on_corrupt="skip"`` unreadable files are dropped from their batch.
+    """
+    import tensorflow as tf
+
+    b = _check_batch(batch_size)
+    source = _ImageSource(split, preprocess, image_size, on_corrupt)
+    labels = tf.constant(split.labels, tf.float32)
+    n = len(split)
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(b, drop_remainder=drop_remainder).enumerate()
+
+    def load(step, positions):
+        images, ok = source.gather(positions)
+        images = _apply(preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None)
+        y = tf.gather(labels, positions)
+        if source._paths is not None and on_corrupt == "skip":
+            images, y = tf.boolean_mask(images, ok), tf.boolean_mask(y, ok)
+        return images, y
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return _options(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def image_dataset(split_or_images: Any, batch_size: int, preprocess=None, image_size: tuple[int, int] = (224, 224)):
+    """Image batches in order (for encoding): a ``Split`` or an array ``(n, h, w, ch)`` in
+    [0, 255]; the last batch may be smaller. Unreadable files raise an error naming them."""
+    import tensorflow as tf
+
+    b = _check_batch(batch_size)
+    source = _ImageSource(split_or_images, preprocess, image_size, "raise")
+
+    def load(positions):
+        images, _ = source.gather(positions)
+        return _apply(preprocess, images, False, None)
+
+    ds = tf.data.Dataset.range(source.n).batch(b).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return _options(ds.prefetch(tf.data.AUTOTUNE))

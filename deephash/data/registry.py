@@ -1,0 +1,67 @@
+"""``load(name, ...)`` and ``available()``: the data sets by name."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from deephash.data.dataset import Dataset
+
+
+def _list_loader(name: str) -> Callable[..., Dataset]:
+    def load(root=None, seed=0, **options):
+        from deephash.data.listfile import load_list_dataset
+
+        return load_list_dataset(name, root, seed, **options)
+
+    return load
+
+
+def _digits(root=None, seed=0, **options):
+    from deephash.data.embedded import load_digits
+
+    return load_digits(root, seed, **options)
+
+
+def _digits_multi(root=None, seed=0, **options):
+    from deephash.data.embedded import load_digits_multi
+
+    return load_digits_multi(root, seed, **options)
+
+
+def _cifar10(root=None, seed=0, **options):
+    from deephash.data.cifar10 import load_cifar10
+
+    return load_cifar10(root, seed, **options)
+
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "digits": _digits,
+    "digits_multi": _digits_multi,
+    "cifar10": _cifar10,
+    "nuswide21": _list_loader("nuswide21"),
+    "imagenet100": _list_loader("imagenet100"),
+    "coco": _list_loader("coco"),
+}
+
+
+def available() -> list[str]:
+    """Names accepted by ``load``."""
+    return list(_LOADERS)
+
+
+def load(name: str, root: str | None = None, seed: int = 0, **options) -> Dataset:
+    """Load data set ``name`` under its paper protocol with the split of ``seed``.
+
+    ``root``: where the data (and the split files, in ``root/deephash_splits/``) live;
+    embedded sets need none (their split files go to ``$DEEPHASH_CACHE/splits`` or
+    ``~/.cache/deephash/splits``). ``options`` are passed to the loader (protocol counts,
+    ``split_dir``, and for list sets ``image_root``, ``list_file``, ``map_depth``,
+    ``check_files``, ``verify_images``). Unknown names raise ValueError.
+    """
+    key = str(name).lower()
+    if key not in _LOADERS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return _LOADERS[key](root=root, seed=int(seed), **options)
