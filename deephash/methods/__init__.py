@@ -13,6 +13,7 @@ from deephash.methods.base import (
 
 # Each method module registers itself on import.
 # (method modules are imported below as they are added)
+from deephash.methods import shallow  # noqa: F401, E402  (registers lsh, pcah, ...)
 
 __all__ = [
     "HashingMethod",

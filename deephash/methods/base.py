@@ -148,11 +148,22 @@ class ShallowMethod(abc.ABC):
             raise ValueError("features contain NaN or infinite values")
         return arr
 
+    def _fit_inputs(self, features: Any, labels: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validate ``fit`` inputs: float64 features (n, d) and, for supervised methods,
+        float64 multi-hot labels (n, c) (class ids (n,) are one-hot encoded)."""
+        x = self.features_of(features)
+        if not self.supervised:
+            return x, None
+        from deephash.methods.shallow._linalg import as_labels
+
+        return x, as_labels(labels, x.shape[0], method=self.name)
+
     def fit_dataset(self, dataset: Any, config: Any = None) -> dict:
+        """Fit on ``dataset.train`` (features in ``images``); returns ``self.history``."""
         seed = getattr(config, "seed", 0) if config is not None else 0
         labels = dataset.train.labels if self.supervised else None
         self.fit(self.features_of(dataset.train), labels, seed=seed)
-        return {}
+        return dict(getattr(self, "history", {}))
 
     def encode(self, inputs: Any) -> np.ndarray:
         if not self.fitted:
