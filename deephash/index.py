@@ -1,0 +1,213 @@
+"""A flat (exhaustive) Hamming index over binary codes, with save/load.
+
+``HammingIndex(n_bits, backend="auto")``:
+
+* ``add(codes)``: append codes (bool / {0,1} / {-1,+1} ``(n, n_bits)`` or packed uint8);
+  items are numbered in insertion order from 0.
+* ``search(queries, k) -> (distances int32 (q, k'), indices int64 (q, k'))`` with
+  ``k' = min(k, len(index))``, ordered by distance, ties by insertion index.
+* ``range_search(queries, radius)``: one int64 index array per query with every item at
+  distance ``<= radius`` (inclusive), in the same order.
+* ``save(path)`` / ``HammingIndex.load(path)``: a versioned, checksummed file, written
+  atomically; a corrupt or foreign file is a ValueError.
+
+Backends: ``"numpy"`` runs deephash's own kernels (compiled with numba, or pure numpy with
+``DEEPHASH_KERNELS=numpy``); ``"faiss"`` runs ``faiss.IndexBinaryFlat`` (codes padded to
+whole bytes) and then reorders ties and makes the radius inclusive so that both backends give
+identical results. ``"auto"`` picks ``"numpy"``: it is exact by construction and was no slower
+than faiss' flat index in ``benchmarks/retrieval.py`` (see ``docs/metrics.md``).
+
+>>> index = HammingIndex(4)
+>>> index.add(np.array([[0, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]]))
+>>> index.search(np.array([[0, 0, 0, 1]]), k=2)
+(array([[1, 1]], dtype=int32), array([[0, 1]]))
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from deephash import _kernels
+from deephash.codes import as_words, bytes_to_words, n_bytes, pack, unpack
+from deephash.codes import as_bits
+from deephash.io import atomic_write
+
+__all__ = ["HammingIndex"]
+
+BACKENDS = ("auto", "numpy", "faiss")
+_MAGIC = b"DEEPHASH-HAMMING-INDEX\n"
+_FORMAT_VERSION = 1
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("backend='faiss' needs faiss: pip install deephash[faiss]") from e
+    return faiss
+
+
+class HammingIndex:
+    """Exhaustive Hamming-distance index (see module docstring)."""
+
+    def __init__(self, n_bits: int, backend: str = "auto"):
+        if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
+            raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+        self.n_bits = int(n_bits)
+        self.backend = "numpy" if backend == "auto" else backend
+        self._packed = np.zeros((0, n_bytes(self.n_bits)), np.uint8)
+        self._words = None
+        self._faiss_index = None
+        if self.backend == "faiss":
+            self._faiss_index = _faiss().IndexBinaryFlat(8 * n_bytes(self.n_bits))
+
+    def __len__(self) -> int:
+        return int(self._packed.shape[0])
+
+    def __repr__(self) -> str:
+        return f"HammingIndex(n_bits={self.n_bits}, backend={self.backend!r}, size={len(self)})"
+
+    # -------------------------------------------------------------------- building
+
+    def _pack(self, codes, name: str) -> np.ndarray:
+        arr = np.asarray(codes)
+        if arr.dtype == np.uint8 and arr.ndim == 2 and arr.shape[1] == n_bytes(self.n_bits) != self.n_bits:
+            as_words(arr, self.n_bits, name)  # validates padding bits
+            return np.ascontiguousarray(arr)
+        return pack(as_bits(arr, self.n_bits, name))
+
+    def add(self, codes) -> None:
+        """Append codes ``(n, n_bits)`` (or packed ``uint8 (n, ceil(n_bits/8))``)."""
+        packed = self._pack(codes, "codes")
+        self._packed = np.concatenate([self._packed, packed]) if len(self) else packed
+        self._words = None
+        if self._faiss_index is not None:
+            self._faiss_index.add(packed)
+
+    def codes(self) -> np.ndarray:
+        """The stored codes as ``bool (len, n_bits)``."""
+        return unpack(self._packed, self.n_bits)
+
+    def _db_words(self) -> np.ndarray:
+        if self._words is None:
+            self._words = bytes_to_words(self._packed)
+        return self._words
+
+    def _queries(self, queries) -> np.ndarray:
+        if len(self) == 0:
+            raise ValueError("the index is empty: add codes before searching")
+        return self._pack(queries, "queries")
+
+    # -------------------------------------------------------------------- searching
+
+    def search(self, queries, k: int, kernels: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest items: ``(distances int32, indices int64)``, each ``(q, min(k, len))``."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        qp = self._queries(queries)
+        k = min(int(k), len(self))
+        if self.backend == "faiss":
+            return self._faiss_search(qp, k)
+        return _kernels.knn(bytes_to_words(qp), self._db_words(), k, self.n_bits, kernels)
+
+    def range_search(
+        self, queries, radius: int, return_distances: bool = False, kernels: str | None = None
+    ):
+        """Every item at distance ``<= radius`` per query (a list of int64 arrays), ordered by
+        (distance, index); with ``return_distances`` also a list of int32 distance arrays."""
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
+        qp = self._queries(queries)
+        if self.backend == "faiss":
+            idx, dist, lims = self._faiss_range(qp, int(radius))
+        else:
+            idx, dist, lims = _kernels.range_search(
+                bytes_to_words(qp), self._db_words(), int(radius), self.n_bits, kernels
+            )
+        idxs = [idx[lims[i] : lims[i + 1]] for i in range(len(qp))]
+        if return_distances:
+            return idxs, [dist[lims[i] : lims[i + 1]] for i in range(len(qp))]
+        return idxs
+
+    def _faiss_range(self, qp: np.ndarray, radius: int):
+        # faiss keeps d < radius (strict); ask for radius + 1 to make it inclusive
+        lims, dist, idx = self._faiss_index.range_search(qp, radius + 1)
+        lims = lims.astype(np.int64)
+        out_i = np.empty(len(idx), np.int64)
+        out_d = np.empty(len(idx), np.int32)
+        for q in range(len(qp)):
+            s, e = lims[q], lims[q + 1]
+            order = np.lexsort((idx[s:e], dist[s:e]))
+            out_i[s:e] = idx[s:e][order]
+            out_d[s:e] = dist[s:e][order]
+        return out_i, out_d, lims
+
+    def _faiss_search(self, qp: np.ndarray, k: int):
+        # faiss returns an arbitrary subset of the items tied at the k-th distance: widen the
+        # search until every item tied with the k-th is in, then order by (distance, index).
+        n = len(self)
+        out_d = np.empty((len(qp), k), np.int32)
+        out_i = np.empty((len(qp), k), np.int64)
+        todo = np.arange(len(qp))
+        kk = min(n, k + 1)
+        while todo.size:
+            dist, idx = self._faiss_index.search(qp[todo], kk)
+            done = (dist[:, k - 1] < dist[:, kk - 1]) | (kk == n)
+            for row in np.flatnonzero(done):
+                order = np.lexsort((idx[row], dist[row]))[:k]
+                out_d[todo[row]] = dist[row, order]
+                out_i[todo[row]] = idx[row, order]
+            todo = todo[~done]
+            kk = min(n, 2 * kk)
+        return out_d, out_i
+
+    # -------------------------------------------------------------------- persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index atomically: magic line, JSON header (version, bits, size, sha256), codes."""
+        payload = self._packed.tobytes()
+        header = {
+            "format_version": _FORMAT_VERSION,
+            "n_bits": self.n_bits,
+            "size": len(self),
+            "bytes_per_code": n_bytes(self.n_bits),
+            "backend": self.backend,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }
+        with atomic_write(path, "wb") as f:
+            f.write(_MAGIC)
+            f.write(json.dumps(header).encode("utf-8") + b"\n")
+            f.write(payload)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, backend: str | None = None) -> "HammingIndex":
+        """Read an index written by :meth:`save` (``backend`` overrides the saved one)."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no Hamming index file at {path!r}")
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data.startswith(_MAGIC):
+            raise ValueError(f"{path!r} is not a deephash Hamming index file (bad magic)")
+        rest = data[len(_MAGIC) :]
+        line_end = rest.find(b"\n")
+        try:
+            header = json.loads(rest[:line_end].decode("utf-8"))
+            version, n_bits, size = header["format_version"], int(header["n_bits"]), int(header["size"])
+            checksum = header["sha256"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path!r}: corrupt Hamming index header ({e})") from e
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"{path!r}: unsupported Hamming index format version {version} (this is {_FORMAT_VERSION})")
+        payload = rest[line_end + 1 :]
+        if len(payload) != size * n_bytes(n_bits) or hashlib.sha256(payload).hexdigest() != checksum:
+            raise ValueError(f"{path!r}: corrupt Hamming index (size or checksum mismatch)")
+        index = cls(n_bits, backend=backend or header.get("backend", "auto"))
+        if size:
+            index.add(np.frombuffer(payload, np.uint8).reshape(size, n_bytes(n_bits)).copy())
+        return index
