@@ -97,7 +97,7 @@ def read_list(path: str, num_labels: int | tuple[int, ...], image_root: str, whe
 
 def top_labels(labels: np.ndarray, k: int) -> np.ndarray:
     """Columns of the ``k`` most frequent labels, in their original order (ties: lower index)."""
-    freq = labels.sum(axis=0)
+    freq = labels.sum(axis=0).astype(np.int64)
     order = np.lexsort((np.arange(labels.shape[1]), -freq))
     return np.sort(order[:k])
 
@@ -150,7 +150,7 @@ def load_list_dataset(
         rel, paths, labels, positions, sources = _pool(parts, given)
         labels, keep = _select_labels(name, spec, labels)
         query, train, database = (_remap(positions[k], keep) for k in ("query", "train", "database"))
-        rel, paths, labels, sources = rel[keep], paths[keep], labels[keep], sources[keep]
+        rel, paths, sources = rel[keep], paths[keep], sources[keep]
         fingerprint = {k: file_sha256(given[k]) for k in GIVEN_LISTS}
         params = dict(dataset=name, mode="given", num_items=int(len(rel)), lists=fingerprint)
         directory = split_dir or os.path.join(root, "deephash_splits", name, "given")
@@ -171,7 +171,7 @@ def load_list_dataset(
         rel, paths, labels = read_list(full_path, widths, image_root, where)
         sources = np.asarray([f"{full_path}, line {i + 1}" for i in range(len(rel))], dtype=object)
         labels, keep = _select_labels(name, spec, labels)
-        rel, paths, labels, sources = rel[keep], paths[keep], labels[keep], sources[keep]
+        rel, paths, sources = rel[keep], paths[keep], sources[keep]
         counts = dict(
             query_per_class=query_per_class if query_per_class is not None else (None if num_query else spec.query_per_class),
             train_per_class=train_per_class if train_per_class is not None else (None if num_train else spec.train_per_class),
