@@ -1,0 +1,227 @@
+"""Feature vectors for the shallow baselines: extract them from a backbone layer, save, load.
+
+The shallow methods (LSH, ITQ, KSH, SDH, ...) are fit on feature vectors, as in the
+papers (DSEH: 4,096-d CNN-F fc7; DSRH: GIST / AlexNet outputs; raw pixels for the
+embedded sets). A *feature data set* is an ordinary ``deephash.data.Dataset`` whose splits
+hold float32 feature vectors in ``images`` with shape ``(n, 1, 1, d)`` — a 1x1 "image"
+with ``d`` channels, so that every ``Split`` check still holds — and
+``image_shape == (1, 1, d)``. ``feature_matrix(split)`` returns the ``(n, d)`` view; the
+shallow methods flatten ``images`` themselves. Labels, indices, class ids, the protocol
+and the split ``checksum`` are those of the source data set.
+
+On disk (``save_features`` / ``load_features``) a feature directory holds, per split
+``s`` in query / train / database: ``s_features.npy`` (float32 (n, d)), ``s_labels.npy``
+(uint8 (n, c)), ``s_indices.npy`` (int64 (n,)) and, for single-label sets,
+``s_class_ids.npy`` (int64 (n,)); plus ``features.json`` (data set name, split checksum,
+protocol, dimension, sizes and where the features came from), written last. Every file
+is written atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from deephash.data.dataset import Dataset, Protocol, Split
+from deephash.data.splits import split_checksum
+from deephash.io import atomic_write, write_json
+
+SPLITS = ("query", "train", "database")
+RAW = ("pixels", "raw")
+META_FILE = "features.json"
+FORMAT_VERSION = 1
+
+
+def feature_matrix(split: Split) -> np.ndarray:
+    """The ``(n, d)`` float32 feature vectors of a feature split (or flattened images)."""
+    if split.images is None:
+        raise ValueError("this split holds image paths, not feature vectors; run extract_features first")
+    return split.images.reshape(len(split), -1)
+
+
+def _with_features(split: Split, feats: np.ndarray) -> Split:
+    feats = np.asarray(feats, dtype=np.float32)
+    if feats.ndim != 2 or feats.shape[0] != len(split):
+        raise ValueError(f"features must have shape ({len(split)}, d), got {feats.shape}")
+    if not np.all(np.isfinite(feats)):
+        raise ValueError("features contain NaN or infinite values")
+    return dataclasses.replace(split, images=feats.reshape(len(feats), 1, 1, -1), paths=None)
+
+
+def _feature_dataset(dataset: Dataset, feats: dict[str, np.ndarray]) -> Dataset:
+    splits = {name: _with_features(getattr(dataset, name), feats[name]) for name in SPLITS}
+    dims = {int(s.images.shape[-1]) for s in splits.values()}
+    if len(dims) != 1:
+        raise ValueError(f"feature dimensions differ between splits: {sorted(dims)}")
+    return dataclasses.replace(dataset, **splits, image_shape=(1, 1, dims.pop()))
+
+
+def _feature_model(backbone: Any, layer: str | None, weights, input_shape):
+    import keras
+
+    from deephash import backbones
+
+    model = backbone
+    if isinstance(backbone, str):
+        model = backbones.get(backbone, input_shape=input_shape, weights=weights)
+    elif weights is not None:
+        raise ValueError("weights applies to a backbone given by name; load them into your model instead")
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"backbone must be a keras.Model or a name ({', '.join(backbones.available())}, pixels)")
+    if layer is None:
+        return model
+    names = [lay.name for lay in model.layers]
+    if layer not in names:
+        raise ValueError(f"backbone {model.name!r} has no layer {layer!r}; layers: {', '.join(names)}")
+    return keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
+
+
+def _run(model, split: Split, batch_size: int, preprocess) -> np.ndarray:
+    from deephash.data.pipelines import image_dataset
+
+    out = [np.asarray(model(batch, training=False)).reshape(batch.shape[0], -1)
+           for batch in image_dataset(split, batch_size, preprocess=preprocess)]
+    if not out:
+        raise ValueError("cannot extract features of an empty split")
+    return np.concatenate(out).astype(np.float32)
+
+
+def extract_features(
+    backbone_model_or_name: Any,
+    dataset: Dataset,
+    layer: str | None = None,
+    batch_size: int = 64,
+    weights: str | os.PathLike | None = None,
+    preprocess: Any = None,
+) -> Dataset:
+    """Feature vectors of every split of ``dataset`` (see the module docstring).
+
+    Args:
+        backbone_model_or_name: ``"pixels"`` (or ``"raw"``, ``None``): flattened in-memory
+            images in [0, 255]; a backbone name of ``deephash.backbones.available()``; or a
+            ``keras.Model`` mapping preprocessed image batches to features.
+        dataset: the source ``Dataset`` (in-memory or file-based; pixels need in-memory).
+        layer: name of the layer whose output to take (e.g. ``"fc7"`` for cnn_f, ``"fc2"``
+            — VGG's fc7 — for vgg19); default the backbone output. Outputs with spatial
+            axes are flattened.
+        batch_size: images per forward pass.
+        weights: local pretrained weights file for a backbone given by name.
+        preprocess: a ``Preprocessor`` (or callable); default
+            ``deephash.data.for_backbone(name)`` for a named backbone, none for a model.
+
+    Returns a ``Dataset`` with features ``(n, 1, 1, d)`` in each split's ``images``.
+    Items shared by the training and database splits are computed once.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if backbone_model_or_name is None or (isinstance(backbone_model_or_name, str)
+                                          and backbone_model_or_name.lower() in RAW):
+        if layer is not None or weights is not None:
+            raise ValueError("raw pixel features take no layer or weights")
+        for name in SPLITS:
+            if getattr(dataset, name).images is None:
+                raise ValueError(f"raw pixel features need an in-memory data set; {dataset.name!r} holds image "
+                                 "files: choose a backbone")
+        return _feature_dataset(dataset, {n: feature_matrix(getattr(dataset, n)) for n in SPLITS})
+
+    if preprocess is None and isinstance(backbone_model_or_name, str):
+        from deephash.data.preprocessing import for_backbone
+
+        shape = dataset.image_shape if backbone_model_or_name.lower() == "small_cnn" else None
+        preprocess = for_backbone(backbone_model_or_name, input_shape=shape)
+    input_shape = getattr(preprocess, "input_shape", None) if isinstance(backbone_model_or_name, str) else None
+    model = _feature_model(backbone_model_or_name, layer, weights, input_shape)
+
+    feats = {"query": _run(model, dataset.query, batch_size, preprocess),
+             "database": _run(model, dataset.database, batch_size, preprocess)}
+    position = {int(i): p for p, i in enumerate(dataset.database.indices)}
+    train_pos = [position.get(int(i), -1) for i in dataset.train.indices]
+    if len(train_pos) and min(train_pos) >= 0:
+        feats["train"] = feats["database"][np.asarray(train_pos, dtype=np.int64)]
+    else:
+        feats["train"] = _run(model, dataset.train, batch_size, preprocess)
+    return _feature_dataset(dataset, feats)
+
+
+def save_features(dataset: Dataset, directory: str | os.PathLike, source: dict | None = None) -> str:
+    """Write a feature data set to ``directory`` (layout in the module docstring); returns it.
+
+    ``source`` (e.g. ``{"backbone": "cnn_f", "layer": "fc7", "weights": path}``) is
+    recorded in ``features.json``.
+    """
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    sizes, dims = {}, set()
+    for name in SPLITS:
+        split = getattr(dataset, name)
+        feats = feature_matrix(split)
+        dims.add(int(feats.shape[1]))
+        sizes[name] = len(split)
+        arrays = {"features": feats.astype(np.float32), "labels": split.labels, "indices": split.indices}
+        if split.class_ids is not None:
+            arrays["class_ids"] = split.class_ids
+        for key, arr in arrays.items():
+            with atomic_write(os.path.join(directory, f"{name}_{key}.npy"), "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+    if len(dims) != 1:
+        raise ValueError(f"feature dimensions differ between splits: {sorted(dims)}")
+    write_json(os.path.join(directory, META_FILE), {
+        "format_version": FORMAT_VERSION,
+        "dataset": dataset.name,
+        "checksum": dataset.checksum,
+        "dim": dims.pop(),
+        "sizes": sizes,
+        "single_label": dataset.query.class_ids is not None,
+        "protocol": dataclasses.asdict(dataset.protocol),
+        "root": dataset.root,
+        "source": dict(source or {}),
+    })
+    return directory
+
+
+def _load_array(directory: str, filename: str) -> np.ndarray:
+    path = os.path.join(directory, filename)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"feature file {path!r} is missing (written by deephash.features.save_features "
+                                "or experiments/extract_features.py)")
+    return np.load(path, allow_pickle=False)
+
+
+def load_features(directory: str | os.PathLike) -> Dataset:
+    """Read a directory written by ``save_features`` into a feature ``Dataset``, validated:
+    shapes agree, features are finite, and the index lists reproduce the recorded split
+    checksum. Missing files raise FileNotFoundError naming them; inconsistent ones ValueError."""
+    directory = os.fspath(directory)
+    meta_path = os.path.join(directory, META_FILE)
+    if not os.path.exists(meta_path):
+        raise FileNotFoundError(f"{meta_path!r} is missing: {directory!r} is not a complete feature directory "
+                                "(written by deephash.features.save_features)")
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path!r}: unknown format_version {meta.get('format_version')!r}")
+    splits = {}
+    for name in SPLITS:
+        feats = _load_array(directory, f"{name}_features.npy")
+        labels = _load_array(directory, f"{name}_labels.npy")
+        indices = _load_array(directory, f"{name}_indices.npy")
+        class_ids = _load_array(directory, f"{name}_class_ids.npy") if meta["single_label"] else None
+        n = meta["sizes"][name]
+        if feats.shape != (n, meta["dim"]) or labels.shape[0] != n or indices.shape != (n,):
+            raise ValueError(f"{directory!r}: {name} arrays have shapes {feats.shape}, {labels.shape}, "
+                             f"{indices.shape}; {META_FILE} says {n} items of dimension {meta['dim']}")
+        if not np.all(np.isfinite(feats)):
+            raise ValueError(f"{directory!r}: {name}_features.npy contains NaN or infinite values")
+        split = Split(labels=labels, indices=indices, images=np.ones((n, 1, 1, 1), np.float32), class_ids=class_ids)
+        splits[name] = _with_features(split, feats)
+    checksum = split_checksum(splits["query"].indices, splits["train"].indices, splits["database"].indices)
+    if checksum != meta["checksum"]:
+        raise ValueError(f"{directory!r}: the index lists give split checksum {checksum[:12]}..., "
+                         f"{META_FILE} records {meta['checksum'][:12]}...")
+    proto = meta["protocol"]
+    protocol = Protocol(**{**proto, "class_names": tuple(proto["class_names"])})
+    return Dataset(name=meta["dataset"], protocol=protocol, checksum=meta["checksum"],
+                   image_shape=(1, 1, int(meta["dim"])), root=meta.get("root"), **splits)
