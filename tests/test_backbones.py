@@ -191,6 +191,21 @@ def test_load_vgg19_weights_reads_a_file_written_by_keras_legacy_h5_saver(tmp_pa
     np.testing.assert_allclose(_np(model(x)), _np(donor(x)), rtol=1e-5, atol=1e-6)
 
 
+def test_save_vgg19_weights_round_trips_through_the_loader(tmp_path):
+    donor = backbones.vgg19(**SMALL_VGG)
+    path = tmp_path / "converted.h5"
+    assert backbones.save_vgg19_weights(_hash_model(donor), path) == vgg19_layer_names()
+    model = backbones.vgg19(weights=path, **SMALL_VGG)
+    for a, b in zip(model.get_weights(), donor.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with h5py.File(path) as f:  # the published file's layout: layer_names / weight_names
+        assert [n.decode() for n in f.attrs["layer_names"]] == vgg19_layer_names()
+        assert [n.decode() for n in f["fc2"].attrs["weight_names"]] == ["fc2/kernel:0", "fc2/bias:0"]
+    with pytest.raises(ValueError, match="no VGG-19 layers"):
+        backbones.save_vgg19_weights(backbones.small_cnn((8, 8, 1)), tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_load_vgg19_weights_errors(tmp_path):
     model = backbones.vgg19(**SMALL_VGG)
     with pytest.raises(FileNotFoundError, match="missing.h5"):

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import keras
 
 from deephash.backbones.small_cnn import small_cnn
-from deephash.backbones.vgg19 import load_vgg19_weights, vgg19
+from deephash.backbones.vgg19 import load_vgg19_weights, save_vgg19_weights, vgg19
 
 # name -> (module, builder function); modules are imported when the backbone is requested.
 _BUILDERS = {
@@ -68,4 +68,4 @@ def get(
     return builder(input_shape, **kwargs)
 
 
-__all__ = ["available", "get", "load_vgg19_weights", "small_cnn", "vgg19"]
+__all__ = ["available", "get", "load_vgg19_weights", "save_vgg19_weights", "small_cnn", "vgg19"]

@@ -159,6 +159,33 @@ def load_vgg19_weights(model: keras.Model, path: str | os.PathLike) -> list[str]
     return assigned
 
 
+def save_vgg19_weights(model: keras.Model, path: str | os.PathLike) -> list[str]:
+    """Write the VGG layers of ``model`` in the format :func:`load_vgg19_weights` reads.
+
+    Use it to convert: any Keras model whose layers carry the VGG-19 names (for example
+    ``keras.applications.VGG19(weights=...)`` or a fine-tuned :func:`vgg19`) becomes a
+    ``layer_names`` / ``weight_names`` HDF5 file, written atomically. Returns the layer names.
+    """
+    import h5py
+
+    from deephash.io import atomic_write
+
+    layers = [layer for layer in _leaf_layers(model) if layer.weights and layer.name in vgg19_layer_names()]
+    if not layers:
+        raise ValueError(f"model {model.name!r} has no VGG-19 layers (block1_conv1 ... fc2) to save")
+    with atomic_write(path, "w+b") as fileobj, h5py.File(fileobj, "w") as f:
+        f.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for layer in layers:
+            g = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            g.attrs["weight_names"] = np.array([n.encode("utf8") for n in names])
+            for name, value in zip(names, layer.get_weights()):
+                g.create_dataset(name, data=value)
+    return [layer.name for layer in layers]
+
+
 def _leaf_layers(model):
     """Layers of ``model``, descending into nested models (a backbone inside a bigger model)."""
     for layer in model.layers:
