@@ -1,0 +1,224 @@
+"""Base class of the hashing methods that are Keras models (DSRH, DSEH, deep baselines).
+
+The keras-hub "task" pattern: a subclass builds a functional model in ``__init__`` around
+a backbone, keeps every constructor argument as an attribute, returns them from
+``get_config`` (the backbone through ``keras.layers.serialize``) and rebuilds itself in
+``from_config``. Saved ``.keras`` files then reload with
+``keras.models.load_model(path)`` (after ``import deephash``) or
+``deephash.methods.load(path)``.
+
+This class adds the common method interface of ``deephash.methods.base``:
+
+* ``fit_dataset(dataset, config)``: builds the method's tf.data pipeline
+  (:meth:`train_dataset`, overridable), compiles with ``training.make_optimizer``, runs
+  ``keras.Model.fit`` (progress bar with ``config.verbose=1``), checkpoints every epoch
+  into ``config.checkpoint_dir`` and resumes from the latest checkpoint there;
+* ``encode(images_or_split) -> bool (n, bits)``, batched through
+  ``data.image_dataset`` with the backbone's preprocessing;
+* ``hash_model()``: a model from (preprocessed) images to relaxed codes, exportable alone;
+* ``extra_metrics(dataset, query_codes, db_codes) -> dict`` (default: none);
+* ``from_registry(name, bits, dataset, **hparams)`` used by ``methods.create``.
+
+Subclasses implement ``train_step`` and :meth:`hash_model` / :meth:`code_logits_model`.
+Inside ``train_step`` losses must be per-replica shares of the global mean (see
+``deephash.training``); :meth:`regularization_loss` gives the weight-decay term already
+scaled that way.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import keras
+import numpy as np
+
+from deephash import training
+from deephash.methods.base import register_loader
+
+_IMAGE_BATCH = 256
+
+
+class KerasHashingMethod(keras.Model):
+    """Common behaviour of Keras hashing methods; see the module docstring.
+
+    Subclass ``__init__`` must set ``self.bits``, ``self.image_shape`` (raw image shape
+    ``(h, w, ch)``, or None for file-based data) and ``self.preprocessing`` (the backbone
+    name given to ``data.preprocessing.for_backbone``) after ``super().__init__``.
+    """
+
+    # bit = 1 where the output of code_logits_model() is above this
+    code_threshold: float = 0.0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_registry(cls, name: str, bits: int, dataset: Any = None, **hparams) -> "KerasHashingMethod":
+        """Build the method registered as ``name`` for ``dataset`` (classes, label type,
+        image shape). Subclasses override :meth:`registry_kwargs`."""
+        return cls(**cls.registry_kwargs(name, bits, dataset, **hparams))
+
+    @classmethod
+    def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def build_backbone(backbone: Any, image_shape=None, weights: str | None = None, input_shape=None):
+        """``(backbone model, preprocessing name)`` for a backbone name: the backbone's input
+        is ``input_shape`` if given, else its default (224x224x3 for the ImageNet
+        backbones), else the raw ``image_shape`` (small_cnn)."""
+        from deephash import backbones
+        from deephash.data import preprocessing
+
+        pre = preprocessing.for_backbone(str(backbone), input_shape=input_shape)
+        shape = pre.input_shape if pre.input_shape is not None else image_shape
+        if shape is None:
+            raise ValueError(f"backbone {backbone!r} needs an input shape: give image_shape or input_shape")
+        model = backbones.get(str(backbone), input_shape=tuple(shape), weights=weights)
+        return model, str(backbone).lower()
+
+    # ------------------------------------------------------------------ training
+    def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
+        """The infinite training pipeline, starting at batch ``start_step``. Default:
+        shuffled ``(images, labels)`` batches; triplet methods override it."""
+        from deephash import data
+
+        ds = data.labeled_dataset(
+            split, config.batch_size, seed=config.seed, shuffle=True, repeat=True,
+            preprocess=self.preprocessor(), augment=getattr(self, "augment", False), drop_remainder=True,
+        )
+        return ds.skip(start_step) if start_step else ds
+
+    def steps_per_epoch(self, split, config: training.TrainConfig) -> int:
+        """Optimiser steps per epoch: ``len(split) // batch_size`` (at least 1)."""
+        return max(1, len(split) // int(config.batch_size))
+
+    def regularization_loss(self):
+        """Caffe-style weight decay of the current ``fit_dataset`` config, scaled for the
+        replicas (add it to the loss in ``train_step``)."""
+        wd = float(getattr(self, "_weight_decay", 0.0) or 0.0)
+        return training.scale_to_replicas(training.weight_decay_loss(self.trainable_weights, wd))
+
+    def minimize(self, tape, scaled_loss) -> None:
+        """Apply one optimiser step for ``scaled_loss``, which must be computed INSIDE the
+        tape's context as ``self.optimizer.scale_loss(loss)`` (the loss scale matters
+        under mixed precision; the optimiser unscales the gradients)."""
+        weights = self.trainable_weights
+        grads = tape.gradient(scaled_loss, weights)
+        self.optimizer.apply_gradients(zip(grads, weights))
+
+    def fit_dataset(self, dataset, config: training.TrainConfig | None = None, callbacks=None) -> dict:
+        """Train on ``dataset.train``; returns the history ``{metric: [value per epoch]}``.
+
+        A fresh optimiser (``training.make_optimizer(config)``) is compiled each call. With
+        ``config.checkpoint_dir`` the weights and optimiser state are saved after every
+        epoch and, if checkpoints exist there, training resumes after the latest one (the
+        data stream restarts at batch ``epoch * steps_per_epoch``), so an interrupted run
+        ends with the weights of an uninterrupted one.
+        """
+        config = config if config is not None else training.TrainConfig()
+        split = dataset.train if hasattr(dataset, "train") else dataset
+        steps = self.steps_per_epoch(split, config)
+        self._weight_decay = float(config.weight_decay)
+        with self.distribute_strategy.scope():
+            self.compile(optimizer=training.make_optimizer(config))
+        history: dict[str, list[float]] = {}
+        initial_epoch = 0
+        path = training.latest_checkpoint(config.checkpoint_dir)
+        if path is not None:
+            meta = training.restore_checkpoint(self, path)
+            initial_epoch = int(meta["epoch"])
+            history = {k: list(v) for k, v in meta.get("history", {}).items()}
+        if initial_epoch >= config.epochs:
+            return history
+        ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
+        cbs = list(callbacks or [])
+        if config.checkpoint_dir:
+            cbs.append(training.checkpoint_callback(config.checkpoint_dir, history))
+        result = self.fit(
+            ds, epochs=int(config.epochs), steps_per_epoch=steps, initial_epoch=initial_epoch,
+            callbacks=cbs, verbose=config.verbose,
+        )
+        for k, v in result.history.items():
+            history.setdefault(k, []).extend(float(x) for x in v)
+        return history
+
+    # ------------------------------------------------------------------ encoding
+    def preprocessor(self):
+        """The backbone's ``data.preprocessing.Preprocessor`` (raw [0, 255] images -> the
+        model's input), or None for preprocessing "none"."""
+        if self.preprocessing in (None, "none"):
+            return None
+        from deephash.data import preprocessing
+
+        return preprocessing.for_backbone(self.preprocessing, input_shape=tuple(self.inputs[0].shape[1:]))
+
+    def hash_model(self) -> keras.Model:
+        """Model from preprocessed images to relaxed codes ``(b, bits)``; exportable alone."""
+        raise NotImplementedError
+
+    def code_logits_model(self) -> keras.Model:
+        """Model whose outputs are thresholded at ``code_threshold`` to give the codes
+        (default: :meth:`hash_model`)."""
+        return self.hash_model()
+
+    def _check_images(self, inputs) -> None:
+        images = getattr(inputs, "images", inputs)
+        if images is None and getattr(inputs, "paths", None) is not None:
+            return
+        shape = getattr(images, "shape", None)
+        if shape is None or len(shape) != 4 or shape[0] == 0:
+            raise ValueError(f"{self.name}: encode needs images (n, h, w, ch) or a Split, got shape {shape}")
+        if self.image_shape is not None and tuple(shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"{self.name}: images have shape {tuple(shape[1:])}, the model expects {tuple(self.image_shape)}")
+
+    def relaxed_codes(self, inputs, batch_size: int = _IMAGE_BATCH) -> np.ndarray:
+        """Outputs of :meth:`hash_model` for raw images / a Split, float32 ``(n, bits)``."""
+        return self._predict(self.hash_model(), inputs, batch_size)
+
+    def encode(self, inputs, batch_size: int = _IMAGE_BATCH) -> np.ndarray:
+        """Binary codes, bool ``(n, bits)``, of raw images ``(n, h, w, ch)`` in [0, 255] or
+        of a ``data.Split``."""
+        return self._predict(self.code_logits_model(), inputs, batch_size) > self.code_threshold
+
+    def _predict(self, model: keras.Model, inputs, batch_size: int) -> np.ndarray:
+        from deephash import data
+
+        self._check_images(inputs)
+        ds = data.image_dataset(inputs, batch_size, preprocess=self.preprocessor())
+        out = model.predict(ds, verbose=0)
+        return np.asarray(out, dtype=np.float32)
+
+    def extra_metrics(self, dataset, query_codes: np.ndarray, db_codes: np.ndarray) -> dict:
+        """Method-specific metrics merged into metrics.json by the experiment runner."""
+        return {}
+
+    # ------------------------------------------------------------------ saving
+    def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
+        """``keras.Model.save`` written atomically (temporary file, then rename)."""
+        filepath = os.fspath(filepath)
+        if not filepath.endswith(".keras"):
+            raise ValueError(f"{self.name}: save to a '.keras' file, got {filepath!r}")
+        if os.path.exists(filepath) and not overwrite:
+            raise ValueError(f"{filepath!r} exists (pass overwrite=True)")
+        directory = os.path.dirname(os.path.abspath(filepath))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
+        os.close(fd)
+        try:
+            super().save(tmp, overwrite=True, **kwargs)
+            os.replace(tmp, filepath)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _load_keras(path: str):
+    import deephash  # noqa: F401  (registers every custom object)
+
+    model = keras.models.load_model(path, compile=False)
+    if not isinstance(model, KerasHashingMethod):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a deephash hashing method")
+    return model
+
+
+register_loader(".keras", _load_keras)

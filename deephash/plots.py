@@ -1,0 +1,90 @@
+"""Figures for run directories and reports (matplotlib, Agg backend, PNG written atomically).
+
+* :func:`pr_curve` — precision vs recall over Hamming radii (``metrics["pr_curve"]``);
+* :func:`training_curves` — each training-history series against the epoch;
+* :func:`metric_vs_bits` — a metric (e.g. mAP) against the code length, one line per method.
+"""
+from __future__ import annotations
+
+import io
+from typing import Mapping, Sequence
+
+from deephash.io import atomic_write
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+    return path
+
+
+def pr_curve(curves: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, Sequence[float]], path: str,
+             title: str = "Precision-recall (Hamming radius 0..k)") -> str:
+    """Plot one PR curve (``{"precision": [...], "recall": [...]}``) or several
+    (``{label: curve}``) and write a PNG to ``path``."""
+    if "precision" in curves and "recall" in curves:
+        curves = {"": curves}
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for label, c in curves.items():
+        p, r = list(c["precision"]), list(c["recall"])
+        if len(p) != len(r):
+            raise ValueError(f"pr curve {label!r}: {len(p)} precisions but {len(r)} recalls")
+        ax.plot(r, p, marker=".", label=label or None)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    if any(curves):
+        ax.legend()
+    return _save(fig, path)
+
+
+def training_curves(history: Mapping[str, Sequence[float]], path: str, title: str = "Training") -> str:
+    """One subplot per history series (loss terms, ...) against the epoch."""
+    series = {k: list(v) for k, v in history.items() if len(v)}
+    if not series:
+        raise ValueError("training_curves: the history is empty")
+    plt = _pyplot()
+    n = len(series)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False)
+    for ax, (name, values) in zip(axes[0], series.items()):
+        ax.plot(range(1, len(values) + 1), values, marker=".")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def metric_vs_bits(results: Mapping[str, Mapping[int, float]], path: str, metric: str = "mAP",
+                   title: str | None = None) -> str:
+    """``results = {method: {bits: value}}``: one line per method."""
+    if not results:
+        raise ValueError("metric_vs_bits: no results to plot")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for method, by_bits in results.items():
+        bits = sorted(int(b) for b in by_bits)
+        ax.plot(bits, [by_bits[b] if b in by_bits else by_bits[str(b)] for b in bits], marker="o", label=method)
+        ax.set_xticks(bits)
+    ax.set_xlabel("bits")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or f"{metric} vs code length")
+    return _save(fig, path)

@@ -1,0 +1,313 @@
+"""Training utilities shared by the deep methods: strategies, the paper's optimiser
+settings, losses under ``tf.distribute``, seeding, mixed precision and checkpoints.
+
+Conventions (see docs/training.md):
+
+* **Distribution.** A method's ``train_step`` runs once per replica on that replica's
+  share of the global batch, and the optimiser SUMS the replicas' gradients. Every loss
+  term must therefore be "this replica's share of the global mean": a per-replica mean
+  goes through :func:`scale_to_replicas`; a batch statistic (the orthogonality penalty,
+  in-batch pairwise terms) is computed on :func:`gather_replicas` of the replica's rows
+  (the global batch, identical on every replica) and then also scaled. Gradients flow
+  back through ``all_gather``.
+* **Weight decay** is Caffe-style: ``0.5 * weight_decay * sum ||W||^2`` over the kernels
+  (weights with ndim >= 2; biases and normalisation parameters are not decayed) is added
+  to the loss, so its gradient ``weight_decay * W`` goes through SGD momentum exactly as in
+  Caffe, which the DSRH paper used. (Keras' ``weight_decay=`` argument is decoupled decay,
+  which interacts differently with momentum.)
+* **Learning rate**: ``lr * lr_decay_rate ** floor(step / lr_decay_steps)`` (a step
+  schedule; ``lr_decay_steps=None`` keeps it constant).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import logging
+import os
+import re
+from typing import Any, Iterable
+
+import numpy as np
+
+from deephash.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+# --------------------------------------------------------------------------- devices
+def simulate_devices(n: int) -> None:
+    """Split the (first) CPU into ``n`` logical devices, e.g. to try ``mirrored`` on a
+    machine without GPUs. Must run before TensorFlow initialises its runtime; raises
+    RuntimeError if it is too late and the device count differs."""
+    import tensorflow as tf
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"simulate_devices: n must be a positive integer, got {n!r}")
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(n))
+    except RuntimeError as e:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != n:
+            raise RuntimeError(
+                f"cannot simulate {n} CPU devices: TensorFlow is already initialised with {have}; "
+                "call simulate_devices before any TensorFlow operation"
+            ) from e
+
+
+def get_strategy(name: str = "default"):
+    """A ``tf.distribute`` strategy by name.
+
+    ``default``: the current (no-op) strategy; ``mirrored``: synchronous data parallelism
+    over all GPUs, or over the logical CPU devices when there is no GPU (see
+    :func:`simulate_devices`); ``multiworker``: ``MultiWorkerMirroredStrategy`` configured
+    from the ``TF_CONFIG`` environment variable.
+    """
+    import tensorflow as tf
+
+    key = str(name).lower()
+    if key == "default":
+        return tf.distribute.get_strategy()
+    if key == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(devices) == 1 and not gpus:
+            log.warning("mirrored strategy over a single CPU device; use simulate_devices(n) for more")
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if key == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
+
+
+def num_replicas() -> int:
+    """Replicas of the strategy in the current context (1 outside any strategy)."""
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def scale_to_replicas(value):
+    """Divide a per-replica scalar loss by the number of replicas in sync.
+
+    Gradients of the replicas are summed, so a replica must contribute mean/N for the
+    sum to equal the global mean. Keras does this for losses given to ``compile``, but
+    not for losses computed inside a custom ``train_step``."""
+    import tensorflow as tf
+
+    n = num_replicas()
+    return value if n == 1 else value * tf.cast(1.0 / n, value.dtype)
+
+
+def gather_replicas(tensor):
+    """Concatenate ``tensor`` (b, ...) over the replicas along axis 0 inside a replica
+    context (differentiable); identity outside a strategy or with one replica."""
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tensor
+    return ctx.all_gather(tensor, axis=0)
+
+
+def weight_decay_loss(variables: Iterable, weight_decay: float):
+    """Caffe-style L2 term ``0.5 * weight_decay * sum ||W||^2`` over kernels (ndim >= 2)."""
+    import tensorflow as tf
+
+    kernels = [v for v in variables if len(v.shape) >= 2]
+    if not weight_decay or not kernels:
+        return tf.constant(0.0)
+    total = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in kernels])
+    return 0.5 * float(weight_decay) * total
+
+
+# --------------------------------------------------------------------------- config
+@dataclasses.dataclass
+class TrainConfig:
+    """Training settings; defaults are the DSRH paper's (Caffe, CIFAR-10).
+
+    ``batch_size`` is the GLOBAL batch (triplets for triplet methods, split over the
+    replicas). ``epochs`` counts passes of ``len(train) // batch_size`` steps.
+    ``lr_decay_steps`` is in optimiser steps (the paper: 5,000 on CIFAR-10, 20,000 on
+    NUS-WIDE); None = constant learning rate. ``checkpoint_dir`` enables per-epoch
+    checkpoints and automatic resume from the latest one.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    lr_decay_steps: int | None = 5000
+    lr_decay_rate: float = 0.1
+    strategy: str = "default"
+    seed: int = 0
+    mixed_precision: bool = False
+    checkpoint_dir: str | None = None
+    verbose: int = 1
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "TrainConfig":
+        def positive_int(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
+
+        positive_int("epochs")
+        positive_int("batch_size")
+        if self.lr_decay_steps is not None:
+            positive_int("lr_decay_steps")
+        for name in ("lr", "lr_decay_rate"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
+                raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
+        for name in ("momentum", "weight_decay"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"TrainConfig.{name} must be a non-negative number, got {v!r}")
+        if str(self.strategy).lower() not in STRATEGIES:
+            raise ValueError(f"TrainConfig.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
+        return self
+
+    def replace(self, **overrides) -> "TrainConfig":
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"TrainConfig has no field(s) {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"TrainConfig has no field(s) {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def make_optimizer(config: TrainConfig):
+    """SGD with momentum and the step learning-rate schedule of ``config``."""
+    import keras
+
+    lr: Any = float(config.lr)
+    if config.lr_decay_steps:
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            float(config.lr), int(config.lr_decay_steps), float(config.lr_decay_rate), staircase=True
+        )
+    return keras.optimizers.SGD(learning_rate=lr, momentum=float(config.momentum))
+
+
+def set_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, numpy and TensorFlow; ``deterministic`` also asks TF for deterministic
+    kernels (slower; used by the equality tests)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def configure_mixed_precision(enabled: bool) -> bool:
+    """Use the ``mixed_float16`` policy when asked AND a GPU is present; on CPU the request
+    is logged and ignored (float16 is slower there). Returns whether it is on. Call before
+    building the model."""
+    import keras
+    import tensorflow as tf
+
+    if not enabled:
+        keras.mixed_precision.set_global_policy("float32")
+        return False
+    if not tf.config.list_physical_devices("GPU"):
+        log.warning("mixed precision requested but no GPU is present: training in float32")
+        keras.mixed_precision.set_global_policy("float32")
+        return False
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    return True
+
+
+# --------------------------------------------------------------------------- checkpoints
+_CKPT = re.compile(r"^ckpt-(\d+)\.npz$")
+
+
+def save_checkpoint(model, directory: str, epoch: int, history: dict | None = None) -> str:
+    """Write model weights, optimiser state, the finished ``epoch`` count and the history
+    so far to ``directory/ckpt-<epoch>.npz`` (atomically); older checkpoints are removed."""
+    arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(model.weights)}
+    opt = getattr(model, "optimizer", None)
+    opt_vars = list(opt.variables) if opt is not None else []
+    arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(opt_vars)})
+    meta = {"epoch": int(epoch), "num_weights": len(model.weights), "num_opt": len(opt_vars), "history": history or {}}
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta, default=float).encode(), dtype=np.uint8)
+    path = os.path.join(directory, f"ckpt-{int(epoch)}.npz")
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+    for old in glob.glob(os.path.join(directory, "ckpt-*.npz")):
+        m = _CKPT.match(os.path.basename(old))
+        if m and int(m.group(1)) < epoch:
+            os.unlink(old)
+    return path
+
+
+def latest_checkpoint(directory: str | None) -> str | None:
+    """Path of the checkpoint with the most epochs in ``directory`` (None if none)."""
+    if not directory or not os.path.isdir(directory):
+        return None
+    found = []
+    for p in os.listdir(directory):
+        m = _CKPT.match(p)
+        if m:
+            found.append((int(m.group(1)), os.path.join(directory, p)))
+    return max(found)[1] if found else None
+
+
+def restore_checkpoint(model, path: str) -> dict:
+    """Load a :func:`save_checkpoint` file into ``model`` (and its compiled optimiser,
+    which is built first). Returns the metadata: ``epoch`` and ``history``."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(bytes(z["__meta__"]).decode())
+        weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
+        opt_state = [z[f"o{i}"] for i in range(meta["num_opt"])]
+    if len(weights) != len(model.weights):
+        raise ValueError(f"{path}: checkpoint has {len(weights)} weights, the model {len(model.weights)}")
+    for v, w in zip(model.weights, weights):
+        if tuple(v.shape) != w.shape:
+            raise ValueError(f"{path}: weight {v.path} has shape {tuple(v.shape)}, checkpoint {w.shape}")
+        v.assign(w)
+    opt = getattr(model, "optimizer", None)
+    if opt_state:
+        if opt is None:
+            raise ValueError(f"{path}: has optimiser state but the model is not compiled")
+        if not opt.built:
+            with model.distribute_strategy.scope():
+                opt.build(model.trainable_variables)
+        if len(opt.variables) != len(opt_state):
+            raise ValueError(f"{path}: optimiser state has {len(opt_state)} variables, the optimiser {len(opt.variables)}")
+        for v, w in zip(opt.variables, opt_state):
+            v.assign(w)
+    return meta
+
+
+def checkpoint_callback(directory: str, initial_history: dict | None = None):
+    """A Keras callback saving a checkpoint at the end of every epoch (history included)."""
+    import keras
+
+    class _EpochCheckpoint(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.history = {k: list(v) for k, v in (initial_history or {}).items()}
+
+        def on_epoch_end(self, epoch, logs=None):
+            for k, v in (logs or {}).items():
+                self.history.setdefault(k, []).append(float(v))
+            save_checkpoint(self.model, directory, epoch + 1, self.history)
+
+    return _EpochCheckpoint()

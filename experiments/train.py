@@ -1,0 +1,128 @@
+"""Train one hashing method on one data set and write a run directory.
+
+    python experiments/train.py --method=dsrh --dataset=digits --bits=32 --out=runs/dsrh_digits_32
+
+Flags map onto ``deephash.training.TrainConfig`` (the DSRH paper's defaults) and the
+method's hyper-parameters; ``deephash.experiment.run`` does the work. Bad flags stop
+with a one-line error before anything is trained.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("method", "dsrh", "method name (see deephash.methods.available())")
+flags.DEFINE_string("dataset", "digits", "data set name (see deephash.data.available())")
+flags.DEFINE_string("root", None, "directory holding the data set's files (file-based sets)")
+flags.DEFINE_integer("bits", 32, "code length")
+flags.DEFINE_string("backbone", None, "backbone name for deep methods (default: the method's, small_cnn / vgg19)")
+flags.DEFINE_string("weights", None, "local pretrained backbone weights file")
+flags.DEFINE_integer("epochs", 10, "training epochs (passes of len(train)//batch_size steps)")
+flags.DEFINE_integer("batch_size", 64, "global batch size (triplets for triplet methods)")
+flags.DEFINE_float("lr", 0.01, "initial learning rate")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum")
+flags.DEFINE_float("weight_decay", 2e-4, "Caffe-style L2 weight decay")
+flags.DEFINE_integer("lr_decay_steps", 5000, "multiply the learning rate by lr_decay_rate every this many steps (0: never)")
+flags.DEFINE_float("lr_decay_rate", 0.1, "learning-rate step factor")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy")
+flags.DEFINE_integer("seed", 0, "random seed (data split, initialisation, batches)")
+flags.DEFINE_string("out", None, "run directory to write (required)")
+flags.DEFINE_bool("overwrite", False, "replace an existing run directory")
+flags.DEFINE_string("ortho_weight", None, "DSRH/DRH+ orthogonality weight: a number or 'auto' (validation split)")
+flags.DEFINE_string("features", None, "directory of precomputed features (shallow methods)")
+flags.DEFINE_integer("num_devices", 0, "simulate this many CPU devices (for --strategy=mirrored without GPUs)")
+flags.DEFINE_bool("mixed_precision", False, "mixed float16 on GPUs (ignored on CPU)")
+flags.DEFINE_string("checkpoint_dir", None, "per-epoch checkpoints (default: a hidden sibling of --out, "
+                    "removed at the end; re-running after an interruption resumes)")
+flags.DEFINE_string("hparams", "", "method hyper-parameters as key=value,key=value")
+flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+
+
+def parse_hparams(text: str) -> dict:
+    """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (ints, floats, true/false/none parsed)."""
+    out: dict = {}
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        if "=" not in item:
+            raise ValueError(f"--hparams: expected key=value, got {item!r}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+        elif low == "none":
+            out[key] = None
+        else:
+            for cast in (int, float):
+                try:
+                    out[key] = cast(value)
+                    break
+                except ValueError:
+                    continue
+            else:
+                out[key] = value
+    return out
+
+
+def build(argv_flags) -> tuple:
+    """Flags -> (method, dataset, bits, TrainConfig, out, hparams); ValueError on bad flags."""
+    from deephash import data, methods, runs, training
+
+    f = argv_flags
+    if not f.out:
+        raise ValueError("--out (the run directory) is required")
+    method = f.method.lower()
+    methods.family(method)  # unknown method -> ValueError
+    if f.dataset not in data.available():
+        raise ValueError(f"unknown dataset {f.dataset!r}; available: {', '.join(data.available())}")
+    methods.check_bits(f.bits, method=method)
+    runs.check_out_dir(f.out, f.overwrite)
+    hparams = parse_hparams(f.hparams)
+    if f.backbone:
+        hparams["backbone"] = f.backbone
+    if f.weights:
+        if not os.path.exists(f.weights):
+            raise FileNotFoundError(f"--weights: no file at {f.weights!r}")
+        hparams["weights"] = f.weights
+    if f.ortho_weight is not None:
+        if f.ortho_weight.lower() == "auto":
+            hparams["ortho_weight"] = "auto"
+        else:
+            try:
+                hparams["ortho_weight"] = float(f.ortho_weight)
+            except ValueError:
+                raise ValueError(f"--ortho_weight must be a number or 'auto', got {f.ortho_weight!r}") from None
+    config = training.TrainConfig(
+        epochs=f.epochs, batch_size=f.batch_size, lr=f.lr, momentum=f.momentum, weight_decay=f.weight_decay,
+        lr_decay_steps=f.lr_decay_steps or None, lr_decay_rate=f.lr_decay_rate, strategy=f.strategy,
+        seed=f.seed, mixed_precision=f.mixed_precision, checkpoint_dir=f.checkpoint_dir, verbose=f.verbose,
+    )
+    return method, f.dataset, f.bits, config, f.out, hparams
+
+
+def main(argv):
+    del argv
+    if FLAGS.num_devices:
+        from deephash import training
+
+        training.simulate_devices(FLAGS.num_devices)
+    import deephash
+    from deephash import experiment
+
+    try:
+        method, dataset, bits, config, out, hparams = build(FLAGS)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    result = experiment.run(method, dataset, bits, config, out, hparams=hparams, overwrite=FLAGS.overwrite,
+                            features=FLAGS.features, root=FLAGS.root)
+    print(experiment.format_table([result]))
+    print(f"conventions: {experiment.conventions_line(result)}")
+    print(f"run directory: {result['run_dir']}")
+    del deephash
+
+
+if __name__ == "__main__":
+    app.run(main)
