@@ -229,3 +229,11 @@ def test_loss_get_config_json_round_trip(loss):
     assert type(clone) is type(loss)
     assert clone.get_config() == loss.get_config()
     assert keras.saving.get_registered_name(type(loss)) == f"deephash>{type(loss).__name__}"
+
+
+def test_losses_are_computed_in_float32_for_half_precision_inputs():
+    h = tf.constant(np.random.default_rng(8).uniform(size=(6, 4)), dtype=tf.bfloat16)
+    assert losses.triplet_ranking_loss(h, h, h).dtype == tf.float32
+    assert losses.orthogonality_loss(losses.centre_codes(h)).dtype == tf.float32
+    assert losses.softmax_cross_entropy(np.zeros(6, "int32"), tf.cast(h, tf.float16)).dtype == tf.float32
+    assert losses.sigmoid_cross_entropy(np.zeros((6, 4)), h).dtype == tf.float32

@@ -8,9 +8,10 @@ from keras import ops
 
 
 def as_float(x: Any):
-    """Convert to a floating tensor (float32 unless already floating, e.g. float16)."""
+    """Convert to float32, or keep float64 (half precision is upcast: losses are computed
+    in float32 under mixed precision)."""
     x = ops.convert_to_tensor(x)
-    if "float" not in str(x.dtype):
+    if "float64" not in str(x.dtype):
         x = ops.cast(x, "float32")
     return x
 
