@@ -1,0 +1,148 @@
+"""deephash.index.HammingIndex: exact kNN / range search, backends agree, save/load."""
+import numpy as np
+import pytest
+
+from deephash import codes
+from deephash.index import HammingIndex
+
+try:
+    import faiss
+except ImportError:  # pragma: no cover
+    faiss = None
+
+BACKENDS = ["numba", "numpy"] + (["faiss"] if faiss is not None else [])
+
+
+def _index(bits, db, backend):
+    """Backend 'numba'/'numpy' = deephash kernels (selected per call); 'faiss' = faiss backend."""
+    index = HammingIndex(bits, backend="faiss" if backend == "faiss" else "numpy")
+    index.add(db[: len(db) // 2])
+    index.add(db[len(db) // 2 :])  # two adds: numbering continues
+    return index
+
+
+def _kw(backend):
+    return {} if backend == "faiss" else {"kernels": backend}
+
+
+def _ref_knn(qb, db, k):
+    dist = (qb[:, None, :] != db[None, :, :]).sum(-1)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, order, 1), order
+
+
+def _data(bits, seed=0, nq=17, ndb=3000):
+    rng = np.random.default_rng(seed)
+    qb = rng.integers(0, 2, (nq, bits)).astype(bool)
+    db = rng.integers(0, 2, (ndb, bits)).astype(bool)
+    db[rng.integers(0, ndb, 300)] = qb[0]  # many exact ties at distance 0
+    return qb, db
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bits", [4, 12, 16, 24, 48, 64, 100])
+def test_search_is_exact_with_ties_by_insertion_index(bits, backend):
+    qb, db = _data(bits, seed=bits)
+    index = _index(bits, db, backend)
+    assert len(index) == len(db)
+    for k in (1, 10, 100, 1500):
+        d, i = index.search(qb, k, **_kw(backend))
+        rd, ri = _ref_knn(qb, db, k)
+        assert d.dtype == np.int32 and i.dtype == np.int64
+        np.testing.assert_array_equal(d, rd)
+        np.testing.assert_array_equal(i, ri)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bits", [4, 12, 48, 100])
+def test_range_search_is_inclusive_and_ordered(bits, backend):
+    qb, db = _data(bits, seed=bits + 7)
+    index = _index(bits, db, backend)
+    dist = (qb[:, None, :] != db[None, :, :]).sum(-1)
+    for radius in (0, 2, bits // 3, bits + 5):
+        idx, dd = index.range_search(qb, radius, return_distances=True, **_kw(backend))
+        for q in range(len(qb)):
+            hit = np.flatnonzero(dist[q] <= radius)
+            want = hit[np.argsort(dist[q, hit], kind="stable")]
+            np.testing.assert_array_equal(idx[q], want)
+            np.testing.assert_array_equal(dd[q], dist[q, want])
+
+
+def test_k_larger_than_index_returns_everything():
+    qb, db = _data(8, ndb=5)
+    index = HammingIndex(8)
+    index.add(db)
+    d, i = index.search(qb, 50)
+    assert d.shape == i.shape == (len(qb), 5)
+    np.testing.assert_array_equal(np.sort(i, axis=1), np.tile(np.arange(5), (len(qb), 1)))
+
+
+@pytest.mark.skipif(faiss is None, reason="faiss not installed")
+@pytest.mark.parametrize("bits", [12, 48])
+def test_faiss_backend_pads_codes_to_whole_bytes(bits):
+    qb, db = _data(bits, seed=1)
+    index = HammingIndex(bits, backend="faiss")
+    index.add(codes.pack(db))  # packed input works too
+    assert index._faiss_index.d == 8 * ((bits + 7) // 8)
+    d, i = index.search(qb, 20)
+    rd, ri = _ref_knn(qb, db, 20)
+    np.testing.assert_array_equal(d, rd)
+    np.testing.assert_array_equal(i, ri)
+
+
+@pytest.mark.parametrize("bits", [12, 48])
+def test_save_load_round_trip(tmp_path, bits):
+    qb, db = _data(bits, seed=2)
+    index = HammingIndex(bits)
+    index.add(db)
+    path = tmp_path / "sub" / "codes.dhidx"
+    index.save(path)
+    loaded = HammingIndex.load(path)
+    assert len(loaded) == len(index) and loaded.n_bits == bits
+    np.testing.assert_array_equal(loaded.codes(), db)
+    for a, b in zip(index.search(qb, 30), loaded.search(qb, 30)):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in path.parent.iterdir()] == ["codes.dhidx"]  # no temporary left behind
+
+
+def test_corrupt_or_foreign_files_raise(tmp_path):
+    index = HammingIndex(16)
+    index.add(np.random.default_rng(0).integers(0, 2, (50, 16)))
+    path = tmp_path / "i.dhidx"
+    index.save(path)
+    raw = bytearray(path.read_bytes())
+    flipped = tmp_path / "flipped"
+    raw[-1] ^= 0xFF
+    flipped.write_bytes(bytes(raw))
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(path.read_bytes()[:-3])
+    foreign = tmp_path / "foreign"
+    foreign.write_bytes(b"PK\x03\x04 not an index")
+    header = tmp_path / "header"
+    header.write_bytes(path.read_bytes().replace(b'"format_version": 1', b'"format_version": 9'))
+    for bad, match in ((flipped, "checksum"), (truncated, "checksum"), (foreign, "not a deephash"), (header, "version")):
+        with pytest.raises(ValueError, match=match):
+            HammingIndex.load(bad)
+    with pytest.raises(FileNotFoundError, match="no Hamming index"):
+        HammingIndex.load(tmp_path / "missing")
+
+
+def test_bad_input_raises_value_error():
+    with pytest.raises(ValueError, match="n_bits"):
+        HammingIndex(0)
+    with pytest.raises(ValueError, match="unknown backend"):
+        HammingIndex(8, backend="gpu")
+    index = HammingIndex(8)
+    with pytest.raises(ValueError, match="empty"):
+        index.search(np.zeros((1, 8), bool), 1)
+    with pytest.raises(ValueError, match="mismatched bit lengths"):
+        index.add(np.zeros((3, 9), bool))
+    index.add(np.zeros((3, 8), bool))
+    with pytest.raises(ValueError, match="mismatched bit lengths"):
+        index.search(np.zeros((1, 16), bool), 1)
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(np.zeros((1, 8), bool), 0)
+    with pytest.raises(ValueError, match="radius"):
+        index.range_search(np.zeros((1, 8), bool), -1)
+    with pytest.raises(ValueError, match="not binary"):
+        index.add(np.full((1, 8), 2))
