@@ -224,3 +224,27 @@ def test_jpeg_decoding_round_trip(tmp_path):
     expected = np.array([20.0 * int(os.path.basename(p).split("_")[-1][:4]) for p in ds.database.paths])
     assert images.shape == (10, 6, 9, 3)
     np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), expected, atol=2.0)
+
+
+def test_file_triplets_are_resumable_and_distribute(tmp_path):
+    import tensorflow as tf
+
+    root = str(tmp_path)
+    rows = fake_rows(40, 80, 4, True)
+    materialise(root, rows)
+    write_list(os.path.join(root, "all.txt"), rows)
+    ds = data.load("coco", root=root, num_query=4, num_train=30)
+    pre = data.for_backbone("cnn_f", input_shape=(16, 16, 3))
+    full = list(data.triplet_dataset(ds.train, 8, seed=2, preprocess=pre, augment=True).take(3))
+    resumed = next(iter(data.triplet_dataset(ds.train, 8, seed=2, preprocess=pre, augment=True, start_step=2)))
+    for u, v in zip(tf.nest.flatten(full[2]), tf.nest.flatten(resumed)):
+        np.testing.assert_array_equal(u.numpy(), v.numpy())
+    (a, _, _), (ya, yp, yn) = full[0]
+    assert a.shape == (8, 16, 16, 3)
+    assert ((ya.numpy() * yp.numpy()).sum(1) > 0).all() and ((ya.numpy() * yn.numpy()).sum(1) == 0).all()
+    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")[:2]])
+    dist = next(iter(strategy.experimental_distribute_dataset(
+        data.triplet_dataset(ds.train, 8, seed=2, preprocess=pre, augment=True))))
+    parts = strategy.experimental_local_results(dist[1][0])
+    assert [p.shape[0] for p in parts] == [4, 4]
+    np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), ya.numpy())

@@ -195,45 +195,46 @@ class _ImageSource:
             self.size = tuple(int(s) for s in (size or image_size))
             self.item_shape = self.size + (3,)
 
+    @property
+    def from_files(self) -> bool:
+        return self._paths is not None
+
     def gather(self, positions):
-        """``(images (k, h, w, ch) float32 in [0, 255], ok (k,) bool)``."""
+        """In-memory sets: ``(images (k, h, w, ch) float32 in [0, 255], ok (k,) bool)``."""
         import tensorflow as tf
 
-        if self._images is not None:
-            return tf.gather(self._images, positions), tf.ones(tf.shape(positions), tf.bool)
-        paths = tf.gather(self._paths, positions)
-        images, ok = tf.py_function(self._read, [paths], [tf.float32, tf.bool])
-        k = positions.shape[0]
-        images.set_shape((k,) + self.item_shape)
-        ok.set_shape((k,))
-        return images, ok
+        return tf.gather(self._images, positions), tf.ones(tf.shape(positions), tf.bool)
 
-    def _read(self, paths):
+    def read_one(self, position):
+        """File sets: read, decode (eagerly, to name a bad file) and bring one image to its
+        fixed size (in the graph). ``(image (h, w, 3) float32, ok bool)``."""
         import tensorflow as tf
 
+        path = tf.gather(self._paths, position)
+        image, ok = tf.py_function(self._decode, [path], [tf.uint8, tf.bool])
+        image.set_shape((None, None, 3))
+        ok.set_shape(())
+        if self.preprocess is not None and hasattr(self.preprocess, "prepare_image"):
+            out = self.preprocess.prepare_image(image)
+        else:
+            out = tf.image.resize(tf.cast(image, tf.float32), self.size)
+        return tf.ensure_shape(out, self.item_shape), ok
+
+    def _decode(self, path):
         from deephash.data.images import CorruptImageError, decode_file
 
-        out = np.zeros((len(paths),) + self.item_shape, np.float32)
-        ok = np.ones(len(paths), bool)
-        for i, p in enumerate(paths.numpy()):
-            path = p.decode()
-            try:
-                image = decode_file(path, channels=3)
-            except (CorruptImageError, FileNotFoundError) as e:
-                if self.on_corrupt == "raise":
-                    raise
-                ok[i] = False
-                with _SKIPPED_LOCK:
-                    new = path not in _SKIPPED
-                    _SKIPPED.add(path)
-                if new:
-                    log.warning("skipping unreadable image: %s", e)
-                continue
-            if self.preprocess is not None and hasattr(self.preprocess, "prepare_image"):
-                out[i] = self.preprocess.prepare_image(image).numpy()
-            else:
-                out[i] = tf.image.resize(tf.cast(image, tf.float32), self.size).numpy()
-        return out, ok
+        path = path.numpy().decode()
+        try:
+            return decode_file(path, channels=3), True
+        except (CorruptImageError, FileNotFoundError) as e:
+            if self.on_corrupt == "raise":
+                raise
+            with _SKIPPED_LOCK:
+                new = path not in _SKIPPED
+                _SKIPPED.add(path)
+            if new:
+                log.warning("skipping unreadable image: %s", e)
+            return np.zeros((1, 1, 3), np.uint8), False
 
 
 def _apply(preprocess, images, training: bool, seed):
@@ -304,14 +305,14 @@ def triplet_dataset(
         a, p, q = sampler.sample(step)
         return step, tf.concat([a, p, q], axis=0)
 
-    def load(step, positions):
-        images, ok = source.gather(positions)
-        if source._paths is not None and on_corrupt == "skip":
+    def finish(step, positions, images, ok):
+        if on_corrupt == "skip":
             valid = tf.reduce_all(tf.reshape(ok, (3, b)), axis=0)
             first = tf.argmax(tf.cast(valid, tf.int32), output_type=tf.int32)
-            tf.debugging.assert_equal(tf.reduce_any(valid), True,
-                                      message="every triplet of a batch holds an unreadable image")
-            rows = tf.where(valid, tf.range(b), first)
+            check = tf.debugging.assert_equal(
+                tf.reduce_any(valid), True, message="every triplet of a batch holds an unreadable image")
+            with tf.control_dependencies([check]):
+                rows = tf.where(valid, tf.range(b), first)
             take = tf.concat([rows, rows + b, rows + 2 * b], axis=0)
             images, positions = tf.gather(images, take), tf.gather(positions, take)
         images = _apply(preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None)
@@ -322,9 +323,15 @@ def triplet_dataset(
 
     ds = tf.data.Dataset.counter(int(start_step), dtype=tf.int64)
     ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = _options(ds.prefetch(tf.data.AUTOTUNE))
-    return ds
+    if source.from_files:  # decode item by item (in parallel), then re-batch
+        ds = ds.map(lambda step, pos: (tf.fill(tf.shape(pos), step), pos)).unbatch()
+        ds = ds.map(lambda step, pos: (step, pos) + source.read_one(pos), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(3 * b, drop_remainder=True)
+        ds = ds.map(lambda steps, pos, images, ok: finish(steps[0], pos, images, ok),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda step, pos: finish(step, pos, *source.gather(pos)), num_parallel_calls=tf.data.AUTOTUNE)
+    return _options(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def labeled_dataset(
@@ -355,17 +362,22 @@ def labeled_dataset(
         ds = ds.shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(b, drop_remainder=drop_remainder).enumerate()
+    if source.from_files:
+        ds = ds.map(lambda pos: (pos,) + source.read_one(pos), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(b, drop_remainder=drop_remainder)
+    else:
+        ds = ds.batch(b, drop_remainder=drop_remainder)
+        ds = ds.map(lambda pos: (pos,) + source.gather(pos))
 
-    def load(step, positions):
-        images, ok = source.gather(positions)
+    def load(step, element):
+        positions, images, ok = element
         images = _apply(preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None)
         y = tf.gather(labels, positions)
-        if source._paths is not None and on_corrupt == "skip":
+        if source.from_files and on_corrupt == "skip":
             images, y = tf.boolean_mask(images, ok), tf.boolean_mask(y, ok)
         return images, y
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return _options(ds.prefetch(tf.data.AUTOTUNE))
 
 
@@ -376,10 +388,10 @@ def image_dataset(split_or_images: Any, batch_size: int, preprocess=None, image_
 
     b = _check_batch(batch_size)
     source = _ImageSource(split_or_images, preprocess, image_size, "raise")
-
-    def load(positions):
-        images, _ = source.gather(positions)
-        return _apply(preprocess, images, False, None)
-
-    ds = tf.data.Dataset.range(source.n).batch(b).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.range(source.n)
+    if source.from_files:
+        ds = ds.map(lambda pos: source.read_one(pos)[0], num_parallel_calls=tf.data.AUTOTUNE).batch(b)
+    else:
+        ds = ds.batch(b).map(lambda pos: source.gather(pos)[0])
+    ds = ds.map(lambda images: _apply(preprocess, images, False, None), num_parallel_calls=tf.data.AUTOTUNE)
     return _options(ds.prefetch(tf.data.AUTOTUNE))

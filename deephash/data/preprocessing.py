@@ -121,6 +121,8 @@ class Preprocessor:
 def _resize_shorter(x, side: int):
     import tensorflow as tf
 
+    if x.shape[1] is not None and x.shape[2] is not None and min(x.shape[1], x.shape[2]) == side:
+        return x  # already the right size (e.g. files brought to side x side when decoded)
     shape = tf.shape(x)
     h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
     r = float(side) / tf.minimum(h, w)
