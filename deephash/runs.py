@@ -50,6 +50,9 @@ def staged_dir(out_dir: str, overwrite: bool = False) -> Iterator[str]:
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a run directory is not
     try:
         yield tmp
         old = None

@@ -58,8 +58,12 @@ def simulate_devices(n: int) -> None:
             ) from e
 
 
+_STRATEGIES: dict = {}
+
+
 def get_strategy(name: str = "default"):
-    """A ``tf.distribute`` strategy by name.
+    """A ``tf.distribute`` strategy by name (one instance per name and process: separate
+    instances would reuse collective-op keys, which TensorFlow rejects).
 
     ``default``: the current (no-op) strategy; ``mirrored``: synchronous data parallelism
     over all GPUs, or over the logical CPU devices when there is no GPU (see
@@ -71,15 +75,23 @@ def get_strategy(name: str = "default"):
     key = str(name).lower()
     if key == "default":
         return tf.distribute.get_strategy()
+    if key not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = _new_strategy(key)
+    return _STRATEGIES[key]
+
+
+def _new_strategy(key: str):
+    import tensorflow as tf
+
     if key == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         if len(devices) == 1 and not gpus:
             log.warning("mirrored strategy over a single CPU device; use simulate_devices(n) for more")
         return tf.distribute.MirroredStrategy(devices=devices)
-    if key == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def num_replicas() -> int:

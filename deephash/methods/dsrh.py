@@ -228,7 +228,7 @@ class DSRH(KerasHashingMethod):
 
     def compute_losses(self, data, training_mode: bool = True) -> dict:
         """Per-replica loss terms for one batch of triplets (unscaled; see train_step)."""
-        (a, p, n), (ya, yp, yn) = data
+        (a, p, n), (ya, yp, yn), _ = keras.utils.unpack_x_y_sample_weight(data)
         x = tf.concat([a, p, n], axis=0)
         out = self(x, training=training_mode)
         h = tf.cast(out["codes"], tf.float32)

@@ -136,7 +136,7 @@ class KerasHashingMethod(keras.Model):
             cbs.append(training.checkpoint_callback(config.checkpoint_dir, history))
         result = self.fit(
             ds, epochs=int(config.epochs), steps_per_epoch=steps, initial_epoch=initial_epoch,
-            callbacks=cbs, verbose=config.verbose,
+            callbacks=cbs, verbose=config.verbose, shuffle=False,
         )
         for k, v in result.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
