@@ -74,5 +74,6 @@ def load_cifar10(
         description=f"DSRH CIFAR-10: {query_per_class} queries/class, {train_per_class} train/class, "
         "database = the other images, mAP over the whole database",
     )
-    return assemble("cifar10", protocol, labels, q, t, d, checksum, images=raw.astype(np.float32),
+    # raw stays uint8 here: each Split converts only its own subset to float32
+    return assemble("cifar10", protocol, labels, q, t, d, checksum, images=raw,
                     class_ids=class_ids, root=root, split_dir=directory)

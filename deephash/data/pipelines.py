@@ -193,6 +193,7 @@ class _ImageSource:
             size = getattr(preprocess, "prepare_size", None) or (
                 None if getattr(preprocess, "input_shape", None) is None else preprocess.input_shape[:2])
             self.size = tuple(int(s) for s in (size or image_size))
+            self._has_prepare = size is not None and hasattr(preprocess, "prepare_image")
             self.item_shape = self.size + (3,)
 
     @property
@@ -214,7 +215,7 @@ class _ImageSource:
         image, ok = tf.py_function(self._decode, [path], [tf.uint8, tf.bool])
         image.set_shape((None, None, 3))
         ok.set_shape(())
-        if self.preprocess is not None and hasattr(self.preprocess, "prepare_image"):
+        if self._has_prepare:
             out = self.preprocess.prepare_image(image)
         else:
             out = tf.image.resize(tf.cast(image, tf.float32), self.size)
