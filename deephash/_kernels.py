@@ -19,6 +19,7 @@ words, where ``eq=True`` means column 0 holds class ids (relevant iff equal) and
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -32,6 +33,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     HAVE_NUMBA = False
 
 KERNELS = ("numba", "numpy")
+# numba's fallback "workqueue" threading layer aborts the process when two Python threads
+# launch parallel kernels at once; serialise our launches (each one uses every core anyway).
+_LAUNCH_LOCK = threading.Lock()
 
 
 def resolve(kernels: str | None = None) -> str:
@@ -472,17 +476,24 @@ def metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, kernels=N
     ns = np.asarray(ns, np.int64).reshape(-1)
     top_k = int(min(top_k, dbc.shape[0]))
     if resolve(kernels) == "numba":
-        return nb_metric_counts(qc, dbc, ql, dbl, bool(eq), int(n_bits), top_k, ns, bool(need_ranks), numba.get_num_threads())
+        with _LAUNCH_LOCK:
+            return nb_metric_counts(
+                qc, dbc, ql, dbl, bool(eq), int(n_bits), top_k, ns, bool(need_ranks), numba.get_num_threads()
+            )
     return np_metric_counts(qc, dbc, ql, dbl, bool(eq), int(n_bits), top_k, ns, bool(need_ranks))
 
 
 def knn(qc, dbc, k, n_bits, kernels=None):
+    """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest, by (distance, index)."""
     if resolve(kernels) == "numba":
-        return nb_knn(qc, dbc, int(k), int(n_bits), numba.get_num_threads())
+        with _LAUNCH_LOCK:
+            return nb_knn(qc, dbc, int(k), int(n_bits), numba.get_num_threads())
     return np_knn(qc, dbc, int(k), int(n_bits))
 
 
 def range_search(qc, dbc, radius, n_bits, kernels=None):
+    """Flat ``(indices, distances, offsets)`` of items at distance <= radius, by (distance, index)."""
     if resolve(kernels) == "numba":
-        return nb_range(qc, dbc, int(radius), int(n_bits))
+        with _LAUNCH_LOCK:
+            return nb_range(qc, dbc, int(radius), int(n_bits))
     return np_range(qc, dbc, int(radius), int(n_bits))
