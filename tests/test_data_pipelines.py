@@ -19,7 +19,6 @@ def digits_multi(tmp_path_factory):
 
 
 def _check_triplets(split, batches):
-    lab = {int(i): split.labels[k] for k, i in enumerate(split.indices)}
     n = 0
     for (a, p, q), (ya, yp, yn) in batches:
         ya, yp, yn = ya.numpy(), yp.numpy(), yn.numpy()
