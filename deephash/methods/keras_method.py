@@ -173,12 +173,23 @@ class KerasHashingMethod(keras.Model):
 
     def relaxed_codes(self, inputs, batch_size: int = _IMAGE_BATCH) -> np.ndarray:
         """Outputs of :meth:`hash_model` for raw images / a Split, float32 ``(n, bits)``."""
-        return self._predict(self.hash_model(), inputs, batch_size)
+        return self._predict(self._cached("hash", self.hash_model), inputs, batch_size)
 
     def encode(self, inputs, batch_size: int = _IMAGE_BATCH) -> np.ndarray:
         """Binary codes, bool ``(n, bits)``, of raw images ``(n, h, w, ch)`` in [0, 255] or
         of a ``data.Split``."""
-        return self._predict(self.code_logits_model(), inputs, batch_size) > self.code_threshold
+        return self._predict(self._cached("logits", self.code_logits_model), inputs, batch_size) > self.code_threshold
+
+    def _cached(self, key: str, build):
+        """Sub-models for encoding, built once (their predict functions are traced once);
+        kept outside Keras' attribute tracking so they are not saved twice."""
+        cache = self.__dict__.get("_encode_models")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_encode_models", cache)
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
 
     def _predict(self, model: keras.Model, inputs, batch_size: int) -> np.ndarray:
         from deephash import data
