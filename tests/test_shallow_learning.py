@@ -85,3 +85,35 @@ def test_supervised_methods_beat_lsh_clearly(scores):
 def test_itq_beats_its_own_pca_start(scores):
     # the rotation is the point of ITQ (Gong & Lazebnik, Fig. 3)
     assert scores["itq"] > scores["pcah"] + 0.05, scores
+
+
+def test_reference_map_agrees_with_deephash_metrics(split):
+    from deephash import metrics
+
+    xq, yq, xdb, ydb = split
+    m = methods.create("itq", bits=16).fit(xdb, seed=0)
+    q, db = m.encode(xq), m.encode(xdb)
+    assert metrics.mean_average_precision(q, db, yq, ydb) == pytest.approx(reference_map(q, db, yq, ydb), abs=1e-9)
+
+
+def test_supervised_methods_learn_multi_label_similarity(tmp_path_factory):
+    """digits_multi: 16x16 canvases holding 1-3 digits; relevant = share a digit."""
+    from deephash import data, metrics
+    from deephash.features import extract_features
+
+    ds = extract_features("pixels", data.load("digits_multi", split_dir=str(tmp_path_factory.mktemp("dm"))))
+    hparams = {"ksh": {"n_anchors": 150, "n_labeled": 400, "max_iter": 30}, "sdh": {"n_anchors": 300}}
+    result = {}
+    for name in ("lsh", "itq-cca", "ksh", "sdh"):
+        m = methods.create(name, bits=BITS, **hparams.get(name, {}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            m.fit_dataset(ds)
+        result[name] = metrics.mean_average_precision(m.encode(ds.query), m.encode(ds.database),
+                                                      ds.query.labels, ds.database.labels)
+    rand = np.random.default_rng(0).random((len(ds.query) + len(ds.database), BITS)) > 0.5
+    result["random"] = metrics.mean_average_precision(rand[: len(ds.query)], rand[len(ds.query):],
+                                                      ds.query.labels, ds.database.labels)
+    for name in ("itq-cca", "ksh", "sdh"):
+        assert result[name] > result["lsh"] + 0.15, result
+    assert result["lsh"] > result["random"], result

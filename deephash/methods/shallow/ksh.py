@@ -111,8 +111,8 @@ class KSH(ShallowMethod):
         hist = {k: [] for k in ("residue", "smoothed_start", "smoothed_end", "discrete_spectral", "discrete_chosen")}
         hist["residue"].append(float(np.sum(resid**2)))
         coefs = np.zeros((m, self.bits))
+        lhs = kl.T @ resid @ kl  # Kbar_l^T R_{k-1} Kbar_l, updated by a rank-one term per bit
         for bit in range(self.bits):
-            lhs = kl.T @ resid @ kl
             _, vec = scipy.linalg.eigh(0.5 * (lhs + lhs.T), ktk + ridge, subset_by_index=[m - 1, m - 1])
             a0 = vec[:, 0]
             a0 *= np.sqrt(l / max(float(a0 @ ktk @ a0), 1e-300))
@@ -123,6 +123,8 @@ class KSH(ShallowMethod):
                 a, h, d1 = a0, h0, d0
             coefs[:, bit] = a
             resid = resid - np.outer(h, h)
+            kh = kl.T @ h
+            lhs = lhs - np.outer(kh, kh)
             hist["residue"].append(float(np.sum(resid**2)))
             hist["smoothed_start"].append(values[0])
             hist["smoothed_end"].append(values[-1])
