@@ -173,3 +173,10 @@ def test_baselines_benchmark_reports_ratios_to_lsh():
     assert [r["method"] for r in rows] == ["lsh", "itq", "sdh"]
     assert rows[0]["fit_vs_lsh_fit"] == 1.0 and all(r["fit_s"] > 0 and r["encode_s"] > 0 for r in rows)
     assert "fit/LSH fit" in bench.format_table(rows)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encoding_in_blocks_gives_the_same_codes(name, data):
+    x, _ = data
+    m = fitted(name, data)
+    np.testing.assert_array_equal(m.encode(x, batch_size=7), m.encode(x))

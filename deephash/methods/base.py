@@ -165,13 +165,23 @@ class ShallowMethod(abc.ABC):
         self.fit(self.features_of(dataset.train), labels, seed=seed)
         return dict(getattr(self, "history", {}))
 
-    def encode(self, inputs: Any) -> np.ndarray:
+    def encode(self, inputs: Any, batch_size: int = 8192) -> np.ndarray:
+        """bool codes ``(n, bits)`` of feature vectors / a Split, computed ``batch_size`` rows
+        at a time (memory stays bounded for large databases)."""
         if not self.fitted:
             raise RuntimeError(f"{self.name}: call fit() before encode()")
-        x = self.features_of(inputs)
-        if x.shape[1] != self.input_dim:
-            raise ValueError(f"{self.name}: features have {x.shape[1]} dims, the model was fit on {self.input_dim}")
-        return self._project(x) > 0
+        arr = getattr(inputs, "features", None)
+        arr = np.asarray(getattr(inputs, "images", inputs) if arr is None else arr)
+        if arr.ndim < 2 or arr.shape[0] == 0:
+            raise ValueError(f"features must have shape (n, d) with n >= 1, got {arr.shape}")
+        arr = arr.reshape(arr.shape[0], -1)
+        if arr.shape[1] != self.input_dim:
+            raise ValueError(f"{self.name}: features have {arr.shape[1]} dims, the model was fit on {self.input_dim}")
+        out = np.empty((arr.shape[0], self.bits), dtype=bool)
+        for start in range(0, arr.shape[0], int(batch_size)):
+            chunk = self.features_of(arr[start:start + int(batch_size)])
+            out[start:start + len(chunk)] = self._project(chunk) > 0
+        return out
 
     def get_config(self) -> dict:
         return {"name": self.name, "bits": self.bits, **self.hparams}
