@@ -15,6 +15,7 @@ from deephash.methods.base import (
 # (method modules are imported below as they are added)
 from deephash.methods import shallow  # noqa: F401, E402  (registers lsh, pcah, ...)
 from deephash.methods import dsrh  # noqa: F401, E402
+from deephash.methods import dseh  # noqa: F401, E402
 
 __all__ = [
     "HashingMethod",

@@ -1,0 +1,576 @@
+"""DSEH (Li et al., IJCAI 2018): deep joint semantic-embedding hashing, and its ablations.
+
+Two networks in one Keras model (inputs ``[images, labels]``):
+
+* **LabNet** ``L -> 4096 (relu) -> 512 semantic F (tanh) -> K codes H (tanh) -> c labels Ŷ
+  (sigmoid)``, randomly initialised, input the multi-hot label vector;
+* **ImgNet** ``I -> backbone (CNN-F through fc7) -> 512 semantic (tanh) -> K hash logits``;
+  image codes are ``sign`` of the hash logits (bit = logit > 0).
+
+Losses (DESIGN.md §2; ``l(Θ, s) = softplus(Θ) - sΘ``, ``Θ_ij = ½ a_iᵀ b_j``,
+``s_ij = positive_similarity`` when items i and j share a label, else 0):
+
+* LabNet, per training item i of the batch:
+  ``J1_i + α J2_i + β J3_i + γ J4_i`` with ``J1_i = mean_j l(½ F_iᵀ F_j)``,
+  ``J2_i = mean_j l(½ H_iᵀ H_j)``, ``J3_i = || |H_i| - 1 ||_1``, ``J4_i = ||y_i - ŷ_i||²``;
+* ImgNet: ``J1_i + η J2_i`` with ``J1_i = mean_j l(½ F^img_iᵀ F^lab_j)`` and ``J2_i`` the
+  sigmoid cross-entropy between the hash logits of image i and ``sign(H^lab(y_i))``, summed
+  over bits.
+
+**Which j.** The pairwise sums run over every item j of the training split, against STORED
+LabNet outputs ``F^lab_j, H^lab_j`` of all training labels (a (N, 512) and (N, K) table):
+during an ImgNet phase LabNet is fixed, so the table is exact; during a LabNet phase it is
+recomputed at the start of every epoch (gradients flow through the batch side only, as in
+the authors' code). A per-item loss therefore does not depend on how the batch is split
+over replicas: under ``MirroredStrategy`` each replica averages its items and the result
+is divided by the replica count (``training.scale_to_replicas``), giving exactly the
+global-batch mean. The paper writes the pairwise terms as sums over all pairs; we average
+over j (divide by N) so that α..η keep their meaning whatever the training-set size.
+
+**Algorithm 1.** ``rounds`` times: ``labnet_epochs`` epochs of LabNet (batch
+``labnet_batch_size``, default 32, lr ``labnet_lr`` default 10x ``config.lr`` since all its
+layers are new), then ``imgnet_epochs`` epochs of ImgNet with LabNet fixed (batch
+``config.batch_size``, the paper's 128; backbone at ``config.lr``, the new semantic and
+hash layers at ``lr_multiplier`` x 10 via gradient multipliers). SGD with momentum and the
+step schedule of ``config`` (a fresh optimiser per phase), Caffe-style weight decay on the
+trained network's kernels.
+
+**Variants** (Table 2): ``dseh-s`` ImgNet without its semantic term J1; ``dseh-ss`` neither
+network uses semantic (F) supervision; ``dseh-l`` LabNet without the label term J4;
+``dseh-a`` one round (LabNet once, then ImgNet once: one third of the training of ``dseh``
+with the default 3 rounds; give it 3x the epochs for an equal budget).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deephash import losses, training
+from deephash.methods.base import check_bits, register
+from deephash.methods.keras_method import KerasHashingMethod
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("dseh", "dseh-s", "dseh-ss", "dseh-l", "dseh-a")
+DEFAULT_ROUNDS = 3
+_SMALL_IMAGES = 32  # data sets with smaller images default to the small_cnn backbone
+_LABNET_LAYERS = ("lab_fc1", "lab_semantic", "lab_hash", "lab_label")
+_IMGNET_HEAD = ("img_semantic", "img_hash")
+
+
+class _Store:
+    """Untracked holder of the stored LabNet outputs (not part of the saved model)."""
+
+    def __init__(self, labels, semantic_dim: int, bits: int):
+        n = labels.shape[0]
+        self.labels = tf.Variable(labels, trainable=False, name="dseh_train_labels")
+        self.semantic = tf.Variable(tf.zeros((n, semantic_dim)), trainable=False, name="dseh_lab_semantic")
+        self.codes = tf.Variable(tf.zeros((n, bits)), trainable=False, name="dseh_lab_codes")
+
+
+@register("dseh")
+@register("dseh-s")
+@register("dseh-ss")
+@register("dseh-l")
+@register("dseh-a")
+@keras.saving.register_keras_serializable(package="deephash")
+class DSEH(KerasHashingMethod):
+    """DSEH and its ablations as one Keras model (see the module docstring).
+
+    Args:
+        bits: code length K.
+        num_classes: label vector length c.
+        backbone: ImgNet's backbone, a name for ``deephash.backbones.get`` ("cnn_f",
+            "small_cnn", "vgg19") or a ``keras.Model`` (images -> features (b, d)).
+        variant: "dseh", "dseh-s", "dseh-ss", "dseh-l" or "dseh-a".
+        rounds: alternating rounds of Algorithm 1 (default 3; "dseh-a" has 1).
+        labnet_epochs / imgnet_epochs: epochs of each phase per round (None: ``config.epochs``).
+        alpha, beta, gamma: LabNet weights of J2 (codes), J3 (quantization), J4 (labels).
+        eta: ImgNet weight of J2 (code cross-entropy).
+        positive_similarity: s_ij of a similar pair (1; the paper uses 5 on ImageNet).
+        labnet_batch_size: LabNet's batch (the paper's 32); ImgNet uses ``config.batch_size``.
+        labnet_lr: LabNet's learning rate (None: ``lr_multiplier * config.lr``).
+        lr_multiplier: learning-rate factor of ImgNet's new layers (and LabNet) over the
+            backbone: None = 10 when the backbone is loaded with pretrained ``weights`` (the
+            paper), 1 when it starts from random initialisation (all layers are new then).
+        semantic_dim, labnet_hidden: widths of the semantic layer (512) and LabNet's first layer (4096).
+        image_shape: raw image shape (h, w, ch) the model encodes (None: file-based data).
+        image_mean: per-channel RGB mean subtracted by the cnn_f preprocessing (None: taken
+            from the MatConvNet file when ``weights`` is given, else ImageNet's).
+        preprocessing: ``data.preprocessing.for_backbone`` name (derived from a named backbone).
+        augment: augment training images (the backbone preprocessing's training mode).
+        weights, input_shape: backbone weights file / input shape (construction only).
+    """
+
+    code_threshold = 0.0
+
+    def __init__(
+        self,
+        bits: int,
+        num_classes: int,
+        backbone: Any = "cnn_f",
+        variant: str = "dseh",
+        rounds: int | None = None,
+        labnet_epochs: int | None = None,
+        imgnet_epochs: int | None = None,
+        alpha: float = 1.0,
+        beta: float = 0.005,
+        gamma: float = 1.0,
+        eta: float = 1.0,
+        positive_similarity: float = 1.0,
+        labnet_batch_size: int = 32,
+        labnet_lr: float | None = None,
+        lr_multiplier: float | None = None,
+        semantic_dim: int = 512,
+        labnet_hidden: int = 4096,
+        image_shape: Sequence[int] | None = None,
+        image_mean: Sequence[float] | None = None,
+        preprocessing: str | None = None,
+        augment: bool = False,
+        weights: str | None = None,
+        input_shape: Sequence[int] | None = None,
+        **kwargs,
+    ):
+        variant = str(variant).lower()
+        if variant not in VARIANTS:
+            raise ValueError(f"DSEH: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        bits = check_bits(bits, method=variant)
+        for label, v in (("num_classes", num_classes), ("labnet_batch_size", labnet_batch_size),
+                         ("semantic_dim", semantic_dim), ("labnet_hidden", labnet_hidden)):
+            _positive_int(variant, label, v)
+        if rounds is None:
+            rounds = 1 if variant == "dseh-a" else DEFAULT_ROUNDS
+        _positive_int(variant, "rounds", rounds)
+        if variant == "dseh-a" and rounds != 1:
+            raise ValueError(f"dseh-a trains one round (no alternation), got rounds={rounds}")
+        for label, v in (("labnet_epochs", labnet_epochs), ("imgnet_epochs", imgnet_epochs)):
+            if v is not None:
+                _positive_int(variant, label, v)
+        for label, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("eta", eta)):
+            _non_negative(variant, label, v)
+        if lr_multiplier is None:  # new layers learn 10x faster than a PRETRAINED backbone
+            lr_multiplier = 10.0 if weights is not None else 1.0
+        for label, v in (("positive_similarity", positive_similarity), ("lr_multiplier", lr_multiplier)):
+            _non_negative(variant, label, v)
+            if v == 0:
+                raise ValueError(f"{variant}: {label} must be > 0")
+        if labnet_lr is not None:
+            _non_negative(variant, "labnet_lr", labnet_lr)
+        image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
+        if isinstance(backbone, str):
+            if image_mean is None and weights is not None and str(backbone).lower() == "cnn_f":
+                from deephash.backbones.cnn_f import matconvnet_metadata
+
+                mean = matconvnet_metadata(weights)["mean"]
+                image_mean = None if mean is None else [float(m) for m in mean]
+            backbone_model, pre_name = self.build_backbone(backbone, image_shape, weights, input_shape)
+            preprocessing = preprocessing or pre_name
+        elif isinstance(backbone, keras.Model):
+            backbone_model = backbone
+            preprocessing = preprocessing or "none"
+        else:
+            raise ValueError(f"{variant}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}")
+        if len(backbone_model.outputs) != 1 or len(backbone_model.outputs[0].shape) != 2:
+            raise ValueError(f"{variant}: the backbone must output one feature matrix (b, d)")
+        if image_mean is not None:
+            image_mean = [float(m) for m in image_mean]
+            if len(image_mean) != 3:
+                raise ValueError(f"{variant}: image_mean must hold 3 (RGB) values, got {image_mean}")
+
+        images = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
+        labels = keras.Input(shape=(int(num_classes),), name="labels")
+        # ImgNet
+        features = backbone_model(images)
+        img_semantic = keras.layers.Dense(semantic_dim, activation="tanh", dtype="float32", name="img_semantic")(features)
+        img_hash = keras.layers.Dense(bits, dtype="float32", name="img_hash")(img_semantic)
+        img_codes = keras.layers.Activation("tanh", dtype="float32", name="img_codes")(img_hash)
+        # LabNet
+        hidden = keras.layers.Dense(labnet_hidden, activation="relu", name="lab_fc1")(labels)
+        lab_semantic = keras.layers.Dense(semantic_dim, activation="tanh", dtype="float32", name="lab_semantic")(hidden)
+        lab_codes = keras.layers.Dense(bits, activation="tanh", dtype="float32", name="lab_hash")(lab_semantic)
+        lab_labels = keras.layers.Dense(int(num_classes), activation="sigmoid", dtype="float32", name="lab_label")(lab_codes)
+        outputs = {
+            "img_semantic": img_semantic, "img_hash": img_hash, "img_codes": img_codes,
+            "lab_semantic": lab_semantic, "lab_codes": lab_codes, "lab_labels": lab_labels,
+        }
+        kwargs.setdefault("name", variant.replace("-", "_"))
+        super().__init__(inputs=[images, labels], outputs=outputs, **kwargs)
+
+        self.bits = bits
+        self.num_classes = int(num_classes)
+        self.backbone = backbone_model
+        self.variant = variant
+        self.rounds = int(rounds)
+        self.labnet_epochs = None if labnet_epochs is None else int(labnet_epochs)
+        self.imgnet_epochs = None if imgnet_epochs is None else int(imgnet_epochs)
+        self.alpha, self.beta, self.gamma, self.eta = float(alpha), float(beta), float(gamma), float(eta)
+        self.positive_similarity = float(positive_similarity)
+        self.labnet_batch_size = int(labnet_batch_size)
+        self.labnet_lr = None if labnet_lr is None else float(labnet_lr)
+        self.lr_multiplier = float(lr_multiplier)
+        self.semantic_dim = int(semantic_dim)
+        self.labnet_hidden = int(labnet_hidden)
+        self.image_shape = image_shape
+        self.image_mean = image_mean
+        self.preprocessing = preprocessing
+        self.augment = bool(augment)
+        # sub-networks share the layers above; set without Keras tracking (not saved twice)
+        object.__setattr__(self, "labnet", keras.Model(labels, {
+            "semantic": lab_semantic, "codes": lab_codes, "labels": lab_labels}, name="labnet"))
+        object.__setattr__(self, "imgnet", keras.Model(images, {
+            "semantic": img_semantic, "hash": img_hash}, name="imgnet"))
+        object.__setattr__(self, "_phase", "imgnet")
+        object.__setattr__(self, "_store", None)
+        self._trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("labnet_loss", "labnet_semantic", "labnet_hash", "labnet_quantization", "labnet_label",
+                         "imgnet_loss", "imgnet_semantic", "imgnet_codes")
+        }
+
+    # ------------------------------------------------------------------ registry / config
+    @classmethod
+    def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
+        """``methods.create("dseh"|"dseh-s"|..., bits=, dataset=, **hparams)``; on data sets
+        with images under 32 pixels the backbone defaults to ``small_cnn``."""
+        kw = dict(hparams)
+        kw["variant"] = name
+        kw["bits"] = bits
+        if dataset is not None:
+            kw.setdefault("num_classes", dataset.protocol.num_classes)
+            kw.setdefault("image_shape", dataset.image_shape)
+            shape = dataset.image_shape
+            if "backbone" not in kw and shape is not None and max(shape[:2]) < _SMALL_IMAGES:
+                kw["backbone"] = "small_cnn"
+        if "num_classes" not in kw:
+            raise ValueError(f"{name}: num_classes is required (or pass dataset=)")
+        unknown = set(kw) - set(_INIT_ARGS)
+        if unknown:
+            raise ValueError(f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(_HPARAMS)}")
+        return kw
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "bits": self.bits,
+            "num_classes": self.num_classes,
+            "backbone": keras.layers.serialize(self.backbone),
+            "variant": self.variant,
+            "rounds": self.rounds,
+            "labnet_epochs": self.labnet_epochs,
+            "imgnet_epochs": self.imgnet_epochs,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "gamma": self.gamma,
+            "eta": self.eta,
+            "positive_similarity": self.positive_similarity,
+            "labnet_batch_size": self.labnet_batch_size,
+            "labnet_lr": self.labnet_lr,
+            "lr_multiplier": self.lr_multiplier,
+            "semantic_dim": self.semantic_dim,
+            "labnet_hidden": self.labnet_hidden,
+            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
+            "image_mean": self.image_mean,
+            "preprocessing": self.preprocessing,
+            "augment": self.augment,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "DSEH":
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
+
+    def hparams(self) -> dict:
+        """The method's hyper-parameters (for config.json)."""
+        out = {k: v for k, v in self.get_config().items() if k in _HPARAMS}
+        return {**out, "backbone": self.backbone.name}
+
+    # ------------------------------------------------------------------ models and encoding
+    def preprocessor(self):
+        if self.preprocessing in (None, "none"):
+            return None
+        from deephash.data import preprocessing
+
+        kw = {"mean": self.image_mean} if self.image_mean is not None and self.preprocessing == "cnn_f" else {}
+        return preprocessing.for_backbone(self.preprocessing, input_shape=tuple(self.inputs[0].shape[1:]), **kw)
+
+    def hash_model(self) -> keras.Model:
+        """Preprocessed images -> relaxed ImgNet codes ``tanh(hash logits)`` in (-1, 1), ``(b, bits)``."""
+        return keras.Model(self.inputs[0], self.get_layer("img_codes").output, name=f"{self.name}_hash")
+
+    def code_logits_model(self) -> keras.Model:
+        return keras.Model(self.inputs[0], self.get_layer("img_hash").output, name=f"{self.name}_hash_logits")
+
+    def _labels(self, labels) -> np.ndarray:
+        y = np.asarray(getattr(labels, "labels", labels))
+        if y.ndim != 2 or y.shape[1] != self.num_classes or y.shape[0] == 0:
+            raise ValueError(f"{self.name}: labels must be (n, {self.num_classes}) multi-hot, got shape {y.shape}")
+        if not np.all(np.isfinite(y.astype(np.float64))):
+            raise ValueError(f"{self.name}: labels contain NaN or infinite values")
+        return y.astype(np.float32)
+
+    def _labnet_outputs(self, labels, batch_size: int = 4096) -> dict:
+        y = self._labels(labels)
+        parts = [self.labnet(y[i:i + batch_size], training=False) for i in range(0, len(y), batch_size)]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+    def encode_labels(self, labels) -> np.ndarray:
+        """LabNet codes of multi-hot label vectors (or a Split's labels): bool ``(n, bits)`` = H > 0."""
+        return self._labnet_outputs(labels)["codes"] > 0
+
+    def semantic_features(self, images=None, labels=None):
+        """Semantic-layer features, float32 ``(n, semantic_dim)``: ImgNet's of ``images`` (raw
+        [0, 255] or a Split) and/or LabNet's of ``labels``; both given -> ``(image_features,
+        label_features)``."""
+        if images is None and labels is None:
+            raise ValueError(f"{self.name}: semantic_features needs images and/or labels")
+        out = []
+        if images is not None:
+            sem = keras.Model(self.inputs[0], self.get_layer("img_semantic").output)
+            out.append(self._predict(sem, images, 256))
+        if labels is not None:
+            out.append(self._labnet_outputs(labels)["semantic"].astype(np.float32))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def extra_metrics(self, dataset, query_codes: np.ndarray, db_codes: np.ndarray) -> dict:
+        """Table 2's quantities: ``n_h`` = distinct LabNet codes of the DATABASE labels,
+        ``map_l`` = mAP of LabNet codes of the query labels against LabNet codes of the
+        database labels, ``map_i`` = mAP of the ImgNet codes (equal to ``map``); both mAPs
+        at the protocol's depth."""
+        from deephash import metrics
+
+        depth = dataset.protocol.map_depth
+        q, db = dataset.query.labels, dataset.database.labels
+        lab_q, lab_db = self.encode_labels(q), self.encode_labels(db)
+        return {
+            "n_h": metrics.distinct_codes(lab_db),
+            "n_h_set": "database labels",
+            "map_l": float(metrics.mean_average_precision(lab_q, lab_db, q, db, top_k=depth)),
+            "map_i": float(metrics.mean_average_precision(query_codes, db_codes, q, db, top_k=depth)),
+        }
+
+    # ------------------------------------------------------------------ training
+    @property
+    def metrics(self):
+        prefix = getattr(self, "_phase", "imgnet") + "_"
+        return [t for name, t in getattr(self, "_trackers", {}).items() if name.startswith(prefix)]
+
+    def _layer_weights(self, names) -> list:
+        return [w for n in names for w in self.get_layer(n).trainable_weights]
+
+    def labnet_weights(self) -> list:
+        return self._layer_weights(_LABNET_LAYERS)
+
+    def imgnet_weights(self) -> tuple[list, list]:
+        """(backbone weights, new head weights) of ImgNet."""
+        return list(self.backbone.trainable_weights), self._layer_weights(_IMGNET_HEAD)
+
+    def _pairwise(self, a, b, s):
+        return tf.reduce_mean(losses.pairwise_likelihood_loss(a, b, s, reduction="none"), axis=1)
+
+    def labnet_losses(self, y, training_mode: bool = True) -> dict:
+        """Per-item LabNet terms ``(b,)`` against the stored table (see the module docstring)."""
+        out = self.labnet(y, training=training_mode)
+        store = self._store
+        s = losses.similarity_matrix(y, store.labels, self.positive_similarity)
+        terms = {}
+        if self.variant != "dseh-ss":
+            terms["semantic"] = self._pairwise(out["semantic"], store.semantic, s)
+        terms["hash"] = self._pairwise(out["codes"], store.codes, s)
+        terms["quantization"] = losses.quantization_loss(out["codes"])
+        if self.variant != "dseh-l":
+            terms["label"] = losses.label_regression_loss(y, out["labels"])
+        return terms
+
+    def _labnet_total(self, terms: dict):
+        weights = {"semantic": 1.0, "hash": self.alpha, "quantization": self.beta, "label": self.gamma}
+        return tf.add_n([weights[k] * v for k, v in terms.items()])
+
+    def imgnet_losses(self, images, y, training_mode: bool = True) -> dict:
+        out = self.imgnet(images, training=training_mode)
+        target = self.labnet(y, training=False)["codes"]
+        terms = {}
+        if self.variant not in ("dseh-s", "dseh-ss"):
+            s = losses.similarity_matrix(y, self._store.labels, self.positive_similarity)
+            terms["semantic"] = self._pairwise(out["semantic"], self._store.semantic, s)
+        terms["codes"] = losses.code_cross_entropy(out["hash"], tf.stop_gradient(target))
+        return terms
+
+    def _imgnet_total(self, terms: dict):
+        return terms.get("semantic", 0.0) + self.eta * terms["codes"]
+
+    def train_step(self, data):
+        wd = float(getattr(self, "_weight_decay", 0.0) or 0.0)
+        if self._phase == "labnet":
+            y = tf.cast(data, tf.float32)
+            variables = self.labnet_weights()
+            with tf.GradientTape() as tape:
+                terms = self.labnet_losses(y)
+                total = training.scale_to_replicas(tf.reduce_mean(self._labnet_total(terms)))
+                total += training.scale_to_replicas(training.weight_decay_loss(variables, wd))
+                scaled = self.optimizer.scale_loss(total)
+            grads = tape.gradient(scaled, variables)
+        else:
+            images, y = data
+            y = tf.cast(y, tf.float32)
+            base, head = self.imgnet_weights()
+            variables = base + head
+            with tf.GradientTape() as tape:
+                terms = self.imgnet_losses(images, y)
+                total = training.scale_to_replicas(tf.reduce_mean(self._imgnet_total(terms)))
+                total += training.scale_to_replicas(training.weight_decay_loss(variables, wd))
+                scaled = self.optimizer.scale_loss(total)
+            grads = tape.gradient(scaled, variables)
+            n_base = len(base)
+            grads = grads[:n_base] + [None if g is None else g * self.lr_multiplier for g in grads[n_base:]]
+        self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        return self._update_trackers(terms)
+
+    def _update_trackers(self, terms: dict) -> dict:
+        phase = self._phase
+        total = self._labnet_total(terms) if phase == "labnet" else self._imgnet_total(terms)
+        self._trackers[f"{phase}_loss"].update_state(tf.reduce_mean(total))
+        for k, v in terms.items():
+            self._trackers[f"{phase}_{k}"].update_state(tf.reduce_mean(v))
+        keys = [f"{phase}_loss", *(f"{phase}_{k}" for k in terms)]
+        return {k: self._trackers[k].result() for k in keys}
+
+    def refresh_store(self, labels=None) -> None:
+        """Recompute the stored LabNet outputs of all training labels; ``labels`` (n, c)
+        starts a new table (``fit_dataset`` does this with the training split's labels)."""
+        if labels is not None:
+            labels = self._labels(labels)
+            with self.distribute_strategy.scope():
+                object.__setattr__(self, "_store", _Store(labels, self.semantic_dim, self.bits))
+        if self._store is None:
+            raise RuntimeError(f"{self.name}: no training labels yet; call refresh_store(labels) or fit_dataset")
+        out = self._labnet_outputs(self._store.labels.numpy())
+        self._store.semantic.assign(out["semantic"])
+        self._store.codes.assign(out["codes"])
+
+    def phases(self, config: training.TrainConfig) -> list[tuple[str, int]]:
+        """Algorithm 1's schedule: ``[(phase, epochs), ...]``, LabNet then ImgNet per round."""
+        lab = self.labnet_epochs or int(config.epochs)
+        img = self.imgnet_epochs or int(config.epochs)
+        return [p for _ in range(self.rounds) for p in (("labnet", lab), ("imgnet", img))]
+
+    def fit_dataset(self, dataset, config: training.TrainConfig | None = None, callbacks=None) -> dict:
+        """Train by Algorithm 1 on ``dataset.train``; returns ``{metric: [value per epoch]}``
+        (``labnet_*`` and ``imgnet_*`` keys, each over that network's epochs in order).
+
+        With ``config.checkpoint_dir`` the weights are checkpointed after every phase and a
+        re-run resumes after the last finished phase (each phase starts a fresh optimiser,
+        so this equals an uninterrupted run).
+        """
+        config = config if config is not None else training.TrainConfig()
+        split = dataset.train if hasattr(dataset, "train") else dataset
+        labels = np.asarray(split.labels, np.float32)
+        if labels.ndim != 2 or labels.shape[1] != self.num_classes:
+            raise ValueError(f"{self.name}: training labels have shape {labels.shape}, expected (n, {self.num_classes})")
+        self._weight_decay = float(config.weight_decay)
+        self.refresh_store(labels)
+        holder = _WeightsOnly(self)
+        history: dict[str, list[float]] = {}
+        done = 0
+        path = training.latest_checkpoint(config.checkpoint_dir)
+        if path is not None:
+            meta = training.restore_checkpoint(holder, path)
+            done = int(meta["epoch"])
+            history = {k: list(v) for k, v in meta.get("history", {}).items()}
+        schedule = self.phases(config)
+        try:
+            for k, (phase, epochs) in enumerate(schedule):
+                if k < done:
+                    continue
+                result = self._fit_phase(phase, epochs, split, labels, config, k, callbacks)
+                for key, values in result.history.items():
+                    history.setdefault(key, []).extend(float(x) for x in values)
+                if config.checkpoint_dir:
+                    training.save_checkpoint(holder, config.checkpoint_dir, k + 1, history)
+        finally:
+            object.__setattr__(self, "_phase", "imgnet")
+        return history
+
+    def _fit_phase(self, phase: str, epochs: int, split, labels: np.ndarray, config, k: int, callbacks):
+        from deephash import data
+
+        seed = int(config.seed) * 1000 + k
+        if phase == "labnet":
+            lr = self.labnet_lr if self.labnet_lr is not None else self.lr_multiplier * float(config.lr)
+            phase_config = config.replace(lr=lr, batch_size=self.labnet_batch_size)
+            batch = min(self.labnet_batch_size, len(labels))
+            ds = _label_batches(labels, batch, epochs, seed)
+            refresh = [_Refresh(self)]
+        else:
+            phase_config = config
+            batch = min(int(config.batch_size), len(split))
+            self.refresh_store()  # LabNet is fixed during this phase
+            ds = data.labeled_dataset(split, batch, seed=seed, shuffle=True, repeat=True,
+                                      preprocess=self.preprocessor(), augment=self.augment, drop_remainder=True)
+            refresh = []
+        steps = max(1, len(labels) // batch)
+        object.__setattr__(self, "_phase", phase)
+        with self.distribute_strategy.scope():
+            self.compile(optimizer=training.make_optimizer(phase_config))
+        self.train_function = None  # retrace train_step for this phase
+        log.info("%s: round %d, %s for %d epochs of %d steps", self.name, k // 2 + 1, phase, epochs, steps)
+        return self.fit(ds, epochs=int(epochs), steps_per_epoch=steps, callbacks=refresh + list(callbacks or []),
+                        verbose=config.verbose)
+
+
+def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
+    """LabNet's batches: a fresh permutation of the training labels each epoch, drawn in
+    numpy up front so that the order is the same under any tf.distribute strategy."""
+    rng = np.random.default_rng([seed, 0xD5E4])
+    steps = max(1, len(labels) // batch)
+    order = np.concatenate([rng.permutation(len(labels))[: steps * batch] for _ in range(epochs)])
+    table = tf.constant(labels)
+    ds = tf.data.Dataset.from_tensor_slices(order).batch(batch, drop_remainder=True).repeat()
+    return ds.map(lambda idx: tf.gather(table, idx)).prefetch(tf.data.AUTOTUNE)
+
+
+class _Refresh(keras.callbacks.Callback):
+    """Recompute the stored LabNet table at the start of every LabNet epoch."""
+
+    def __init__(self, method: DSEH):
+        super().__init__()
+        self._method = method
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._method.refresh_store()
+
+
+class _WeightsOnly:
+    """View of a model for training.save/restore_checkpoint: weights, no optimiser state."""
+
+    def __init__(self, model):
+        self.weights = model.weights
+        self.optimizer = None
+        self.distribute_strategy = model.distribute_strategy
+
+
+def _positive_int(method: str, label: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{method}: {label} must be a positive integer, got {v!r}")
+
+
+def _non_negative(method: str, label: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{method}: {label} must be a non-negative number, got {v!r}")
+
+
+_INIT_ARGS = (
+    "bits", "num_classes", "backbone", "variant", "rounds", "labnet_epochs", "imgnet_epochs", "alpha", "beta",
+    "gamma", "eta", "positive_similarity", "labnet_batch_size", "labnet_lr", "lr_multiplier", "semantic_dim",
+    "labnet_hidden", "image_shape", "image_mean", "preprocessing", "augment", "weights", "input_shape",
+)
+_HPARAMS = tuple(a for a in _INIT_ARGS if a not in ("backbone", "weights", "input_shape"))
+
+__all__ = ["DSEH", "VARIANTS"]
