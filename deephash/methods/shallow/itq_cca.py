@@ -3,7 +3,10 @@
 Gong, Lazebnik, Gordo & Perronnin, "Iterative quantization: a Procrustean approach to
 learning binary codes for large-scale image retrieval", TPAMI 2013, Sec. 4: replace PCA
 by canonical correlation analysis between the features ``X`` and the label matrix ``Y``,
-scale each CCA direction by its canonical correlation, then run the ITQ rotation.
+scale each CCA direction by its eigenvalue, then run the ITQ rotation. We take the
+eigenvalue as the canonical correlation ``rho_k`` (the square root of the eigenvalue of the
+problem below, which is what the usual ``cca`` routine returns); directions without label
+correlation thus get weight ~0.
 
 CCA (Hotelling 1936) as the generalized symmetric eigenproblem
 
