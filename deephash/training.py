@@ -251,13 +251,15 @@ _CKPT = re.compile(r"^ckpt-(\d+)\.npz$")
 
 
 def save_checkpoint(model, directory: str, epoch: int, history: dict | None = None) -> str:
-    """Write model weights, optimiser state, the finished ``epoch`` count and the history
-    so far to ``directory/ckpt-<epoch>.npz`` (atomically); older checkpoints are removed."""
-    arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(model.weights)}
+    """Write the model's variables (weights and random-seed states, e.g. of dropout),
+    the optimiser state, the finished ``epoch`` count and the history so far to
+    ``directory/ckpt-<epoch>.npz`` (atomically); older checkpoints are removed."""
+    variables = list(model.variables)
+    arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
     opt = getattr(model, "optimizer", None)
     opt_vars = list(opt.variables) if opt is not None else []
     arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(opt_vars)})
-    meta = {"epoch": int(epoch), "num_weights": len(model.weights), "num_opt": len(opt_vars), "history": history or {}}
+    meta = {"epoch": int(epoch), "num_weights": len(variables), "num_opt": len(opt_vars), "history": history or {}}
     arrays["__meta__"] = np.frombuffer(json.dumps(meta, default=float).encode(), dtype=np.uint8)
     path = os.path.join(directory, f"ckpt-{int(epoch)}.npz")
     with atomic_write(path, "wb") as f:
@@ -288,9 +290,10 @@ def restore_checkpoint(model, path: str) -> dict:
         meta = json.loads(bytes(z["__meta__"]).decode())
         weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
         opt_state = [z[f"o{i}"] for i in range(meta["num_opt"])]
-    if len(weights) != len(model.weights):
-        raise ValueError(f"{path}: checkpoint has {len(weights)} weights, the model {len(model.weights)}")
-    for v, w in zip(model.weights, weights):
+    variables = list(model.variables)
+    if len(weights) != len(variables):
+        raise ValueError(f"{path}: checkpoint has {len(weights)} variables, the model {len(variables)}")
+    for v, w in zip(variables, weights):
         if tuple(v.shape) != w.shape:
             raise ValueError(f"{path}: weight {v.path} has shape {tuple(v.shape)}, checkpoint {w.shape}")
         v.assign(w)

@@ -155,10 +155,16 @@ def _small(ds, n):
     return dataclasses.replace(ds, train=ds.train.subset(np.arange(n)))
 
 
-def _create(strategy, ds, **hparams):
+def _create(strategy, ds, dropout=False, **hparams):
     training.set_seed(0)
     with strategy.scope():
-        return methods.create("dsrh", bits=8, dataset=ds, backbone="small_cnn", bags=4, **hparams)
+        backbone = "small_cnn"
+        if dropout:  # a backbone with random state (dropout), fed raw pixels scaled in-model
+            inputs = keras.Input(ds.image_shape)
+            x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+            x = keras.layers.Dropout(0.5, seed=1)(keras.layers.Dense(32, activation="relu")(x))
+            backbone = keras.Model(inputs, x)
+        return methods.create("dsrh", bits=8, dataset=ds, backbone=backbone, bags=4, **hparams)
 
 
 def _max_diff(a, b):
@@ -198,24 +204,25 @@ class _StopAt(keras.callbacks.Callback):
             raise _Interrupt
 
 
-def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_run(digits, tmp_path):
+@pytest.mark.parametrize("dropout", [False, True])
+def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_run(digits, tmp_path, dropout):
     ds = _small(digits, 64)  # 4 steps per epoch at batch 16
     config = training.TrainConfig(epochs=3, batch_size=16, lr=0.05, lr_decay_steps=5, verbose=0)
-    full = _create(training.get_strategy("default"), ds)
+    full = _create(training.get_strategy("default"), ds, dropout)
     h_full = full.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "a")))
 
-    stopped = _create(training.get_strategy("default"), ds)
+    stopped = _create(training.get_strategy("default"), ds, dropout)
     with pytest.raises(_Interrupt):  # dies in the middle of epoch 2
         stopped.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")), callbacks=[_StopAt(6)])
     assert os.listdir(tmp_path / "b") == ["ckpt-1.npz"]
 
-    resumed = _create(training.get_strategy("default"), ds)  # a fresh process would start here
+    resumed = _create(training.get_strategy("default"), ds, dropout)  # a fresh process would start here
     h_resumed = resumed.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
     assert _max_diff(full, resumed) < 1e-6
     assert int(resumed.optimizer.iterations.numpy()) == 12
     assert h_resumed == pytest.approx(h_full)
     assert len(h_resumed["loss"]) == 3
     # and a finished run is not trained again
-    again = _create(training.get_strategy("default"), ds)
+    again = _create(training.get_strategy("default"), ds, dropout)
     again.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
     assert _max_diff(full, again) == 0.0
