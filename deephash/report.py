@@ -1,0 +1,367 @@
+"""Turn run directories into markdown/CSV tables and PNG plots, with the published numbers
+beside the ones of this run.
+
+    python -m deephash.report RUN_DIR [RUN_DIR ...] --out DIR [--paper=auto|dsrh|dseh|none]
+
+A RUN_DIR may also be a directory holding run directories (searched recursively). Runs of
+the same data set, method and code length (several seeds) are averaged. For each data set
+the report gives
+
+* a header: data set, protocol, split checksum(s) and seeds, metric conventions;
+* one table per metric (``map``, ``precision_radius_2``, and the DSEH Table 2 quantities
+  ``n_h``, ``map_l``, ``map_i`` when the runs have them): rows = method x source ("this run",
+  "paper (<data set>)"), columns = code lengths; written as markdown (``report.md``) and
+  CSV (``<dataset>_<metric>.csv``);
+* plots: ``<dataset>_map_vs_bits.png``, ``<dataset>_precision_radius_2_vs_bits.png``, and per
+  code length ``<dataset>_pr_<bits>b.png`` (precision-recall over Hamming radii) and
+  ``<dataset>_precision_at_n_<bits>b.png``.
+
+Paper numbers come from ``deephash.published``; for the embedded sets the paper's numbers
+of the real data set they stand in for are shown, labelled with that data set's name.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import os
+import sys
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from deephash import published
+from deephash.io import atomic_write
+
+METRICS = ("map", "precision_radius_2", "n_h", "map_l", "map_i")
+METRIC_NAMES = {
+    "map": "mAP",
+    "precision_radius_2": "precision within Hamming radius 2",
+    "n_h": "n_h (distinct LabNet codes)",
+    "map_l": "map_l (LabNet label codes)",
+    "map_i": "map_i (ImgNet image codes)",
+}
+UNIT_METRICS = ("map", "precision_radius_2", "map_l", "map_i")  # values in [0, 1]
+NOT_TRANSCRIBED = "n/t"
+
+
+# --------------------------------------------------------------------------- collecting
+def find_runs(paths: Iterable[str]) -> list[str]:
+    """Run directories (holding ``metrics.json``) among ``paths`` and below them, sorted."""
+    found: set[str] = set()
+    for p in paths:
+        if not os.path.isdir(p):
+            raise FileNotFoundError(f"no run directory at {p!r}")
+        if os.path.exists(os.path.join(p, "metrics.json")):
+            found.add(os.path.abspath(p))
+            continue
+        for dirpath, dirnames, filenames in os.walk(p):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            if "metrics.json" in filenames:
+                found.add(os.path.abspath(dirpath))
+                dirnames[:] = []
+    if not found:
+        raise FileNotFoundError(f"no run directories (with metrics.json) under {', '.join(map(str, paths))}")
+    return sorted(found)
+
+
+def collect(run_dirs: Iterable[str]) -> list[dict]:
+    """One row per run: dataset, method, bits, seed, checksum, conventions, protocol, metrics."""
+    from deephash import runs
+
+    rows = []
+    for d in run_dirs:
+        r = runs.load_run(d)
+        m, cfg, split = r["metrics"], r.get("config", {}), r.get("split", {})
+        rows.append({
+            "run_dir": r["dir"],
+            "dataset": m["dataset"],
+            "method": m["method"],
+            "bits": int(m["bits"]),
+            "seed": int(cfg.get("train", {}).get("seed", 0)),
+            "checksum": m.get("checksum", split.get("checksum", "")),
+            "conventions": m.get("conventions", {}),
+            "protocol": split.get("protocol", {}),
+            "sizes": split.get("sizes", {}),
+            "metrics": m,
+        })
+    return rows
+
+
+def _mean_curve(curves: list[dict]) -> dict:
+    keys = curves[0].keys()
+    return {k: np.mean([np.asarray(c[k], float) for c in curves], axis=0).tolist() for k in keys}
+
+
+def aggregate(rows: Sequence[dict]) -> dict:
+    """``{(dataset, method, bits): {"n": runs, metric: mean, metric + "_std": std,
+    "pr_curve": mean curve, "precision_at_n": {N: mean}}}``."""
+    groups: dict = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["method"], r["bits"])].append(r["metrics"])
+    out = {}
+    for key, ms in groups.items():
+        agg: dict = {"n": len(ms)}
+        for metric in METRICS:
+            vals = [float(m[metric]) for m in ms if isinstance(m.get(metric), (int, float))]
+            if vals:
+                agg[metric] = float(np.mean(vals))
+                agg[metric + "_std"] = float(np.std(vals))
+        pr = [m["pr_curve"] for m in ms if m.get("pr_curve")]
+        if pr and len({len(c["precision"]) for c in pr}) == 1:
+            agg["pr_curve"] = _mean_curve(pr)
+        pn = [m["precision_at_n"] for m in ms if m.get("precision_at_n")]
+        if pn:
+            ns = sorted(set.intersection(*(set(p) for p in pn)), key=int)
+            agg["precision_at_n"] = {n: float(np.mean([p[n] for p in pn])) for n in ns}
+        out[key] = agg
+    return out
+
+
+def infer_paper(method_names: Iterable[str]) -> str:
+    """"dsrh" when any DSRH-family or NINH/PCAH run is present (DSRH's figures), else "dseh"."""
+    names = set(method_names)
+    return "dsrh" if names & {"dsrh", "drh", "drh+", "ninh", "pcah"} else "dseh"
+
+
+# --------------------------------------------------------------------------- tables
+def _fmt(metric: str, v) -> str:
+    if v is None:
+        return ""
+    if metric == "n_h":
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+    return f"{v:.4f}"
+
+
+def table_rows(agg: dict, dataset: str, metric: str, method_order: Sequence[str], bits: Sequence[int],
+               paper: str | None) -> list[list[str]]:
+    """Rows ``[method, source, value per bits...]`` of one metric table: a "this run" row
+    per method with results, and a "paper (<data set>)" row when the paper's table has
+    that method (``n/t`` = in the paper, not transcribed here)."""
+    ref = published.reference_dataset(dataset, paper) if paper else None
+    tables = published.PAPER_TABLES.get(paper, ()) if paper else ()
+    tables = tuple(t for t in tables if t in published.available())
+    label = f"paper ({published.dataset_name(ref)})" if ref else None
+    rows = []
+    for m in method_order:
+        cells = [agg.get((dataset, m, b), {}).get(metric) for b in bits]
+        if any(c is not None for c in cells):
+            rows.append([m, "this run", *(_fmt(metric, c) for c in cells)])
+        if ref:
+            recs = {r.bits: r for r in published.lookup(ref, m, metric=metric, tables=tables)}
+            if recs:
+                rows.append([m, label, *(
+                    (NOT_TRANSCRIBED if recs[b].value is None else _fmt(metric, recs[b].value)) if b in recs else ""
+                    for b in bits)])
+    return rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c if c != "" else "-" for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _csv_text(header, rows) -> str:
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for row in rows:
+        w.writerow(["" if c == NOT_TRANSCRIBED else c for c in row])
+    return buf.getvalue()
+
+
+def dataset_header(rows: Sequence[dict], dataset: str) -> str:
+    """Markdown lines naming the data set, protocol, checksums, seeds and conventions."""
+    mine = [r for r in rows if r["dataset"] == dataset]
+    proto = mine[0]["protocol"]
+    sizes = mine[0]["sizes"]
+    sums = sorted({(r["seed"], r["checksum"]) for r in mine})
+    convs = sorted({json.dumps(r["conventions"], sort_keys=True) for r in mine})
+    depth = proto.get("map_depth")
+    lines = [
+        f"**data set**: {dataset} ({'multi' if proto.get('multilabel') else 'single'}-label, "
+        f"{proto.get('num_classes', '?')} classes; query {sizes.get('query', '?')}, train {sizes.get('train', '?')}, "
+        f"database {sizes.get('database', '?')})",
+        f"**protocol**: {proto.get('description', '?')}; mAP depth: {'all' if depth is None else depth}",
+        "**split checksum**: " + ", ".join(f"seed {s}: `{c[:16]}`" for s, c in sums),
+        "**metric conventions**: " + " | ".join(
+            ", ".join(f"{k}={v}" for k, v in json.loads(c).items()) for c in convs),
+    ]
+    return "  \n".join(lines)
+
+
+# --------------------------------------------------------------------------- plots
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_png(fig, path: str) -> str:
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+    return path
+
+
+def precision_at_n_plot(curves: dict, path: str, title: str) -> str:
+    """``curves = {method: {N: precision}}``: precision of the top N against N."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for label, pn in curves.items():
+        ns = sorted(pn, key=int)
+        ax.plot([int(n) for n in ns], [pn[n] for n in ns], marker=".", label=label)
+    ax.set_xlabel("N (top returned items)")
+    ax.set_ylabel("precision@N")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return _save_png(fig, path)
+
+
+# --------------------------------------------------------------------------- report
+def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto", title: str | None = None,
+                 methods: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
+                 curve_bits: Sequence[int] | None = None, plots: bool = True) -> dict:
+    """Write ``out/report.md``, one CSV per (data set, metric) and the PNG plots.
+
+    ``paper``: "dsrh", "dseh", None (no paper rows) or "auto" (:func:`infer_paper`).
+    ``methods``: row order (default: the order found). ``metrics``: which tables
+    (default: every one of :data:`METRICS` the runs have). ``curve_bits``: code lengths of
+    the PR and precision@N plots (default: all). Returns ``{"markdown", "files", "tables"}``
+    where ``tables[(dataset, metric)] = (header, rows)``.
+    """
+    from deephash import plots as plots_lib
+
+    rows = collect(find_runs(run_dirs))
+    agg = aggregate(rows)
+    found_methods = list(dict.fromkeys(r["method"] for r in rows))
+    order = [m for m in (methods or found_methods) if m in found_methods] + \
+        [m for m in found_methods if methods and m not in methods]
+    if paper == "auto":
+        paper = infer_paper(found_methods)
+    if paper not in (None, "dsrh", "dseh"):
+        raise ValueError(f"paper must be 'auto', 'dsrh', 'dseh' or None, got {paper!r}")
+    os.makedirs(out, exist_ok=True)
+    files: list[str] = []
+    tables: dict = {}
+    headers: dict = {}
+    md = [f"# {title or 'Retrieval results'}", ""]
+    if paper:
+        md += [f"Published numbers: {paper.upper()} ({', '.join(published.PAPER_TABLES[paper])} in "
+               "`deephash.published`); `n/t` = in the paper, not transcribed here; `-` = not run / not published.", ""]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        bits = sorted({r["bits"] for r in mine})
+        n_seeds = len({r["seed"] for r in mine})
+        ref = published.reference_dataset(dataset, paper) if paper else None
+        head = [dataset_header(rows, dataset)]
+        if ref and ref != dataset:
+            head.append(f"The embedded set `{dataset}` stands in for {published.dataset_name(ref)}: the paper rows "
+                        f"are {published.dataset_name(ref)} numbers, for scale only (a different data set).")
+        if n_seeds > 1:
+            head.append(f"Values are means over {n_seeds} seeds.")
+        headers[dataset] = "\n\n".join(head)
+        md += [f"## {dataset}", "", headers[dataset], ""]
+        present = [m for m in METRICS if any((dataset, mm, b) in agg and m in agg[(dataset, mm, b)]
+                                             for mm in order for b in bits)]
+        for metric in [m for m in (metrics or present) if m in present]:
+            header = ["method", "source", *(f"{b} bits" for b in bits)]
+            trows = table_rows(agg, dataset, metric, order, bits, paper)
+            tables[(dataset, metric)] = (header, trows)
+            md += [f"### {METRIC_NAMES.get(metric, metric)}", "", markdown_table(header, trows), ""]
+            path = os.path.join(out, f"{dataset}_{metric}.csv")
+            with atomic_write(path, "w", encoding="utf-8") as f:
+                f.write(_csv_text(["method", "source", *map(str, bits)], trows))
+            files.append(path)
+        if plots:
+            figs = []
+            for metric in ("map", "precision_radius_2"):
+                series = {m: {b: agg[(dataset, m, b)][metric] for b in bits
+                              if metric in agg.get((dataset, m, b), {})} for m in order}
+                series = {m: v for m, v in series.items() if v}
+                if series and metric in (metrics or present):
+                    p = plots_lib.metric_vs_bits(series, os.path.join(out, f"{dataset}_{metric}_vs_bits.png"),
+                                                 metric=METRIC_NAMES[metric],
+                                                 title=f"{METRIC_NAMES[metric]} vs code length: {dataset}")
+                    figs.append(p)
+            for b in [b for b in bits if curve_bits is None or b in curve_bits]:
+                pr = {m: agg[(dataset, m, b)]["pr_curve"] for m in order if "pr_curve" in agg.get((dataset, m, b), {})}
+                if pr:
+                    figs.append(plots_lib.pr_curve(pr, os.path.join(out, f"{dataset}_pr_{b}b.png"),
+                                                   title=f"Precision-recall @ {b} bits: {dataset}"))
+                pn = {m: agg[(dataset, m, b)]["precision_at_n"] for m in order
+                      if agg.get((dataset, m, b), {}).get("precision_at_n")}
+                if pn:
+                    figs.append(precision_at_n_plot(pn, os.path.join(out, f"{dataset}_precision_at_n_{b}b.png"),
+                                                    title=f"Precision@N @ {b} bits: {dataset}"))
+            if figs:
+                md += ["### plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figs] + [""]
+            files += figs
+    md += ["## runs", "", *(f"- `{os.path.relpath(r['run_dir'], os.path.abspath(out))}`" for r in rows), ""]
+    text = "\n".join(md)
+    path = os.path.join(out, "report.md")
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    files.insert(0, path)
+    return {"markdown": text, "files": files, "tables": tables, "headers": headers}
+
+
+def format_tables(report: dict) -> str:
+    """The report's tables as plain text for a terminal (``paper`` and ``this run`` rows),
+    each data set's header (protocol, split checksum, conventions) first."""
+    out = []
+    shown: set = set()
+    for (dataset, metric), (header, rows) in report["tables"].items():
+        if dataset not in shown and dataset in report.get("headers", {}):
+            shown.add(dataset)
+            out += [report["headers"][dataset].replace("**", "").replace("`", "").replace("  \n", "\n"), ""]
+        widths = [max(len(str(h)), *(len(str(r[i]) or "-") for r in rows)) if rows else len(h)
+                  for i, h in enumerate(header)]
+        out.append(f"{dataset} - {METRIC_NAMES.get(metric, metric)}")
+        out.append("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+        out += ["  ".join((str(c) or "-").ljust(w) for c, w in zip(r, widths)) for r in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m deephash.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dirs", nargs="+", help="run directories, or directories holding them")
+    parser.add_argument("--out", required=True, help="output directory for report.md, CSV and PNG files")
+    parser.add_argument("--paper", default="auto", choices=["auto", "dsrh", "dseh", "none"],
+                        help="whose published numbers to show beside the runs")
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--methods", default=None, help="comma-separated row order")
+    parser.add_argument("--curve_bits", default=None, help="comma-separated code lengths of the PR / P@N plots")
+    args = parser.parse_args(argv)
+    try:
+        rep = write_report(
+            args.run_dirs, args.out, paper=None if args.paper == "none" else args.paper, title=args.title,
+            methods=args.methods.split(",") if args.methods else None,
+            curve_bits=[int(b) for b in args.curve_bits.split(",")] if args.curve_bits else None,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_tables(rep))
+    print(f"report: {rep['files'][0]} ({len(rep['files'])} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["find_runs", "collect", "aggregate", "infer_paper", "table_rows", "markdown_table", "dataset_header",
+           "precision_at_n_plot", "write_report", "format_tables", "main", "METRICS"]

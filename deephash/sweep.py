@@ -1,0 +1,152 @@
+"""Run a grid of methods x code lengths x seeds through ``experiment.run``, reusing finished
+run directories with the same settings, so experiment scripts share trained models.
+
+Each run lives in ``runs_dir/<dataset>/<method>/<bits>b-seed<seed>-<key>`` where ``key``
+hashes the run's full request (:meth:`presets.RunSpec.request`: method, data set, bits,
+seed, training config, hyper-parameters, features, data set options). A directory with a
+``metrics.json`` and a matching ``request.json`` is reused instead of retrained; anything
+else at that path is an error (nothing is overwritten silently).
+
+    results = sweep.run_grid(["dsrh", "itq"], "digits", [16, 32], seeds=[0], preset="quick",
+                             paper="dsrh", runs_dir="results/runs")
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import time
+from typing import Callable, Iterable, Sequence
+
+from deephash import io, presets
+
+
+def run_key(spec: presets.RunSpec) -> str:
+    """sha256 (hex) of the canonical JSON of ``spec.request()``."""
+    text = json.dumps(spec.request(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_dir_for(runs_dir: str, spec: presets.RunSpec) -> str:
+    """Where the run of ``spec`` lives under ``runs_dir``."""
+    safe = spec.method.replace("+", "_plus")
+    return os.path.join(os.path.abspath(runs_dir), spec.dataset, safe,
+                        f"{spec.bits}b-seed{spec.seed}-{run_key(spec)[:12]}")
+
+
+def finished(run_dir: str, spec: presets.RunSpec) -> bool:
+    """Whether ``run_dir`` holds a finished run of exactly ``spec``; ValueError when it
+    holds something else (a different request, or no metrics)."""
+    if not os.path.exists(run_dir):
+        return False
+    req_path = os.path.join(run_dir, "request.json")
+    if not os.path.exists(os.path.join(run_dir, "metrics.json")) or not os.path.exists(req_path):
+        raise ValueError(f"{run_dir!r} exists but is not a finished sweep run (no metrics.json / request.json); "
+                         "remove it to retrain")
+    with open(req_path, encoding="utf-8") as f:
+        stored = json.load(f)
+    if json.loads(json.dumps(spec.request(), default=str)) != stored:
+        raise ValueError(f"{run_dir!r} holds a run with different settings than requested; remove it to retrain")
+    return True
+
+
+def check_methods(names: Iterable[str], allow_missing: bool = False,
+                  log: Callable[[str], None] = print) -> list[str]:
+    """The registered names among ``names`` (lower-cased, order kept). A name that is not
+    registered raises ValueError, or with ``allow_missing`` is skipped with a printed note."""
+    from deephash import methods
+
+    known = set(methods.available())
+    out = []
+    for n in names:
+        key = str(n).strip().lower()
+        if not key:
+            continue
+        if key in known:
+            out.append(key)
+        elif allow_missing:
+            log(f"note: method {key!r} is not registered in this installation; skipped "
+                f"(registered: {', '.join(sorted(known))})")
+        else:
+            raise ValueError(f"method {key!r} is not registered (registered: {', '.join(sorted(known))}); "
+                             "pass --allow_missing to skip methods that are not available")
+    return out
+
+
+class DatasetCache:
+    """Data sets loaded once per (name, seed, root, options)."""
+
+    def __init__(self):
+        self._cache: dict = {}
+
+    def get(self, name: str, seed: int, root: str | None = None, options: dict | None = None):
+        from deephash import data
+
+        key = (name, int(seed), root, json.dumps(options or {}, sort_keys=True))
+        if key not in self._cache:
+            self._cache[key] = data.load(name, root=root, seed=int(seed), **(options or {}))
+        return self._cache[key]
+
+
+def run_spec(spec: presets.RunSpec, runs_dir: str, datasets: DatasetCache | None = None,
+             log: Callable[[str], None] = print) -> dict:
+    """Train and evaluate ``spec`` (or reuse its finished run). Returns
+    ``{"run_dir", "reused", "metrics", "spec"}``."""
+    from deephash import experiment
+
+    out = run_dir_for(runs_dir, spec)
+    if finished(out, spec):
+        with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
+            m = json.load(f)
+        log(f"  reuse  {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: mAP {m['map']:.4f}")
+        return {"run_dir": out, "reused": True, "metrics": m, "spec": spec}
+    datasets = datasets or DatasetCache()
+    ds = datasets.get(spec.dataset, spec.seed, spec.root, spec.dataset_options)
+    t0 = time.perf_counter()
+    result = experiment.run(spec.method, ds, spec.bits, spec.config, out, hparams=dict(spec.hparams),
+                            features=spec.features)
+    io.write_json(os.path.join(out, "request.json"), spec.request())
+    result.pop("model", None)
+    _release()
+    log(f"  trained {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: mAP {result['map']:.4f} "
+        f"({time.perf_counter() - t0:.1f} s)")
+    return {"run_dir": out, "reused": False, "metrics": {k: v for k, v in result.items() if k != "run_dir"},
+            "spec": spec}
+
+
+def _release() -> None:
+    """Free the finished model's graph (long sweeps build many models in one process)."""
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
+
+
+def run_grid(method_names: Sequence[str], dataset: str, bits: Sequence[int], *, seeds: Sequence[int] = (0,),
+             preset: str = "quick", paper: str = "dsrh", runs_dir: str = "results/runs",
+             allow_missing: bool = False, features: str | None = None, root: str | None = None,
+             weights: str | None = None, epochs: int | None = None, lr: float | None = None,
+             hparams: dict[str, dict] | None = None, datasets: DatasetCache | None = None,
+             log: Callable[[str], None] = print) -> list[dict]:
+    """Every method x bits x seed through :func:`run_spec`; returns the run records in
+    that order. ``hparams`` maps a method name to hyper-parameters merged over the
+    preset's. All specs are built (and validated) before any training starts."""
+    names = check_methods(method_names, allow_missing, log)
+    if not bits:
+        raise ValueError("run_grid: no code lengths given")
+    if not seeds:
+        raise ValueError("run_grid: no seeds given")
+    specs = [presets.spec(m, dataset, int(b), preset=preset, paper=paper, seed=int(s), features=features,
+                          root=root, weights=weights, epochs=epochs, lr=lr, hparams=(hparams or {}).get(m))
+             for m in names for b in bits for s in seeds]
+    from deephash import methods
+
+    for s in specs:
+        methods.check_bits(s.bits, method=s.method)
+    datasets = datasets or DatasetCache()
+    return [run_spec(s, runs_dir, datasets, log) for s in specs]
+
+
+__all__ = ["run_key", "run_dir_for", "finished", "check_methods", "DatasetCache", "run_spec", "run_grid"]

@@ -1,0 +1,153 @@
+"""Every experiment of both papers on the embedded data sets, then the report; about 30
+minutes on 2 CPU cores with the quick preset.
+
+    python experiments/run_all.py                   # writes docs/results/
+    python experiments/run_all.py --out=/tmp/results --seeds=0,1
+
+digits (single label) stands in for CIFAR-10 (DSRH) and ImageNet (DSEH); digits_multi
+(multi-label) for NUS-WIDE (both papers). Runs:
+
+* DSRH Fig. 3 on digits and Fig. 4 on digits_multi (12/24/32/48 bits, PR at 48 bits);
+* DSEH Table 1 on digits_multi and digits (16/32/48/64 bits);
+* DSEH Fig. 3 / Fig. 4 at 32 bits (reusing Table 1's 32-bit runs);
+* DSEH Table 2 (ablations at 32 bits) through experiments/dseh_ablation.py.
+
+Trained runs are kept in --runs_dir and reused by a second invocation (only the reports
+are rebuilt). OUT/README.md indexes the results (tables and plots).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", os.path.join(REPO, "docs", "results"), "where the reports go")
+flags.DEFINE_string("runs_dir", os.path.join(REPO, "runs", "experiments"), "run directories (kept and reused)")
+flags.DEFINE_list("seeds", ["0"], "seeds; results are averaged")
+flags.DEFINE_bool("allow_missing", False, "skip (with a note) methods not registered in this installation")
+flags.DEFINE_list("only", [], "run only these experiments (names as in OUT/: dsrh_fig3, dsrh_fig4, "
+                  "dseh_table1, dseh_figures, dseh_table2)")
+flags.DEFINE_integer("epochs", None, "override the quick preset's epochs of every deep method (tests)")
+flags.DEFINE_list("dsrh_methods", [], "override the DSRH figures' methods (tests)")
+flags.DEFINE_list("dseh_methods", [], "override DSEH Table 1's methods (tests)")
+flags.DEFINE_list("dsrh_bits", [], "override the DSRH figures' code lengths (tests)")
+flags.DEFINE_list("dseh_bits", [], "override DSEH Table 1's code lengths (tests)")
+
+SINGLE, MULTI = "digits", "digits_multi"
+
+
+def _selected(name: str) -> bool:
+    return not FLAGS.only or name in FLAGS.only
+
+
+def _ablation(dataset: str, out: str, seeds: list[int], log) -> str | None:
+    """DSEH Table 2 through experiments/dseh_ablation.py (its own process and flags; it runs
+    seeds 0..n-1, so a seed list is passed as its length)."""
+    script = os.path.join(REPO, "experiments", "dseh_ablation.py")
+    if not os.path.exists(script):
+        log(f"note: {script} is not present; DSEH Table 2 skipped")
+        return None
+    cmd = [sys.executable, script, f"--dataset={dataset}", "--preset=quick", f"--out={out}",
+           f"--seeds={len(seeds)}"]
+    if FLAGS.epochs:
+        cmd.append(f"--epochs={FLAGS.epochs}")
+    log("$ " + " ".join(cmd[1:]))
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, text=True, capture_output=True)
+    log(proc.stdout[-6000:])
+    if proc.returncode != 0:
+        raise RuntimeError(f"dseh_ablation.py failed on {dataset}:\n{proc.stderr[-3000:]}")
+    return out
+
+
+def main(argv):
+    del argv
+    from deephash import presets, reproduce
+
+    start = time.perf_counter()
+    seeds = [int(s) for s in FLAGS.seeds]
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    common = dict(preset="quick", runs_dir=FLAGS.runs_dir, seeds=seeds, allow_missing=FLAGS.allow_missing,
+                  epochs=FLAGS.epochs, log=log)
+    dsrh_methods = FLAGS.dsrh_methods or list(presets.DSRH_FIGURE_METHODS)
+    dseh_methods = FLAGS.dseh_methods or list(presets.DSEH_TABLE1_METHODS)
+    dsrh_bits = [int(b) for b in FLAGS.dsrh_bits] or list(presets.DSRH_BITS)
+    dseh_bits = [int(b) for b in FLAGS.dseh_bits] or list(presets.DSEH_BITS)
+    fig_bits = presets.DSEH_FIGURE_BITS if presets.DSEH_FIGURE_BITS in dseh_bits else dseh_bits[0]
+    pr_bits = presets.DSRH_PR_BITS if presets.DSRH_PR_BITS in dsrh_bits else dsrh_bits[-1]
+    done: list[tuple[str, str, dict]] = []
+
+    def record(name, title, rep):
+        done.append((name, title, rep))
+
+    if _selected("dsrh_fig3"):
+        out = os.path.join(FLAGS.out, "dsrh_fig3_digits")
+        record("dsrh_fig3", "DSRH Fig. 3 (CIFAR-10 stand-in: digits)",
+               reproduce.dsrh_figures(SINGLE, out=out, methods=dsrh_methods, bits=dsrh_bits, pr_bits=pr_bits, **common))
+    if _selected("dsrh_fig4"):
+        out = os.path.join(FLAGS.out, "dsrh_fig4_digits_multi")
+        record("dsrh_fig4", "DSRH Fig. 4 (NUS-WIDE stand-in: digits_multi)",
+               reproduce.dsrh_figures(MULTI, out=out, methods=dsrh_methods, bits=dsrh_bits, pr_bits=pr_bits, **common))
+    for ds, stand_in in ((MULTI, "NUS-WIDE"), (SINGLE, "ImageNet")):
+        if _selected("dseh_table1"):
+            record("dseh_table1", f"DSEH Table 1 ({stand_in} stand-in: {ds})",
+                   reproduce.dseh_table1(ds, out=os.path.join(FLAGS.out, f"dseh_table1_{ds}"), methods=dseh_methods,
+                                         bits=dseh_bits, **common))
+        if _selected("dseh_figures"):
+            record("dseh_figures", f"DSEH Fig. 3 / Fig. 4 at {fig_bits} bits ({stand_in} stand-in: {ds})",
+                   reproduce.dseh_figures(ds, out=os.path.join(FLAGS.out, f"dseh_figures_{ds}"), methods=dseh_methods,
+                                          bits=fig_bits, **common))
+    ablations = []
+    if _selected("dseh_table2"):
+        for ds in (MULTI, SINGLE):
+            path = _ablation(ds, os.path.join(FLAGS.out, f"dseh_table2_{ds}"), seeds, log)
+            if path:
+                ablations.append((ds, path))
+
+    wall = time.perf_counter() - start
+    lines = _index(done, ablations, wall, seeds)
+    from deephash.io import atomic_write
+
+    with atomic_write(os.path.join(FLAGS.out, "README.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    log(f"run_all: {wall / 60:.1f} min; index: {os.path.join(FLAGS.out, 'README.md')}")
+
+
+def _index(done, ablations, wall: float, seeds) -> list[str]:
+    """OUT/README.md: what ran, how long, each table and the plots (paths relative to OUT)."""
+    import platform
+
+    from deephash import report
+
+    lines = ["# Results on the embedded data sets", "",
+             f"Generated by `python experiments/run_all.py` (quick preset, seeds {', '.join(map(str, seeds))}) in "
+             f"{wall / 60:.1f} minutes on {os.cpu_count()} CPU core(s) ({platform.processor() or platform.machine()}).",
+             "digits stands in for CIFAR-10 (DSRH) and ImageNet (DSEH), digits_multi for NUS-WIDE; the paper rows "
+             "are the real data sets' published numbers, shown for scale only.", ""]
+    for name, title, rep in done:
+        sub = os.path.basename(os.path.dirname(rep["files"][0]))
+        lines += [f"## {title}", "", f"Full report: [{sub}/report.md]({sub}/report.md)", ""]
+        for (dataset, metric), (header, rows) in rep["tables"].items():
+            lines += [f"**{report.METRIC_NAMES.get(metric, metric)}**", "", report.markdown_table(header, rows), ""]
+        pngs = [p for p in rep["files"] if p.endswith(".png")]
+        lines += [f"![{os.path.basename(p)}]({sub}/{os.path.basename(p)})" for p in pngs] + [""]
+    for ds, path in ablations:
+        sub = os.path.basename(path)
+        md = [f for f in sorted(os.listdir(path)) if f.endswith(".md")] if os.path.isdir(path) else []
+        lines += [f"## DSEH Table 2 (ablations, {ds})", ""]
+        lines += [f"Report: [{sub}/{f}]({sub}/{f})" for f in md] + [""]
+    return lines
+
+
+if __name__ == "__main__":
+    app.run(main)
