@@ -21,3 +21,4 @@ __all__ = [
     "softmax_cross_entropy",
     "triplet_ranking_loss",
 ]
+from deephash.losses.baselines import LogCoshQuantizationLoss, PairwiseCrossEntropyLoss, SignQuantizationLoss, balanced_pair_weights, hashnet_beta, log_cosh_quantization_loss, pairwise_cross_entropy, sign_quantization_loss  # noqa: F401,E402,E501  (deep baselines)

@@ -16,6 +16,7 @@ from deephash.methods.base import (
 from deephash.methods import shallow  # noqa: F401, E402  (registers lsh, pcah, ...)
 from deephash.methods import dsrh  # noqa: F401, E402
 from deephash.methods import dseh  # noqa: F401, E402
+from deephash.methods import cnnh, dhn, dpsh, hashnet, ninh  # noqa: F401, E402  (deep baselines)
 
 __all__ = [
     "HashingMethod",

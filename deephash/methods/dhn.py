@@ -1,0 +1,69 @@
+"""DHN (Zhu, Long, Wang & Cao, AAAI 2016): deep hashing network.
+
+Network: backbone (AlexNet in the paper) -> hash layer ``fch`` with ``bits`` units
+(``Dense(bits)``, name "hash"), continuous codes ``z_i`` (identity activation by default;
+``hash_activation="tanh"`` squashes them into (-1, 1)); codes ``h_i = sgn(z_i)`` (bit =
+``z_i > 0``, the same for both activations).
+
+Loss (Eq. 7 = Eq. 5 + λ Eq. 6), on the pairs ``i != j`` of the global batch with
+``s_ij = 1`` when the items share a label:
+
+    C = mean_{i≠j} [ log(1 + exp⟨z_i, z_j⟩) - s_ij ⟨z_i, z_j⟩ ]
+        + quantization_weight * mean_i Σ_k log cosh(|z_ik| - 1)
+
+(``losses.pairwise_cross_entropy`` with alpha = 1, ``losses.log_cosh_quantization_loss``,
+the smooth surrogate of the bimodal Laplacian prior ``|| |z_i| - 1 ||_1``). The paper
+sums both terms; as means, λ's scale differs from the paper's by the batch's pair count
+per item (see docs/baselines.md).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from deephash import losses
+from deephash.methods.base import register
+from deephash.methods.pairwise_method import PairwiseHashingMethod, check_number
+
+_ACTIVATIONS = ("linear", "tanh")
+
+
+@register("dhn")
+@keras.saving.register_keras_serializable(package="deephash")
+class DHN(PairwiseHashingMethod):
+    """DHN as a Keras model (module docstring). Hyper-parameters: ``quantization_weight``
+    (λ, 0.1) and ``hash_activation`` ("linear" or "tanh") plus the common ones of
+    ``PairwiseHashingMethod``."""
+
+    method = "dhn"
+    default_backbone = "cnn_f"
+    HPARAMS = {"quantization_weight": 0.1, "hash_activation": "linear"}
+
+    @classmethod
+    def check_hparams(cls, hp: dict) -> dict:
+        act = str(hp["hash_activation"]).lower()
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"dhn: hash_activation must be one of {', '.join(_ACTIVATIONS)}, got {hp['hash_activation']!r}")
+        return {"quantization_weight": check_number(cls.method, "quantization_weight", hp["quantization_weight"]),
+                "hash_activation": act}
+
+    def term_names(self):
+        return ("cross_entropy", "quantization")
+
+    def loss_weights(self):
+        return {"cross_entropy": 1.0, "quantization": self.quantization_weight}
+
+    def continuous_codes(self, logits):
+        return tf.tanh(logits) if self.hash_activation == "tanh" else logits
+
+    def loss_terms(self, outputs, labels, training_mode):
+        z_local = self.continuous_codes(outputs["hash"])
+        z, s, mask = self.global_pairs(z_local, labels)
+        pairs = losses.pairwise_cross_entropy(z, z, s, alpha=1.0, reduction="none")
+        return {
+            "cross_entropy": self.masked_mean(pairs, mask),
+            "quantization": tf.reduce_mean(losses.log_cosh_quantization_loss(z_local)),
+        }
+
+
+__all__ = ["DHN"]

@@ -1,0 +1,232 @@
+"""NINH (Lai, Pan, Liu & Yan, CVPR 2015): simultaneous feature learning and hash coding
+with a shared network, a divide-and-encode module and a triplet ranking loss.
+
+Architecture (paper §3.2-3.3): the images of a triplet go through ONE shared network (the
+backbone; the paper's stacked network-in-network layers) giving the intermediate feature
+``x`` of width ``d``. The **divide-and-encode module** splits ``x`` into ``bits`` slices of
+equal length ``d // bits`` and encodes each slice into one unit by its own fully connected
+unit followed by a sigmoid (``layers.BagHash`` with ``bags = d // bits``); when ``d`` is not
+a multiple of ``bits`` the last ``d mod bits`` features are not used. During training a
+piece-wise threshold function (Eq. 4) pushes the outputs towards binary values:
+
+    g(s) = 0 if s < 0.5 - ε;   s if 0.5 - ε <= s <= 0.5 + ε;   1 if s > 0.5 + ε
+
+(``threshold_epsilon`` = ε; 0 turns it off). Codes: bit = slice unit's pre-activation > 0
+(sigmoid > 0.5).
+
+**Difference from DSRH/DRH.** DSRH puts a learned ``Dense(s * k)`` layer ("fc8") between
+the backbone and the bag layer, so each bag reads features made for it; NINH divides the
+backbone's feature vector itself, with no fully connected layer in front of the module.
+
+Loss (Eq. 2): the triplet ranking hinge on the relaxed codes ``F(I) ∈ [0, 1]^q`` of triplets
+``(I, I+, I-)`` (``I+`` shares a label with ``I``, ``I-`` none):
+``max(0, margin - (||F(I) - F(I-)||² - ||F(I) - F(I+)||²))`` with margin 1, averaged over
+the batch (``losses.triplet_ranking_loss``); triplets come from ``data.triplet_dataset``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from deephash import losses, training
+from deephash.layers import BagHash
+from deephash.methods.base import check_bits, register
+from deephash.methods.keras_method import KerasHashingMethod
+from deephash.methods.pairwise_method import check_number, default_backbone, resolve_backbone
+
+
+@keras.saving.register_keras_serializable(package="deephash")
+class PiecewiseThreshold(keras.layers.Layer):
+    """NINH's Eq. 4 on sigmoid outputs in training; identity at inference.
+
+    ``(b, k) -> (b, k)``: values below ``0.5 - epsilon`` become 0, above ``0.5 + epsilon``
+    become 1 (gradient 0 there), the band in between passes unchanged.
+    """
+
+    def __init__(self, epsilon: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = check_number("PiecewiseThreshold", "epsilon", epsilon)
+        if self.epsilon > 0.5:
+            raise ValueError(f"PiecewiseThreshold: epsilon must be at most 0.5, got {epsilon!r}")
+
+    def call(self, inputs, training=None):
+        if not training or self.epsilon == 0.0:
+            return inputs
+        low = ops.cast(inputs < 0.5 - self.epsilon, inputs.dtype)
+        high = ops.cast(inputs > 0.5 + self.epsilon, inputs.dtype)
+        band = 1.0 - low - high
+        return band * inputs + high
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@register("ninh")
+@keras.saving.register_keras_serializable(package="deephash")
+class NINH(KerasHashingMethod):
+    """NINH as one Keras model (see the module docstring).
+
+    Args:
+        bits: code length ``q``; at most the backbone's feature width.
+        backbone: a ``keras.Model`` (images -> features ``(b, d)``) or a name for
+            ``deephash.backbones.get``.
+        num_classes, multilabel: the data's protocol (stored; NINH does not classify).
+        threshold_epsilon: ε of the piece-wise threshold (0.1; 0 = off).
+        margin: triplet hinge margin (1 in Eq. 2).
+        image_shape, preprocessing, augment, weights, input_shape: as in ``methods.dsrh.DSRH``.
+    """
+
+    code_threshold = 0.0  # on the slice units' pre-activations
+
+    def __init__(
+        self,
+        bits: int,
+        backbone: Any = "vgg19",
+        num_classes: int = 10,
+        multilabel: bool = False,
+        threshold_epsilon: float = 0.1,
+        margin: float = 1.0,
+        image_shape: Sequence[int] | None = None,
+        preprocessing: str | None = None,
+        augment: bool = False,
+        weights: str | None = None,
+        input_shape: Sequence[int] | None = None,
+        **kwargs,
+    ):
+        bits = check_bits(bits, method="ninh")
+        threshold_epsilon = check_number("ninh", "threshold_epsilon", threshold_epsilon)
+        if threshold_epsilon > 0.5:
+            raise ValueError(f"ninh: threshold_epsilon must be at most 0.5, got {threshold_epsilon!r}")
+        margin = check_number("ninh", "margin", margin)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"ninh: num_classes must be a positive integer, got {num_classes!r}")
+        image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
+        backbone_model, preprocessing = resolve_backbone("ninh", backbone, image_shape, weights, input_shape,
+                                                         preprocessing)
+        width = int(backbone_model.outputs[0].shape[-1])
+        if bits > width:
+            raise ValueError(f"ninh: {bits} bits need at least {bits} backbone features, the backbone gives {width}")
+        slice_len = width // bits
+
+        inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
+        features = backbone_model(inputs)
+        used = slice_len * bits
+        if used < width:  # drop the last d mod bits features
+            features = keras.layers.Reshape((width, 1), name="as_sequence")(features)
+            features = keras.layers.Cropping1D((0, width - used), name="drop_remainder")(features)
+            features = keras.layers.Reshape((used,), name="divided_features")(features)
+        logits = BagHash(bits, bags=slice_len, activation=None, dtype="float32", name="divide_encode")(features)
+        codes = keras.layers.Activation("sigmoid", dtype="float32", name="codes")(logits)
+        kwargs.setdefault("name", "ninh")
+        super().__init__(inputs=inputs, outputs=codes, **kwargs)
+        # the training-time threshold sits outside the inference graph
+        self.threshold = PiecewiseThreshold(threshold_epsilon, dtype="float32", name="piecewise_threshold")
+
+        self.bits = bits
+        self.backbone = backbone_model
+        self.num_classes = int(num_classes)
+        self.multilabel = bool(multilabel)
+        self.threshold_epsilon = threshold_epsilon
+        self.margin = margin
+        self.slice_length = slice_len
+        self.image_shape = image_shape
+        self.preprocessing = preprocessing
+        self.augment = bool(augment)
+        self._trackers = {"loss": keras.metrics.Mean(name="loss")}
+
+    # ------------------------------------------------------------------ registry / config
+    @classmethod
+    def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
+        """``methods.create("ninh", bits=, dataset=, ...)``; the backbone defaults to
+        small_cnn on images under 32 pixels, else VGG-19 (as DSRH's comparison)."""
+        kw = dict(hparams)
+        kw["bits"] = bits
+        if dataset is not None:
+            kw.setdefault("num_classes", dataset.protocol.num_classes)
+            kw.setdefault("multilabel", dataset.protocol.multilabel)
+            kw.setdefault("image_shape", dataset.image_shape)
+            if kw.get("backbone") is None:
+                kw["backbone"] = default_backbone(dataset, "vgg19")
+        unknown = set(kw) - set(_INIT_ARGS)
+        if unknown:
+            raise ValueError(f"ninh: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(_HPARAMS)}")
+        return kw
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "bits": self.bits,
+            "backbone": keras.layers.serialize(self.backbone),
+            "num_classes": self.num_classes,
+            "multilabel": self.multilabel,
+            "threshold_epsilon": self.threshold_epsilon,
+            "margin": self.margin,
+            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
+            "preprocessing": self.preprocessing,
+            "augment": self.augment,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "NINH":
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
+
+    def hparams(self) -> dict:
+        return {k: v for k, v in self.get_config().items() if k in _HPARAMS}
+
+    # ------------------------------------------------------------------ models
+    def hash_model(self) -> keras.Model:
+        """Preprocessed images -> relaxed codes (sigmoid outputs) in [0, 1], ``(b, bits)``."""
+        return keras.Model(self.inputs, self.get_layer("codes").output, name=f"{self.name}_hash")
+
+    def code_logits_model(self) -> keras.Model:
+        return keras.Model(self.inputs, self.get_layer("divide_encode").output, name=f"{self.name}_hash_logits")
+
+    # ------------------------------------------------------------------ training
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
+        """Triplets ``((a, p, n), (y_a, y_p, y_n))`` of ``config.batch_size`` (global)."""
+        from deephash import data
+
+        return data.triplet_dataset(split, config.batch_size, seed=config.seed, preprocess=self.preprocessor(),
+                                    augment=self.augment, start_step=start_step)
+
+    def compute_loss_value(self, data, training_mode: bool = True):
+        """This replica's mean triplet loss (Eq. 2) on one batch of triplets."""
+        (a, p, n), _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        h = tf.cast(self(tf.concat([a, p, n], axis=0), training=training_mode), tf.float32)
+        h = self.threshold(h, training=training_mode)
+        ha, hp, hn = tf.split(h, 3, axis=0)
+        return tf.reduce_mean(losses.triplet_ranking_loss(ha, hp, hn, margin=self.margin))
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss_value(data, training_mode=True)
+            total = training.scale_to_replicas(loss) + self.regularization_loss()
+            scaled = self.optimizer.scale_loss(total)
+        self.minimize(tape, scaled)
+        self._trackers["loss"].update_state(loss)
+        return {"loss": self._trackers["loss"].result()}
+
+    def test_step(self, data):
+        self._trackers["loss"].update_state(self.compute_loss_value(data, training_mode=False))
+        return {"loss": self._trackers["loss"].result()}
+
+
+_INIT_ARGS = ("bits", "backbone", "num_classes", "multilabel", "threshold_epsilon", "margin", "image_shape",
+              "preprocessing", "augment", "weights", "input_shape")
+_HPARAMS = ("bits", "num_classes", "multilabel", "threshold_epsilon", "margin", "image_shape", "preprocessing",
+            "augment")
+
+__all__ = ["NINH", "PiecewiseThreshold"]
