@@ -67,7 +67,7 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str, title: st
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.03)
     return _save(fig, path)
 
 
