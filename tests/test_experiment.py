@@ -105,6 +105,22 @@ def test_run_trains_shallow_methods_on_flattened_images(tmp_path, digits):
     assert not os.path.exists(tmp_path / "lsh" / "training_curve.png")
 
 
+def test_run_fits_shallow_methods_on_a_feature_directory(tmp_path, digits):
+    if "lsh" not in methods.available("shallow"):
+        pytest.skip("shallow methods not registered")
+    from deephash import features
+
+    feat_dir = features.save_features(digits, str(tmp_path / "feat"))  # raw pixels as features
+    result = experiment.run("lsh", "digits", 16, TINY, str(tmp_path / "run"), features=feat_dir)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["features"] == feat_dir
+    assert result["checksum"] == digits.checksum
+    with pytest.raises(ValueError, match="shallow"):
+        experiment.run("drh", "digits", 16, TINY, None, features=feat_dir)
+    other = features.save_features(data.load("digits", seed=1), str(tmp_path / "feat1"))
+    with pytest.raises(ValueError, match="split"):
+        experiment.run("lsh", "digits", 16, TINY, None, features=other)
+
+
 def test_stale_checkpoints_from_other_settings_are_discarded(tmp_path, digits):
     ckpt = tmp_path / "ckpt"
     config = TINY.replace(checkpoint_dir=str(ckpt), epochs=1)

@@ -226,3 +226,21 @@ def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_run(digits, 
     again = _create(training.get_strategy("default"), ds, dropout)
     again.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
     assert _max_diff(full, again) == 0.0
+
+
+def test_dsrh_trains_under_the_mixed_float16_policy(digits):
+    """The GPU mixed-precision path (forced here on CPU): loss scaling inside the tape,
+    float32 heads and losses."""
+    ds = _small(digits, 32)
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        model = _create(training.get_strategy("default"), ds)
+        start = [w.numpy() for w in model.trainable_weights]
+        history = model.fit_dataset(ds, training.TrainConfig(epochs=1, batch_size=16, lr=0.1, verbose=0))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+    assert model.get_layer("fc8").compute_dtype == "float16" and model.get_layer("codes").compute_dtype == "float32"
+    assert all(np.isfinite(v[-1]) for v in history.values())
+    assert max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(model.trainable_weights, start)) > 1e-4
+    assert model.encode(ds.query.images[:4]).dtype == bool
