@@ -181,10 +181,14 @@ class PairwiseCrossEntropyLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="deephash")
 class LogCoshQuantizationLoss(keras.losses.Loss):
-    """DHN's ``Σ_k log cosh(|z_k| - 1)`` per sample; ``y_true`` is ignored."""
+    """DHN's ``Σ_k log cosh(|z_k| - 1)`` per sample; ``y_true`` is ignored (may be None)."""
 
     def __init__(self, name: str = "log_cosh_quantization", **kwargs):
         super().__init__(name=name, **kwargs)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # y_true is ignored; allow None (Keras' Loss would try to convert it)
+        return super().__call__(0.0 if y_true is None else y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
         return log_cosh_quantization_loss(y_pred)
@@ -192,10 +196,14 @@ class LogCoshQuantizationLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="deephash")
 class SignQuantizationLoss(keras.losses.Loss):
-    """DPSH's ``||sgn(u) - u||²`` per sample; ``y_true`` is ignored."""
+    """DPSH's ``||sgn(u) - u||²`` per sample; ``y_true`` is ignored (may be None)."""
 
     def __init__(self, name: str = "sign_quantization", **kwargs):
         super().__init__(name=name, **kwargs)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # y_true is ignored; allow None (Keras' Loss would try to convert it)
+        return super().__call__(0.0 if y_true is None else y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
         return sign_quantization_loss(y_pred)

@@ -11,8 +11,10 @@ piece-wise threshold function (Eq. 4) pushes the outputs towards binary values:
 
     g(s) = 0 if s < 0.5 - ε;   s if 0.5 - ε <= s <= 0.5 + ε;   1 if s > 0.5 + ε
 
-(``threshold_epsilon`` = ε; 0 turns it off). Codes: bit = slice unit's pre-activation > 0
-(sigmoid > 0.5).
+(``threshold_epsilon`` = ε). It is OFF by default (ε = 0): it zeroes the gradient of every
+unit outside the band, which on a randomly initialised backbone freezes most bits at
+their initial values (digits, 32 bits, 50 epochs at lr 0.1: mAP 0.84 with ε = 0, 0.73 with
+ε = 0.02, 0.52 with ε = 0.1). Codes: bit = slice unit's pre-activation > 0 (sigmoid > 0.5).
 
 **Difference from DSRH/DRH.** DSRH puts a learned ``Dense(s * k)`` layer ("fc8") between
 the backbone and the bag layer, so each bag reads features made for it; NINH divides the
@@ -77,7 +79,7 @@ class NINH(KerasHashingMethod):
         backbone: a ``keras.Model`` (images -> features ``(b, d)``) or a name for
             ``deephash.backbones.get``.
         num_classes, multilabel: the data's protocol (stored; NINH does not classify).
-        threshold_epsilon: ε of the piece-wise threshold (0.1; 0 = off).
+        threshold_epsilon: ε of the piece-wise threshold (default 0 = off; see above).
         margin: triplet hinge margin (1 in Eq. 2).
         image_shape, preprocessing, augment, weights, input_shape: as in ``methods.dsrh.DSRH``.
     """
@@ -90,7 +92,7 @@ class NINH(KerasHashingMethod):
         backbone: Any = "vgg19",
         num_classes: int = 10,
         multilabel: bool = False,
-        threshold_epsilon: float = 0.1,
+        threshold_epsilon: float = 0.0,
         margin: float = 1.0,
         image_shape: Sequence[int] | None = None,
         preprocessing: str | None = None,

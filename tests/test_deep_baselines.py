@@ -1,0 +1,367 @@
+"""Deep baselines NINH, CNNH, DPSH, DHN, HashNet: architecture, loss terms against numpy
+references, CNNH's stage 1 against brute force, MirroredStrategy == one device (DPSH),
+saving/loading (fresh process for NINH), train.py end to end, and learning on digits."""
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import deephash  # noqa: F401
+from deephash import data, methods, metrics, training
+from deephash.layers import BagHash
+from deephash.methods import cnnh as cnnh_mod
+from deephash.methods.ninh import NINH, PiecewiseThreshold
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = ("ninh", "cnnh", "dpsh", "dhn", "hashnet")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def _create(name, ds, bits=8, seed=0, strategy=None, **hparams):
+    training.set_seed(seed)
+    with (strategy or training.get_strategy("default")).scope():
+        return methods.create(name, bits=bits, dataset=ds, **hparams)
+
+
+def _small(ds, n):
+    return dataclasses.replace(ds, train=ds.train.subset(np.arange(n)))
+
+
+def _labeled_batch(ds, model, n=12):
+    images = model.preprocessor()(ds.train.images[:n])
+    return images, ds.train.labels[:n].astype(np.float32)
+
+
+def _sp(x):
+    return np.logaddexp(0.0, x)
+
+
+# ----------------------------------------------------------------------------- registry and architecture
+def test_every_deep_baseline_is_registered_and_built_from_the_dataset(digits):
+    assert set(NAMES) <= set(methods.available("deep"))
+    for name in NAMES:
+        m = _create(name, digits, bits=16)
+        assert m.bits == 16 and m.num_classes == 10 and m.image_shape == (8, 8, 1)
+        assert m.backbone.name == "small_cnn"  # embedded data set -> small_cnn
+        assert m.encode(digits.query.images[:5]).shape == (5, 16)
+
+
+def test_ninh_divides_the_backbone_features_with_no_fc_layer_in_front(digits):
+    m = _create("ninh", digits, bits=32)
+    module = m.get_layer("divide_encode")
+    assert isinstance(module, BagHash) and (module.bits, module.bags) == (32, 256 // 32)
+    # the module reads the backbone's 256 features directly: no fully connected layer in front
+    assert [layer.name for layer in m.layers] == ["images", "small_cnn", "divide_encode", "codes"]
+    # 24 bits of 256 features: slices of 10, the last 16 features unused
+    m24 = _create("ninh", digits, bits=24)
+    assert m24.get_layer("divide_encode").bags == 10 and m24.get_layer("divided_features").output.shape[-1] == 240
+    with pytest.raises(ValueError, match="backbone features"):
+        _create("ninh", digits, bits=512)
+
+
+def test_pairwise_baselines_put_one_hash_layer_on_the_backbone(digits):
+    for name in ("cnnh", "dpsh", "dhn", "hashnet"):
+        m = _create(name, digits, bits=12)
+        assert [layer.name for layer in m.layers][:3] == ["images", "small_cnn", "hash"]
+        assert tuple(m.get_layer("hash").kernel.shape) == (256, 12)
+        assert "classifier" not in [layer.name for layer in m.layers]
+    plus = _create("cnnh", digits, bits=12, with_labels=True)
+    assert plus.get_layer("classifier").units == 10
+
+
+@pytest.mark.parametrize(
+    "name, hparams, match",
+    [("dpsh", {"eta": -1.0}, "eta"), ("dhn", {"hash_activation": "relu"}, "hash_activation"),
+     ("dhn", {"quantization_weight": float("nan")}, "quantization_weight"), ("hashnet", {"beta_step": 0}, "beta_step"),
+     ("hashnet", {"alpha": 0.0}, "alpha"), ("cnnh", {"with_labels": "yes"}, "with_labels"), ("cnnh", {"sweeps": 0}, "sweeps"),
+     ("ninh", {"threshold_epsilon": 0.7}, "threshold_epsilon"), ("ninh", {"margin": -1}, "margin"),
+     ("dpsh", {"lamda": 1.0}, "unknown hyper-parameter"), ("ninh", {"bags": 3}, "unknown hyper-parameter"),
+     ("dpsh", {"backbone": 3}, "backbone")],
+)
+def test_bad_hyper_parameters_raise_value_error(digits, name, hparams, match):
+    with pytest.raises(ValueError, match=match):
+        _create(name, digits, **hparams)
+
+
+# ----------------------------------------------------------------------------- loss terms vs numpy references
+def _pair_reference(codes, labels, pair_loss):
+    """Mean over i != j of pair_loss(theta-free inputs) written out pair by pair."""
+    n = len(codes)
+    total, count = 0.0, 0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                total += pair_loss(codes[i], codes[j], float(labels[i] @ labels[j] > 0), i, j)
+                count += 1
+    return total / count
+
+
+def test_dpsh_terms_match_a_numpy_reference(digits):
+    m = _create("dpsh", digits, eta=0.3)
+    images, y = _labeled_batch(digits, m)
+    u = m(images)["hash"].numpy().astype(np.float64)
+    terms = {k: float(v) for k, v in m.loss_terms({"hash": tf.constant(u, tf.float32)}, tf.constant(y), False).items()}
+
+    def like(a, b, s, i, j):
+        theta = 0.5 * a @ b
+        return _sp(theta) - s * theta
+
+    assert terms["likelihood"] == pytest.approx(_pair_reference(u, y, like), rel=1e-5)
+    b = np.where(u > 0, 1.0, -1.0)
+    assert terms["quantization"] == pytest.approx(np.mean(np.sum((b - u) ** 2, axis=1)), rel=1e-5)
+    assert m.loss_weights() == {"likelihood": 1.0, "quantization": 0.3}
+
+
+@pytest.mark.parametrize("activation", ["linear", "tanh"])
+def test_dhn_terms_match_a_numpy_reference(digits, activation):
+    m = _create("dhn", digits, hash_activation=activation)
+    images, y = _labeled_batch(digits, m)
+    logits = 3.0 * m(images)["hash"].numpy().astype(np.float64)  # larger codes: |z| around 1
+    terms = {k: float(v) for k, v in m.loss_terms({"hash": tf.constant(logits, tf.float32)}, tf.constant(y), False).items()}
+    z = np.tanh(logits) if activation == "tanh" else logits
+
+    def ce(a, b, s, i, j):
+        return _sp(a @ b) - s * (a @ b)
+
+    assert terms["cross_entropy"] == pytest.approx(_pair_reference(z, y, ce), rel=1e-5)
+    assert terms["quantization"] == pytest.approx(np.mean(np.sum(np.log(np.cosh(np.abs(z) - 1)), axis=1)), rel=1e-5)
+
+
+def test_hashnet_terms_match_a_numpy_reference_at_the_scheduled_beta(digits):
+    m = _create("hashnet", digits, bits=8)
+    m.compile(optimizer=keras.optimizers.SGD(0.1))
+    m.optimizer.iterations.assign(450)  # beta = (1 + 0.005 * 400)^0.5 = sqrt(3)
+    images, y = _labeled_batch(digits, m)
+    z = 5.0 * m(images)["hash"].numpy().astype(np.float64)
+    terms = {k: float(v) for k, v in m.loss_terms({"hash": tf.constant(z, tf.float32)}, tf.constant(y), False).items()}
+    beta, alpha = math.sqrt(3.0), 10.0 / 8
+    assert terms["beta"] == pytest.approx(beta, rel=1e-6)
+    h = np.tanh(beta * z)
+    sim = [(i, j) for i in range(12) for j in range(12) if i != j and y[i] @ y[j] > 0]
+    dis = [(i, j) for i in range(12) for j in range(12) if i != j and y[i] @ y[j] == 0]
+
+    def pair(i, j, s):
+        theta = alpha * h[i] @ h[j]
+        return _sp(theta) - s * theta
+
+    expected = np.mean([pair(i, j, 1.0) for i, j in sim]) + np.mean([pair(i, j, 0.0) for i, j in dis])
+    assert terms["weighted_likelihood"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_ninh_loss_is_the_triplet_hinge_on_the_relaxed_codes(digits):
+    m = _create("ninh", digits, bits=16)
+    batch = next(iter(data.triplet_dataset(digits.train, 6, seed=2, preprocess=m.preprocessor())))
+    (a, p, n), _ = batch
+    h = m(tf.concat([a, p, n], 0)).numpy().astype(np.float64)
+    ha, hp, hn = h[:6], h[6:12], h[12:]
+    ref = np.mean(np.maximum(0.0, 1.0 - np.sum((ha - hn) ** 2, 1) + np.sum((ha - hp) ** 2, 1)))
+    assert float(m.compute_loss_value(batch, training_mode=False)) == pytest.approx(ref, rel=1e-5)
+
+
+def test_piecewise_threshold_is_eq_4_in_training_and_identity_at_inference():
+    layer = PiecewiseThreshold(0.1)
+    s = tf.constant([[0.1, 0.39, 0.4, 0.5, 0.6, 0.61, 0.95]])
+    np.testing.assert_allclose(layer(s, training=True).numpy(), [[0.0, 0.0, 0.4, 0.5, 0.6, 1.0, 1.0]], rtol=1e-6)
+    np.testing.assert_array_equal(layer(s, training=False).numpy(), s.numpy())
+    with pytest.raises(ValueError, match="epsilon"):
+        PiecewiseThreshold(0.6)
+
+
+# ----------------------------------------------------------------------------- CNNH stage 1
+def test_cubic_roots_match_numpy():
+    rng = np.random.default_rng(0)
+    out = np.empty(3)
+    for _ in range(200):
+        a, b, c = rng.normal(0, 3, 3)
+        k = cnnh_mod._cubic_real_roots(a, b, c, out)
+        expected = np.sort(np.roots([1.0, a, b, c]).real[np.abs(np.roots([1.0, a, b, c]).imag) < 1e-7])
+        assert k == len(expected) or (k == 3 and len(expected) == 1)  # near-double roots
+        for r in out[:k]:
+            assert abs(r ** 3 + a * r ** 2 + b * r + c) < 1e-6 * max(1.0, abs(r) ** 3)
+
+
+def test_each_coordinate_step_finds_the_brute_force_minimum():
+    rng = np.random.default_rng(1)
+    labels = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, 7)]
+    s = cnnh_mod.similarity_signs(labels)
+    h = rng.uniform(-1, 1, (7, 3))
+    for flat in rng.permutation(21)[:8]:
+        i, j = divmod(int(flat), 3)
+        grid = np.linspace(-1.0, 1.0, 40001)
+        values = []
+        for x in grid:
+            trial = h.copy()
+            trial[i, j] = x
+            values.append(cnnh_mod.objective(s, trial))
+        r = 3 * s - h @ h.T
+        cnnh_mod._sweep(r, h, np.array([flat]))
+        np.testing.assert_allclose(r, 3 * s - h @ h.T, atol=1e-9)  # residual kept exact
+        assert cnnh_mod.objective(s, h) <= min(values) + 1e-6
+        assert abs(h[i, j] - grid[int(np.argmin(values))]) < 1e-3
+
+
+def test_stage1_objective_never_rises_and_its_codes_preserve_the_labels(digits):
+    codes, trace = cnnh_mod.approximate_codes(digits.train.labels, 16, seed=0, sweeps=8)
+    assert codes.dtype == np.int8 and codes.shape == (len(digits.train), 16) and set(np.unique(codes)) <= {-1, 1}
+    assert all(b <= a + 1e-9 for a, b in zip(trace, trace[1:]))
+    assert trace[-1] < 0.8 * trace[0]
+    y = digits.train.labels
+    assert metrics.evaluate(codes, codes, y, y)["map"] > 0.9
+    # compiled and plain loops agree
+    small = y[:40]
+    fast = cnnh_mod.approximate_codes(small, 6, seed=3, sweeps=3, use_numba=True)
+    slow = cnnh_mod.approximate_codes(small, 6, seed=3, sweeps=3, use_numba=False)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-12)
+
+
+def test_cnnh_fit_runs_both_stages_and_reuses_stage1_from_the_checkpoint_dir(digits, tmp_path, monkeypatch):
+    ds = _small(digits, 64)
+    config = training.TrainConfig(epochs=1, batch_size=16, lr=0.05, verbose=0, checkpoint_dir=str(tmp_path))
+    m = _create("cnnh", ds, bits=8, with_labels=True)
+    history = m.fit_dataset(ds, config)
+    assert {"stage1_objective", "loss", "codes", "classification"} <= set(history)
+    assert os.path.exists(tmp_path / "cnnh_stage1.npz")
+    monkeypatch.setattr(cnnh_mod, "approximate_codes", lambda *a, **k: pytest.fail("stage 1 ran again"))
+    again = _create("cnnh", ds, bits=8, with_labels=True)
+    h2 = again.fit_dataset(ds, config.replace(epochs=2))
+    assert h2["stage1_objective"] == history["stage1_objective"]
+    np.testing.assert_array_equal(again.approximate_codes, m.approximate_codes)
+
+
+# ----------------------------------------------------------------------------- strategy
+def test_dpsh_on_two_mirrored_devices_matches_one_device(digits):
+    """3 DPSH steps (global-batch likelihood, per-sample quantization, weight decay):
+    MirroredStrategy over 2 CPU devices == one device with the same global batch.
+
+    The training split is one batch, so every step sees the same 16 items whatever the
+    shuffle order (labeled_dataset's order is not the same under a strategy; the loss does
+    not depend on the order within the global batch)."""
+    ds = _small(digits, 16)
+    config = training.TrainConfig(epochs=3, batch_size=16, lr=0.2, weight_decay=1e-2, verbose=0)
+    one = _create("dpsh", ds, eta=0.5)
+    two = _create("dpsh", ds, eta=0.5, strategy=training.get_strategy("mirrored"))
+    assert two.distribute_strategy.num_replicas_in_sync == 2
+    start = [w.numpy() for w in one.weights]
+    h1 = one.fit_dataset(ds, config)
+    h2 = two.fit_dataset(ds, config)
+    assert max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(one.weights, start)) > 1e-3
+    assert max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one.weights, two.weights)) < 1e-5
+    for k in h1:
+        assert h1[k] == pytest.approx(h2[k], rel=1e-5)
+
+
+def test_hashnet_beta_follows_the_optimizer_steps(digits):
+    ds = _small(digits, 64)  # 4 steps per epoch
+    m = _create("hashnet", ds, beta_step=4, gamma=0.5, power=1.0)
+    history = m.fit_dataset(ds, training.TrainConfig(epochs=2, batch_size=16, verbose=0))
+    # epoch 1: steps 0-3 -> beta 1; epoch 2: steps 4-7 -> beta 1 + 0.5 * 4 = 3
+    assert history["beta"] == pytest.approx([1.0, 3.0])
+
+
+# ----------------------------------------------------------------------------- config and saving
+@pytest.mark.parametrize("name", NAMES)
+def test_get_config_is_json_and_save_load_round_trips(digits, name, tmp_path):
+    extra = {"ninh": {"margin": 0.5}, "cnnh": {"with_labels": True, "sweeps": 3}, "dpsh": {"eta": 0.2},
+             "dhn": {"hash_activation": "tanh"}, "hashnet": {"alpha": 0.3, "beta_step": 7}}[name]
+    m = _create(name, digits, bits=8, **extra)
+    config = json.loads(json.dumps(m.get_config()))
+    clone = type(m).from_config(config)
+    for k, v in extra.items():
+        assert getattr(clone, k) == v
+    clone.set_weights(m.get_weights())
+    codes = m.encode(digits.query)
+    assert codes.dtype == bool and codes.shape == (len(digits.query), 8)
+    np.testing.assert_array_equal(clone.encode(digits.query), codes)
+    path = str(tmp_path / f"{name}.keras")
+    m.save(path)
+    loaded = methods.load(path)
+    assert type(loaded) is type(m)
+    np.testing.assert_array_equal(loaded.encode(digits.query), codes)
+    assert json.loads(json.dumps(m.hparams()))["bits"] == 8
+
+
+def test_ninh_reloads_in_a_fresh_process_with_identical_codes(digits, tmp_path):
+    m = _create("ninh", digits, bits=24, threshold_epsilon=0.05)  # 24 bits: the remainder is cropped
+    m.fit_dataset(_small(digits, 64), training.TrainConfig(epochs=1, batch_size=16, verbose=0))
+    path = str(tmp_path / "ninh.keras")
+    m.save(path)
+    np.save(tmp_path / "images.npy", digits.query.images)
+    script = textwrap.dedent(f"""
+        import numpy as np, keras
+        import deephash
+        model = keras.models.load_model({path!r})
+        np.save({str(tmp_path / 'codes.npy')!r}, model.encode(np.load({str(tmp_path / 'images.npy')!r})))
+        print(type(model).__name__, model.threshold_epsilon)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": REPO})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["NINH", "0.05"]
+    np.testing.assert_array_equal(np.load(tmp_path / "codes.npy"), m.encode(digits.query))
+
+
+def test_train_script_writes_the_same_run_directory_as_dsrh(tmp_path, digits):
+    out = tmp_path / "dhn_digits_16"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "experiments", "train.py"), "--method=dhn", "--dataset=digits", "--bits=16",
+         "--epochs=2", "--batch_size=64", "--lr=0.05", f"--out={out}", "--verbose=0",
+         "--hparams=quantization_weight=0.005"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(out)) == sorted(["config.json", "split.json", "model.keras", "codes.npz", "history.json",
+                                              "metrics.json", "pr_curve.png", "training_curve.png"])
+    assert sorted(os.listdir(tmp_path)) == ["dhn_digits_16"]
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["method"], m["dataset"], m["bits"], m["checksum"]) == ("dhn", "digits", 16, digits.checksum)
+    for key in ("map", "precision_radius_2", "pr_curve", "precision_at_n", "conventions"):
+        assert key in m
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["hparams"]["quantization_weight"] == 0.005 and cfg["train"]["epochs"] == 2
+    assert set(json.loads((out / "history.json").read_text())) == {"loss", "cross_entropy", "quantization"}
+
+
+# ----------------------------------------------------------------------------- learning
+# digits at 32 bits, 50 epochs of 7 steps. Random codes score ~0.1 mAP; the UNTRAINED
+# networks already score ~0.3 (random features of the pixels), so training must add more.
+LEARNING = {
+    "ninh": ({}, 0.1),
+    "cnnh": ({}, 0.05),
+    "dpsh": ({"eta": 0.002}, 0.05),
+    "dhn": ({"quantization_weight": 0.005}, 0.05),
+    "hashnet": ({}, 0.05),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_each_baseline_learns_codes_far_better_than_random_and_untrained(digits, name):
+    hparams, lr = LEARNING[name]
+    rng = np.random.default_rng(0)
+    random_map = metrics.evaluate(rng.random((len(digits.query), 32)) > 0.5, rng.random((len(digits.database), 32)) > 0.5,
+                                  digits.query.labels, digits.database.labels)["map"]
+    assert random_map < 0.15
+    m = _create(name, digits, bits=32, **hparams)
+
+    def score():
+        return metrics.evaluate(m.encode(digits.query), m.encode(digits.database),
+                                digits.query.labels, digits.database.labels)["map"]
+
+    untrained = score()
+    history = m.fit_dataset(digits, training.TrainConfig(epochs=50, lr=lr, lr_decay_steps=None, verbose=0))
+    assert history["loss"][-1] < history["loss"][0]
+    trained = score()
+    assert trained > 0.55 and trained > untrained + 0.2, (name, untrained, trained)
