@@ -188,7 +188,7 @@ def test_train_script_stops_bad_flags_with_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_train_script_runs_mirrored_over_two_devices_with_auto_lambda(tmp_path):
-    out = _script("train.py", "--method=drh+", "--dataset=digits", "--bits=8", "--epochs=1", "--batch_size=32",
+    out = _script("train.py", "--method=drh+", "--dataset=digits", "--bits=8", "--epochs=1", "--batch_size=64",
                   "--strategy=mirrored", "--num_devices=2", "--ortho_weight=auto", "--verbose=0",
                   "--hparams=bags=4", f"--out={tmp_path / 'run'}")
     assert out.returncode == 0, out.stderr[-3000:]
