@@ -78,6 +78,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, digits):
 
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["epochs"] == 2 and cfg["hparams"]["bags"] == 4 and cfg["hparams"]["variant"] == "dsrh"
+    assert cfg["hparams"]["backbone"] == "small_cnn"
     assert "tensorflow" in cfg["versions"]
     split = json.loads((out / "split.json").read_text())
     assert split["checksum"] == digits.checksum and split["sizes"]["query"] == len(digits.query)

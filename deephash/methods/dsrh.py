@@ -201,8 +201,8 @@ class DSRH(KerasHashingMethod):
         return cls(**config)
 
     def hparams(self) -> dict:
-        """The method's hyper-parameters (for config.json)."""
-        return {k: v for k, v in self.get_config().items() if k in _HPARAMS}
+        """The method's hyper-parameters (for config.json), with the backbone's name."""
+        return {"backbone": self.backbone.name, **{k: v for k, v in self.get_config().items() if k in _HPARAMS}}
 
     # ------------------------------------------------------------------ models
     def hash_model(self) -> keras.Model:
