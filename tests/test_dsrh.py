@@ -233,3 +233,16 @@ def test_every_variant_learns_codes_far_better_than_random(digits):
         result = metrics.evaluate(m.encode(digits.query), m.encode(digits.database),
                                   digits.query.labels, digits.database.labels)
         assert result["map"] > 0.4, (variant, result["map"])
+
+
+@pytest.mark.slow
+def test_dsrh_on_the_vgg19_backbone_trains_and_encodes(digits):
+    """The paper's backbone (random weights, 32x32 input to stay small): gray 8x8 digits go
+    through the VGG preprocessing (resize, crop, gray -> BGR, mean) into VGG-19 + dropout."""
+    ds = dataclasses.replace(digits, train=digits.train.subset(np.arange(8)))
+    m = _create("dsrh", ds, bits=8, backbone="vgg19", input_shape=(32, 32, 3))
+    assert m.preprocessing == "vgg19" and tuple(m.inputs[0].shape[1:]) == (32, 32, 3)
+    assert m.get_layer("fc8").input.shape[-1] == 4096  # fc7
+    history = m.fit_dataset(ds, training.TrainConfig(epochs=1, batch_size=4, verbose=0))
+    assert all(np.isfinite(v[-1]) for v in history.values())
+    assert m.encode(digits.query.images[:5]).shape == (5, 8)
