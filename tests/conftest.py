@@ -1,6 +1,11 @@
 """Test configuration: two logical CPU devices (to test MirroredStrategy without GPUs)
 and quiet TensorFlow logs. Must run before TensorFlow initialises its runtime."""
 import os
+import tempfile
+
+# Split files of the embedded sets go to a fresh cache, never the user's ~/.cache/deephash,
+# so a test run neither depends on nor alters what earlier runs left there.
+os.environ.setdefault("DEEPHASH_CACHE", tempfile.mkdtemp(prefix="deephash-test-cache-"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
