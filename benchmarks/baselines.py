@@ -9,6 +9,14 @@ at the smallest size) and encodes the same ``n`` points. Times are reported in s
 and as ratios against the LSH fit (and LSH encode) in the same run, on the same data, so
 figures from different machines can be compared. The figures are a measurement, never
 an assertion.
+
+    python benchmarks/baselines.py --suite=deep          # NINH, CNNH, DPSH, DHN, HashNet vs DRH
+
+The deep suite trains each method for 4 epochs (batch 64, small_cnn, 8x8x1 random images
+with 10 classes, ``n`` = 500 and 2,000 unless ``--sizes`` says otherwise) and reports the
+training wall and CPU time (CNNH's stage 1 included), the median epoch time after the
+first, and the encode throughput, each also as a ratio to DRH trained in the same run on
+the same data. Triplet methods (DRH, NINH) run 3 images per batch item.
 """
 from __future__ import annotations
 
@@ -31,7 +39,8 @@ def define_flags() -> None:
     flags.DEFINE_list("dims", ["64", "512"], "feature dimensions d")
     flags.DEFINE_integer("bits", 32, "code length")
     flags.DEFINE_list("methods", None, "methods to time (default: every shallow method)")
-    flags.DEFINE_enum("suite", "shallow", ["shallow"], "which baselines to time (deep ones: issue 7, item 3)")
+    flags.DEFINE_enum("suite", "shallow", ["shallow", "deep"], "which baselines to time: shallow (numpy, on "
+                      "feature vectors) or deep (Keras, on images; ratios to DRH)")
     flags.DEFINE_integer("seed", 0, "data and fit seed")
     flags.DEFINE_integer("repeats", 3, "timed repetitions (the minimum is reported; fits over 2 s run once)")
     flags.DEFINE_integer("blas_threads", 1, "BLAS threads (0: library default); 1 gives stable figures on a shared machine")
@@ -89,9 +98,78 @@ def bench_shallow(names: list[str], sizes: list[int], dims: list[int], bits: int
     return rows
 
 
-# Deep baselines (issue 7, item 3) will add a ``bench_deep(names, sizes, ...)`` here that times
-# ``fit_dataset`` for a few epochs and ``encode`` on images, and register it in SUITES.
-SUITES = {"shallow": bench_shallow}
+# ----------------------------------------------------------------------------- deep baselines
+DEEP_REFERENCE = "drh"  # the deep figures are ratios to DRH (triplet loss, fc8 + bags) in the same run
+DEEP_DEFAULT = ["ninh", "cnnh", "dpsh", "dhn", "hashnet"]
+DEEP_SIZES = [500, 2000]  # training images, when --sizes is not given with --suite=deep
+
+
+def make_images(n: int, size: int, seed: int, classes: int = 10):
+    """A ``data.Split`` of ``n`` random (size x size x 1) images in [0, 255] with class labels."""
+    from deephash.data import Split
+
+    rng = np.random.default_rng([seed, n, size])
+    y = rng.integers(0, classes, size=n)
+    images = (rng.random((n, size, size, 1)) * 255).astype(np.float32)
+    return Split(labels=np.eye(classes, dtype=np.uint8)[y], indices=np.arange(n, dtype=np.int64), images=images,
+                 paths=None, class_ids=y.astype(np.int64))
+
+
+def bench_deep(names: list[str], sizes: list[int], dims: list[int], bits: int, seed: int, repeats: int = 3,
+               image_size: int = 8, epochs: int = 4, batch_size: int = 64) -> list[dict]:
+    """One row per (method, n): training wall and CPU time (CNNH's stage 1 included), the
+    median wall time of the epochs after the first (the first includes tracing), encode
+    throughput on the ``n`` training images (best of ``repeats``), and each as a ratio to
+    DRH on the same data. ``dims`` is unused (images are ``image_size`` x ``image_size`` x 1,
+    backbone small_cnn)."""
+    import keras
+
+    from deephash import methods, training
+
+    del dims
+    rows = []
+    order = [DEEP_REFERENCE] + [m for m in names if m != DEEP_REFERENCE]
+    for n in sizes:
+        split = make_images(n, image_size, seed)
+        results = {}
+        for name in order:
+            training.set_seed(seed)
+            model = methods.create(name, bits=bits, backbone="small_cnn", image_shape=(image_size, image_size, 1),
+                                   num_classes=10)
+            marks: list[float] = []
+            clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: marks.append(time.perf_counter()))
+            start, cpu = time.perf_counter(), time.process_time()
+            model.fit_dataset(split, training.TrainConfig(epochs=epochs, batch_size=batch_size, lr=0.01, verbose=0,
+                                                          seed=seed), callbacks=[clock])
+            fit_s, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
+            epoch_s = float(np.median(np.diff(marks))) if len(marks) > 1 else fit_s
+            model.encode(split.images[:batch_size])  # trace the encoder
+            encode_s = _time(lambda: model.encode(split), repeats)
+            results[name] = (fit_s, fit_cpu, epoch_s, n / encode_s)
+            del model
+        ref = results[DEEP_REFERENCE]
+        for name in names:
+            fit_s, fit_cpu, epoch_s, rate = results[name]
+            rows.append({"method": name, "n": n, "image": f"{image_size}x{image_size}x1", "bits": bits,
+                         "epochs": epochs, "batch_size": batch_size, "fit_s": fit_s, "fit_cpu_s": fit_cpu,
+                         "epoch_s": epoch_s, "encode_images_per_s": rate, "fit_vs_drh": fit_s / ref[0],
+                         "fit_cpu_vs_drh": fit_cpu / ref[1], "epoch_vs_drh": epoch_s / ref[2],
+                         "encode_rate_vs_drh": rate / ref[3]})
+    return rows
+
+
+def format_deep_table(rows: list[dict]) -> str:
+    head = (f"{'method':8s} {'n':>6s} {'fit s':>7s} {'fit cpu s':>9s} {'epoch s':>8s} {'enc img/s':>10s} "
+            f"{'fit/DRH':>8s} {'cpu/DRH':>8s} {'epoch/DRH':>10s} {'enc rate/DRH':>13s}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['method']:8s} {r['n']:6d} {r['fit_s']:7.2f} {r['fit_cpu_s']:9.2f} {r['epoch_s']:8.3f} "
+                     f"{r['encode_images_per_s']:10.0f} {r['fit_vs_drh']:8.2f} {r['fit_cpu_vs_drh']:8.2f} "
+                     f"{r['epoch_vs_drh']:10.2f} {r['encode_rate_vs_drh']:13.2f}")
+    return "\n".join(lines)
+
+
+SUITES = {"shallow": bench_shallow, "deep": bench_deep}
 
 
 def format_table(rows: list[dict]) -> str:
@@ -108,15 +186,18 @@ def main(argv):
     from deephash import methods
     from deephash.io import write_json
 
-    names = [m.lower() for m in (FLAGS.methods or methods.available(FLAGS.suite))]
+    deep = FLAGS.suite == "deep"
+    names = [m.lower() for m in (FLAGS.methods or (DEEP_DEFAULT if deep else methods.available(FLAGS.suite)))]
     for m in names:
         methods.family(m)  # unknown name -> ValueError
     sizes, dims = [int(s) for s in FLAGS.sizes], [int(s) for s in FLAGS.dims]
+    if deep and not FLAGS["sizes"].present:
+        sizes = DEEP_SIZES
     from threadpoolctl import threadpool_info, threadpool_limits
 
     limits = threadpool_limits(FLAGS.blas_threads, user_api="blas") if FLAGS.blas_threads else None
     rows = SUITES[FLAGS.suite](names, sizes, dims, FLAGS.bits, FLAGS.seed, FLAGS.repeats)
-    print(format_table(rows))
+    print(format_deep_table(rows) if deep else format_table(rows))
     threads = max((i.get("num_threads", 0) for i in threadpool_info() if i.get("user_api") == "blas"), default=None)
     info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "blas_threads": threads,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}

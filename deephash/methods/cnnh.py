@@ -163,19 +163,35 @@ def approximate_codes(
     bits = check_int("cnnh", "bits", bits)
     sweeps = check_int("cnnh", "sweeps", sweeps)
     tol = check_number("cnnh", "tol", tol)
-    n = np.asarray(labels).shape[0]
+    y = np.asarray(labels)
+    similarity_signs(y[:1])  # validates the labels' shape
+    n = y.shape[0]
     dtype = np.float64 if n <= 8000 else np.float32  # R is n x n
-    s = similarity_signs(labels, dtype)
+    yf = (y > 0).astype(np.float32)
+    shared = (yf @ yf.T) > 0  # bool (n, n): where s_ij = +1
+
+    def residual(h):
+        """``R = qS - HHᵀ`` built in one n x n array (S is kept as booleans)."""
+        r = np.matmul(h, h.T).astype(dtype, copy=False)
+        np.negative(r, out=r)
+        np.add(r, bits, out=r, where=shared)
+        np.subtract(r, bits, out=r, where=~shared)
+        return r
+
+    def value(r):
+        flat = r.ravel()
+        return float(np.dot(flat, flat)) / float(bits) ** 2
+
     rng = np.random.default_rng([int(seed), 0xC22])
     h = rng.uniform(-1.0, 1.0, size=(n, bits))
-    r = (bits * s - (h @ h.T)).astype(dtype)
+    r = residual(h)
     sweep = _sweep_nb if (use_numba and HAVE_NUMBA) else _sweep
-    scale = float(bits) ** 2
-    trace = [float(np.sum(r.astype(np.float64) ** 2)) / scale]
+    trace = [value(r)]
     for _ in range(sweeps):
         sweep(r, h, rng.permutation(n * bits))
-        r = (bits * s - (h @ h.T)).astype(dtype)  # refresh: no drift of the incremental updates
-        trace.append(float(np.sum(r.astype(np.float64) ** 2)) / scale)
+        del r
+        r = residual(h)  # refresh: no drift of the incremental updates
+        trace.append(value(r))
         if trace[-2] - trace[-1] <= tol * trace[-2]:
             break
     codes = np.where(h > 0, 1, -1).astype(np.int8)

@@ -13,8 +13,10 @@ Loss (Eq. 7 = Eq. 5 + λ Eq. 6), on the pairs ``i != j`` of the global batch wit
 
 (``losses.pairwise_cross_entropy`` with alpha = 1, ``losses.log_cosh_quantization_loss``,
 the smooth surrogate of the bimodal Laplacian prior ``|| |z_i| - 1 ||_1``). The paper
-sums both terms; as means, λ's scale differs from the paper's by the batch's pair count
-per item (see docs/baselines.md).
+sums the first term over all n(n-1) training pairs and the second over the n images and
+picks λ on validation data; as means, the weight here is ``λ / (n - 1)``. The default
+0.005 is the value that trained well on digits (a larger weight pulls every code to the
+same corner while the codes are still small; see docs/baselines.md).
 """
 from __future__ import annotations
 
@@ -32,12 +34,12 @@ _ACTIVATIONS = ("linear", "tanh")
 @keras.saving.register_keras_serializable(package="deephash")
 class DHN(PairwiseHashingMethod):
     """DHN as a Keras model (module docstring). Hyper-parameters: ``quantization_weight``
-    (λ, 0.1) and ``hash_activation`` ("linear" or "tanh") plus the common ones of
+    (λ / (n - 1), 0.005) and ``hash_activation`` ("linear" or "tanh") plus the common ones of
     ``PairwiseHashingMethod``."""
 
     method = "dhn"
     default_backbone = "cnn_f"
-    HPARAMS = {"quantization_weight": 0.1, "hash_activation": "linear"}
+    HPARAMS = {"quantization_weight": 0.005, "hash_activation": "linear"}
 
     @classmethod
     def check_hparams(cls, hp: dict) -> dict:

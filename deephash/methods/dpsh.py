@@ -10,9 +10,10 @@ share a label:
 
 (``losses.pairwise_likelihood_loss``, the same likelihood DSEH uses, and
 ``losses.sign_quantization_loss``). The paper writes both terms as sums, the first over
-all labeled pairs and the second over items, and used η = 10; here both are means, so
-the paper's η on a batch of B items corresponds to ``eta = η / (B - 1)`` (about 0.16 for
-the paper's η at B = 64; the default 0.1).
+all n(n-1) pairs of the n training images and the second over the images, with η = 10;
+dividing by n(n-1) gives the means used here with ``eta = η / (n - 1)``: 0.002 for
+η = 10 and CIFAR-10's 5,000 training images (the default). The in-batch mean over pairs
+estimates the mean over all pairs.
 """
 from __future__ import annotations
 
@@ -28,13 +29,13 @@ from deephash.methods.pairwise_method import PairwiseHashingMethod, check_number
 @keras.saving.register_keras_serializable(package="deephash")
 class DPSH(PairwiseHashingMethod):
     """DPSH as a Keras model (module docstring). Hyper-parameters: ``eta`` (quantization
-    weight, 0.1) plus the common ones of ``PairwiseHashingMethod`` (``bits``, ``backbone``,
+    weight, 0.002) plus the common ones of ``PairwiseHashingMethod`` (``bits``, ``backbone``,
     ``num_classes``, ``multilabel``, ``image_shape``, ``preprocessing``, ``augment``,
     ``weights``, ``input_shape``)."""
 
     method = "dpsh"
     default_backbone = "cnn_f"
-    HPARAMS = {"eta": 0.1}
+    HPARAMS = {"eta": 0.002}
 
     @classmethod
     def check_hparams(cls, hp: dict) -> dict:
