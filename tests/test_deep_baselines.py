@@ -18,7 +18,7 @@ import deephash  # noqa: F401
 from deephash import data, methods, metrics, training
 from deephash.layers import BagHash
 from deephash.methods import cnnh as cnnh_mod
-from deephash.methods.ninh import NINH, PiecewiseThreshold
+from deephash.methods.ninh import PiecewiseThreshold
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ("ninh", "cnnh", "dpsh", "dhn", "hashnet")
@@ -271,6 +271,25 @@ def test_hashnet_beta_follows_the_optimizer_steps(digits):
     assert history["beta"] == pytest.approx([1.0, 3.0])
 
 
+@pytest.mark.parametrize("name", ["ninh", "hashnet"])
+def test_triplet_and_pairwise_baselines_train_under_the_mixed_float16_policy(digits, name):
+    """The GPU mixed-precision path (forced here on CPU): loss scaling, float32 hash layers."""
+    ds = _small(digits, 32)
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        m = _create(name, ds)
+        start = [w.numpy() for w in m.trainable_weights]
+        history = m.fit_dataset(ds, training.TrainConfig(epochs=1, batch_size=16, lr=0.1, verbose=0))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert type(m.optimizer).__name__ == "LossScaleOptimizer"
+    head = m.get_layer("divide_encode" if name == "ninh" else "hash")
+    assert m.backbone.get_layer("conv1").compute_dtype == "float16" and head.compute_dtype == "float32"
+    assert all(np.isfinite(v[-1]) for v in history.values())
+    assert max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(m.trainable_weights, start)) > 1e-4
+    assert m.encode(ds.query.images[:4]).dtype == bool
+
+
 # ----------------------------------------------------------------------------- config and saving
 @pytest.mark.parametrize("name", NAMES)
 def test_get_config_is_json_and_save_load_round_trips(digits, name, tmp_path):
@@ -366,3 +385,18 @@ def test_each_baseline_learns_codes_far_better_than_random_and_untrained(digits,
     assert history["loss"][-1] < history["loss"][0]
     trained = score()
     assert trained > 0.55 and trained > untrained + 0.2, (name, untrained, trained)
+
+
+def test_deep_benchmark_reports_ratios_to_drh():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_baselines", os.path.join(REPO, "benchmarks", "baselines.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.bench_deep(["drh", "dpsh"], [64], [], 8, 0, repeats=1, epochs=2, batch_size=16)
+    assert [r["method"] for r in rows] == ["drh", "dpsh"]
+    ref = rows[0]
+    assert ref["fit_vs_drh"] == ref["epoch_vs_drh"] == ref["encode_rate_vs_drh"] == 1.0
+    assert all(r["fit_s"] > 0 and r["epoch_s"] > 0 and r["encode_images_per_s"] > 0 for r in rows)
+    assert rows[1]["epoch_vs_drh"] == pytest.approx(rows[1]["epoch_s"] / ref["epoch_s"])
+    assert "epoch/DRH" in bench.format_deep_table(rows)
