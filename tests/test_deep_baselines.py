@@ -309,7 +309,7 @@ def test_get_config_is_json_and_save_load_round_trips(digits, name, tmp_path):
     loaded = methods.load(path)
     assert type(loaded) is type(m)
     np.testing.assert_array_equal(loaded.encode(digits.query), codes)
-    assert json.loads(json.dumps(m.hparams()))["bits"] == 8
+    assert json.loads(json.dumps(m.hparams()))["bits"] == 8 and m.hparams()["backbone"] == "small_cnn"
 
 
 def test_ninh_reloads_in_a_fresh_process_with_identical_codes(digits, tmp_path):
@@ -350,6 +350,7 @@ def test_train_script_writes_the_same_run_directory_as_dsrh(tmp_path, digits):
         assert key in m
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hparams"]["quantization_weight"] == 0.005 and cfg["train"]["epochs"] == 2
+    assert cfg["hparams"]["backbone"] == "small_cnn"
     assert set(json.loads((out / "history.json").read_text())) == {"loss", "cross_entropy", "quantization"}
 
 

@@ -182,7 +182,8 @@ class NINH(KerasHashingMethod):
         return cls(**config)
 
     def hparams(self) -> dict:
-        return {k: v for k, v in self.get_config().items() if k in _HPARAMS}
+        """The method's hyper-parameters (for config.json), with the backbone's name."""
+        return {"backbone": self.backbone.name, **{k: v for k, v in self.get_config().items() if k in _HPARAMS}}
 
     # ------------------------------------------------------------------ models
     def hash_model(self) -> keras.Model:

@@ -202,8 +202,9 @@ class PairwiseHashingMethod(KerasHashingMethod):
         return cls(**config)
 
     def hparams(self) -> dict:
-        """The method's hyper-parameters (for config.json)."""
-        return {k: v for k, v in self.get_config().items() if k not in ("name", "trainable", "backbone")}
+        """The method's hyper-parameters (for config.json), with the backbone's name."""
+        return {"backbone": self.backbone.name,
+                **{k: v for k, v in self.get_config().items() if k not in ("name", "trainable", "backbone")}}
 
     # ------------------------------------------------------------------ models
     def code_logits_model(self) -> keras.Model:
