@@ -205,7 +205,10 @@ def read_matconvnet(path: str | os.PathLike) -> dict:
     try:
         top = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as e:  # not a MAT file, truncated, HDF5-based v7.3, ...
-        raise ValueError(f"{path!r} is not a readable MATLAB .mat file: {e}") from e
+        raise ValueError(
+            f"{path!r} is not a readable MATLAB .mat file ({e}); MATLAB v7.3 (HDF5) files are not "
+            "supported: re-save with save(..., '-v7')"
+        ) from e
     keys = sorted(k for k in top if not k.startswith("__"))
     if "layers" not in top:
         raise ValueError(f"{path!r} is not a MatConvNet simplenn model: it has no 'layers' (top-level keys: {keys})")

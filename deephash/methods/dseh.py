@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from typing import Any, Sequence
 
 import keras
@@ -552,6 +551,7 @@ class _WeightsOnly:
 
     def __init__(self, model):
         self.weights = model.weights
+        self.variables = model.variables  # weights and random-seed states
         self.optimizer = None
         self.distribute_strategy = model.distribute_strategy
 
