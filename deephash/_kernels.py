@@ -168,16 +168,17 @@ if HAVE_NUMBA:
     def _tile_distances(qc, q, dbc, t0, t1, dt):
         """``dt[t - t0] = popcount(qc[q] ^ dbc[t])`` (vectorised by LLVM)."""
         W = qc.shape[1]
+        ct = dbc[t0:t1]  # a view indexed from 0: LLVM sees non-negative indices (no gathers)
         if W == 1:
             qw = qc[q, 0]
-            for t in range(t0, t1):
-                dt[t - t0] = _popcount(qw ^ dbc[t, 0])
+            for t in range(ct.shape[0]):
+                dt[t] = _popcount(qw ^ ct[t, 0])
         else:
-            for t in range(t0, t1):
+            for t in range(ct.shape[0]):
                 s = np.uint64(0)
                 for w in range(W):
-                    s += _popcount(qc[q, w] ^ dbc[t, w])
-                dt[t - t0] = s
+                    s += _popcount(qc[q, w] ^ ct[t, w])
+                dt[t] = s
 
     @njit(cache=True, inline="always")
     def _tile_keys(qc, q, dbc, ql, dbl, eq, t0, t1, kt, dbc1, dbl1):
@@ -188,28 +189,34 @@ if HAVE_NUMBA:
         """
         W = qc.shape[1]
         L = ql.shape[1]
+        # views indexed from 0: with a non-negative index LLVM emits plain vector loads
+        # (indexing with t0 + t made it use gathers, several times slower)
         if W == 1 and L == 1:
             qw = qc[q, 0]
             lq = ql[q, 0]
+            c1 = dbc1[t0:t1]
+            l1 = dbl1[t0:t1]
             if eq:
-                for t in range(t0, t1):
-                    kt[t - t0] = 2 * _popcount(qw ^ dbc1[t]) + (dbl1[t] == lq)
+                for t in range(c1.shape[0]):
+                    kt[t] = 2 * _popcount(qw ^ c1[t]) + (l1[t] == lq)
             else:
-                for t in range(t0, t1):
-                    kt[t - t0] = 2 * _popcount(qw ^ dbc1[t]) + ((dbl1[t] & lq) != 0)
+                for t in range(c1.shape[0]):
+                    kt[t] = 2 * _popcount(qw ^ c1[t]) + ((l1[t] & lq) != 0)
         else:
-            for t in range(t0, t1):
+            ct = dbc[t0:t1]
+            lt = dbl[t0:t1]
+            for t in range(ct.shape[0]):
                 s = np.uint64(0)
                 for w in range(W):
-                    s += _popcount(qc[q, w] ^ dbc[t, w])
+                    s += _popcount(qc[q, w] ^ ct[t, w])
                 if eq:
-                    r = dbl[t, 0] == ql[q, 0]
+                    r = lt[t, 0] == ql[q, 0]
                 else:
                     a = np.uint64(0)
                     for w in range(L):
-                        a |= ql[q, w] & dbl[t, w]
+                        a |= ql[q, w] & lt[t, w]
                     r = a != 0
-                kt[t - t0] = 2 * s + r
+                kt[t] = 2 * s + r
 
     @njit(cache=True, fastmath={"reassoc", "nsz", "arcp", "contract"})
     def _sum_precisions(num, den, dd, relbefore, n):
@@ -220,7 +227,7 @@ if HAVE_NUMBA:
         return s
 
     @njit(parallel=True, cache=True)
-    def nb_metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, nthreads):
+    def nb_metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, nthreads, rproto, S):
         """Per-query counts from which every metric follows exactly.
 
         Returns ``hist_all, hist_rel`` (Q, k+1): items / relevant items at each distance;
@@ -233,6 +240,12 @@ if HAVE_NUMBA:
         Its rank is then ``#items at smaller distances + #items before it at its distance + 1``
         and the relevant items ranked up to it are ``#relevant at smaller distances +
         #relevant records up to it at its distance``.
+
+        Each histogram counter holds ``count << S | distance``, so the counter value *is* the
+        record of the next item at that distance (no shift/or per item); records are stored
+        branch-free (every item writes, only relevant ones advance). ``rproto`` is an empty
+        array whose dtype (int32 or int64) is the record type and ``S`` the shift: the caller
+        picks int32 / 8 when ``n_bits < 256`` and ``len(dbc) <= 2**23``, else int64 / 16.
         """
         nq = qc.shape[0]
         ndb = dbc.shape[0]
@@ -247,6 +260,8 @@ if HAVE_NUMBA:
         for i in range(n_ns):
             nmax = max(nmax, ns[i])
         K = min(top_k, ndb)
+        one = 1 << S
+        mask = one - 1
         dbc1 = dbc.reshape(dbc.size)
         dbl1 = dbl.reshape(dbl.size)
         B = max(1, min(16, (1 << 24) // ndb)) if need_ranks else 16
@@ -255,7 +270,7 @@ if HAVE_NUMBA:
         for c in prange(nchunks):
             kt = np.empty(_TILE, np.int32)
             cnt = np.zeros((B, 2 * nb1), np.int64)
-            rec = np.empty((B, ndb if need_ranks else 1), np.int64)
+            rec = np.empty((B, ndb if need_ranks else 1), rproto.dtype)
             nrec = np.zeros(B, np.int64)
             before = np.empty(nb1 + 1, np.int64)
             relbefore = np.empty(nb1 + 1, np.int64)
@@ -268,6 +283,10 @@ if HAVE_NUMBA:
                 nb = min(B, nq - q0)
                 cnt[:] = 0
                 nrec[:] = 0
+                if need_ranks:  # cnt[b, d] = (#items so far at distance d) << S | d
+                    for b in range(nb):
+                        for d in range(nb1):
+                            cnt[b, d] = d
                 for t0 in range(0, ndb, _TILE):
                     t1 = min(ndb, t0 + _TILE)
                     nt = t1 - t0
@@ -280,10 +299,11 @@ if HAVE_NUMBA:
                             for t in range(nt):
                                 key = kt[t]
                                 d = key >> 1
+                                # the counter already holds the record of a relevant item:
+                                # (#items before it at its distance) << S | distance
                                 v = cb[d]
-                                cb[d] = v + 1
-                                # kept for a relevant item: (#items before it at its distance, distance)
-                                rb[n] = (v << 16) | d
+                                rb[n] = v
+                                cb[d] = v + one
                                 n += key & 1
                             nrec[b] = n
                         else:
@@ -300,16 +320,16 @@ if HAVE_NUMBA:
                     # cb[d]: items at distance d; records: relevant items in index order
                     before[0] = 0
                     for d in range(nb1):
-                        hist_all[q, d] = cb[d]
-                        before[d + 1] = before[d] + cb[d]
+                        hist_all[q, d] = cb[d] >> S
+                        before[d + 1] = before[d] + (cb[d] >> S)
                         rs[d] = 0
                     na = 0
                     rb = rec[b]
                     for i in range(nrec[b]):
                         v = rb[i]
-                        d = v & 0xFFFF
+                        d = v & mask
                         rs[d] += 1
-                        rank = before[d] + (v >> 16) + 1
+                        rank = before[d] + (v >> S) + 1
                         if rank <= K:  # P@rank = (relevant at smaller distances + rs[d]) / rank
                             num[na] = rs[d]
                             den[na] = rank
@@ -477,8 +497,13 @@ def metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, kernels=N
     top_k = int(min(top_k, dbc.shape[0]))
     if resolve(kernels) == "numba":
         with _LAUNCH_LOCK:
+            # a record is (#items before it at its distance) << S | distance: int32 when it fits
+            # (halves the memory traffic of the records), else int64
+            small = n_bits < 256 and dbc.shape[0] <= 1 << 23
+            rproto = np.empty(0, np.int32 if small else np.int64)
             return nb_metric_counts(
-                qc, dbc, ql, dbl, bool(eq), int(n_bits), top_k, ns, bool(need_ranks), numba.get_num_threads()
+                qc, dbc, ql, dbl, bool(eq), int(n_bits), top_k, ns, bool(need_ranks), numba.get_num_threads(),
+                rproto, 8 if small else 16,
             )
     return np_metric_counts(qc, dbc, ql, dbl, bool(eq), int(n_bits), top_k, ns, bool(need_ranks))
 
