@@ -28,10 +28,12 @@ global-batch mean. The paper writes the pairwise terms as sums over all pairs; w
 over j (divide by N) so that α..η keep their meaning whatever the training-set size.
 
 **Algorithm 1.** ``rounds`` times: ``labnet_epochs`` epochs of LabNet (batch
-``labnet_batch_size``, default 32, lr ``labnet_lr`` default 10x ``config.lr`` since all its
-layers are new), then ``imgnet_epochs`` epochs of ImgNet with LabNet fixed (batch
-``config.batch_size``, the paper's 128; backbone at ``config.lr``, the new semantic and
-hash layers at ``lr_multiplier`` x 10 via gradient multipliers). SGD with momentum and the
+``labnet_batch_size``, default 32, lr ``labnet_lr``, default ``lr_multiplier * config.lr``
+since all its layers are new), then ``imgnet_epochs`` epochs of ImgNet with LabNet fixed
+(batch ``config.batch_size``, the paper's 128; backbone at ``config.lr``, the new semantic
+and hash layers at ``lr_multiplier * config.lr`` through gradient multipliers;
+``lr_multiplier`` is 10 for a backbone loaded with pretrained weights, as in the paper, and
+1 for a randomly initialised one, whose layers are all new). SGD with momentum and the
 step schedule of ``config`` (a fresh optimiser per phase), Caffe-style weight decay on the
 trained network's kernels.
 
