@@ -288,7 +288,7 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
                 series = {m: {b: agg[(dataset, m, b)][metric] for b in bits
                               if metric in agg.get((dataset, m, b), {})} for m in order}
                 series = {m: v for m, v in series.items() if v}
-                if series and metric in (metrics or present):
+                if series and metric in (metrics or present) and len(bits) > 1:
                     p = plots_lib.metric_vs_bits(series, os.path.join(out, f"{dataset}_{metric}_vs_bits.png"),
                                                  metric=METRIC_NAMES[metric],
                                                  title=f"{METRIC_NAMES[metric]} vs code length: {dataset}")

@@ -49,12 +49,16 @@ def _selected(name: str) -> bool:
 
 def _ablation(dataset: str, out: str, seeds: list[int], log) -> str | None:
     """DSEH Table 2 through experiments/dseh_ablation.py (its own process and flags; it runs
-    seeds 0..n-1, so a seed list is passed as its length)."""
+    seeds 0..n-1, so a seed list is passed as its length). Its run directories stay under
+    --runs_dir; its table.md / table.csv are copied to ``out``."""
+    import shutil
+
     script = os.path.join(REPO, "experiments", "dseh_ablation.py")
     if not os.path.exists(script):
         log(f"note: {script} is not present; DSEH Table 2 skipped")
         return None
-    cmd = [sys.executable, script, f"--dataset={dataset}", "--preset=quick", f"--out={out}",
+    work = os.path.join(FLAGS.runs_dir, f"dseh_table2_{dataset}")
+    cmd = [sys.executable, script, f"--dataset={dataset}", "--preset=quick", f"--out={work}",
            f"--seeds={len(seeds)}"]
     if FLAGS.epochs:
         cmd.append(f"--epochs={FLAGS.epochs}")
@@ -64,6 +68,9 @@ def _ablation(dataset: str, out: str, seeds: list[int], log) -> str | None:
     log(proc.stdout[-6000:])
     if proc.returncode != 0:
         raise RuntimeError(f"dseh_ablation.py failed on {dataset}:\n{proc.stderr[-3000:]}")
+    os.makedirs(out, exist_ok=True)
+    for name in ("table.md", "table.csv"):
+        shutil.copyfile(os.path.join(work, name), os.path.join(out, name))
     return out
 
 
