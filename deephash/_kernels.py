@@ -262,22 +262,24 @@ if HAVE_NUMBA:
         K = min(top_k, ndb)
         one = 1 << S
         mask = one - 1
+        umask = np.uint64(mask)
+        uS = np.uint64(S)
         dbc1 = dbc.reshape(dbc.size)
         dbl1 = dbl.reshape(dbl.size)
         B = max(1, min(16, (1 << 24) // ndb)) if need_ranks else 16
         nblocks = (nq + B - 1) // B
         nchunks = min(nblocks, nthreads)
         for c in prange(nchunks):
-            kt = np.empty(_TILE, np.int32)
+            kt = np.empty(_TILE, np.uint32)
             cnt = np.zeros((B, 2 * nb1), np.int64)
             rec = np.empty((B, ndb if need_ranks else 1), rproto.dtype)
-            nrec = np.zeros(B, np.int64)
+            nrec = np.zeros(B, np.uint64)
             before = np.empty(nb1 + 1, np.int64)
             relbefore = np.empty(nb1 + 1, np.int64)
             rs = np.empty(nb1, np.int64)
             num = np.empty(ndb if need_ranks else 1)
             den = np.empty(ndb if need_ranks else 1)
-            dd = np.empty(ndb if need_ranks else 1, np.int64)
+            dd = np.empty(ndb if need_ranks else 1, np.uint64)
             for blk in range(c, nblocks, nchunks):
                 q0 = blk * B
                 nb = min(B, nq - q0)
@@ -298,13 +300,13 @@ if HAVE_NUMBA:
                             n = nrec[b]
                             for t in range(nt):
                                 key = kt[t]
-                                d = key >> 1
+                                d = key >> np.uint32(1)
                                 # the counter already holds the record of a relevant item:
                                 # (#items before it at its distance) << S | distance
                                 v = cb[d]
                                 rb[n] = v
                                 cb[d] = v + one
-                                n += key & 1
+                                n += key & np.uint32(1)
                             nrec[b] = n
                         else:
                             for t in range(nt):
@@ -325,11 +327,11 @@ if HAVE_NUMBA:
                         rs[d] = 0
                     na = 0
                     rb = rec[b]
-                    for i in range(nrec[b]):
-                        v = rb[i]
-                        d = v & mask
+                    for i in range(np.int64(nrec[b])):
+                        v = np.uint64(rb[i])  # unsigned indices: no wraparound checks
+                        d = v & umask
                         rs[d] += 1
-                        rank = before[d] + (v >> S) + 1
+                        rank = before[d] + np.int64(v >> uS) + 1
                         if rank <= K:  # P@rank = (relevant at smaller distances + rs[d]) / rank
                             num[na] = rs[d]
                             den[na] = rank
