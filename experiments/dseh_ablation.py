@@ -149,10 +149,10 @@ def published_rows(dataset: str) -> tuple[str | None, dict]:
     return ref, rows
 
 
-def _fmt(column: str, value) -> str:
+def _fmt(column: str, value, digits: int = 0) -> str:
     if value is None:
         return "-"
-    return f"{value:.0f}" if column == "n_h" else f"{value:.4f}"
+    return f"{value:.{digits}f}" if column == "n_h" else f"{value:.4f}"
 
 
 def _ranking(rows: dict, column: str) -> str:
@@ -185,7 +185,7 @@ def markdown(summary: dict, dataset: str, bits: int, ref: str | None, paper: dic
         cells = [variant.upper()]
         for c in COLUMNS:
             m, s = row[c]
-            cells.append(f"{_fmt(c, m)} ± {_fmt(c, s)}")
+            cells.append(f"{_fmt(c, m, 1)} ± {_fmt(c, s, 1)}")
         if ref:
             cells += [_fmt(c, paper.get(variant, {}).get(c)) for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
