@@ -80,8 +80,12 @@ def test_bad_arguments_are_rejected(digits_multi):
 
 
 def test_lr_multiplier_defaults_to_ten_with_pretrained_weights(tmp_path):
-    from tests.test_cnn_f import INPUT, small_net, write_mat
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("_cnn_f_tests", os.path.join(REPO, "tests", "test_cnn_f.py"))
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)  # the small .mat writer of the CNN-F tests
+    INPUT, small_net, write_mat = helpers.INPUT, helpers.small_net, helpers.write_mat
     path = str(tmp_path / "vgg-f.mat")
     write_mat(path, small_net(0), "tidy", np.full(INPUT, 100.0, np.float32))
     m = DSEH(bits=8, num_classes=3, backbone="cnn_f", weights=path, input_shape=INPUT,
