@@ -181,11 +181,13 @@ if HAVE_NUMBA:
                 dt[t] = s
 
     @njit(cache=True, inline="always")
-    def _tile_keys(qc, q, dbc, ql, dbl, eq, t0, t1, kt, dbc1, dbl1):
+    def _tile_keys(qc, q, ql, eq, t0, t1, kt, dbc1, dbl1, dT, lT, acc):
         """``kt[t - t0] = 2 * distance + relevant`` for database items ``t0..t1``.
 
-        ``dbc1`` / ``dbl1`` are the same arrays raveled (contiguous 1-D), used when codes and
-        labels fit in one word so that LLVM vectorises the loop (VPOPCNTQ on AVX-512).
+        ``dbc1`` / ``dbl1`` are the database codes / labels raveled (contiguous 1-D), used when
+        codes and labels fit in one word; otherwise ``dT`` / ``lT`` hold them word-major
+        (``(W, N)``, ``(L, N)``) and ``acc`` is uint64 scratch: one pass per word over
+        contiguous rows, so that LLVM vectorises every loop (VPOPCNTQ on AVX-512).
         """
         W = qc.shape[1]
         L = ql.shape[1]
@@ -203,20 +205,31 @@ if HAVE_NUMBA:
                 for t in range(c1.shape[0]):
                     kt[t] = 2 * _popcount(qw ^ c1[t]) + ((l1[t] & lq) != 0)
         else:
-            ct = dbc[t0:t1]
-            lt = dbl[t0:t1]
-            for t in range(ct.shape[0]):
-                s = np.uint64(0)
-                for w in range(W):
-                    s += _popcount(qc[q, w] ^ ct[t, w])
-                if eq:
-                    r = lt[t, 0] == ql[q, 0]
-                else:
-                    a = np.uint64(0)
-                    for w in range(L):
-                        a |= ql[q, w] & lt[t, w]
-                    r = a != 0
-                kt[t] = 2 * s + r
+            n = t1 - t0
+            c = dT[0, t0:t1]
+            qw = qc[q, 0]
+            for t in range(n):
+                kt[t] = _popcount(qw ^ c[t])
+            for w in range(1, W):
+                c = dT[w, t0:t1]
+                qw = qc[q, w]
+                for t in range(n):
+                    kt[t] += _popcount(qw ^ c[t])
+            la = lT[0, t0:t1]
+            lq = ql[q, 0]
+            if eq:
+                for t in range(n):
+                    kt[t] = 2 * kt[t] + (la[t] == lq)
+            else:
+                for t in range(n):
+                    acc[t] = la[t] & lq
+                for w in range(1, L):
+                    la = lT[w, t0:t1]
+                    lq = ql[q, w]
+                    for t in range(n):
+                        acc[t] |= la[t] & lq
+                for t in range(n):
+                    kt[t] = 2 * kt[t] + (acc[t] != 0)
 
     @njit(cache=True, fastmath={"reassoc", "nsz", "arcp", "contract"})
     def _sum_precisions(num, den, dd, relbefore, n):
@@ -266,11 +279,18 @@ if HAVE_NUMBA:
         uS = np.uint64(S)
         dbc1 = dbc.reshape(dbc.size)
         dbl1 = dbl.reshape(dbl.size)
+        if dbc.shape[1] == 1 and dbl.shape[1] == 1:
+            dT = np.empty((1, 1), np.uint64)
+            lT = np.empty((1, 1), np.uint64)
+        else:  # word-major copies (several words per code or label)
+            dT = np.ascontiguousarray(dbc.T)
+            lT = np.ascontiguousarray(dbl.T)
         B = max(1, min(16, (1 << 24) // ndb)) if need_ranks else 16
         nblocks = (nq + B - 1) // B
         nchunks = min(nblocks, nthreads)
         for c in prange(nchunks):
             kt = np.empty(_TILE, np.uint32)
+            acc = np.empty(_TILE, np.uint64)
             cnt = np.zeros((B, 2 * nb1), np.int64)
             rec = np.empty((B, ndb if need_ranks else 1), rproto.dtype)
             nrec = np.zeros(B, np.uint64)
@@ -293,7 +313,7 @@ if HAVE_NUMBA:
                     t1 = min(ndb, t0 + _TILE)
                     nt = t1 - t0
                     for b in range(nb):
-                        _tile_keys(qc, q0 + b, dbc, ql, dbl, eq, t0, t1, kt, dbc1, dbl1)
+                        _tile_keys(qc, q0 + b, ql, eq, t0, t1, kt, dbc1, dbl1, dT, lT, acc)
                         cb = cnt[b]
                         if need_ranks:
                             rb = rec[b]
