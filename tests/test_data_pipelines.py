@@ -116,18 +116,125 @@ def test_triplets_distribute_over_two_replicas(digits):
     np.testing.assert_array_equal(np.concatenate([p.numpy() for p in labels]), reference[1][2].numpy())
 
 
-def test_labeled_dataset_covers_each_item_once_per_epoch_and_is_seeded(digits):
+def _positions(split, batches):
+    """Positions in ``split`` of the images of each batch (digits images are distinct)."""
+    flat = split.images.reshape(len(split), -1)
+    lookup = {row.tobytes(): i for i, row in enumerate(flat)}
+    assert len(lookup) == len(split)
+    return [np.array([lookup[im.reshape(-1).tobytes()] for im in x.numpy()]) for x, _ in batches]
+
+
+def test_labeled_dataset_covers_each_item_once_per_epoch_with_a_fresh_permutation(digits):
+    split = digits.train  # 500 items, batch 64: 7 full batches and one of 52 per epoch
+    batches = list(data.labeled_dataset(split, 64, seed=1, repeat=True).take(3 * 8))
+    assert [int(x.shape[0]) for x, _ in batches] == ([64] * 7 + [52]) * 3
+    pos = _positions(split, batches)
+    epochs = [np.concatenate(pos[8 * e: 8 * e + 8]) for e in range(3)]
+    for e, order in enumerate(epochs):
+        np.testing.assert_array_equal(np.sort(order), np.arange(500))
+        # the documented definition: epoch e is epoch_permutation(n, seed, e) cut into batches
+        np.testing.assert_array_equal(order, data.pipelines.epoch_permutation(500, 1, e).numpy())
+    assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+    for (_, y), p in zip(batches, pos):  # labels travel with their images
+        np.testing.assert_array_equal(y.numpy(), split.labels[p])
+    # seeded: the same seed gives the same stream, another seed another one; one epoch without repeat
+    again = list(data.labeled_dataset(split, 64, seed=1))
+    assert len(again) == 8
+    np.testing.assert_array_equal(np.concatenate(_positions(split, again)), epochs[0])
+    other = np.concatenate(_positions(split, data.labeled_dataset(split, 64, seed=2)))
+    assert not np.array_equal(other, epochs[0])
+
+
+def test_labeled_dataset_in_order_and_drop_remainder_leave_out_the_tail_of_each_epoch(digits):
     split = digits.train
-    def epoch(seed):
-        return np.concatenate([y.numpy().argmax(1) for _, y in data.labeled_dataset(split, 64, seed=seed)])
-    e1, e2 = epoch(1), epoch(1)
-    np.testing.assert_array_equal(e1, e2)
-    np.testing.assert_array_equal(np.bincount(e1, minlength=10), np.bincount(split.class_ids, minlength=10))
-    assert not np.array_equal(e1, epoch(2))
     ordered = list(data.labeled_dataset(split, 100, shuffle=False, drop_remainder=True))
+    assert len(ordered) == 5
     np.testing.assert_array_equal(ordered[0][0].numpy(), split.images[:100])
-    rep = data.labeled_dataset(split, 128, repeat=True, drop_remainder=True)
-    assert len(list(rep.take(10))) == 10
+    np.testing.assert_array_equal(ordered[4][1].numpy(), split.labels[400:500])
+    tail = list(data.labeled_dataset(split, 128, shuffle=False, repeat=True).take(5))
+    assert [int(x.shape[0]) for x, _ in tail] == [128, 128, 128, 116, 128]
+    np.testing.assert_array_equal(tail[4][0].numpy(), split.images[:128])  # epoch 1 starts afresh
+    dropped = list(data.labeled_dataset(split, 128, seed=3, repeat=True, drop_remainder=True).take(6))
+    assert [int(x.shape[0]) for x, _ in dropped] == [128] * 6
+    pos = _positions(split, dropped)
+    for e in range(2):  # 3 steps per epoch: 384 distinct items, the permutation's last 116 left out
+        order = np.concatenate(pos[3 * e: 3 * e + 3])
+        np.testing.assert_array_equal(order, data.pipelines.epoch_permutation(500, 3, e).numpy()[:384])
+        assert len(np.unique(order)) == 384
+    assert data.pipelines.labeled_steps_per_epoch(500, 128, drop_remainder=True) == 3
+    assert data.pipelines.labeled_steps_per_epoch(500, 128) == 4
+    small = split.subset(np.arange(10))
+    with pytest.raises(ValueError, match="drop_remainder"):
+        data.labeled_dataset(small, 16, repeat=True, drop_remainder=True)
+    with pytest.raises(ValueError, match="start_step"):
+        data.labeled_dataset(small, 4, start_step=-1)
+
+
+def test_labeled_batches_depend_only_on_seed_and_step_so_resuming_rebuilds_them(digits_multi):
+    split = digits_multi.train  # 1000 items, batch 96: 11 steps per epoch (the last of 40 items)
+    pre = data.for_backbone("small_cnn")
+    full = list(data.labeled_dataset(split, 96, seed=7, repeat=True, preprocess=pre, augment=True).take(26))
+    for start in (5, 11, 20):  # mid-epoch, an epoch boundary, in the third epoch
+        resumed = list(data.labeled_dataset(split, 96, seed=7, repeat=True, preprocess=pre, augment=True,
+                                            start_step=start).take(26 - start))
+        assert len(resumed) == 26 - start
+        for x, y in zip(full[start:], resumed):
+            for u, v in zip(tf.nest.flatten(x), tf.nest.flatten(y)):
+                np.testing.assert_array_equal(u.numpy(), v.numpy())
+    # without repeat: the rest of epoch 0
+    rest = list(data.labeled_dataset(split, 96, seed=7, preprocess=pre, augment=True, start_step=8))
+    assert len(rest) == 3
+    np.testing.assert_array_equal(rest[2][0].numpy(), full[10][0].numpy())
+    assert list(data.labeled_dataset(split, 96, seed=7, start_step=11)) == []
+
+
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_labeled_global_batches_are_the_same_on_two_mirrored_devices(digits, drop_remainder):
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "tests/conftest.py should provide two logical CPUs"
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    pre = data.for_backbone("small_cnn")
+
+    def make():
+        return data.labeled_dataset(digits.train, 64, seed=4, repeat=True, preprocess=pre, augment=True,
+                                    drop_remainder=drop_remainder)
+
+    steps = 3 * data.pipelines.labeled_steps_per_epoch(500, 64, drop_remainder)  # three epochs
+    reference = list(make().take(steps))
+    dist = iter(strategy.experimental_distribute_dataset(make()))
+    for i in range(steps):
+        x, y = next(dist)
+        for part, ref in ((x, reference[i][0]), (y, reference[i][1])):
+            local = strategy.experimental_local_results(part)
+            assert len(local) == 2
+            np.testing.assert_array_equal(np.concatenate([p.numpy() for p in local]), ref.numpy(), err_msg=f"step {i}")
+
+
+def test_labeled_dataset_from_files_matches_memory_and_skips_unreadable_files(digits, tmp_path):
+    from PIL import Image
+
+    images = np.repeat(digits.train.images[:21].astype(np.uint8), 3, axis=-1)  # (21, 8, 8, 3), exact in uint8
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(im).save(paths[-1])
+    labels = digits.train.labels[:21]
+    files = Split(labels=labels, indices=np.arange(21), paths=np.array(paths))
+    memory = Split(labels=labels, indices=np.arange(21), images=images.astype(np.float32))
+    for drop in (False, True):
+        kw = dict(seed=5, repeat=True, drop_remainder=drop, start_step=1)
+        a = list(data.labeled_dataset(files, 8, image_size=(8, 8), **kw).take(5))
+        b = list(data.labeled_dataset(memory, 8, **kw).take(5))
+        assert [int(x.shape[0]) for x, _ in a] == ([8, 8, 8, 8, 8] if drop else [8, 5, 8, 8, 5])
+        for (xa, ya), (xb, yb) in zip(a, b):
+            np.testing.assert_allclose(xa.numpy(), xb.numpy(), atol=1e-4)
+            np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+    with open(paths[3], "wb") as f:
+        f.write(b"not an image")
+    epoch = list(data.labeled_dataset(files, 8, seed=5, on_corrupt="skip", image_size=(8, 8)))
+    assert sum(int(x.shape[0]) for x, _ in epoch) == 20 and paths[3] in data.skipped_files()
+    with pytest.raises(tf.errors.OpError, match="3.png"):
+        list(data.labeled_dataset(files, 8, seed=5, image_size=(8, 8)))
 
 
 def test_image_dataset_keeps_order(digits):

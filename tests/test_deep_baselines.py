@@ -243,14 +243,14 @@ def test_cnnh_fit_runs_both_stages_and_reuses_stage1_from_the_checkpoint_dir(dig
 
 # ----------------------------------------------------------------------------- strategy
 def test_dpsh_on_two_mirrored_devices_matches_one_device(digits):
-    """3 DPSH steps (global-batch likelihood, per-sample quantization, weight decay):
+    """9 DPSH steps (global-batch likelihood, per-sample quantization, weight decay):
     MirroredStrategy over 2 CPU devices == one device with the same global batch.
 
-    The training split is one batch, so every step sees the same 16 items whatever the
-    shuffle order (labeled_dataset's order is not the same under a strategy; the loss does
-    not depend on the order within the global batch)."""
-    ds = _small(digits, 16)
-    config = training.TrainConfig(epochs=3, batch_size=16, lr=0.2, weight_decay=1e-2, verbose=0)
+    The training split holds 3 batches, reshuffled each epoch: labeled_dataset's batches
+    depend only on (seed, step), so both runs see the same global batches."""
+    ds = _small(digits, 48)
+    # lr 0.05: at 0.2 the loss diverges over 9 steps and rounding differences grow past 1e-5
+    config = training.TrainConfig(epochs=3, batch_size=16, lr=0.05, weight_decay=1e-2, verbose=0)
     one = _create("dpsh", ds, eta=0.5)
     two = _create("dpsh", ds, eta=0.5, strategy=training.get_strategy("mirrored"))
     assert two.distribute_strategy.num_replicas_in_sync == 2
@@ -261,6 +261,41 @@ def test_dpsh_on_two_mirrored_devices_matches_one_device(digits):
     assert max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one.weights, two.weights)) < 1e-5
     for k in h1:
         assert h1[k] == pytest.approx(h2[k], rel=1e-5)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAt(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise _Interrupt
+
+
+def test_interrupted_dpsh_resumes_to_the_weights_of_an_uninterrupted_run(digits, tmp_path, monkeypatch):
+    """The resumed run rebuilds the shuffled stream at batch epoch * steps (start_step),
+    so it sees exactly the later batches of the uninterrupted run."""
+    ds = _small(digits, 48)  # 3 steps per epoch, reshuffled each epoch
+    config = training.TrainConfig(epochs=3, batch_size=16, lr=0.05, lr_decay_steps=4, verbose=0)
+    full = _create("dpsh", ds, eta=0.5)
+    h_full = full.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "a")))
+    with pytest.raises(_Interrupt):  # dies in the middle of epoch 2
+        _create("dpsh", ds, eta=0.5).fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")),
+                                                 callbacks=[_StopAt(5)])
+    starts = []
+    build = data.labeled_dataset
+    monkeypatch.setattr(data, "labeled_dataset", lambda *a, **k: starts.append(k.get("start_step")) or build(*a, **k))
+    resumed = _create("dpsh", ds, eta=0.5)
+    h_resumed = resumed.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
+    assert starts == [3]  # after epoch 1's checkpoint
+    assert max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(full.weights, resumed.weights)) < 1e-6
+    assert int(resumed.optimizer.iterations.numpy()) == 9
+    assert h_resumed == pytest.approx(h_full)
 
 
 def test_hashnet_beta_follows_the_optimizer_steps(digits):

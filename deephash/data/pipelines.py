@@ -1,11 +1,15 @@
 """tf.data pipelines: triplets (DSRH), labelled batches (pairwise methods such as DSEH) and
 ordered image batches (encoding).
 
-Triplet sampling is stateless: batch number ``i`` is a function of ``(seed, i)`` only —
+Training pipelines are stateless: batch number ``i`` is a function of ``(seed, i)`` only, so
+a run resumed at step ``s`` rebuilds exactly the same later batches with ``start_step=s``,
+and the global batches are the same under any ``tf.distribute`` strategy. Triplets:
 ``tf.data.Dataset.counter(start_step)`` mapped through ``tf.random.stateless_*`` draws on
-precomputed label tables — so a run resumed at step ``s`` rebuilds exactly the same later
-batches with ``start_step=s``. Indices are sampled first; images are gathered (in-memory
-sets) or read and decoded (file sets) afterwards, then preprocessed.
+precomputed label tables. Labelled batches: epoch ``e`` is a permutation drawn from
+``(seed, e)`` (``epoch_permutation``) cut into batches (no ``Dataset.shuffle``, whose order
+under ``strategy.experimental_distribute_dataset`` is not the one-device order). Positions
+are drawn first; images are gathered (in-memory sets) or read and decoded (file sets)
+afterwards, then preprocessed.
 
 Anchors: uniform over the *valid* anchors, those with at least one positive (another item
 sharing a label) and one negative (an item sharing none). Items that are not valid
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _SALT_TRIPLET = 0x7219
 _SALT_AUGMENT = 0xA06
+_SALT_SHUFFLE = 0x5F1E
 _SKIPPED: set[str] = set()
 _SKIPPED_LOCK = threading.Lock()
 
@@ -335,6 +340,28 @@ def triplet_dataset(
     return _options(ds.prefetch(tf.data.AUTOTUNE))
 
 
+def labeled_steps_per_epoch(num_items: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Steps in one epoch of :func:`labeled_dataset`: ``num_items // batch_size`` with
+    ``drop_remainder`` (the last ``num_items % batch_size`` items of each epoch's
+    permutation are left out of that epoch), else ``ceil(num_items / batch_size)`` (the last
+    batch of each epoch holds the remaining ``num_items % batch_size`` items, if any)."""
+    b = _check_batch(batch_size)
+    n = int(num_items)
+    return n // b if drop_remainder else -(-n // b)
+
+
+def epoch_permutation(num_items: int, seed: int, epoch):
+    """Order of the items in epoch ``epoch`` of a shuffled :func:`labeled_dataset`: an int64
+    permutation ``(num_items,)`` of ``range(num_items)``, a pure function of ``(seed, epoch)`` (argsort of
+    stateless uniform float64 draws, so every permutation is about equally likely)."""
+    import tensorflow as tf
+
+    key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64)])
+    key = tf.random.experimental.stateless_fold_in(key, _SALT_SHUFFLE)
+    u = tf.random.stateless_uniform([int(num_items)], key, dtype=tf.float64)
+    return tf.cast(tf.argsort(u, stable=True), tf.int64)
+
+
 def labeled_dataset(
     split: Split,
     batch_size: int,
@@ -346,39 +373,92 @@ def labeled_dataset(
     drop_remainder: bool = False,
     on_corrupt: str = "raise",
     image_size: tuple[int, int] = (224, 224),
+    start_step: int = 0,
 ):
-    """Batches ``(images, labels)`` (labels float32 multi-hot) for pairwise methods.
+    """Batches ``(images, labels)`` (labels float32 multi-hot ``(b, c)``) for pairwise methods.
 
-    Shuffled with ``seed`` (reshuffled each epoch, deterministically); ``repeat`` makes it
-    infinite. With ``on_corrupt="skip"`` unreadable files are dropped from their batch.
+    Stateless, like :func:`triplet_dataset`: the stream is a sequence of steps ``0, 1, ...``;
+    with ``spe = labeled_steps_per_epoch(len(split), batch_size, drop_remainder)`` step ``i``
+    belongs to epoch ``e = i // spe`` and is batch ``j = i % spe`` of it, i.e. items
+    ``perm_e[j*b : (j+1)*b]`` where ``perm_e = epoch_permutation(len(split), seed, e)``
+    (``shuffle=True``) or ``range(len(split))`` (``shuffle=False``). A batch never spans two
+    epochs: without ``drop_remainder`` the last batch of every epoch is partial
+    (``len(split) % b`` items) and every item is seen exactly once per epoch; with it every
+    batch is full and each epoch leaves out the last ``len(split) % b`` items of its
+    permutation (different ones each epoch when shuffled).
+
+    The dataset starts at step ``start_step`` (to resume: the same later batches as skipping
+    ``start_step`` batches) and is infinite with ``repeat``; without, it ends at the end of
+    epoch 0 (iterating it again gives the same order). Augmentation of step ``i`` is keyed
+    by ``(seed, i)``. With ``on_corrupt="skip"`` unreadable files are dropped from their
+    batch. ``batch_size`` is the global batch (use with
+    ``strategy.experimental_distribute_dataset``): the order does not depend on the strategy.
     """
     import tensorflow as tf
 
     b = _check_batch(batch_size)
+    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
+        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
+    start_step = int(start_step)
     source = _ImageSource(split, preprocess, image_size, on_corrupt)
     labels = tf.constant(split.labels, tf.float32)
     n = len(split)
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        ds = ds.shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    if source.from_files:
-        ds = ds.map(lambda pos: (pos,) + source.read_one(pos), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(b, drop_remainder=drop_remainder)
-    else:
-        ds = ds.batch(b, drop_remainder=drop_remainder)
-        ds = ds.map(lambda pos: (pos,) + source.gather(pos))
+    if n == 0:
+        raise ValueError("labeled_dataset: the split is empty")
+    spe = labeled_steps_per_epoch(n, b, drop_remainder)
+    if spe == 0:
+        raise ValueError(f"labeled_dataset: batch_size {b} is larger than the split ({n} items) and "
+                         "drop_remainder=True leaves no batch; use a smaller batch or drop_remainder=False")
+    padded = spe * b  # positions per epoch after padding the partial last batch with -1
 
-    def load(step, element):
-        positions, images, ok = element
+    def epoch_batches(epoch):
+        order = epoch_permutation(n, seed, epoch) if shuffle else tf.range(n, dtype=tf.int64)
+        if padded > n:
+            order = tf.concat([order, tf.fill([padded - n], tf.constant(-1, tf.int64))], axis=0)
+        else:
+            order = order[:padded]
+        steps = epoch * spe + tf.range(spe, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((steps, tf.reshape(order, (spe, b))))
+
+    first_epoch = start_step // spe
+    if repeat:
+        epochs = tf.data.Dataset.counter(first_epoch, dtype=tf.int64)
+    else:
+        epochs = tf.data.Dataset.range(first_epoch, 1)  # epoch 0, if start_step is in it
+    ds = epochs.flat_map(epoch_batches)
+    if start_step > first_epoch * spe:
+        ds = ds.filter(lambda step, pos: step >= start_step)
+
+    def finish(step, positions, images, ok):
         images = _apply(preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None)
         y = tf.gather(labels, positions)
         if source.from_files and on_corrupt == "skip":
             images, y = tf.boolean_mask(images, ok), tf.boolean_mask(y, ok)
         return images, y
 
-    ds = ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if source.from_files:  # decode item by item (in parallel), then re-batch; padding is not read
+        def read(step, pos):
+            valid = pos >= 0
+            image, ok = tf.cond(valid, lambda: source.read_one(pos),
+                                lambda: (tf.zeros(source.item_shape, tf.float32), tf.constant(False)))
+            return step, pos, image, ok, valid
+
+        def regroup(steps, pos, images, ok, valid):
+            if padded > n:
+                pos, images, ok = (tf.boolean_mask(t, valid) for t in (pos, images, ok))
+            return finish(steps[0], pos, images, ok)
+
+        ds = ds.map(lambda step, pos: (tf.fill(tf.shape(pos), step), pos)).unbatch()
+        ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(b, drop_remainder=True)
+        ds = ds.map(regroup, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        def gather(step, pos):
+            if padded > n:
+                pos = tf.boolean_mask(pos, pos >= 0)
+            return finish(step, pos, *source.gather(pos))
+
+        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     return _options(ds.prefetch(tf.data.AUTOTUNE))
 
 

@@ -513,8 +513,11 @@ class DSEH(KerasHashingMethod):
             phase_config = config
             batch = min(int(config.batch_size), len(split))
             self.refresh_store()  # LabNet is fixed during this phase
+            # stateless stream (same batches under any strategy); a phase always starts at
+            # step 0, since checkpoints are taken between phases
             ds = data.labeled_dataset(split, batch, seed=seed, shuffle=True, repeat=True,
-                                      preprocess=self.preprocessor(), augment=self.augment, drop_remainder=True)
+                                      preprocess=self.preprocessor(), augment=self.augment, drop_remainder=True,
+                                      start_step=0)
             refresh = []
         steps = max(1, len(labels) // batch)
         object.__setattr__(self, "_phase", phase)

@@ -5,7 +5,10 @@ paper's hash layer, whose outputs are the codes' logits: bit = logit > 0. A subc
 add a ``classifier`` head (CNNH+) and chooses which loss terms it trains.
 
 Training batches are ``(images, labels)`` from ``data.labeled_dataset`` (shuffled, drop the
-remainder). **In-batch pairs under a strategy.** Each replica sees its share of the
+remainder): a stateless stream whose batch ``i`` depends only on ``(config.seed, i)``, so it
+is the same under any strategy, and a run resumed from a checkpoint restarts it at batch
+``epoch * steps_per_epoch`` (``start_step``) and sees exactly the batches of an
+uninterrupted run. **In-batch pairs under a strategy.** Each replica sees its share of the
 global batch; the pairwise terms are computed on the GLOBAL batch, gathered with
 ``training.gather_replicas`` (identical on every replica, differentiable), and every term
 goes through ``training.scale_to_replicas``, so training on N replicas equals one device
@@ -217,6 +220,17 @@ class PairwiseHashingMethod(KerasHashingMethod):
         return keras.Model(self.inputs, relaxed, name=f"{self.name}_hash")
 
     # ------------------------------------------------------------------ training
+    def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
+        """Infinite shuffled ``(images, labels)`` batches of ``config.batch_size`` (global,
+        remainder dropped: one epoch is ``len(split) // batch_size`` steps), starting at
+        batch ``start_step`` (a function of ``(config.seed, step)`` only)."""
+        from deephash import data
+
+        return data.labeled_dataset(
+            split, config.batch_size, seed=config.seed, shuffle=True, repeat=True,
+            preprocess=self.preprocessor(), augment=self.augment, drop_remainder=True, start_step=start_step,
+        )
+
     @property
     def metrics(self):
         return list(self._trackers.values())
