@@ -79,14 +79,17 @@ class KerasHashingMethod(keras.Model):
     # ------------------------------------------------------------------ training
     def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
         """The infinite training pipeline, starting at batch ``start_step``. Default:
-        shuffled ``(images, labels)`` batches; triplet methods override it."""
+        shuffled ``(images, labels)`` batches of ``config.batch_size`` (global, remainder
+        dropped: one epoch is ``len(split) // batch_size`` steps), batch ``i`` a function of
+        ``(config.seed, i)`` only, so a resumed run sees the batches of an uninterrupted one.
+        Triplet methods override it."""
         from deephash import data
 
-        ds = data.labeled_dataset(
+        return data.labeled_dataset(
             split, config.batch_size, seed=config.seed, shuffle=True, repeat=True,
             preprocess=self.preprocessor(), augment=getattr(self, "augment", False), drop_remainder=True,
+            start_step=start_step,
         )
-        return ds.skip(start_step) if start_step else ds
 
     def steps_per_epoch(self, split, config: training.TrainConfig) -> int:
         """Optimiser steps per epoch: ``len(split) // batch_size`` (at least 1)."""

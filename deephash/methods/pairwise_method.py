@@ -219,18 +219,6 @@ class PairwiseHashingMethod(KerasHashingMethod):
         relaxed = keras.layers.Activation("tanh", dtype="float32", name="relaxed_codes")(self.get_layer("hash").output)
         return keras.Model(self.inputs, relaxed, name=f"{self.name}_hash")
 
-    # ------------------------------------------------------------------ training
-    def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
-        """Infinite shuffled ``(images, labels)`` batches of ``config.batch_size`` (global,
-        remainder dropped: one epoch is ``len(split) // batch_size`` steps), starting at
-        batch ``start_step`` (a function of ``(config.seed, step)`` only)."""
-        from deephash import data
-
-        return data.labeled_dataset(
-            split, config.batch_size, seed=config.seed, shuffle=True, repeat=True,
-            preprocess=self.preprocessor(), augment=self.augment, drop_remainder=True, start_step=start_step,
-        )
-
     @property
     def metrics(self):
         return list(self._trackers.values())
