@@ -211,20 +211,55 @@ def _save_png(fig, path: str) -> str:
     return path
 
 
+_MARKERS = "osD^v<>pPX*h"
+
+
+def line_plot(series: dict, path: str, *, xlabel: str, ylabel: str, title: str, xticks=None,
+              xlim=None, ylim=(0, 1.02)) -> str:
+    """``series = {label: (x, y)}``: one line per label, each with its own colour and
+    marker (up to 20 distinguishable), the legend outside the axes; PNG to ``path``."""
+    if not series:
+        raise ValueError("line_plot: nothing to plot")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    cmap = plt.get_cmap("tab20" if len(series) > 10 else "tab10")
+    for i, (label, (x, y)) in enumerate(series.items()):
+        if len(x) != len(y):
+            raise ValueError(f"line_plot: {label!r} has {len(x)} x values but {len(y)} y values")
+        ax.plot(x, y, marker=_MARKERS[i % len(_MARKERS)], markersize=4, color=cmap(i % cmap.N), label=label)
+    if xticks is not None:
+        ax.set_xticks(list(xticks))
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _save_png(fig, path)
+
+
 def precision_at_n_plot(curves: dict, path: str, title: str) -> str:
     """``curves = {method: {N: precision}}``: precision of the top N against N."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for label, pn in curves.items():
-        ns = sorted(pn, key=int)
-        ax.plot([int(n) for n in ns], [pn[n] for n in ns], marker=".", label=label)
-    ax.set_xlabel("N (top returned items)")
-    ax.set_ylabel("precision@N")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    return _save_png(fig, path)
+    series = {label: ([int(n) for n in sorted(pn, key=int)], [pn[n] for n in sorted(pn, key=int)])
+              for label, pn in curves.items()}
+    return line_plot(series, path, xlabel="N (top returned items)", ylabel="precision@N", title=title)
+
+
+def pr_plot(curves: dict, path: str, title: str) -> str:
+    """``curves = {method: {"precision": [...], "recall": [...]}}`` over Hamming radii 0..k."""
+    series = {label: (list(c["recall"]), list(c["precision"])) for label, c in curves.items()}
+    return line_plot(series, path, xlabel="recall", ylabel="precision", title=title, xlim=(0, 1.02))
+
+
+def metric_vs_bits_plot(results: dict, path: str, metric: str, title: str) -> str:
+    """``results = {method: {bits: value}}``; n_h is plotted on its own scale."""
+    bits = sorted({b for v in results.values() for b in v})
+    series = {m: (sorted(v), [v[b] for b in sorted(v)]) for m, v in results.items()}
+    return line_plot(series, path, xlabel="bits", ylabel=METRIC_NAMES.get(metric, metric), title=title,
+                     xticks=bits, ylim=(0, 1.02) if metric in UNIT_METRICS else None)
 
 
 # --------------------------------------------------------------------------- report
@@ -239,8 +274,6 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
     the PR and precision@N plots (default: all). Returns ``{"markdown", "files", "tables"}``
     where ``tables[(dataset, metric)] = (header, rows)``.
     """
-    from deephash import plots as plots_lib
-
     rows = collect(find_runs(run_dirs))
     agg = aggregate(rows)
     found_methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -289,15 +322,14 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
                               if metric in agg.get((dataset, m, b), {})} for m in order}
                 series = {m: v for m, v in series.items() if v}
                 if series and metric in (metrics or present) and len(bits) > 1:
-                    p = plots_lib.metric_vs_bits(series, os.path.join(out, f"{dataset}_{metric}_vs_bits.png"),
-                                                 metric=METRIC_NAMES[metric],
-                                                 title=f"{METRIC_NAMES[metric]} vs code length: {dataset}")
+                    p = metric_vs_bits_plot(series, os.path.join(out, f"{dataset}_{metric}_vs_bits.png"), metric,
+                                            title=f"{METRIC_NAMES[metric]} vs code length: {dataset}")
                     figs.append(p)
             for b in [b for b in bits if curve_bits is None or b in curve_bits]:
                 pr = {m: agg[(dataset, m, b)]["pr_curve"] for m in order if "pr_curve" in agg.get((dataset, m, b), {})}
                 if pr:
-                    figs.append(plots_lib.pr_curve(pr, os.path.join(out, f"{dataset}_pr_{b}b.png"),
-                                                   title=f"Precision-recall @ {b} bits: {dataset}"))
+                    figs.append(pr_plot(pr, os.path.join(out, f"{dataset}_pr_{b}b.png"),
+                                        title=f"Precision-recall @ {b} bits: {dataset}"))
                 pn = {m: agg[(dataset, m, b)]["precision_at_n"] for m in order
                       if agg.get((dataset, m, b), {}).get("precision_at_n")}
                 if pn:
@@ -364,4 +396,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["find_runs", "collect", "aggregate", "infer_paper", "table_rows", "markdown_table", "dataset_header",
-           "precision_at_n_plot", "write_report", "format_tables", "main", "METRICS"]
+           "line_plot", "precision_at_n_plot", "pr_plot", "metric_vs_bits_plot", "write_report", "format_tables", "main", "METRICS"]
