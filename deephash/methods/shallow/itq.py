@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deephash.methods.base import ShallowMethod, register
+from deephash.methods.base import register
+from deephash.methods.shallow._linear import LinearHash
 from deephash.methods.shallow._linalg import pca, signs
 
 
@@ -44,8 +45,30 @@ def itq_rotation(v: np.ndarray, n_iter: int, rng: np.random.Generator) -> tuple[
     return r, losses
 
 
+def check_n_iter(method: str, n_iter) -> int:
+    """``n_iter`` as int, or ValueError unless it is a non-negative integer."""
+    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
+        raise ValueError(f"{method}: n_iter must be a non-negative integer, got {n_iter!r}")
+    return int(n_iter)
+
+
+class RotatedLinearHash(LinearHash):
+    """Codes ``sgn((x - mu) W R)`` with the ITQ rotation ``R``: the common part of ITQ and
+    ITQ-CCA, which differ only in the embedding ``W``."""
+
+    def _fit_rotation(self, centred: np.ndarray, seed: int) -> "RotatedLinearHash":
+        """Learn ``rotation`` on ``V = centred @ projection`` with ``hparams["n_iter"]``
+        alternations, record ``history["quantization_loss"]`` and finish the fit."""
+        rng = np.random.default_rng(seed)
+        self.rotation, losses = itq_rotation(centred @ self.projection, self.hparams["n_iter"], rng)
+        return self._finish_fit({"quantization_loss": losses})
+
+    def _project(self, features: np.ndarray) -> np.ndarray:
+        return super()._project(features) @ self.rotation
+
+
 @register("itq", family="shallow")
-class ITQ(ShallowMethod):
+class ITQ(RotatedLinearHash):
     """PCA to ``bits`` dimensions, then ``n_iter`` (50, as in the paper) Procrustes
     rotations. Needs ``bits <= d``.
 
@@ -57,9 +80,7 @@ class ITQ(ShallowMethod):
     _state = ("mean", "projection", "rotation")
 
     def __init__(self, bits: int, n_iter: int = 50):
-        if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
-            raise ValueError(f"itq: n_iter must be a non-negative integer, got {n_iter!r}")
-        super().__init__(bits, n_iter=int(n_iter))
+        super().__init__(bits, n_iter=check_n_iter("itq", n_iter))
 
     def fit(self, features, labels=None, seed: int = 0) -> "ITQ":
         x, _ = self._fit_inputs(features, labels)
@@ -69,15 +90,4 @@ class ITQ(ShallowMethod):
         self.mean = x.mean(axis=0)
         xc = x - self.mean
         self.projection, _ = pca(xc, self.bits)
-        rng = np.random.default_rng(seed)
-        self.rotation, losses = itq_rotation(xc @ self.projection, self.hparams["n_iter"], rng)
-        self.history = {"quantization_loss": losses}
-        self.fitted = True
-        return self
-
-    def _project(self, features: np.ndarray) -> np.ndarray:
-        return (features - self.mean) @ self.projection @ self.rotation
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.projection.shape[0])
+        return self._fit_rotation(xc, seed)

@@ -23,13 +23,13 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from deephash.methods.base import ShallowMethod, register
+from deephash.methods.base import register
 from deephash.methods.shallow._linalg import fix_signs
-from deephash.methods.shallow.itq import itq_rotation
+from deephash.methods.shallow.itq import RotatedLinearHash, check_n_iter
 
 
 @register("itq-cca", family="shallow")
-class ITQCCA(ShallowMethod):
+class ITQCCA(RotatedLinearHash):
     """CCA with the labels to ``bits`` dimensions, directions scaled by their canonical
     correlations, then ITQ (``n_iter`` = 50 rotations).
 
@@ -49,8 +49,7 @@ class ITQCCA(ShallowMethod):
     _state = ("mean", "projection", "rotation", "correlations")
 
     def __init__(self, bits: int, n_iter: int = 50, reg: float = 1e-4):
-        if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
-            raise ValueError(f"itq-cca: n_iter must be a non-negative integer, got {n_iter!r}")
+        n_iter = check_n_iter("itq-cca", n_iter)
         if not np.isfinite(reg) or reg <= 0:
             raise ValueError(f"itq-cca: reg must be a positive number, got {reg!r}")
         super().__init__(bits, n_iter=int(n_iter), reg=float(reg))
@@ -83,15 +82,4 @@ class ITQCCA(ShallowMethod):
             )
         self.correlations = rho
         self.projection = fix_signs(vecs[:, order]) * rho
-        rng = np.random.default_rng(seed)
-        self.rotation, losses = itq_rotation(xc @ self.projection, self.hparams["n_iter"], rng)
-        self.history = {"quantization_loss": losses}
-        self.fitted = True
-        return self
-
-    def _project(self, features: np.ndarray) -> np.ndarray:
-        return (features - self.mean) @ self.projection @ self.rotation
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.projection.shape[0])
+        return self._fit_rotation(xc, seed)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from deephash.methods.base import ShallowMethod, register
+from deephash.methods.base import register
+from deephash.methods.shallow._linear import LinearHash
 
 
 @register("lsh", family="shallow")
-class LSH(ShallowMethod):
+class LSH(LinearHash):
     """``h_k(x) = sgn(w_k^T (x - mu))`` with ``w_k ~ N(0, I_d)`` drawn independently.
 
     For two vectors at angle ``theta`` (after centring), each bit collides with
@@ -33,13 +34,4 @@ class LSH(ShallowMethod):
         rng = np.random.default_rng(seed)
         self.mean = x.mean(axis=0) if self.hparams["centre"] else np.zeros(x.shape[1])
         self.projection = rng.standard_normal((x.shape[1], self.bits))
-        self.history = {}
-        self.fitted = True
-        return self
-
-    def _project(self, features: np.ndarray) -> np.ndarray:
-        return (features - self.mean) @ self.projection
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.projection.shape[0])
+        return self._finish_fit({})

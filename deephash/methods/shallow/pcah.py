@@ -6,14 +6,13 @@ eigenvectors of the data covariance, ``h(x) = sgn(W^T (x - mu))``.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from deephash.methods.base import ShallowMethod, register
+from deephash.methods.base import register
+from deephash.methods.shallow._linear import LinearHash
 from deephash.methods.shallow._linalg import pca
 
 
 @register("pcah", family="shallow")
-class PCAH(ShallowMethod):
+class PCAH(LinearHash):
     """``h(x) = sgn(W^T (x - mu))``, ``W (d, bits)`` = top-``bits`` eigenvectors of
     ``cov(X)`` (orthonormal columns). Needs ``bits <= d``.
 
@@ -30,13 +29,4 @@ class PCAH(ShallowMethod):
             raise ValueError(f"pcah: bits ({self.bits}) must be <= the feature dimension ({d})")
         self.mean = x.mean(axis=0)
         self.projection, self.variances = pca(x - self.mean, self.bits)
-        self.history = {}
-        self.fitted = True
-        return self
-
-    def _project(self, features: np.ndarray) -> np.ndarray:
-        return (features - self.mean) @ self.projection
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.projection.shape[0])
+        return self._finish_fit({})
