@@ -20,6 +20,8 @@ from deephash.layers import BagHash
 from deephash.methods import cnnh as cnnh_mod
 from deephash.methods.ninh import PiecewiseThreshold
 
+from _helpers import Interrupt, StopAt
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ("ninh", "cnnh", "dpsh", "dhn", "hashnet")
 
@@ -263,20 +265,6 @@ def test_dpsh_on_two_mirrored_devices_matches_one_device(digits):
         assert h1[k] == pytest.approx(h2[k], rel=1e-5)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAt(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step = step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.step:
-            raise _Interrupt
-
-
 def test_interrupted_dpsh_resumes_to_the_weights_of_an_uninterrupted_run(digits, tmp_path, monkeypatch):
     """The resumed run rebuilds the shuffled stream at batch epoch * steps (start_step),
     so it sees exactly the later batches of the uninterrupted run."""
@@ -284,9 +272,9 @@ def test_interrupted_dpsh_resumes_to_the_weights_of_an_uninterrupted_run(digits,
     config = training.TrainConfig(epochs=3, batch_size=16, lr=0.05, lr_decay_steps=4, verbose=0)
     full = _create("dpsh", ds, eta=0.5)
     h_full = full.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "a")))
-    with pytest.raises(_Interrupt):  # dies in the middle of epoch 2
+    with pytest.raises(Interrupt):  # dies in the middle of epoch 2
         _create("dpsh", ds, eta=0.5).fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")),
-                                                 callbacks=[_StopAt(5)])
+                                                 callbacks=[StopAt(5)])
     starts = []
     build = data.labeled_dataset
     monkeypatch.setattr(data, "labeled_dataset", lambda *a, **k: starts.append(k.get("start_step")) or build(*a, **k))

@@ -11,6 +11,8 @@ import tensorflow as tf
 import deephash  # noqa: F401
 from deephash import data, methods, training
 
+from _helpers import Interrupt, StopAt
+
 
 # ----------------------------------------------------------------------------- config
 def test_train_config_defaults_are_the_dsrh_papers():
@@ -190,20 +192,6 @@ def test_mirrored_training_over_two_devices_matches_one_device(digits):
         assert h1[k] == pytest.approx(h2[k], rel=1e-5)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAt(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step = step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.step:
-            raise _Interrupt
-
-
 @pytest.mark.parametrize("dropout", [False, True])
 def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_run(digits, tmp_path, dropout):
     ds = _small(digits, 64)  # 4 steps per epoch at batch 16
@@ -212,8 +200,8 @@ def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_run(digits, 
     h_full = full.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "a")))
 
     stopped = _create(training.get_strategy("default"), ds, dropout)
-    with pytest.raises(_Interrupt):  # dies in the middle of epoch 2
-        stopped.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")), callbacks=[_StopAt(6)])
+    with pytest.raises(Interrupt):  # dies in the middle of epoch 2
+        stopped.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")), callbacks=[StopAt(6)])
     assert os.listdir(tmp_path / "b") == ["ckpt-1.npz"]
 
     resumed = _create(training.get_strategy("default"), ds, dropout)  # a fresh process would start here
