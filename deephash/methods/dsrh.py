@@ -30,7 +30,8 @@ import tensorflow as tf
 from deephash import losses, training
 from deephash.layers import BagHash
 from deephash.methods.base import check_bits, register
-from deephash.methods.keras_method import KerasHashingMethod
+from deephash.methods.keras_method import resolve_backbone
+from deephash.methods.triplet_method import TripletHashingMethod
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ ORTHO_GRID = (0.0, 0.05, 0.25)
 @register("drh")
 @register("drh+")
 @keras.saving.register_keras_serializable(package="deephash")
-class DSRH(KerasHashingMethod):
+class DSRH(TripletHashingMethod):
     """DSRH / DRH / DRH+ as one Keras model (see the module docstring).
 
     Args:
@@ -68,7 +69,11 @@ class DSRH(KerasHashingMethod):
         input_shape: override a named backbone's input shape (construction only).
     """
 
-    code_threshold = 0.0  # on the bag units' pre-activations
+    LOGITS_LAYER = "bag_hash"  # bit = bag unit's pre-activation > 0
+    CONFIG_KEYS = ("bits", "backbone", "num_classes", "multilabel", "variant", "bags", "ortho_weight",
+                   "classification_weight", "margin", "image_shape", "preprocessing", "augment", "triplet_on")
+    HPARAM_KEYS = ("bits", "variant", "bags", "ortho_weight", "classification_weight", "margin",
+                   "num_classes", "multilabel", "preprocessing", "augment", "triplet_on", "image_shape")
 
     def __init__(
         self,
@@ -103,16 +108,8 @@ class DSRH(KerasHashingMethod):
         image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
         if triplet_on not in ("centred", "relaxed"):
             raise ValueError(f"{variant}: triplet_on must be 'centred' (Eq. 5, on 2H-1) or 'relaxed' (Eq. 2 on H), got {triplet_on!r}")
-        if isinstance(backbone, str):
-            backbone_model, pre_name = self.build_backbone(backbone, image_shape, weights, input_shape)
-            preprocessing = preprocessing or pre_name
-        elif isinstance(backbone, keras.Model):
-            backbone_model = backbone
-            preprocessing = preprocessing or "none"
-        else:
-            raise ValueError(f"{variant}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}")
-        if len(backbone_model.outputs) != 1 or len(backbone_model.outputs[0].shape) != 2:
-            raise ValueError(f"{variant}: the backbone must output one feature matrix (b, d)")
+        backbone_model, preprocessing = resolve_backbone(variant, backbone, image_shape, weights, input_shape,
+                                                         preprocessing)
 
         inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
         features = backbone_model(inputs)
@@ -147,16 +144,8 @@ class DSRH(KerasHashingMethod):
     @classmethod
     def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
         """``methods.create("dsrh"|"drh"|"drh+", bits=, dataset=, backbone=, ...)``."""
-        kw = dict(hparams)
-        kw["variant"] = name
-        kw["bits"] = bits
-        if dataset is not None:
-            kw.setdefault("num_classes", dataset.protocol.num_classes)
-            kw.setdefault("multilabel", dataset.protocol.multilabel)
-            kw.setdefault("image_shape", dataset.image_shape)
-        unknown = set(kw) - set(_INIT_ARGS)
-        if unknown:
-            raise ValueError(f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(_HPARAMS)}")
+        kw = cls.protocol_kwargs(bits, dataset, {**hparams, "variant": name})
+        cls.check_known(name, kw, (*cls.CONFIG_KEYS, "weights", "input_shape"), cls.HPARAM_KEYS)
         return kw
 
     @classmethod
@@ -175,57 +164,7 @@ class DSRH(KerasHashingMethod):
         }}
         return {**rest, "ortho_weight": best}, record
 
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "bits": self.bits,
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_classes": self.num_classes,
-            "multilabel": self.multilabel,
-            "variant": self.variant,
-            "bags": self.bags,
-            "ortho_weight": self.ortho_weight,
-            "classification_weight": self.classification_weight,
-            "margin": self.margin,
-            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
-            "preprocessing": self.preprocessing,
-            "augment": self.augment,
-            "triplet_on": self.triplet_on,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> "DSRH":
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
-
-    def hparams(self) -> dict:
-        """The method's hyper-parameters (for config.json), with the backbone's name."""
-        return {"backbone": self.backbone.name, **{k: v for k, v in self.get_config().items() if k in _HPARAMS}}
-
-    # ------------------------------------------------------------------ models
-    def hash_model(self) -> keras.Model:
-        """Preprocessed images -> relaxed codes ``H`` in [0, 1], ``(b, bits)``."""
-        return keras.Model(self.inputs, self.get_layer("codes").output, name=f"{self.name}_hash")
-
-    def code_logits_model(self) -> keras.Model:
-        return keras.Model(self.inputs, self.get_layer("bag_hash").output, name=f"{self.name}_hash_logits")
-
     # ------------------------------------------------------------------ training
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
-    def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
-        """Triplets ``((a, p, n), (y_a, y_p, y_n))`` of ``config.batch_size`` (global)."""
-        from deephash import data
-
-        return data.triplet_dataset(
-            split, config.batch_size, seed=config.seed, preprocess=self.preprocessor(),
-            augment=self.augment, start_step=start_step,
-        )
-
     def compute_losses(self, data, training_mode: bool = True) -> dict:
         """Per-replica loss terms for one batch of triplets (unscaled; see train_step)."""
         (a, p, n), (ya, yp, yn), _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -278,14 +217,6 @@ class DSRH(KerasHashingMethod):
         for k, v in terms.items():
             self._trackers[k].update_state(v)
         return {k: self._trackers[k].result() for k in ("loss", *terms)}
-
-
-_INIT_ARGS = (
-    "bits", "backbone", "num_classes", "multilabel", "variant", "bags", "ortho_weight",
-    "classification_weight", "margin", "image_shape", "preprocessing", "augment", "triplet_on", "weights", "input_shape",
-)
-_HPARAMS = ("bits", "variant", "bags", "ortho_weight", "classification_weight", "margin",
-            "num_classes", "multilabel", "preprocessing", "augment", "triplet_on", "image_shape")
 
 
 def select_ortho_weight(

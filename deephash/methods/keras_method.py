@@ -19,7 +19,10 @@ This class adds the common method interface of ``deephash.methods.base``:
 * ``extra_metrics(dataset, query_codes, db_codes) -> dict`` (default: none);
 * ``from_registry(name, bits, dataset, **hparams)`` used by ``methods.create``.
 
-Subclasses implement ``train_step`` and :meth:`hash_model` / :meth:`code_logits_model`.
+Subclasses implement ``train_step`` and :meth:`hash_model` / :meth:`code_logits_model`,
+list their saved constructor arguments in ``CONFIG_KEYS`` (``get_config`` / ``from_config``
+come from here) and the ones reported by :meth:`hparams` in ``HPARAM_KEYS``, and keep
+their loss trackers in ``self._trackers`` (the ``metrics`` property).
 Inside ``train_step`` losses must be per-replica shares of the global mean (see
 ``deephash.training``); :meth:`regularization_loss` gives the weight-decay term already
 scaled that way.
@@ -37,6 +40,29 @@ from deephash import training
 from deephash.methods.base import register_loader
 
 _IMAGE_BATCH = 256
+_SMALL_IMAGES = 32  # data sets with smaller images default to the small_cnn backbone
+
+
+def default_backbone(dataset, fallback: str) -> str:
+    """small_cnn on data sets with images under 32 pixels (the embedded ones), else ``fallback``."""
+    shape = getattr(dataset, "image_shape", None)
+    if shape is not None and max(shape[:2]) < _SMALL_IMAGES:
+        return "small_cnn"
+    return fallback
+
+
+def resolve_backbone(method: str, backbone: Any, image_shape, weights, input_shape, preprocessing):
+    """``(backbone model, preprocessing name)`` from a backbone name or a ``keras.Model``."""
+    if isinstance(backbone, str):
+        model, pre_name = KerasHashingMethod.build_backbone(backbone, image_shape, weights, input_shape)
+        preprocessing = preprocessing or pre_name
+    elif isinstance(backbone, keras.Model):
+        model, preprocessing = backbone, preprocessing or "none"
+    else:
+        raise ValueError(f"{method}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}")
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+        raise ValueError(f"{method}: the backbone must output one feature matrix (b, d)")
+    return model, preprocessing
 
 
 class KerasHashingMethod(keras.Model):
@@ -49,6 +75,10 @@ class KerasHashingMethod(keras.Model):
 
     # bit = 1 where the output of code_logits_model() is above this
     code_threshold: float = 0.0
+    # attributes saved by get_config (besides name and trainable), in order
+    CONFIG_KEYS: tuple[str, ...] = ()
+    # keys of get_config() reported by hparams(); None: all but name, trainable, backbone
+    HPARAM_KEYS: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -60,6 +90,59 @@ class KerasHashingMethod(keras.Model):
     @classmethod
     def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
         raise NotImplementedError
+
+    @staticmethod
+    def protocol_kwargs(bits: int, dataset: Any, hparams: dict, backbone_fallback: str | None = None) -> dict:
+        """``hparams`` plus ``bits`` and, unless given, the data set's ``num_classes``,
+        ``multilabel`` and ``image_shape`` (and, with ``backbone_fallback``, the backbone
+        chosen by :func:`default_backbone`)."""
+        kw = dict(hparams)
+        kw["bits"] = bits
+        if dataset is not None:
+            kw.setdefault("num_classes", dataset.protocol.num_classes)
+            kw.setdefault("multilabel", dataset.protocol.multilabel)
+            kw.setdefault("image_shape", dataset.image_shape)
+            if backbone_fallback is not None and kw.get("backbone") is None:
+                kw["backbone"] = default_backbone(dataset, backbone_fallback)
+        return kw
+
+    @staticmethod
+    def check_known(name: str, kw: dict, known, shown) -> None:
+        """ValueError naming the keys of ``kw`` not in ``known`` (listing ``shown`` as known)."""
+        unknown = set(kw) - set(known)
+        if unknown:
+            raise ValueError(f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(shown)}")
+
+    @classmethod
+    def config_keys(cls) -> tuple[str, ...]:
+        """The constructor arguments :meth:`get_config` saves (default ``CONFIG_KEYS``)."""
+        return cls.CONFIG_KEYS
+
+    def get_config(self) -> dict:
+        """``name``, ``trainable`` and the attributes named by :meth:`config_keys`; the
+        backbone through ``keras.layers.serialize``, ``image_shape`` as a list."""
+        config = {"name": self.name, "trainable": self.trainable}
+        for key in self.config_keys():
+            value = getattr(self, key)
+            if key == "backbone":
+                value = keras.layers.serialize(value)
+            elif key == "image_shape" and value is not None:
+                value = list(value)
+            config[key] = value
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        if "backbone" in config:
+            config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
+
+    def hparams(self) -> dict:
+        """The method's hyper-parameters (for config.json), with the backbone's name."""
+        config = self.get_config()
+        keys = self.HPARAM_KEYS if self.HPARAM_KEYS is not None else set(config) - {"name", "trainable", "backbone"}
+        return {"backbone": self.backbone.name, **{k: v for k, v in config.items() if k in keys}}
 
     @staticmethod
     def build_backbone(backbone: Any, image_shape=None, weights: str | None = None, input_shape=None):
@@ -77,6 +160,10 @@ class KerasHashingMethod(keras.Model):
         return model, str(backbone).lower()
 
     # ------------------------------------------------------------------ training
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
     def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
         """The infinite training pipeline, starting at batch ``start_step``. Default:
         shuffled ``(images, labels)`` batches of ``config.batch_size`` (global, remainder
@@ -163,6 +250,10 @@ class KerasHashingMethod(keras.Model):
         """Model whose outputs are thresholded at ``code_threshold`` to give the codes
         (default: :meth:`hash_model`)."""
         return self.hash_model()
+
+    def layer_model(self, layer: str, suffix: str) -> keras.Model:
+        """Model from this model's inputs to the output of ``layer``, named ``{name}_{suffix}``."""
+        return keras.Model(self.inputs, self.get_layer(layer).output, name=f"{self.name}_{suffix}")
 
     def _check_images(self, inputs) -> None:
         images = getattr(inputs, "images", inputs)

@@ -36,8 +36,9 @@ from keras import ops
 from deephash import losses, training
 from deephash.layers import BagHash
 from deephash.methods.base import check_bits, register
-from deephash.methods.keras_method import KerasHashingMethod
-from deephash.methods.pairwise_method import check_number, default_backbone, resolve_backbone
+from deephash.methods.keras_method import resolve_backbone
+from deephash.methods.pairwise_method import check_number
+from deephash.methods.triplet_method import TripletHashingMethod
 
 
 @keras.saving.register_keras_serializable(package="deephash")
@@ -71,7 +72,7 @@ class PiecewiseThreshold(keras.layers.Layer):
 
 @register("ninh")
 @keras.saving.register_keras_serializable(package="deephash")
-class NINH(KerasHashingMethod):
+class NINH(TripletHashingMethod):
     """NINH as one Keras model (see the module docstring).
 
     Args:
@@ -84,7 +85,11 @@ class NINH(KerasHashingMethod):
         image_shape, preprocessing, augment, weights, input_shape: as in ``methods.dsrh.DSRH``.
     """
 
-    code_threshold = 0.0  # on the slice units' pre-activations
+    LOGITS_LAYER = "divide_encode"  # bit = slice unit's pre-activation > 0
+    CONFIG_KEYS = ("bits", "backbone", "num_classes", "multilabel", "threshold_epsilon", "margin", "image_shape",
+                   "preprocessing", "augment")
+    HPARAM_KEYS = ("bits", "num_classes", "multilabel", "threshold_epsilon", "margin", "image_shape",
+                   "preprocessing", "augment")
 
     def __init__(
         self,
@@ -147,64 +152,11 @@ class NINH(KerasHashingMethod):
     def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
         """``methods.create("ninh", bits=, dataset=, ...)``; the backbone defaults to
         small_cnn on images under 32 pixels, else VGG-19 (as DSRH's comparison)."""
-        kw = dict(hparams)
-        kw["bits"] = bits
-        if dataset is not None:
-            kw.setdefault("num_classes", dataset.protocol.num_classes)
-            kw.setdefault("multilabel", dataset.protocol.multilabel)
-            kw.setdefault("image_shape", dataset.image_shape)
-            if kw.get("backbone") is None:
-                kw["backbone"] = default_backbone(dataset, "vgg19")
-        unknown = set(kw) - set(_INIT_ARGS)
-        if unknown:
-            raise ValueError(f"ninh: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(_HPARAMS)}")
+        kw = cls.protocol_kwargs(bits, dataset, hparams, backbone_fallback="vgg19")
+        cls.check_known("ninh", kw, (*cls.CONFIG_KEYS, "weights", "input_shape"), cls.HPARAM_KEYS)
         return kw
 
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "bits": self.bits,
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_classes": self.num_classes,
-            "multilabel": self.multilabel,
-            "threshold_epsilon": self.threshold_epsilon,
-            "margin": self.margin,
-            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
-            "preprocessing": self.preprocessing,
-            "augment": self.augment,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> "NINH":
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
-
-    def hparams(self) -> dict:
-        """The method's hyper-parameters (for config.json), with the backbone's name."""
-        return {"backbone": self.backbone.name, **{k: v for k, v in self.get_config().items() if k in _HPARAMS}}
-
-    # ------------------------------------------------------------------ models
-    def hash_model(self) -> keras.Model:
-        """Preprocessed images -> relaxed codes (sigmoid outputs) in [0, 1], ``(b, bits)``."""
-        return keras.Model(self.inputs, self.get_layer("codes").output, name=f"{self.name}_hash")
-
-    def code_logits_model(self) -> keras.Model:
-        return keras.Model(self.inputs, self.get_layer("divide_encode").output, name=f"{self.name}_hash_logits")
-
     # ------------------------------------------------------------------ training
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
-    def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
-        """Triplets ``((a, p, n), (y_a, y_p, y_n))`` of ``config.batch_size`` (global)."""
-        from deephash import data
-
-        return data.triplet_dataset(split, config.batch_size, seed=config.seed, preprocess=self.preprocessor(),
-                                    augment=self.augment, start_step=start_step)
-
     def compute_loss_value(self, data, training_mode: bool = True):
         """This replica's mean triplet loss (Eq. 2) on one batch of triplets."""
         (a, p, n), _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -225,11 +177,5 @@ class NINH(KerasHashingMethod):
     def test_step(self, data):
         self._trackers["loss"].update_state(self.compute_loss_value(data, training_mode=False))
         return {"loss": self._trackers["loss"].result()}
-
-
-_INIT_ARGS = ("bits", "backbone", "num_classes", "multilabel", "threshold_epsilon", "margin", "image_shape",
-              "preprocessing", "augment", "weights", "input_shape")
-_HPARAMS = ("bits", "num_classes", "multilabel", "threshold_epsilon", "margin", "image_shape", "preprocessing",
-            "augment")
 
 __all__ = ["NINH", "PiecewiseThreshold"]

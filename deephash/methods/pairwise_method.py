@@ -26,11 +26,10 @@ import tensorflow as tf
 
 from deephash import losses, training
 from deephash.methods.base import check_bits
-from deephash.methods.keras_method import KerasHashingMethod
+from deephash.methods.keras_method import KerasHashingMethod, default_backbone, resolve_backbone
 
-_SMALL_IMAGES = 32  # data sets with smaller images default to the small_cnn backbone
-_COMMON_ARGS = ("bits", "backbone", "num_classes", "multilabel", "image_shape", "preprocessing", "augment",
-                "weights", "input_shape")
+_COMMON_CONFIG = ("bits", "backbone", "num_classes", "multilabel", "image_shape", "preprocessing", "augment")
+_COMMON_ARGS = (*_COMMON_CONFIG, "weights", "input_shape")
 
 
 def check_number(method: str, name: str, value, *, positive: bool = False) -> float:
@@ -46,28 +45,6 @@ def check_int(method: str, name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{method}: {name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def resolve_backbone(method: str, backbone: Any, image_shape, weights, input_shape, preprocessing):
-    """``(backbone model, preprocessing name)`` from a backbone name or a ``keras.Model``."""
-    if isinstance(backbone, str):
-        model, pre_name = KerasHashingMethod.build_backbone(backbone, image_shape, weights, input_shape)
-        preprocessing = preprocessing or pre_name
-    elif isinstance(backbone, keras.Model):
-        model, preprocessing = backbone, preprocessing or "none"
-    else:
-        raise ValueError(f"{method}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}")
-    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
-        raise ValueError(f"{method}: the backbone must output one feature matrix (b, d)")
-    return model, preprocessing
-
-
-def default_backbone(dataset, fallback: str) -> str:
-    """small_cnn on data sets with images under 32 pixels (the embedded ones), else ``fallback``."""
-    shape = getattr(dataset, "image_shape", None)
-    if shape is not None and max(shape[:2]) < _SMALL_IMAGES:
-        return "small_cnn"
-    return fallback
 
 
 class PairwiseHashingMethod(KerasHashingMethod):
@@ -169,59 +146,25 @@ class PairwiseHashingMethod(KerasHashingMethod):
     # ------------------------------------------------------------------ registry / config
     @classmethod
     def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
-        kw = dict(hparams)
-        kw["bits"] = bits
-        if dataset is not None:
-            kw.setdefault("num_classes", dataset.protocol.num_classes)
-            kw.setdefault("multilabel", dataset.protocol.multilabel)
-            kw.setdefault("image_shape", dataset.image_shape)
-            if kw.get("backbone") is None:
-                kw["backbone"] = default_backbone(dataset, cls.default_backbone)
+        kw = cls.protocol_kwargs(bits, dataset, hparams, backbone_fallback=cls.default_backbone)
         known = (*_COMMON_ARGS, *cls.HPARAMS)
-        unknown = set(kw) - set(known)
-        if unknown:
-            raise ValueError(f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(sorted(set(known) - {'weights', 'input_shape'}))}")
+        cls.check_known(name, kw, known, sorted(set(known) - {"weights", "input_shape"}))
         return kw
 
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "bits": self.bits,
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_classes": self.num_classes,
-            "multilabel": self.multilabel,
-            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
-            "preprocessing": self.preprocessing,
-            "augment": self.augment,
-            **{k: getattr(self, k) for k in self.HPARAMS},
-        }
-
     @classmethod
-    def from_config(cls, config: dict):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
-
-    def hparams(self) -> dict:
-        """The method's hyper-parameters (for config.json), with the backbone's name."""
-        return {"backbone": self.backbone.name,
-                **{k: v for k, v in self.get_config().items() if k not in ("name", "trainable", "backbone")}}
+    def config_keys(cls) -> tuple[str, ...]:
+        """The common arguments, then the method's own ``HPARAMS``."""
+        return (*_COMMON_CONFIG, *cls.HPARAMS)
 
     # ------------------------------------------------------------------ models
     def code_logits_model(self) -> keras.Model:
         """Preprocessed images -> hash-layer outputs; bit = output > 0."""
-        return keras.Model(self.inputs, self.get_layer("hash").output, name=f"{self.name}_hash_logits")
+        return self.layer_model("hash", "hash_logits")
 
     def hash_model(self) -> keras.Model:
         """Preprocessed images -> relaxed codes ``tanh(z)`` in (-1, 1) (same signs as the codes)."""
         relaxed = keras.layers.Activation("tanh", dtype="float32", name="relaxed_codes")(self.get_layer("hash").output)
         return keras.Model(self.inputs, relaxed, name=f"{self.name}_hash")
-
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
 
     def _terms(self, data, training_mode: bool) -> dict:
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
