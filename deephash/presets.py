@@ -40,12 +40,16 @@ DSRH_PR_BITS = 48
 
 # --- quick preset: optimiser steps are len(train) // batch per epoch (digits: 500 training
 # images, digits_multi: 1,000). Learning rates and the baselines' weights are those their
-# learning tests use on digits; DSEH uses S in {0, 5} on the single-label set, as the paper
-# does on ImageNet (with S = 1 its image codes collapse to one code on digits).
-QUICK_EPOCHS = {"dsrh_family": 20, "dseh_family": 4, "deep": 25}
-QUICK_LR = {"dsrh_family": 0.02, "dseh_family": 0.03, "deep": 0.05}
+# learning tests use on digits. The DSEH family (every script, experiments/dseh_ablation.py
+# included, takes its quick settings from here): 3 rounds of 3 LabNet + 8 ImgNet epochs at a
+# constant lr 0.01 (at lr 0.03 the small CNN's ReLUs all died on some seeds, docs/dseh.md),
+# and S in {0, 5} on single-label sets, as the paper does on ImageNet (with S = 1 its image
+# codes collapse to one code on digits).
+QUICK_EPOCHS = {"dsrh_family": 20, "dseh_family": 8, "deep": 25}
+QUICK_LR = {"dsrh_family": 0.02, "dseh_family": 0.01, "deep": 0.05}
 QUICK_BATCH = 64
 QUICK_HPARAMS = {"dpsh": {"eta": 0.002}, "dhn": {"quantization_weight": 0.005}}
+QUICK_DSEH = {"rounds": 3, "labnet_epochs": 3, "imgnet_epochs": 8}  # "dseh-a": 1 round (no alternation)
 QUICK_SINGLE_LABEL_SIMILARITY = 5.0  # DSEH family on single-label data sets
 QUICK_SHALLOW = {"ksh": {"n_anchors": 150, "n_labeled": 500, "max_iter": 10}}
 
@@ -127,7 +131,8 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
          hparams: dict | None = None) -> RunSpec:
     """The :class:`RunSpec` of one run under ``preset``. ``weights``: a local backbone
     weight file (VGG-19 .h5 for the DSRH family, CNN-F .mat otherwise; paper preset);
-    ``epochs``/``lr`` override the preset's; ``hparams`` are merged last. Unknown methods,
+    ``epochs``/``lr`` override the preset's (for the DSEH family ``epochs`` is every phase's
+    length); ``hparams`` are merged last. Unknown methods,
     presets or papers raise ValueError."""
     from deephash import methods
 
@@ -148,8 +153,12 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
                              "feature directory (experiments/extract_features.py) with --features")
     elif preset == "quick":
         hp.update(QUICK_HPARAMS.get(name, {}))
-        if group == "dseh_family" and _single_label(dataset):
-            hp["positive_similarity"] = QUICK_SINGLE_LABEL_SIMILARITY
+        if group == "dseh_family":
+            hp.update(QUICK_DSEH)
+            if name == "dseh-a":
+                hp.pop("rounds")
+            if _single_label(dataset):
+                hp["positive_similarity"] = QUICK_SINGLE_LABEL_SIMILARITY
         config = training.TrainConfig(epochs=QUICK_EPOCHS[group], batch_size=QUICK_BATCH, lr=QUICK_LR[group],
                                       lr_decay_steps=None, seed=seed, verbose=verbose)
     else:
@@ -158,6 +167,9 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
             hp["weights"] = weights
     if epochs is not None:
         config = config.replace(epochs=int(epochs))
+        if group == "dseh_family":  # every LabNet and ImgNet phase gets `epochs`
+            hp.pop("labnet_epochs", None)
+            hp.pop("imgnet_epochs", None)
     if lr is not None:
         config = config.replace(lr=float(lr))
     hp.update(hparams or {})
@@ -180,6 +192,8 @@ def _paper_deep(name: str, group: str, dataset: str, paper: str, seed: int, verb
         config = training.TrainConfig(epochs=PAPER_DSEH_EPOCHS, batch_size=128, lr=PAPER_DSEH_LR, momentum=0.9,
                                       weight_decay=5e-4, lr_decay_steps=None, seed=seed, verbose=verbose)
         hp = {"backbone": "cnn_f", "labnet_batch_size": 32, "alpha": 1.0, "beta": 0.005, "gamma": 1.0, "eta": 1.0}
+        if name != "dseh-a":
+            hp["rounds"] = 3
         if dataset in PAPER_POSITIVE_SIMILARITY:
             hp["positive_similarity"] = PAPER_POSITIVE_SIMILARITY[dataset]
         return config, hp

@@ -2,22 +2,26 @@
 
     python experiments/dseh_ablation.py --dataset=digits_multi --bits=32 --seeds=3 --out=runs/dseh_ablation
 
-Each (variant, seed) is one run directory ``OUT/runs/<variant>/seed<k>`` written by
-``deephash.experiment.run`` (finished runs are reused unless --overwrite); ``OUT/table.md``
+Each (variant, seed) is one run directory ``RUNS/<dataset>/<variant>/<bits>b-seed<k>-<key>``
+(``RUNS`` = --runs_dir, default ``OUT/runs``); ``OUT/table.md``
 and ``OUT/table.csv`` hold Table 2's layout -- ``n_h``, ``map_l``, ``map_i`` as mean and
 sample standard deviation over the seeds -- beside the paper's numbers for the data set
 (for the embedded sets: the real set they stand in for, labelled as such). The seed also
 draws the data split, so the spread includes split-to-split variation.
 
-Presets: ``quick`` (embedded data on a CPU: 3 rounds of 3 LabNet + 8 ImgNet epochs, batch 64,
-lr 0.01, small_cnn backbone on small images) and ``paper`` (CNN-F from --weights, ImgNet batch
-128, LabNet batch 32, 3 rounds of 20 + 20 epochs (our choice), S in {0, 5} on ImageNet, mAP@5000
-on NUS-WIDE; the paper chose the learning rate in 1e-2..1e-6 on a validation split -- pass the
-one you chose with --lr).
+Settings come from ``deephash.presets.spec`` (the same as every other experiment script):
+``quick`` (embedded data on a CPU: 3 rounds of 3 LabNet + 8 ImgNet epochs, batch 64, lr 0.01,
+small_cnn backbone on small images, S in {0, 5} on single-label sets) and ``paper`` (CNN-F from
+--weights, ImgNet batch 128, LabNet batch 32, 3 rounds of 20 + 20 epochs (our choice), S in
+{0, 5} on ImageNet, mAP@5000 on NUS-WIDE; the paper chose the learning rate in 1e-2..1e-6 on a
+validation split -- pass the one you chose with --lr). Runs go through ``deephash.sweep``: a
+run directory is keyed by its complete request, so a finished run is reused only when its
+settings match, and runs are shared with the other scripts given the same --runs_dir.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io as _io
 import os
 import sys
@@ -29,12 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VARIANTS = ("dseh", "dseh-s", "dseh-ss", "dseh-l", "dseh-a")
 COLUMNS = ("n_h", "map_l", "map_i")
-PRESETS = {
-    "quick": {"train": dict(epochs=8, batch_size=64, lr=0.01, lr_decay_steps=None, weight_decay=2e-4),
-              "hparams": {"labnet_epochs": 3, "imgnet_epochs": 8, "rounds": 3}},
-    "paper": {"train": dict(epochs=20, batch_size=128, lr=1e-3, lr_decay_steps=None, weight_decay=5e-4),
-              "hparams": {"backbone": "cnn_f", "labnet_batch_size": 32, "rounds": 3}},
-}
+PRESETS = ("quick", "paper")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits_multi", "data set name (see deephash.data.available())")
@@ -42,7 +41,8 @@ flags.DEFINE_string("root", None, "directory holding the data set's files (file-
 flags.DEFINE_integer("bits", 32, "code length")
 flags.DEFINE_integer("seeds", 3, "number of seeds (0, 1, ..., seeds-1)")
 flags.DEFINE_string("out", None, "output directory (required)")
-flags.DEFINE_enum("preset", "quick", sorted(PRESETS), "training preset")
+flags.DEFINE_string("runs_dir", None, "run directories, shared with the other scripts (default OUT/runs)")
+flags.DEFINE_enum("preset", "quick", list(PRESETS), "training preset (deephash.presets)")
 flags.DEFINE_list("variants", list(VARIANTS), "variants to run")
 flags.DEFINE_integer("epochs", None, "epochs of every LabNet and ImgNet phase (overrides the preset)")
 flags.DEFINE_bool("equal_budget", False, "give dseh-a (one round) rounds x the epochs of each phase, "
@@ -50,78 +50,43 @@ flags.DEFINE_bool("equal_budget", False, "give dseh-a (one round) rounds x the e
 flags.DEFINE_float("lr", None, "learning rate of the backbone (overrides the preset)")
 flags.DEFINE_string("weights", None, "imagenet-vgg-f.mat for the cnn_f backbone (paper preset)")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy")
-flags.DEFINE_bool("overwrite", False, "re-run variants whose run directory exists")
 flags.DEFINE_integer("verbose", 0, "Keras progress output")
 
 
-def settings(preset: str, dataset: str, epochs: int | None, lr: float | None, weights: str | None,
-             strategy: str, verbose: int):
-    """(TrainConfig, hparams) of a preset with the overrides applied."""
-    from deephash import training
+def spec(variant: str, dataset: str, bits: int, seed: int, preset: str = "quick", epochs: int | None = None,
+         lr: float | None = None, weights: str | None = None, strategy: str = "default", verbose: int = 0,
+         equal_budget: bool = False, root: str | None = None):
+    """The ``presets.RunSpec`` of one (variant, seed): ``presets.spec(..., paper="dseh")`` with
+    the strategy set and, with ``equal_budget``, ``dseh-a`` given 3x the epochs of each phase
+    (the alternating variants' 3 rounds)."""
+    from deephash import presets
 
-    spec = PRESETS[preset]
-    train = dict(spec["train"], strategy=strategy, verbose=verbose)
-    hparams = dict(spec["hparams"])
-    if epochs is not None:
-        train["epochs"] = epochs
-        hparams.pop("labnet_epochs", None)
-        hparams.pop("imgnet_epochs", None)
-    if lr is not None:
-        train["lr"] = lr
-    if weights:
-        if not os.path.exists(weights):
-            raise FileNotFoundError(f"--weights: no file at {weights!r}")
-        hparams["weights"] = weights
-    if preset == "paper" and dataset == "imagenet100":
-        hparams["positive_similarity"] = 5.0  # the paper's S in {0, 5} for the sparse single-label set
-    return training.TrainConfig(**train), hparams
-
-
-def variant_hparams(variant: str, config, hparams: dict, equal_budget: bool = False) -> dict:
-    """The hyper-parameters of one variant: ``dseh-a`` has one round (and, with
-    ``equal_budget``, ``rounds`` times the epochs per phase)."""
-    hp = dict(hparams)
-    if variant == "dseh-a":
-        rounds = int(hp.pop("rounds", 3))
-        if equal_budget:
-            for key in ("labnet_epochs", "imgnet_epochs"):
-                hp[key] = rounds * int(hp.get(key) or config.epochs)
-    return hp
+    if weights and not os.path.exists(weights):
+        raise FileNotFoundError(f"--weights: no file at {weights!r}")
+    s = presets.spec(variant, dataset, bits, preset=preset, paper="dseh", seed=seed, root=root, weights=weights,
+                     epochs=epochs, lr=lr, verbose=verbose)
+    s = dataclasses.replace(s, config=s.config.replace(strategy=strategy))
+    if variant == "dseh-a" and equal_budget:
+        rounds = int(presets.spec("dseh", dataset, bits, preset=preset, paper="dseh", epochs=epochs)
+                     .hparams.get("rounds", 3))
+        hp = dict(s.hparams)
+        for key in ("labnet_epochs", "imgnet_epochs"):
+            hp[key] = rounds * int(hp.get(key) or s.config.epochs)
+        s = dataclasses.replace(s, hparams=hp)
+    return s
 
 
-def dataset_options(dataset: str, preset: str) -> dict:
-    """``data.load`` options of the DSEH protocol: mAP@5000 on NUS-WIDE (paper preset)."""
-    return {"map_depth": 5000} if preset == "paper" and dataset == "nuswide21" else {}
-
-
-def run_all(dataset: str, bits: int, seeds: int, out: str, config, hparams: dict, variants=VARIANTS,
-            overwrite: bool = False, root: str | None = None, equal_budget: bool = False,
-            options: dict | None = None) -> dict[str, list[dict]]:
-    """Run (or reuse) every variant x seed; returns ``{variant: [metrics.json content, ...]}``."""
-    import json
-
-    import keras
-
-    from deephash import data, experiment
+def run_all(specs, runs_dir: str) -> dict[str, list[dict]]:
+    """Run (or reuse, through ``deephash.sweep``) every spec; returns ``{variant: [metrics, ...]}``."""
+    from deephash import sweep
 
     results: dict[str, list[dict]] = {}
-    for variant in variants:
-        for seed in range(seeds):
-            run_dir = os.path.join(out, "runs", variant, f"seed{seed}")
-            done = os.path.join(run_dir, "metrics.json")
-            if os.path.exists(done) and not overwrite:
-                with open(done, encoding="utf-8") as f:
-                    result = json.load(f)
-            else:
-                ds = data.load(dataset, root=root, seed=seed, **options) if options else dataset
-                result = experiment.run(variant, ds, bits, config.replace(seed=seed), out_dir=run_dir,
-                                        hparams=variant_hparams(variant, config, hparams, equal_budget),
-                                        overwrite=overwrite, root=root)
-                result = {k: v for k, v in result.items() if k != "model"}
-                keras.backend.clear_session()
-            print(f"{variant:8s} seed {seed}: n_h={result['n_h']:5d}  map_l={result['map_l']:.4f}  "
-                  f"map_i={result['map_i']:.4f}", flush=True)
-            results.setdefault(variant, []).append(result)
+    datasets = sweep.DatasetCache()
+    for s in specs:
+        result = sweep.run_spec(s, runs_dir, datasets, log=lambda msg: None)["metrics"]
+        print(f"{s.method:8s} seed {s.seed}: n_h={result['n_h']:5d}  map_l={result['map_l']:.4f}  "
+              f"map_i={result['map_i']:.4f}", flush=True)
+        results.setdefault(s.method, []).append(result)
     return results
 
 
@@ -233,13 +198,13 @@ def main(argv):
         if unknown:
             raise ValueError(f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(VARIANTS)}")
         methods.check_bits(FLAGS.bits, method="dseh")
-        config, hparams = settings(FLAGS.preset, FLAGS.dataset, FLAGS.epochs, FLAGS.lr, FLAGS.weights,
-                                   FLAGS.strategy, FLAGS.verbose)
+        variants = [v for v in VARIANTS if v in FLAGS.variants]
+        specs = [spec(v, FLAGS.dataset, FLAGS.bits, seed, FLAGS.preset, FLAGS.epochs, FLAGS.lr, FLAGS.weights,
+                      FLAGS.strategy, FLAGS.verbose, FLAGS.equal_budget, FLAGS.root)
+                 for v in variants for seed in range(FLAGS.seeds)]
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
-    variants = [v for v in VARIANTS if v in FLAGS.variants]
-    results = run_all(FLAGS.dataset, FLAGS.bits, FLAGS.seeds, FLAGS.out, config, hparams, variants,
-                      FLAGS.overwrite, FLAGS.root, FLAGS.equal_budget, dataset_options(FLAGS.dataset, FLAGS.preset))
+    results = run_all(specs, FLAGS.runs_dir or os.path.join(FLAGS.out, "runs"))
     summary = summarize(results)
     ref, paper = published_rows(FLAGS.dataset)
     md = markdown(summary, FLAGS.dataset, FLAGS.bits, ref, paper, FLAGS.preset)

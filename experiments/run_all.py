@@ -49,8 +49,9 @@ def _selected(name: str) -> bool:
 
 def _ablation(dataset: str, out: str, seeds: list[int], log) -> str | None:
     """DSEH Table 2 through experiments/dseh_ablation.py (its own process and flags; it runs
-    seeds 0..n-1, so a seed list is passed as its length). Its run directories stay under
-    --runs_dir; its table.md / table.csv are copied to ``out``."""
+    seeds 0..n-1, so a seed list is passed as its length). Its runs go through the sweep in
+    --runs_dir (DSEH's 32-bit runs are shared with Table 1); its table.md / table.csv are
+    written under --runs_dir and copied to ``out``."""
     import shutil
 
     script = os.path.join(REPO, "experiments", "dseh_ablation.py")
@@ -59,7 +60,7 @@ def _ablation(dataset: str, out: str, seeds: list[int], log) -> str | None:
         return None
     work = os.path.join(FLAGS.runs_dir, f"dseh_table2_{dataset}")
     cmd = [sys.executable, script, f"--dataset={dataset}", "--preset=quick", f"--out={work}",
-           f"--seeds={len(seeds)}"]
+           f"--runs_dir={FLAGS.runs_dir}", f"--seeds={len(seeds)}"]
     if FLAGS.epochs:
         cmd.append(f"--epochs={FLAGS.epochs}")
     log("$ " + " ".join(cmd[1:]))
@@ -144,7 +145,7 @@ def _index(done, ablations, wall: float, seeds) -> list[str]:
              f"{wall / 60:.1f} minutes on {os.cpu_count()} CPU core(s) ({platform.machine()}); {trained} of the "
              f"{total} runs behind the tables and figures were trained in this invocation"
              + (f", {total - trained} reused from an earlier one" if total > trained else "")
-             + " (DSEH Table 2's runs come on top).",
+             + " (DSEH Table 2 adds its variants' runs; its DSEH runs are Table 1's 32-bit ones).",
              "",
              "digits stands in for CIFAR-10 (DSRH) and ImageNet (DSEH), digits_multi for NUS-WIDE; the paper rows "
              "are the real data sets' published numbers, shown for scale only (`n/t`: in the paper, not "

@@ -212,6 +212,27 @@ def test_interrupted_training_resumes_after_the_last_finished_phase(digits_multi
     assert h_resumed == pytest.approx(h_full)
 
 
+def test_two_identical_fits_give_identical_weights_and_codes(digits_multi):
+    """Training depends on the settings and ``config.seed`` only: a second identical fit,
+    with every global random state (Python, numpy, TensorFlow, Keras) disturbed between
+    building the model and fitting it, ends with bit-identical weights, history and codes."""
+    import random
+
+    ds = _small(digits_multi, 48)
+    config = training.TrainConfig(epochs=1, batch_size=16, lr=0.05, lr_decay_steps=None, verbose=0, seed=3)
+    a = _tiny(ds, rounds=2)
+    h_a = a.fit_dataset(ds, config)
+    b = _tiny(ds, rounds=2)
+    random.seed(99), np.random.seed(99), tf.random.set_seed(99)
+    tf.random.uniform((3,)), keras.random.normal((2,))
+    h_b = b.fit_dataset(ds, config)
+    assert h_a == h_b
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(wa.numpy(), wb.numpy(), err_msg=wa.path)
+    np.testing.assert_array_equal(a.encode(ds.query), b.encode(ds.query))
+    np.testing.assert_array_equal(a.encode_labels(ds.query.labels), b.encode_labels(ds.query.labels))
+
+
 # ----------------------------------------------------------------------------- learning, run directory, reload
 
 
@@ -283,17 +304,55 @@ def test_pca_notebook_runs_headless():
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook drew no figure"
 
 
+def _ablation_module():
+    import importlib.util
+
+    path = os.path.join(REPO, "experiments", "dseh_ablation.py")
+    spec = importlib.util.spec_from_file_location("dseh_ablation_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_takes_its_settings_from_the_presets():
+    """One source of truth: every variant's quick run is presets.spec(variant, ...) (lr 0.01,
+    3 rounds of 3 LabNet + 8 ImgNet epochs; S = 5 on single-label digits)."""
+    from deephash import presets
+
+    ablation = _ablation_module()
+    for variant in VARIANTS:
+        for dataset in ("digits", "digits_multi"):
+            s = ablation.spec(variant, dataset, 32, seed=1)
+            assert s.request() == presets.spec(variant, dataset, 32, paper="dseh", seed=1).request()
+            assert s.config.lr == 0.01 and s.config.batch_size == 64
+            assert (s.hparams["labnet_epochs"], s.hparams["imgnet_epochs"]) == (3, 8)
+            assert s.hparams.get("rounds") == (None if variant == "dseh-a" else 3)
+            assert s.hparams.get("positive_similarity") == (5.0 if dataset == "digits" else None)
+    equal = ablation.spec("dseh-a", "digits_multi", 32, seed=0, equal_budget=True).hparams
+    assert (equal["labnet_epochs"], equal["imgnet_epochs"]) == (9, 24)
+    short = ablation.spec("dseh", "digits_multi", 32, seed=0, epochs=2)
+    assert short.config.epochs == 2 and "labnet_epochs" not in short.hparams and "imgnet_epochs" not in short.hparams
+
+
 def test_ablation_script_writes_table_2_beside_the_paper(trained_run, tmp_path):
-    """experiments/dseh_ablation.py reuses finished runs: given one, it only tabulates."""
+    """experiments/dseh_ablation.py reuses finished sweep runs with the same request: given
+    one (here a copy of trained_run, filed under the quick preset's request), it only tabulates."""
     import shutil
 
+    from deephash import sweep
+
     out = tmp_path / "ablation"
-    shutil.copytree(trained_run, out / "runs" / "dseh" / "seed0")
+    s = _ablation_module().spec("dseh", "digits_multi", 32, seed=0)
+    run_dir = sweep.run_dir_for(str(out / "runs"), s)
+    shutil.copytree(trained_run, run_dir)
+    with open(os.path.join(run_dir, "request.json"), "w") as f:
+        json.dump(s.request(), f)
     cmd = [sys.executable, os.path.join(REPO, "experiments", "dseh_ablation.py"), "--dataset=digits_multi",
            "--seeds=1", "--variants=dseh", f"--out={out}"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": REPO})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(out / "runs" / "digits_multi" / "dseh")) == [os.path.basename(run_dir)]  # no new run
     result = json.load(open(os.path.join(trained_run, "metrics.json")))
     md = (out / "table.md").read_text()
     assert "| DSEH | " in md and "NUS-WIDE" in md and "0.7312" in md  # the paper's DSEH map_i on NUS-WIDE
