@@ -31,6 +31,7 @@ from deephash import losses, training
 from deephash.layers import BagHash
 from deephash.methods.base import check_bits, register
 from deephash.methods.keras_method import resolve_backbone
+from deephash.methods.pairwise_method import check_int
 from deephash.methods.triplet_method import TripletHashingMethod
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,8 @@ class DSRH(TripletHashingMethod):
         if variant not in VARIANTS:
             raise ValueError(f"DSRH: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         bits = check_bits(bits, method=variant)
-        if isinstance(bags, bool) or not isinstance(bags, (int, np.integer)) or bags < 1:
-            raise ValueError(f"{variant}: bags must be a positive integer, got {bags!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-            raise ValueError(f"{variant}: num_classes must be a positive integer, got {num_classes!r}")
+        bags = check_int(variant, "bags", bags)
+        num_classes = check_int(variant, "num_classes", num_classes)
         for label, v in (("ortho_weight", ortho_weight), ("classification_weight", classification_weight), ("margin", margin)):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"{variant}: {label} must be a non-negative number, got {v!r}")
@@ -114,20 +113,20 @@ class DSRH(TripletHashingMethod):
         inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
         features = backbone_model(inputs)
         fc8 = keras.layers.Dense(bags * bits, name="fc8")(features)
-        logits = BagHash(bits, bags=int(bags), activation=None, name="bag_hash")(fc8)
+        logits = BagHash(bits, bags=bags, activation=None, name="bag_hash")(fc8)
         codes = keras.layers.Activation("sigmoid", dtype="float32", name="codes")(logits)
         outputs = {"codes": codes}
         if variant == "dsrh":
-            outputs["class_logits"] = keras.layers.Dense(int(num_classes), dtype="float32", name="classifier")(fc8)
+            outputs["class_logits"] = keras.layers.Dense(num_classes, dtype="float32", name="classifier")(fc8)
         kwargs.setdefault("name", variant.replace("+", "_plus"))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         self.bits = bits
         self.backbone = backbone_model
-        self.num_classes = int(num_classes)
+        self.num_classes = num_classes
         self.multilabel = bool(multilabel)
         self.variant = variant
-        self.bags = int(bags)
+        self.bags = bags
         self.ortho_weight = float(ortho_weight)
         self.classification_weight = float(classification_weight)
         self.margin = float(margin)
@@ -213,10 +212,7 @@ class DSRH(TripletHashingMethod):
             loss = loss + self.ortho_weight * terms["orthogonality"]
         if "classification" in terms:
             loss = loss + self.classification_weight * terms["classification"]
-        self._trackers["loss"].update_state(loss)
-        for k, v in terms.items():
-            self._trackers[k].update_state(v)
-        return {k: self._trackers[k].result() for k in ("loss", *terms)}
+        return self.record_losses(loss, terms)
 
 
 def select_ortho_weight(

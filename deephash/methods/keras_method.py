@@ -164,6 +164,15 @@ class KerasHashingMethod(keras.Model):
     def metrics(self):
         return list(self._trackers.values())
 
+    def record_losses(self, loss, terms: dict | None = None) -> dict:
+        """Update the ``loss`` tracker with ``loss`` and each term's tracker with its value;
+        returns the trackers' results ``{"loss": ..., **terms}`` (a step's logs)."""
+        terms = terms or {}
+        self._trackers["loss"].update_state(loss)
+        for k, v in terms.items():
+            self._trackers[k].update_state(v)
+        return {k: self._trackers[k].result() for k in ("loss", *terms)}
+
     def train_dataset(self, split, config: training.TrainConfig, start_step: int = 0):
         """The infinite training pipeline, starting at batch ``start_step``. Default:
         shuffled ``(images, labels)`` batches of ``config.batch_size`` (global, remainder

@@ -171,11 +171,9 @@ class NINH(TripletHashingMethod):
             total = training.scale_to_replicas(loss) + self.regularization_loss()
             scaled = self.optimizer.scale_loss(total)
         self.minimize(tape, scaled)
-        self._trackers["loss"].update_state(loss)
-        return {"loss": self._trackers["loss"].result()}
+        return self.record_losses(loss)
 
     def test_step(self, data):
-        self._trackers["loss"].update_state(self.compute_loss_value(data, training_mode=False))
-        return {"loss": self._trackers["loss"].result()}
+        return self.record_losses(self.compute_loss_value(data, training_mode=False))
 
 __all__ = ["NINH", "PiecewiseThreshold"]

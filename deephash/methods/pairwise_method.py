@@ -193,10 +193,7 @@ class PairwiseHashingMethod(KerasHashingMethod):
         return self._update_trackers(self._terms(data, training_mode=False))
 
     def _update_trackers(self, terms: dict) -> dict:
-        self._trackers["loss"].update_state(self._weighted(terms, scale=False))
-        for k, v in terms.items():
-            self._trackers[k].update_state(v)
-        return {k: self._trackers[k].result() for k in ("loss", *terms)}
+        return self.record_losses(self._weighted(terms, scale=False), terms)
 
 
 __all__ = ["PairwiseHashingMethod", "check_int", "check_number", "default_backbone", "resolve_backbone"]
