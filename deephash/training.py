@@ -158,7 +158,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool = False
     checkpoint_dir: str | None = None
-    verbose: int = 1
+    verbose: int | str = 1  # 0 silent, 1 Keras step bar, 2 a line per epoch, "epochs" one tqdm bar per fit
 
     def __post_init__(self):
         self.validate()
@@ -185,6 +185,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
+        if self.verbose not in (0, 1, 2, "epochs"):
+            raise ValueError(f"TrainConfig.verbose must be 0, 1, 2 or 'epochs', got {self.verbose!r}")
         return self
 
     def replace(self, **overrides) -> "TrainConfig":
@@ -203,6 +205,29 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"TrainConfig has no field(s) {', '.join(sorted(unknown))}")
         return cls(**d)
+
+
+def progress(config: TrainConfig, epochs: int, initial_epoch: int = 0, desc: str = "training") -> tuple[int, list]:
+    """``(verbose, callbacks)`` for ``keras.Model.fit`` from ``config.verbose``: Keras' own
+    output for 0/1/2; for ``"epochs"`` Keras stays silent and one tqdm bar counts the
+    epochs of the fit, the latest losses beside it (compact for scripts running many fits)."""
+    if config.verbose != "epochs":
+        return int(config.verbose), []
+    import keras
+    from tqdm.auto import tqdm
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=epochs, initial=initial_epoch, desc=desc, unit="epoch", leave=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in (logs or {}).items()}, refresh=False)
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return 0, [EpochBar()]
 
 
 def make_optimizer(config: TrainConfig):

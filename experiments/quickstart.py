@@ -42,7 +42,7 @@ def main(argv):
 
     start = time.perf_counter()
     config = training.TrainConfig(epochs=FLAGS.epochs, lr=FLAGS.lr, batch_size=FLAGS.batch_size,
-                                  seed=FLAGS.seed, lr_decay_steps=None, verbose=0)
+                                  seed=FLAGS.seed, lr_decay_steps=None, verbose="epochs")
     results = []
     for method in FLAGS.methods:
         t0 = time.perf_counter()

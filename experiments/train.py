@@ -40,7 +40,8 @@ flags.DEFINE_bool("mixed_precision", False, "mixed float16 on GPUs (ignored on C
 flags.DEFINE_string("checkpoint_dir", None, "per-epoch checkpoints (default: a hidden sibling of --out, "
                     "removed at the end; re-running after an interruption resumes)")
 flags.DEFINE_string("hparams", "", "method hyper-parameters as key=value,key=value")
-flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+flags.DEFINE_enum("verbose", "1", ["0", "1", "2", "epochs"],
+                  "progress: 0 silent, 1 Keras step bar, 2 one line per epoch, epochs one bar over the epochs")
 
 
 def parse_hparams(text: str) -> dict:
@@ -98,7 +99,8 @@ def build(argv_flags) -> tuple:
     config = training.TrainConfig(
         epochs=f.epochs, batch_size=f.batch_size, lr=f.lr, momentum=f.momentum, weight_decay=f.weight_decay,
         lr_decay_steps=f.lr_decay_steps or None, lr_decay_rate=f.lr_decay_rate, strategy=f.strategy,
-        seed=f.seed, mixed_precision=f.mixed_precision, checkpoint_dir=f.checkpoint_dir, verbose=f.verbose,
+        seed=f.seed, mixed_precision=f.mixed_precision, checkpoint_dir=f.checkpoint_dir,
+        verbose=f.verbose if f.verbose == "epochs" else int(f.verbose),
     )
     return method, f.dataset, f.bits, config, f.out, hparams
 

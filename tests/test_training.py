@@ -232,3 +232,22 @@ def test_dsrh_trains_under_the_mixed_float16_policy(digits):
     assert all(np.isfinite(v[-1]) for v in history.values())
     assert max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(model.trainable_weights, start)) > 1e-4
     assert model.encode(ds.query.images[:4]).dtype == bool
+
+
+def test_epochs_progress_bar_counts_epochs_and_silences_keras(capsys):
+    config = training.TrainConfig(epochs=3, verbose="epochs")
+    verbose, callbacks = training.progress(config, epochs=3, initial_epoch=1, desc="dsrh")
+    assert verbose == 0 and len(callbacks) == 1
+    bar = callbacks[0]
+    bar.on_train_begin()
+    bar.on_epoch_end(1, {"loss": 0.5})
+    bar.on_epoch_end(2, {"loss": 0.25})
+    assert bar.bar.n == 3  # resumed at epoch 1, two more epochs done
+    bar.on_train_end()
+    assert "dsrh" in capsys.readouterr().err
+
+
+def test_keras_verbosity_passes_through_and_bad_values_are_rejected():
+    assert training.progress(training.TrainConfig(verbose=2), epochs=1) == (2, [])
+    with pytest.raises(ValueError, match="verbose"):
+        training.TrainConfig(verbose="loud")

@@ -11,7 +11,7 @@ This class adds the common method interface of ``deephash.methods.base``:
 
 * ``fit_dataset(dataset, config)``: builds the method's tf.data pipeline
   (:meth:`train_dataset`, overridable), compiles with ``training.make_optimizer``, runs
-  ``keras.Model.fit`` (progress bar with ``config.verbose=1``), checkpoints every epoch
+  ``keras.Model.fit`` (progress per ``config.verbose``: Keras' bar, or one tqdm bar over epochs), checkpoints every epoch
   into ``config.checkpoint_dir`` and resumes from the latest checkpoint there;
 * ``encode(images_or_split) -> bool (n, bits)``, batched through
   ``data.image_dataset`` with the backbone's preprocessing;
@@ -230,12 +230,13 @@ class KerasHashingMethod(keras.Model):
         if initial_epoch >= config.epochs:
             return history
         ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
-        cbs = list(callbacks or [])
+        verbose, cbs = training.progress(config, int(config.epochs), initial_epoch, desc=self.name)
+        cbs += list(callbacks or [])
         if config.checkpoint_dir:
             cbs.append(training.checkpoint_callback(config.checkpoint_dir, history))
         result = self.fit(
             ds, epochs=int(config.epochs), steps_per_epoch=steps, initial_epoch=initial_epoch,
-            callbacks=cbs, verbose=config.verbose, shuffle=False,
+            callbacks=cbs, verbose=verbose, shuffle=False,
         )
         for k, v in result.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
