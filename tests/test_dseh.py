@@ -305,13 +305,17 @@ def test_pca_notebook_runs_headless():
 
 
 def _ablation_module():
+    """experiments/dseh_ablation.py as a module, loaded once (its absl flags can be defined once)."""
     import importlib.util
 
-    path = os.path.join(REPO, "experiments", "dseh_ablation.py")
-    spec = importlib.util.spec_from_file_location("dseh_ablation_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    name = "dseh_ablation_under_test"
+    if name not in sys.modules:
+        path = os.path.join(REPO, "experiments", "dseh_ablation.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
 
 
 def test_ablation_takes_its_settings_from_the_presets():
