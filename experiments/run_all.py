@@ -165,7 +165,14 @@ def _index(done, ablations, wall: float, seeds) -> list[str]:
                   f"From `experiments/dseh_ablation.py`: [{sub}/table.md]({sub}/table.md), "
                   f"[{sub}/table.csv]({sub}/table.csv)", ""]
         with open(os.path.join(path, "table.md"), encoding="utf-8") as f:
-            lines += [line for line in f.read().splitlines() if not line.startswith("# ")]
+            table = [line for line in f.read().splitlines() if not line.startswith("# ")]
+        lines += table
+        orders = {("paper" if ", paper" in line else "ours"): line.split(": ", 1)[1]
+                  for line in table if line.startswith("Ordering by map_i")}
+        if len(orders) == 2:
+            lines += ["", "The paper's ordering by map_i " + ("holds" if orders["ours"] == orders["paper"] else
+                                                                "does **not** hold")
+                      + f" with seed(s) {', '.join(map(str, seeds))} (docs/dseh.md: digits_multi over 5 seeds)."]
         lines.append("")
     return lines
 
