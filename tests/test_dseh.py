@@ -238,8 +238,8 @@ def test_two_identical_fits_give_identical_weights_and_codes(digits_multi):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """experiments/train.py --method=dseh on digits_multi: the ablation's quick preset, but 2
-    rounds instead of 3 (LabNet at lr 0.03 to make up for the shorter schedule)."""
+    """experiments/train.py --method=dseh on digits_multi: shorter than the quick preset (2
+    rounds of 3 LabNet + 8 ImgNet epochs; LabNet at lr 0.03 to make up for it)."""
     out = str(tmp_path_factory.mktemp("dseh") / "run")
     cmd = [sys.executable, os.path.join(REPO, "experiments", "train.py"), "--method=dseh", "--dataset=digits_multi",
            "--bits=32", "--lr=0.01", "--lr_decay_steps=0", "--batch_size=64",
@@ -320,7 +320,7 @@ def _ablation_module():
 
 def test_ablation_takes_its_settings_from_the_presets():
     """One source of truth: every variant's quick run is presets.spec(variant, ...) (lr 0.01,
-    3 rounds of 3 LabNet + 8 ImgNet epochs; S = 5 on single-label digits)."""
+    3 rounds of 9 LabNet + 8 ImgNet epochs; S = 5 on single-label digits)."""
     from deephash import presets
 
     ablation = _ablation_module()
@@ -329,11 +329,11 @@ def test_ablation_takes_its_settings_from_the_presets():
             s = ablation.spec(variant, dataset, 32, seed=1)
             assert s.request() == presets.spec(variant, dataset, 32, paper="dseh", seed=1).request()
             assert s.config.lr == 0.01 and s.config.batch_size == 64
-            assert (s.hparams["labnet_epochs"], s.hparams["imgnet_epochs"]) == (3, 8)
+            assert (s.hparams["labnet_epochs"], s.hparams["imgnet_epochs"]) == (9, 8)
             assert s.hparams.get("rounds") == (None if variant == "dseh-a" else 3)
             assert s.hparams.get("positive_similarity") == (5.0 if dataset == "digits" else None)
     equal = ablation.spec("dseh-a", "digits_multi", 32, seed=0, equal_budget=True).hparams
-    assert (equal["labnet_epochs"], equal["imgnet_epochs"]) == (9, 24)
+    assert (equal["labnet_epochs"], equal["imgnet_epochs"]) == (27, 24)
     short = ablation.spec("dseh", "digits_multi", 32, seed=0, epochs=2)
     assert short.config.epochs == 2 and "labnet_epochs" not in short.hparams and "imgnet_epochs" not in short.hparams
 
