@@ -1,5 +1,8 @@
 """Helpers shared by the test modules (imported as ``from _helpers import ...``; pytest puts
 ``tests/`` on ``sys.path`` since it has no ``__init__.py``)."""
+import contextlib
+import importlib.util
+
 import keras
 
 
@@ -17,3 +20,21 @@ class StopAt(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if int(self.model.optimizer.iterations.numpy()) == self.step:
             raise Interrupt
+
+
+@contextlib.contextmanager
+def script_module(path, name):
+    """Import the experiment script at ``path`` as module ``name`` for the duration of the
+    block, then unregister the absl flags it defined (scripts define flags at import time,
+    and several scripts share flag names such as ``--dataset``)."""
+    from absl import flags
+
+    before = set(flags.FLAGS)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        for flag in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, flag)

@@ -304,26 +304,20 @@ def test_pca_notebook_runs_headless():
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook drew no figure"
 
 
-def _ablation_module():
-    """experiments/dseh_ablation.py as a module, loaded once (its absl flags can be defined once)."""
-    import importlib.util
+@pytest.fixture
+def ablation():
+    """experiments/dseh_ablation.py as a module; its absl flags are unregistered afterwards."""
+    from _helpers import script_module
 
-    name = "dseh_ablation_under_test"
-    if name not in sys.modules:
-        path = os.path.join(REPO, "experiments", "dseh_ablation.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
+    with script_module(os.path.join(REPO, "experiments", "dseh_ablation.py"), "dseh_ablation_under_test") as module:
+        yield module
 
 
-def test_ablation_takes_its_settings_from_the_presets():
+def test_ablation_takes_its_settings_from_the_presets(ablation):
     """One source of truth: every variant's quick run is presets.spec(variant, ...) (lr 0.01,
     3 rounds of 9 LabNet + 8 ImgNet epochs; S = 5 on single-label digits)."""
     from deephash import presets
 
-    ablation = _ablation_module()
     for variant in VARIANTS:
         for dataset in ("digits", "digits_multi"):
             s = ablation.spec(variant, dataset, 32, seed=1)
@@ -338,7 +332,7 @@ def test_ablation_takes_its_settings_from_the_presets():
     assert short.config.epochs == 2 and "labnet_epochs" not in short.hparams and "imgnet_epochs" not in short.hparams
 
 
-def test_ablation_script_writes_table_2_beside_the_paper(trained_run, tmp_path):
+def test_ablation_script_writes_table_2_beside_the_paper(trained_run, tmp_path, ablation):
     """experiments/dseh_ablation.py reuses finished sweep runs with the same request: given
     one (here a copy of trained_run, filed under the quick preset's request), it only tabulates."""
     import shutil
@@ -346,7 +340,7 @@ def test_ablation_script_writes_table_2_beside_the_paper(trained_run, tmp_path):
     from deephash import sweep
 
     out = tmp_path / "ablation"
-    s = _ablation_module().spec("dseh", "digits_multi", 32, seed=0)
+    s = ablation.spec("dseh", "digits_multi", 32, seed=0)
     run_dir = sweep.run_dir_for(str(out / "runs"), s)
     shutil.copytree(trained_run, run_dir)
     with open(os.path.join(run_dir, "request.json"), "w") as f:

@@ -155,8 +155,13 @@ def test_format_table_lists_every_run(digits):
 
 # ----------------------------------------------------------------------------- scripts
 def test_train_flags_are_validated_in_process(tmp_path):
-    import train as train_script
+    from _helpers import script_module
 
+    with script_module(os.path.join(REPO, "experiments", "train.py"), "train_under_test") as train_script:
+        _check_train_build(train_script, tmp_path)
+
+
+def _check_train_build(train_script, tmp_path):
     class F:  # the flag values train.build reads
         method, dataset, bits, out, overwrite, hparams = "dsrh", "digits", 32, str(tmp_path / "r"), False, "bags=3,augment=true"
         backbone, weights, ortho_weight, epochs, batch_size, lr = "small_cnn", None, "auto", 1, 64, 0.01

@@ -525,8 +525,9 @@ class DSEH(KerasHashingMethod):
             self.compile(optimizer=training.make_optimizer(phase_config))
         self.train_function = None  # retrace train_step for this phase
         log.info("%s: round %d, %s for %d epochs of %d steps", self.name, k // 2 + 1, phase, epochs, steps)
-        return self.fit(ds, epochs=int(epochs), steps_per_epoch=steps, callbacks=refresh + list(callbacks or []),
-                        verbose=config.verbose)
+        verbose, bar = training.progress(config, int(epochs), desc=f"{self.name} round {k // 2 + 1} {phase}")
+        return self.fit(ds, epochs=int(epochs), steps_per_epoch=steps, callbacks=refresh + bar + list(callbacks or []),
+                        verbose=verbose)
 
 
 def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
