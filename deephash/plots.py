@@ -12,7 +12,8 @@ from typing import Mapping, Sequence
 from deephash.io import atomic_write
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (headless machines, CI)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -21,10 +22,11 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str) -> str:
+def save_png(fig, path: str) -> str:
+    """Render ``fig`` to PNG, close it, and write the file atomically; returns ``path``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     with atomic_write(path, "wb") as f:
         f.write(buf.getvalue())
     return path
@@ -36,7 +38,7 @@ def pr_curve(curves: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, 
     (``{label: curve}``) and write a PNG to ``path``."""
     if "precision" in curves and "recall" in curves:
         curves = {"": curves}
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     for label, c in curves.items():
         p, r = list(c["precision"]), list(c["recall"])
@@ -51,7 +53,7 @@ def pr_curve(curves: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, 
     ax.set_title(title)
     if any(curves):
         ax.legend()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def training_curves(history: Mapping[str, Sequence[float]], path: str, title: str = "Training") -> str:
@@ -59,7 +61,7 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str, title: st
     series = {k: list(v) for k, v in history.items() if len(v)}
     if not series:
         raise ValueError("training_curves: the history is empty")
-    plt = _pyplot()
+    plt = pyplot()
     n = len(series)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False)
     for ax, (name, values) in zip(axes[0], series.items()):
@@ -68,7 +70,7 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str, title: st
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.suptitle(title, y=1.03)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def metric_vs_bits(results: Mapping[str, Mapping[int, float]], path: str, metric: str = "mAP",
@@ -76,7 +78,7 @@ def metric_vs_bits(results: Mapping[str, Mapping[int, float]], path: str, metric
     """``results = {method: {bits: value}}``: one line per method."""
     if not results:
         raise ValueError("metric_vs_bits: no results to plot")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     for method, by_bits in results.items():
         bits = sorted(int(b) for b in by_bits)
@@ -87,4 +89,4 @@ def metric_vs_bits(results: Mapping[str, Mapping[int, float]], path: str, metric
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title or f"{metric} vs code length")
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from deephash import published
+from deephash import plots, published
 from deephash.io import atomic_write
 
 METRICS = ("map", "precision_radius_2", "n_h", "map_l", "map_i")
@@ -193,22 +193,7 @@ def dataset_header(rows: Sequence[dict], dataset: str) -> str:
 
 
 # --------------------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_png(fig, path: str) -> str:
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    with atomic_write(path, "wb") as f:
-        f.write(buf.getvalue())
-    return path
+_plt, _save_png = plots.pyplot, plots.save_png
 
 
 _MARKERS = "osD^v<>pPX*h"

@@ -308,6 +308,16 @@ def latest_checkpoint(directory: str | None) -> str | None:
     return max(found)[1] if found else None
 
 
+def resume(model, checkpoint_dir: str | None) -> tuple[int, dict[str, list[float]]]:
+    """Restore the latest checkpoint in ``checkpoint_dir`` into ``model``, if there is one.
+    Returns ``(epochs already done, history so far)`` — ``(0, {})`` for a fresh start."""
+    path = latest_checkpoint(checkpoint_dir)
+    if path is None:
+        return 0, {}
+    meta = restore_checkpoint(model, path)
+    return int(meta["epoch"]), {k: list(v) for k, v in meta.get("history", {}).items()}
+
+
 def restore_checkpoint(model, path: str) -> dict:
     """Load a :func:`save_checkpoint` file into ``model`` (and its compiled optimiser,
     which is built first). Returns the metadata: ``epoch`` and ``history``."""

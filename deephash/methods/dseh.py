@@ -478,13 +478,7 @@ class DSEH(KerasHashingMethod):
         self._weight_decay = float(config.weight_decay)
         self.refresh_store(labels)
         holder = _WeightsOnly(self)
-        history: dict[str, list[float]] = {}
-        done = 0
-        path = training.latest_checkpoint(config.checkpoint_dir)
-        if path is not None:
-            meta = training.restore_checkpoint(holder, path)
-            done = int(meta["epoch"])
-            history = {k: list(v) for k, v in meta.get("history", {}).items()}
+        done, history = training.resume(holder, config.checkpoint_dir)
         schedule = self.phases(config)
         try:
             for k, (phase, epochs) in enumerate(schedule):

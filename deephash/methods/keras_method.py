@@ -220,13 +220,7 @@ class KerasHashingMethod(keras.Model):
         self._weight_decay = float(config.weight_decay)
         with self.distribute_strategy.scope():
             self.compile(optimizer=training.make_optimizer(config))
-        history: dict[str, list[float]] = {}
-        initial_epoch = 0
-        path = training.latest_checkpoint(config.checkpoint_dir)
-        if path is not None:
-            meta = training.restore_checkpoint(self, path)
-            initial_epoch = int(meta["epoch"])
-            history = {k: list(v) for k, v in meta.get("history", {}).items()}
+        initial_epoch, history = training.resume(self, config.checkpoint_dir)
         if initial_epoch >= config.epochs:
             return history
         ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
