@@ -32,16 +32,23 @@ def check_same_shape(tensors: dict, what: str) -> None:
             raise ValueError(f"{what}: {ref_name} has shape {ref} but {name} has shape {shape}")
 
 
-def check_margin(margin: Any) -> float:
-    if isinstance(margin, bool):
-        raise ValueError(f"margin must be a non-negative finite number, got {margin!r}")
+def check_number(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite float, positive (or non-negative with ``allow_zero``); else ValueError."""
+    kind = "non-negative" if allow_zero else "positive"
+    message = f"{name} must be a {kind} finite number, got {value!r}"
+    if isinstance(value, bool):
+        raise ValueError(message)
     try:
-        value = float(margin)
+        v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"margin must be a non-negative finite number, got {margin!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"margin must be a non-negative finite number, got {margin!r}")
-    return value
+        raise ValueError(message) from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(message)
+    return v
+
+
+def check_margin(margin: Any) -> float:
+    return check_number("margin", margin, allow_zero=True)
 
 
 def split_triple(y_pred, what: str) -> tuple:

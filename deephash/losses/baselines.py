@@ -22,22 +22,10 @@ import math
 import keras
 import tensorflow as tf
 
-from deephash.losses._common import as_float
+from deephash.losses._common import as_float, check_number
 from deephash.losses.pairwise import _check_reduction, _float, _reduce, _same_shape, similarity_matrix
 
 _LOG2 = math.log(2.0)
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
 
 
 def _matrices(u, v, what: str):
@@ -60,7 +48,7 @@ def pairwise_cross_entropy(u, v, s, alpha: float = 1.0, weights=None, reduction:
     matrix, "sum" -> ``Σ_ij l_ij``, "mean" -> ``Σ_ij l_ij / (n_u n_v)``.
     """
     _check_reduction(reduction)
-    alpha = _check_positive("alpha", alpha)
+    alpha = check_number("alpha", alpha)
     u, v = _matrices(u, v, "pairwise_cross_entropy")
     s = tf.cast(_float(s), u.dtype)
     theta = alpha * tf.matmul(u, v, transpose_b=True)
@@ -132,7 +120,7 @@ def hashnet_beta(step, beta0: float = 1.0, gamma: float = 0.005, power: float = 
     ``β_0 = 1, γ = 0.005, p = 0.5, step_size = 200``), so ``tanh(βz)`` tends to ``sgn(z)``.
     ``step`` may be a Python number or a tensor; returns the same kind (float32 tensor).
     """
-    beta0 = _check_positive("beta0", beta0)
+    beta0 = check_number("beta0", beta0)
     if isinstance(gamma, bool) or not float(gamma) >= 0 or not math.isfinite(float(gamma)):
         raise ValueError(f"gamma must be a non-negative finite number, got {gamma!r}")
     power = float(power)
@@ -164,7 +152,7 @@ class PairwiseCrossEntropyLoss(keras.losses.Loss):
 
     def __init__(self, alpha: float = 1.0, weighted: bool = False, name: str = "pairwise_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.alpha = _check_positive("alpha", alpha)
+        self.alpha = check_number("alpha", alpha)
         self.weighted = bool(weighted)
 
     def call(self, y_true, y_pred):
