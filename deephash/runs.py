@@ -16,10 +16,12 @@ the end, so an interrupted run never leaves a half-written directory behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 from typing import Iterator
 
@@ -68,11 +70,57 @@ def staged_dir(out_dir: str, overwrite: bool = False) -> Iterator[str]:
         raise
 
 
+_SOURCE_DIGEST: str | None = None
+
+
+def source_digest() -> str:
+    """sha256 (hex) of the deephash package's Python sources (relative paths and contents).
+
+    It changes exactly when the library code changes, installed or checked out, so a run
+    directory records which code produced it (``config.json`` ``versions.deephash_source``)
+    and ``deephash.sweep`` can tell runs of other code from runs of this code.
+    """
+    global _SOURCE_DIGEST
+    if _SOURCE_DIGEST is None:
+        root = os.path.dirname(os.path.abspath(__file__))
+        files = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            files += [os.path.join(dirpath, f) for f in filenames if f.endswith(".py")]
+        h = hashlib.sha256()
+        for path in sorted(files):
+            h.update(os.path.relpath(path, root).replace(os.sep, "/").encode() + b"\0")
+            with open(path, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+        _SOURCE_DIGEST = h.hexdigest()
+    return _SOURCE_DIGEST
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout holding the package (``+dirty`` with local changes), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return None
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "deephash"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def versions() -> dict:
-    """Versions of deephash, Python and the main dependencies (for config.json)."""
+    """Versions of deephash (release, source digest, git commit when checked out), Python
+    and the main dependencies (for config.json)."""
     from deephash import __version__
 
-    out = {"deephash": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    out = {"deephash": __version__, "deephash_source": source_digest()[:16]}
+    commit = _git_commit()
+    if commit:
+        out["deephash_git"] = commit
+    out.update({"python": platform.python_version(), "numpy": np.__version__})
     for mod in ("tensorflow", "keras"):
         with contextlib.suppress(Exception):
             out[mod] = __import__(mod).__version__

@@ -7,6 +7,13 @@ seed, training config, hyper-parameters, features, data set options). A director
 ``metrics.json`` and a matching ``request.json`` is reused instead of retrained; anything
 else at that path is an error (nothing is overwritten silently).
 
+Which code trained a run is recorded in its ``config.json`` (``versions.deephash_source``,
+a digest of the library's sources, see :func:`deephash.runs.source_digest`). The request
+key deliberately leaves it out, so an unrelated change does not orphan every trained
+model; instead ``reuse`` decides: ``"any"`` (default) reuses a finished run and notes when
+it came from other code, ``"same_code"`` retrains such a run and replaces its directory
+(atomically: the old one stays until the new one is complete).
+
     results = sweep.run_grid(["dsrh", "itq"], "digits", [16, 32], seeds=[0], preset="quick",
                              paper="dsrh", runs_dir="results/runs")
 """
@@ -89,23 +96,48 @@ class DatasetCache:
         return self._cache[key]
 
 
-def run_spec(spec: presets.RunSpec, runs_dir: str, datasets: DatasetCache | None = None,
-             log: Callable[[str], None] = print) -> dict:
-    """Train and evaluate ``spec`` (or reuse its finished run). Returns
-    ``{"run_dir", "reused", "metrics", "spec"}``."""
-    from deephash import experiment
+REUSE = ("any", "same_code")
 
+
+def trained_by(run_dir: str) -> str | None:
+    """The source digest (``versions.deephash_source``) recorded in a run's config.json,
+    or None when the run predates the record or has no readable config."""
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            return json.load(f).get("versions", {}).get("deephash_source")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run_spec(spec: presets.RunSpec, runs_dir: str, datasets: DatasetCache | None = None,
+             log: Callable[[str], None] = print, reuse: str = "any") -> dict:
+    """Train and evaluate ``spec`` (or reuse its finished run, see ``reuse`` in the module
+    docstring). Returns ``{"run_dir", "reused", "metrics", "spec"}``."""
+    from deephash import experiment, runs
+
+    if reuse not in REUSE:
+        raise ValueError(f"reuse must be one of {', '.join(REUSE)}, got {reuse!r}")
     out = run_dir_for(runs_dir, spec)
+    what = f"{spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}"
+    replace = False
     if finished(out, spec):
-        with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
-            m = json.load(f)
-        log(f"  reuse  {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: mAP {m['map']:.4f}")
-        return {"run_dir": out, "reused": True, "metrics": m, "spec": spec}
+        current, stored = runs.source_digest()[:16], trained_by(out)
+        if stored == current or reuse == "any":
+            with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
+                m = json.load(f)
+            log(f"  reuse  {what}: mAP {m['map']:.4f}")
+            if stored != current:
+                log(f"  note: that run was trained by other library code (source {stored or 'not recorded'}, "
+                    f"now {current}); pass reuse='same_code' (--reuse=same_code) to retrain it")
+            return {"run_dir": out, "reused": True, "metrics": m, "spec": spec}
+        log(f"  retrain {what}: its run was trained by other library code (source {stored or 'not recorded'}, "
+            f"now {current})")
+        replace = True
     datasets = datasets or DatasetCache()
     ds = datasets.get(spec.dataset, spec.seed, spec.root, spec.dataset_options)
     t0 = time.perf_counter()
     result = experiment.run(spec.method, ds, spec.bits, spec.config, out, hparams=dict(spec.hparams),
-                            features=spec.features)
+                            features=spec.features, overwrite=replace)
     io.write_json(os.path.join(out, "request.json"), spec.request())
     result.pop("model", None)
     _release()
@@ -129,10 +161,12 @@ def run_grid(method_names: Sequence[str], dataset: str, bits: Sequence[int], *, 
              allow_missing: bool = False, features: str | None = None, root: str | None = None,
              weights: str | None = None, epochs: int | None = None, lr: float | None = None,
              hparams: dict[str, dict] | None = None, datasets: DatasetCache | None = None,
-             log: Callable[[str], None] = print) -> list[dict]:
+             log: Callable[[str], None] = print, reuse: str = "any") -> list[dict]:
     """Every method x bits x seed through :func:`run_spec`; returns the run records in
     that order. ``hparams`` maps a method name to hyper-parameters merged over the
     preset's. All specs are built (and validated) before any training starts."""
+    if reuse not in REUSE:
+        raise ValueError(f"reuse must be one of {', '.join(REUSE)}, got {reuse!r}")
     names = check_methods(method_names, allow_missing, log)
     if not bits:
         raise ValueError("run_grid: no code lengths given")
@@ -146,7 +180,7 @@ def run_grid(method_names: Sequence[str], dataset: str, bits: Sequence[int], *, 
     for s in specs:
         methods.check_bits(s.bits, method=s.method)
     datasets = datasets or DatasetCache()
-    return [run_spec(s, runs_dir, datasets, log) for s in specs]
+    return [run_spec(s, runs_dir, datasets, log, reuse) for s in specs]
 
 
-__all__ = ["run_key", "run_dir_for", "finished", "check_methods", "DatasetCache", "run_spec", "run_grid"]
+__all__ = ["REUSE", "run_key", "run_dir_for", "finished", "trained_by", "check_methods", "DatasetCache", "run_spec", "run_grid"]

@@ -20,6 +20,8 @@ def define(default_dataset: str, default_out: str, default_methods, default_bits
     flags.DEFINE_string("out", default_out, "output directory (report.md, CSV tables, PNG plots)")
     flags.DEFINE_string("runs_dir", None, "where run directories are kept and reused (default: OUT/runs); "
                         "share it between scripts to share trained models")
+    flags.DEFINE_enum("reuse", "any", ["any", "same_code"], "finished runs in --runs_dir trained by other "
+                      "library code: 'any' reuses them (with a note), 'same_code' retrains them")
     flags.DEFINE_list("seeds", ["0"], "seeds (data split, initialisation); results are averaged")
     flags.DEFINE_list("methods", list(default_methods), "methods, in table order")
     flags.DEFINE_list("bits", [str(b) for b in default_bits], "code lengths")
@@ -47,7 +49,7 @@ def kwargs(with_bits: bool = True) -> dict:
     kw = dict(dataset=FLAGS.dataset, preset=FLAGS.preset, out=FLAGS.out, runs_dir=FLAGS.runs_dir,
               seeds=_ints(FLAGS.seeds, "seeds"), methods=[m.strip() for m in FLAGS.methods if m.strip()],
               allow_missing=FLAGS.allow_missing, root=FLAGS.root, features=FLAGS.features, weights=FLAGS.weights,
-              epochs=FLAGS.epochs, lr=FLAGS.lr)
+              epochs=FLAGS.epochs, lr=FLAGS.lr, reuse=FLAGS.reuse)
     if with_bits:
         kw["bits"] = _ints(FLAGS.bits, "bits")
     return kw

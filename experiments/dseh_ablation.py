@@ -42,6 +42,8 @@ flags.DEFINE_integer("bits", 32, "code length")
 flags.DEFINE_integer("seeds", 3, "number of seeds (0, 1, ..., seeds-1)")
 flags.DEFINE_string("out", None, "output directory (required)")
 flags.DEFINE_string("runs_dir", None, "run directories, shared with the other scripts (default OUT/runs)")
+flags.DEFINE_enum("reuse", "any", ["any", "same_code"], "finished runs in --runs_dir trained by other library "
+                  "code: 'any' reuses them (with a note), 'same_code' retrains them")
 flags.DEFINE_enum("preset", "quick", list(PRESETS), "training preset (deephash.presets)")
 flags.DEFINE_list("variants", list(VARIANTS), "variants to run")
 flags.DEFINE_integer("epochs", None, "epochs of every LabNet and ImgNet phase (overrides the preset)")
@@ -76,14 +78,20 @@ def spec(variant: str, dataset: str, bits: int, seed: int, preset: str = "quick"
     return s
 
 
-def run_all(specs, runs_dir: str) -> dict[str, list[dict]]:
+def _notes_only(msg: str) -> None:
+    """Print the sweep's notes and retrain messages, not its per-run lines (printed below)."""
+    if "note:" in msg or "retrain" in msg:
+        print(msg.strip(), flush=True)
+
+
+def run_all(specs, runs_dir: str, reuse: str = "any") -> dict[str, list[dict]]:
     """Run (or reuse, through ``deephash.sweep``) every spec; returns ``{variant: [metrics, ...]}``."""
     from deephash import sweep
 
     results: dict[str, list[dict]] = {}
     datasets = sweep.DatasetCache()
     for s in specs:
-        result = sweep.run_spec(s, runs_dir, datasets, log=lambda msg: None)["metrics"]
+        result = sweep.run_spec(s, runs_dir, datasets, log=_notes_only, reuse=reuse)["metrics"]
         print(f"{s.method:8s} seed {s.seed}: n_h={result['n_h']:5d}  map_l={result['map_l']:.4f}  "
               f"map_i={result['map_i']:.4f}", flush=True)
         results.setdefault(s.method, []).append(result)
@@ -204,7 +212,7 @@ def main(argv):
                  for v in variants for seed in range(FLAGS.seeds)]
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
-    results = run_all(specs, FLAGS.runs_dir or os.path.join(FLAGS.out, "runs"))
+    results = run_all(specs, FLAGS.runs_dir or os.path.join(FLAGS.out, "runs"), FLAGS.reuse)
     summary = summarize(results)
     ref, paper = published_rows(FLAGS.dataset)
     md = markdown(summary, FLAGS.dataset, FLAGS.bits, ref, paper, FLAGS.preset)

@@ -31,6 +31,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("out", os.path.join(REPO, "docs", "results"), "where the reports go")
 flags.DEFINE_string("runs_dir", os.path.join(REPO, "runs", "experiments"), "run directories (kept and reused)")
 flags.DEFINE_list("seeds", ["0"], "seeds; results are averaged")
+flags.DEFINE_enum("reuse", "any", ["any", "same_code"], "finished runs in --runs_dir trained by other library "
+                  "code: 'any' reuses them (with a note), 'same_code' retrains them")
 flags.DEFINE_bool("allow_missing", False, "skip (with a note) methods not registered in this installation")
 flags.DEFINE_list("only", [], "run only these experiments (names as in OUT/: dsrh_fig3, dsrh_fig4, "
                   "dseh_table1, dseh_figures, dseh_table2)")
@@ -60,7 +62,7 @@ def _ablation(dataset: str, out: str, seeds: list[int], log) -> str | None:
         return None
     work = os.path.join(FLAGS.runs_dir, f"dseh_table2_{dataset}")
     cmd = [sys.executable, script, f"--dataset={dataset}", "--preset=quick", f"--out={work}",
-           f"--runs_dir={FLAGS.runs_dir}", f"--seeds={len(seeds)}"]
+           f"--runs_dir={FLAGS.runs_dir}", f"--seeds={len(seeds)}", f"--reuse={FLAGS.reuse}"]
     if FLAGS.epochs:
         cmd.append(f"--epochs={FLAGS.epochs}")
     log("$ " + " ".join(cmd[1:]))
@@ -86,7 +88,7 @@ def main(argv):
         print(msg, flush=True)
 
     common = dict(preset="quick", runs_dir=FLAGS.runs_dir, seeds=seeds, allow_missing=FLAGS.allow_missing,
-                  epochs=FLAGS.epochs, log=log)
+                  epochs=FLAGS.epochs, log=log, reuse=FLAGS.reuse)
     dsrh_methods = FLAGS.dsrh_methods or list(presets.DSRH_FIGURE_METHODS)
     dseh_methods = FLAGS.dseh_methods or list(presets.DSEH_TABLE1_METHODS)
     dsrh_bits = [int(b) for b in FLAGS.dsrh_bits] or list(presets.DSRH_BITS)

@@ -80,6 +80,8 @@ def test_run_writes_a_complete_run_directory(tmp_path, digits):
     assert cfg["train"]["epochs"] == 2 and cfg["hparams"]["bags"] == 4 and cfg["hparams"]["variant"] == "dsrh"
     assert cfg["hparams"]["backbone"] == "small_cnn"
     assert "tensorflow" in cfg["versions"]
+    from deephash import runs
+    assert cfg["versions"]["deephash_source"] == runs.source_digest()[:16]
     split = json.loads((out / "split.json").read_text())
     assert split["checksum"] == digits.checksum and split["sizes"]["query"] == len(digits.query)
     history = json.loads((out / "history.json").read_text())

@@ -142,6 +142,37 @@ def test_sweep_runs_the_grid_and_reuses_finished_runs(shallow_runs):
         sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir, log=notes.append)
 
 
+def test_sweep_notes_or_retrains_runs_trained_by_other_library_code(tmp_path):
+    from deephash import runs
+
+    runs_dir = str(tmp_path / "runs")
+    first = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=lambda m: None)
+    current = runs.source_digest()[:16]
+    for r in first:
+        assert sweep.trained_by(r["run_dir"]) == current
+    # pretend the 8-bit run came from other code
+    cfg_path = os.path.join(first[0]["run_dir"], "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["versions"]["deephash_source"] = "0123456789abcdef"
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    notes = []
+    again = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append)
+    assert [r["reused"] for r in again] == [True, True]
+    assert sum("trained by other library code" in n and "0123456789abcdef" in n for n in notes) == 1
+    notes.clear()
+    fresh = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append, reuse="same_code")
+    assert [r["reused"] for r in fresh] == [False, True]
+    assert fresh[0]["run_dir"] == first[0]["run_dir"]
+    assert sweep.trained_by(fresh[0]["run_dir"]) == current
+    assert any(n.strip().startswith("retrain") for n in notes)
+    assert sorted(os.listdir(os.path.dirname(first[0]["run_dir"]))) == sorted(
+        os.path.basename(r["run_dir"]) for r in first)  # replaced in place, no leftovers
+    with pytest.raises(ValueError, match="reuse must be one of"):
+        sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir, reuse="never")
+
+
 def test_sweep_refuses_unregistered_methods_without_allow_missing(tmp_path):
     with pytest.raises(ValueError, match="'ninh2' is not registered.*--allow_missing"):
         sweep.run_grid(["ninh2"], "digits", [8], runs_dir=str(tmp_path))
