@@ -86,9 +86,8 @@ def test_descriptor_matches_the_slow_reference(params):
     """Defaults, and an odd size (extra prefilter padding, unequal blocks 5/5/5/6)."""
     rng = np.random.default_rng(0)
     s = params.image_size
-    images = np.stack([rng.uniform(0, 255, (s, s, 3)),
-                       np.clip(128 + 60 * np.sin(np.arange(s)[:, None] / 3) + rng.normal(0, 20, (s, s)), 0, 255)[..., None]
-                       .repeat(3, -1),
+    stripes = np.clip(128 + 60 * np.sin(np.arange(s)[:, None] / 3) + rng.normal(0, 20, (s, s)), 0, 255)
+    images = np.stack([rng.uniform(0, 255, (s, s, 3)), np.repeat(stripes[..., None], 3, axis=-1),
                        rng.uniform(0, 255, (s, s, 3)) * (np.arange(s)[None, :, None] / s)])
     got = gist(images, **params.to_dict())
     want = np.stack([reference_gist(im, params) for im in images])
@@ -211,3 +210,56 @@ def test_itq_on_gist_of_the_digits_beats_random_codes_widely():
     rand = metrics.evaluate(rng.random((len(query), 32)) > 0.5, rng.random((len(train), 32)) > 0.5,
                             ds.query.labels, ds.train.labels)["map"]
     assert m > rand + 0.3, (m, rand)
+
+
+# ----------------------------------------------------------------------------- deephash.features
+SMALL = GistParams(image_size=8, orientations=(4, 4), blocks=2, boundary=4)  # 32-d, fast
+
+
+def test_extract_features_gist_gives_each_splits_descriptors():
+    from deephash import data
+    from deephash.features import extract_features, feature_matrix
+
+    ds = data.load("digits")
+    feats = extract_features(SMALL, ds)
+    assert feats.image_shape == (1, 1, 32) and feats.checksum == ds.checksum
+    for name in ("query", "train", "database"):
+        np.testing.assert_allclose(feature_matrix(getattr(feats, name)),
+                                   gist(getattr(ds, name).images, **SMALL.to_dict()), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="no layer, weights"):
+        extract_features("gist", ds, layer="fc7")
+
+
+def test_extract_features_gist_decodes_a_file_based_split(tmp_path):
+    import dataclasses
+
+    import tensorflow as tf
+
+    from deephash import data
+    from deephash.features import extract_features, feature_matrix
+
+    ds = data.load("digits")
+    query = ds.query.subset(np.arange(5))
+    pixels = np.round(query.images).astype(np.uint8)
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(str(tmp_path / f"{i}.png"))
+        tf.io.write_file(paths[-1], tf.io.encode_png(image))
+    files = dataclasses.replace(ds, query=dataclasses.replace(query, images=None, paths=np.array(paths)))
+    got = feature_matrix(extract_features(SMALL, files).query)
+    np.testing.assert_allclose(got, gist(pixels.astype(np.float64), **SMALL.to_dict()), rtol=1e-5, atol=1e-6)
+
+
+def test_the_dsrh_cifar10_paper_preset_names_the_gist_extraction_command():
+    from deephash import presets
+
+    with pytest.raises(ValueError, match="--features") as err:
+        presets.spec("itq", "cifar10", 32, preset="paper", paper="dsrh", seed=2, root="/data/tfds")
+    assert ("python experiments/extract_features.py --dataset=cifar10 --root=/data/tfds --seed=2 --backbone=gist "
+            "--out=features/cifar10_gist_seed2") in str(err.value)
+    assert "--features=features/cifar10_gist_seed2" in str(err.value)
+    with pytest.raises(ValueError, match="--features") as err:
+        presets.spec("itq", "nuswide21", 32, preset="paper", paper="dsrh")
+    assert "gist" not in str(err.value)
+    spec = presets.spec("itq", "cifar10", 32, preset="paper", features="features/cifar10_gist_seed0")
+    assert spec.features == "features/cifar10_gist_seed0"
