@@ -279,7 +279,7 @@ def _check_images(images) -> np.ndarray:
 
 
 def gist(images: np.ndarray, *, image_size: int = 32, orientations: Sequence[int] = (8, 8, 8, 8),
-         blocks: int = 4, fc_prefilt: float = 4.0, boundary: int = 32, batch_size: int = 64,
+         blocks: int = 4, fc_prefilt: float = 4.0, boundary: int = 32, batch_size: int = 16,
          progress: bool | None = None) -> np.ndarray:
     """GIST descriptors (module docstring) of ``images``.
 
@@ -292,7 +292,7 @@ def gist(images: np.ndarray, *, image_size: int = 32, orientations: Sequence[int
         orientations, blocks, fc_prefilt, boundary: LMgist's ``orientationsPerScale``,
             ``numberBlocks``, ``fc_prefilt``, ``boundaryExtension`` (its defaults).
         batch_size: images filtered together (memory ~ batch_size x filters x N^2 x 8 bytes,
-            N = image_size + 2 * boundary: 75 MB at 32 for the defaults).
+            N = image_size + 2 * boundary: 38 MB for the defaults; small batches stay in cache).
         progress: tqdm bar over batches; None shows it for more than 2,000 images.
 
     Returns float32 ``(n, sum(orientations) * blocks^2)`` (512 for the defaults) in LMgist's
