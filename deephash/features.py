@@ -1,8 +1,8 @@
 """Feature vectors for the shallow baselines: extract them from a backbone layer, save, load.
 
 The shallow methods (LSH, ITQ, KSH, SDH, ...) are fit on feature vectors, as in the
-papers (DSEH: 4,096-d CNN-F fc7; DSRH: GIST / AlexNet outputs; raw pixels for the
-embedded sets). A *feature data set* is an ordinary ``deephash.data.Dataset`` whose splits
+papers (DSEH: 4,096-d CNN-F fc7; DSRH: 512-d GIST (``deephash.gist``) / AlexNet outputs;
+raw pixels for the embedded sets). A *feature data set* is an ordinary ``deephash.data.Dataset`` whose splits
 hold float32 feature vectors in ``images`` with shape ``(n, 1, 1, d)`` — a 1x1 "image"
 with ``d`` channels, so that every ``Split`` check still holds — and
 ``image_shape == (1, 1, d)``. ``feature_matrix(split)`` returns the ``(n, d)`` view; the
@@ -31,6 +31,8 @@ from deephash.io import atomic_write, write_json
 
 SPLITS = ("query", "train", "database")
 RAW = ("pixels", "raw")
+GIST = "gist"
+GIST_FILE_CHUNK = 256  # file-based sets: images decoded per GIST call
 META_FILE = "features.json"
 FORMAT_VERSION = 1
 
@@ -70,13 +72,50 @@ def _feature_model(backbone: Any, layer: str | None, weights, input_shape):
     elif weights is not None:
         raise ValueError("weights applies to a backbone given by name; load them into your model instead")
     if not isinstance(model, keras.Model):
-        raise ValueError(f"backbone must be a keras.Model or a name ({', '.join(backbones.available())}, pixels)")
+        raise ValueError(f"backbone must be a keras.Model or a name ({', '.join(backbones.available())}, pixels, gist)")
     if layer is None:
         return model
     names = [lay.name for lay in model.layers]
     if layer not in names:
         raise ValueError(f"backbone {model.name!r} has no layer {layer!r}; layers: {', '.join(names)}")
     return keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
+
+
+def _per_split(dataset: Dataset, compute) -> dict[str, np.ndarray]:
+    """``compute(split) -> (n, d)`` for query and database; training items that are also
+    database items are taken from the database's features instead of computed again."""
+    feats = {"query": compute(dataset.query), "database": compute(dataset.database)}
+    position = {int(i): p for p, i in enumerate(dataset.database.indices)}
+    train_pos = [position.get(int(i), -1) for i in dataset.train.indices]
+    if len(train_pos) and min(train_pos) >= 0:
+        feats["train"] = feats["database"][np.asarray(train_pos, dtype=np.int64)]
+    else:
+        feats["train"] = compute(dataset.train)
+    return feats
+
+
+def _gist_split(split: Split, params, batch_size: int | None) -> np.ndarray:
+    """GIST of an in-memory split, or of a file-based one decoded ``GIST_FILE_CHUNK`` files
+    at a time (``deephash.data.images.decode_file``, RGB; each image made gray and
+    resized on its own, since file sizes differ)."""
+    from deephash import gist
+
+    kwargs = {**params.to_dict(), **({"batch_size": batch_size} if batch_size is not None else {})}
+    if split.images is not None:
+        return gist.gist(split.images, **kwargs)
+    if len(split) == 0:
+        raise ValueError("cannot extract features of an empty split")
+    from tqdm.auto import tqdm
+
+    from deephash.data.images import decode_file
+
+    out = []
+    starts = range(0, len(split), GIST_FILE_CHUNK)
+    for i in tqdm(starts, desc="GIST (files)", unit="chunk", leave=False, disable=len(starts) < 4):
+        chunk = np.concatenate([gist.prepare(decode_file(str(p), channels=3)[None], params.image_size)
+                                for p in split.paths[i:i + GIST_FILE_CHUNK]])
+        out.append(gist.gist(chunk, **kwargs, progress=False))
+    return np.concatenate(out)
 
 
 def _run(model, split: Split, batch_size: int, preprocess) -> np.ndarray:
@@ -93,7 +132,7 @@ def extract_features(
     backbone_model_or_name: Any,
     dataset: Dataset,
     layer: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     weights: str | os.PathLike | None = None,
     preprocess: Any = None,
 ) -> Dataset:
@@ -101,13 +140,17 @@ def extract_features(
 
     Args:
         backbone_model_or_name: ``"pixels"`` (or ``"raw"``, ``None``): flattened in-memory
-            images in [0, 255]; a backbone name of ``deephash.backbones.available()``; or a
-            ``keras.Model`` mapping preprocessed image batches to features.
+            images in [0, 255]; ``"gist"`` (or a ``deephash.gist.GistParams`` for other
+            parameters): the 512-d GIST descriptor of ``deephash.gist`` with LMgist's
+            parameters at 32x32 (DSRH's CIFAR-10 features); a backbone name of
+            ``deephash.backbones.available()``; or a ``keras.Model`` mapping preprocessed
+            image batches to features.
         dataset: the source ``Dataset`` (in-memory or file-based; pixels need in-memory).
         layer: name of the layer whose output to take (e.g. ``"fc7"`` for cnn_f, ``"fc2"``
             — VGG's fc7 — for vgg19); default the backbone output. Outputs with spatial
             axes are flattened.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default 64), or per batched GIST FFT
+            (default ``deephash.gist.gist``'s).
         weights: local pretrained weights file for a backbone given by name.
         preprocess: a ``Preprocessor`` (or callable); default
             ``deephash.data.for_backbone(name)`` for a named backbone, none for a model.
@@ -115,8 +158,18 @@ def extract_features(
     Returns a ``Dataset`` with features ``(n, 1, 1, d)`` in each split's ``images``.
     Items shared by the training and database splits are computed once.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    from deephash.gist import GistParams
+
+    if isinstance(backbone_model_or_name, GistParams) or (isinstance(backbone_model_or_name, str)
+                                                         and backbone_model_or_name.lower() == GIST):
+        if layer is not None or weights is not None or preprocess is not None:
+            raise ValueError("GIST features take no layer, weights or preprocess (pass a deephash.gist.GistParams "
+                             "to change its parameters)")
+        params = backbone_model_or_name if isinstance(backbone_model_or_name, GistParams) else GistParams()
+        return _feature_dataset(dataset, _per_split(dataset, lambda s: _gist_split(s, params, batch_size)))
     if backbone_model_or_name is None or (isinstance(backbone_model_or_name, str)
                                           and backbone_model_or_name.lower() in RAW):
         if layer is not None or weights is not None:
@@ -134,16 +187,8 @@ def extract_features(
         preprocess = for_backbone(backbone_model_or_name, input_shape=shape)
     input_shape = getattr(preprocess, "input_shape", None) if isinstance(backbone_model_or_name, str) else None
     model = _feature_model(backbone_model_or_name, layer, weights, input_shape)
-
-    feats = {"query": _run(model, dataset.query, batch_size, preprocess),
-             "database": _run(model, dataset.database, batch_size, preprocess)}
-    position = {int(i): p for p, i in enumerate(dataset.database.indices)}
-    train_pos = [position.get(int(i), -1) for i in dataset.train.indices]
-    if len(train_pos) and min(train_pos) >= 0:
-        feats["train"] = feats["database"][np.asarray(train_pos, dtype=np.int64)]
-    else:
-        feats["train"] = _run(model, dataset.train, batch_size, preprocess)
-    return _feature_dataset(dataset, feats)
+    batch_size = 64 if batch_size is None else batch_size
+    return _feature_dataset(dataset, _per_split(dataset, lambda s: _run(model, s, batch_size, preprocess)))
 
 
 def save_features(dataset: Dataset, directory: str | os.PathLike, source: dict | None = None) -> str:

@@ -2,10 +2,14 @@
 for the shallow baselines (``experiments/train.py --method=itq --features=DIR``).
 
     python experiments/extract_features.py --dataset=digits --backbone=pixels --out=features/digits_pixels
+    python experiments/extract_features.py --dataset=cifar10 --root=/data/tfds --backbone=gist \\
+        --out=features/cifar10_gist_seed0
     python experiments/extract_features.py --dataset=nuswide21 --root=/data/nuswide \\
         --backbone=cnn_f --weights=/models/imagenet-vgg-f.mat --layer=fc7 --out=features/nus_cnnf_fc7
 
-``--backbone=pixels`` flattens the images of the embedded sets; a backbone name uses its
+``--backbone=pixels`` flattens the images of the embedded sets; ``--backbone=gist`` computes
+the 512-d GIST descriptor (``deephash.gist``: LMgist's parameters, images at 32x32; DSRH's
+CIFAR-10 features for the shallow baselines); a backbone name uses its
 preprocessing and, with ``--layer``, that layer's output (cnn_f ``fc7`` = DSEH's 4,096-d
 features; vgg19 ``fc2`` = VGG's fc7). The directory layout is described in
 ``deephash.features`` and docs/baselines.md.
@@ -23,10 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits", "data set name (see deephash.data.available())")
 flags.DEFINE_string("root", None, "directory holding the data set's files (file-based sets)")
-flags.DEFINE_string("backbone", "pixels", "'pixels' (raw images, in-memory sets) or a backbone name")
+flags.DEFINE_string("backbone", "pixels", "'pixels' (raw images, in-memory sets), 'gist' (512-d GIST) or a "
+                    "backbone name")
 flags.DEFINE_string("weights", None, "local pretrained weights file for the backbone")
 flags.DEFINE_string("layer", None, "layer whose output to take (default: the backbone output)")
-flags.DEFINE_integer("batch_size", 64, "images per forward pass")
+flags.DEFINE_integer("batch_size", None, "images per forward pass (default 64; GIST: deephash.gist's default)")
 flags.DEFINE_integer("seed", 0, "data split seed (and initialisation of an unweighted backbone)")
 flags.DEFINE_string("out", None, "output directory (required)")
 
@@ -50,8 +55,12 @@ def main(argv):
                                  weights=FLAGS.weights)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
-    save_features(feats, FLAGS.out, source={"backbone": FLAGS.backbone, "layer": FLAGS.layer,
-                                            "weights": FLAGS.weights, "seed": FLAGS.seed})
+    source = {"backbone": FLAGS.backbone, "layer": FLAGS.layer, "weights": FLAGS.weights, "seed": FLAGS.seed}
+    if FLAGS.backbone.lower() == "gist":
+        from deephash.gist import GistParams
+
+        source["gist"] = GistParams().to_dict()
+    save_features(feats, FLAGS.out, source=source)
     dim = feature_matrix(feats.query).shape[1]
     print(f"{dataset.summary()}\n{dim}-d features from {FLAGS.backbone}"
           f"{'/' + FLAGS.layer if FLAGS.layer else ''} -> {FLAGS.out} ({time.perf_counter() - start:.1f} s)")
