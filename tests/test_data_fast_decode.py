@@ -181,6 +181,21 @@ def test_files_modified_just_before_verification_are_not_recorded(tmp_path):
     assert dimages.verification_status(paths).tolist() == [dimages.VERIFIED, dimages.UNVERIFIED]
 
 
+def test_an_interrupted_verification_keeps_what_it_checked(tmp_path, monkeypatch):
+    paths = _write_images(str(tmp_path), 4)
+    real = dimages.decode_file
+
+    def interrupt_at_third(p, channels=3):
+        if p == paths[2]:
+            raise KeyboardInterrupt
+        return real(p, channels)
+
+    monkeypatch.setattr(dimages, "decode_file", interrupt_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        data.verify_images(paths, progress=False)
+    assert dimages.verification_status(paths).tolist() == [dimages.VERIFIED] * 2 + [dimages.UNVERIFIED] * 2
+
+
 def test_manifest_records_size_and_time_and_is_written_atomically(verified, monkeypatch):
     directory = os.path.dirname(verified.paths[0])
     manifest = dimages.manifest_path(directory)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MANIFEST_FORMAT = 1
 DECODER = "tf.io.decode_image(channels=3, expand_animations=False)"
 FRESH_SECONDS = 2.0
+RECORD_EVERY_SECONDS = 60.0  # verify_images writes what it has checked at least this often
 # verification_status codes
 UNVERIFIED, CHANGED, VERIFIED, CORRUPT = 0, 1, 2, 3
 
@@ -98,29 +99,37 @@ def verify_images(
     paths = [str(p) for p in paths]
     known = verification_status(paths) if channels == 3 and not recheck else np.zeros(len(paths), np.int8)
     results: dict[str, list] = {}
+    record = record and channels == 3
     bad = []
     fresh = 0
-    for p, state in zip(tqdm(paths, desc="verifying images", unit="file", disable=None if progress else True), known):
-        if state in (VERIFIED, CORRUPT):
-            ok = state == VERIFIED
-        else:
-            before = _stat(p)
-            checked_ns = time.time_ns()
-            try:
-                decode_file(p, channels=channels)
-                ok = True
-            except CorruptImageError:
-                ok = False
-            after = _stat(p)
-            if before is not None and before == after:
-                if checked_ns - after[1] >= FRESH_SECONDS * 1e9:
-                    results[p] = [after[0], after[1], ok]
-                else:
-                    fresh += 1
-        if not ok:
-            bad.append(p)
-    if channels == 3 and record and results:
-        _record(results)
+    flushed = time.monotonic()
+    try:
+        for p, state in zip(tqdm(paths, desc="verifying images", unit="file", disable=None if progress else True),
+                            known):
+            if state in (VERIFIED, CORRUPT):
+                ok = state == VERIFIED
+            else:
+                before = _stat(p)
+                checked_ns = time.time_ns()
+                try:
+                    decode_file(p, channels=channels)
+                    ok = True
+                except CorruptImageError:
+                    ok = False
+                after = _stat(p)
+                if before is not None and before == after:
+                    if checked_ns - after[1] >= FRESH_SECONDS * 1e9:
+                        results[p] = [after[0], after[1], ok]
+                    else:
+                        fresh += 1
+            if not ok:
+                bad.append(p)
+            if record and results and time.monotonic() - flushed > RECORD_EVERY_SECONDS:
+                _record(results)  # an interrupted verification keeps what it has checked
+                results, flushed = {}, time.monotonic()
+    finally:
+        if record and results:
+            _record(results)
     if fresh:
         log.info("%d image file(s) were modified less than %.0f s before verification and are not recorded as "
                  "verified; verify again later for the pipelines' graph-only decoding", fresh, FRESH_SECONDS)
