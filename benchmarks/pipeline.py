@@ -2,12 +2,16 @@
 
 Measures triplets/s (triplet_dataset) and decoded images/s (image_dataset) for the
 embedded digits set and for a fake list set of 224x224 JPEG files generated in a temporary
-directory. Each file pipeline is reported beside reference runs in the same process: a
-plain Python loop of eager ``tf.io.decode_jpeg`` calls and a pure-graph tf.data decode map
+directory. Each file pipeline runs twice, on the Python decoding path (``decode="python"``,
+names a corrupt file) and on the graph-only path that verified files take
+(``decode="auto"`` after ``data.verify_images``), beside reference runs in the same process:
+a plain Python loop of eager ``tf.io.decode_jpeg`` calls and a pure-graph tf.data decode map
 (which cannot name a corrupt file in its error); the ratios are what to compare across
-machines.
+machines. ``--stat_files=N`` also times the check the pipelines make before taking the fast
+path (one manifest read per directory, one ``os.stat`` per file) on N empty files in 100
+directories.
 
-    python benchmarks/pipeline.py [--num_images=512] [--batch_size=64] [--output=pipeline.json]
+    python benchmarks/pipeline.py [--num_images=512] [--batch_size=64] [--stat_files=130000] [--output=pipeline.json]
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_integer("num_images", 512, "fake JPEG files to generate")
 flags.DEFINE_integer("batch_size", 64, "batch size (triplets or images)")
 flags.DEFINE_integer("threads", 2, "CPU threads TensorFlow may use")
-flags.DEFINE_float("seconds", 4.0, "minimum timed seconds per measurement")
+flags.DEFINE_float("seconds", 3.0, "minimum timed seconds per measurement")
+flags.DEFINE_integer("rounds", 3, "alternating rounds per Python/fast-path comparison (medians are reported)")
+flags.DEFINE_integer("stat_files", 0, "empty files for timing the verification check (0: skip)")
 flags.DEFINE_string("output", None, "optional JSON file for the figures")
 FLAGS = flags.FLAGS
 
@@ -41,6 +47,25 @@ def _rate(make_iter, items_per_step: int, seconds: float) -> float:
             next(it)
         steps += 1
     return steps * items_per_step / (time.perf_counter() - start)
+
+
+def _compare(makers: dict, items_per_step: int, seconds: float, rounds: int) -> tuple[dict, dict]:
+    """Rates of several pipelines measured in alternation, the order rotating each round, so
+    that pipelines compared are measured close in time (the ratios stay meaningful on a
+    machine whose load changes). Returns the median rate of each and ``ratio[(a, b)]``, the
+    median per-round ratio of the rates of ``a`` and ``b``."""
+    import statistics
+
+    names = list(makers)
+    rounds_rates = []
+    for r in range(rounds):
+        rates = {}
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            rates[k] = _rate(makers[k], items_per_step, seconds)
+        rounds_rates.append(rates)
+    median = {k: statistics.median(rr[k] for rr in rounds_rates) for k in names}
+    ratio = {(a, b): statistics.median(rr[a] / rr[b] for rr in rounds_rates) for a in names for b in names if a != b}
+    return median, ratio
 
 
 def _fake_jpegs(directory: str, n: int, size: int = 224) -> str:
@@ -62,6 +87,38 @@ def _fake_jpegs(directory: str, n: int, size: int = 224) -> str:
     with open(os.path.join(directory, "all.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     return directory
+
+
+def _age(paths, seconds: float = 60.0) -> None:
+    """Date files back (as if copied earlier): verification does not record files modified
+    in the last ``images.FRESH_SECONDS``."""
+    t = time.time() - seconds
+    for p in paths:
+        os.utime(p, (t, t))
+
+
+def _stat_check(directory: str, n: int) -> dict[str, float]:
+    """Seconds for ``verification_status`` over ``n`` recorded empty files in 100 folders."""
+    from deephash.data import images
+
+    paths = []
+    for i in range(n):
+        d = os.path.join(directory, f"class{i % 100:03d}")
+        if i < 100:
+            os.makedirs(d, exist_ok=True)
+        paths.append(os.path.join(d, f"{i:07d}.jpg"))
+        open(paths[-1], "wb").close()
+    _age(paths)
+    images._record({p: [st.st_size, st.st_mtime_ns, True] for p, st in ((p, os.stat(p)) for p in paths)})
+    start = time.perf_counter()
+    status = images.verification_status(paths)
+    first = time.perf_counter() - start
+    assert (status == images.VERIFIED).all()
+    start = time.perf_counter()
+    images.verification_status(paths)
+    again = time.perf_counter() - start
+    return {"stat_check_files": n, "stat_check_s": first, "stat_check_again_s": again,
+            "stat_check_us_per_file": 1e6 * again / n}
 
 
 def main(argv) -> None:
@@ -103,18 +160,42 @@ def main(argv) -> None:
             return iter(tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
                         .batch(b).prefetch(tf.data.AUTOTUNE))
 
-        results["reference_graph_decode_images_per_s"] = _rate(graph_decode, b, secs)
-        cnn_f = data.for_backbone("cnn_f")
-        results["jpeg_images_per_s"] = _rate(lambda: iter(data.image_dataset(ds.database, b, preprocess=cnn_f)), b, secs)
-        results["jpeg_triplets_per_s"] = _rate(
-            lambda: iter(data.triplet_dataset(ds.train, b, preprocess=cnn_f, augment=True)), b, secs)
-        vgg = data.for_backbone("vgg19")
-        results["jpeg_vgg19_triplets_per_s"] = _rate(
-            lambda: iter(data.triplet_dataset(ds.train, b, preprocess=vgg, augment=True)), b, secs)
-    results["jpeg_images_vs_graph_decode"] = results["jpeg_images_per_s"] / results["reference_graph_decode_images_per_s"]
-    results["jpeg_images_vs_eager_loop"] = results["jpeg_images_per_s"] / results["reference_eager_decode_images_per_s"]
+        _age(paths)
+        start = time.perf_counter()
+        data.verify_images(paths, progress=False)
+        results["verify_images_per_s"] = len(paths) / (time.perf_counter() - start)
+        for split in (ds.database, ds.train):
+            graph, _ = data.pipelines.decode_plan(split.paths)
+            assert graph.all(), "verified files should take the graph-only path"
+        cnn_f, vgg = data.for_backbone("cnn_f"), data.for_backbone("vgg19")
+        # decode + resize to 224x224 + batch, no preprocessing: the library's two paths against the plain graph map
+        rates, ratios = _compare({
+            "reference_graph_decode": graph_decode,
+            "python": lambda: iter(data.image_dataset(ds.database, b, image_size=(224, 224), decode="python")),
+            "fast": lambda: iter(data.image_dataset(ds.database, b, image_size=(224, 224), decode="auto")),
+        }, b, secs, FLAGS.rounds)
+        results["reference_graph_decode_images_per_s"] = rates["reference_graph_decode"]
+        for tag in ("python", "fast"):
+            results[f"jpeg_raw_images_per_s_{tag}"] = rates[tag]
+            results[f"jpeg_raw_images_{tag}_vs_graph_decode"] = ratios[(tag, "reference_graph_decode")]
+        results["jpeg_raw_images_fast_vs_python"] = ratios[("fast", "python")]
+        streams = {
+            "images": lambda mode: data.image_dataset(ds.database, b, preprocess=cnn_f, decode=mode),
+            "triplets_noaug": lambda mode: data.triplet_dataset(ds.train, b, preprocess=cnn_f, decode=mode),
+            "triplets": lambda mode: data.triplet_dataset(ds.train, b, preprocess=cnn_f, augment=True, decode=mode),
+            "vgg19_triplets": lambda mode: data.triplet_dataset(ds.train, b, preprocess=vgg, augment=True,
+                                                                decode=mode),
+        }
+        for what, make in streams.items():
+            rates, ratios = _compare({"python": lambda: iter(make("python")), "fast": lambda: iter(make("auto"))},
+                                     b, secs, FLAGS.rounds)
+            results[f"jpeg_{what}_per_s_python"] = rates["python"]
+            results[f"jpeg_{what}_per_s_fast"] = rates["fast"]
+            results[f"jpeg_{what}_fast_vs_python"] = ratios[("fast", "python")]
+        if FLAGS.stat_files:
+            results.update(_stat_check(os.path.join(tmp, "stat"), FLAGS.stat_files))
     for k, v in results.items():
-        print(f"{k:40s} {v:12.2f}")
+        print(f"{k:42s} {v:12.2f}")
     if FLAGS.output:
         write_json(FLAGS.output, {"threads": FLAGS.threads, "batch_size": b, **results})
 

@@ -21,6 +21,18 @@ Image files that fail to decode raise an error naming the file (``on_corrupt="ra
 with ``on_corrupt="skip"`` are reported once (logged, and listed by ``skipped_files()``):
 in triplet batches a triplet holding such a file is replaced by another triplet of the
 same batch (the batch keeps its size); labelled batches drop the item.
+
+Decoding paths (``decode=``): ``"python"`` reads each file in a ``tf.py_function`` (the path
+that names a bad file; Python per image, GIL-bound); ``"graph"`` reads and decodes in the
+graph (``tf.io.read_file`` + ``tf.io.decode_image(channels=3, expand_animations=False)``,
+the op ``verify_images`` and the Python path use, so images are bit-identical) — a corrupt
+file that verification did not record then fails with TensorFlow's error, which does not
+name it; ``"auto"`` (the default) decodes in the graph the files that
+``deephash.data.images.verify_images`` recorded and that are unchanged since (size and
+modification time), and the others in Python (logged once). Files verification found
+corrupt are never decoded: ``on_corrupt="skip"`` treats them as unreadable (listed by
+``skipped_files()`` when the pipeline is built), ``"raise"`` fails naming the file when one
+is drawn.
 """
 from __future__ import annotations
 
@@ -39,6 +51,8 @@ _SALT_AUGMENT = 0xA06
 _SALT_SHUFFLE = 0x5F1E
 _SKIPPED: set[str] = set()
 _SKIPPED_LOCK = threading.Lock()
+_LOGGED: set[str] = set()
+DECODE_MODES = ("auto", "python", "graph")
 
 
 def skipped_files() -> list[str]:
@@ -170,14 +184,61 @@ def _uniform_where(key, mask):
 
 
 # --------------------------------------------------------------------------- images
-class _ImageSource:
-    """Gathers images of a split by position: from memory, or by reading files."""
+def decode_plan(paths, decode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Which files a pipeline decodes in the graph: ``(graph (n,) bool, corrupt (n,) bool)``.
 
-    def __init__(self, split_or_images: Any, preprocess=None, image_size=(224, 224), on_corrupt: str = "raise"):
+    ``corrupt``: verification found the file corrupt and it is unchanged since (never
+    decoded). ``graph``: decoded by ``tf.io.decode_image`` in the graph (``"auto"``: the
+    files verified and unchanged since; ``"graph"``: all; ``"python"``: none); the other
+    files are decoded in a ``tf.py_function``.
+    """
+    return _plan_from_status(_status(paths, _check_decode(decode)), decode)
+
+
+def _check_decode(decode: str) -> str:
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {', '.join(map(repr, DECODE_MODES))}, got {decode!r}")
+    return decode
+
+
+def _status(paths, decode: str) -> np.ndarray:
+    from deephash.data import images
+
+    if decode == "python":
+        return np.full(len(paths), images.UNVERIFIED, np.int8)
+    return images.verification_status(paths)
+
+
+def _plan_from_status(status: np.ndarray, decode: str) -> tuple[np.ndarray, np.ndarray]:
+    from deephash.data import images
+
+    if decode == "python":
+        return np.zeros(len(status), bool), np.zeros(len(status), bool)
+    corrupt = status == images.CORRUPT
+    graph = np.ones(len(status), bool) if decode == "graph" else status == images.VERIFIED
+    return graph & ~corrupt, corrupt
+
+
+def _log_once(level: int, message: str, *args) -> None:
+    key = message % args
+    with _SKIPPED_LOCK:
+        if key in _LOGGED:
+            return
+        _LOGGED.add(key)
+    log.log(level, message, *args)
+
+
+class _ImageSource:
+    """Gathers images of a split by position: from memory, or by reading files (decoded in
+    the graph or in Python per file, see ``decode_plan``)."""
+
+    def __init__(self, split_or_images: Any, preprocess=None, image_size=(224, 224), on_corrupt: str = "raise",
+                 decode: str = "auto"):
         import tensorflow as tf
 
         if on_corrupt not in ("raise", "skip"):
             raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
+        _check_decode(decode)
         self.on_corrupt = on_corrupt
         self.preprocess = preprocess
         if isinstance(split_or_images, Split):
@@ -200,6 +261,40 @@ class _ImageSource:
             self.size = tuple(int(s) for s in (size or image_size))
             self._has_prepare = size is not None and hasattr(preprocess, "prepare_image")
             self.item_shape = self.size + (3,)
+            self._plan(paths, decode)
+
+    def _plan(self, paths: np.ndarray, decode: str) -> None:
+        import tensorflow as tf
+
+        from deephash.data import images
+
+        status = _status(paths, decode)
+        graph, corrupt = _plan_from_status(status, decode)
+        python = ~graph & ~corrupt
+        self._mixed = bool(python.any()) and bool((graph | corrupt).any())
+        self._all_python = bool(python.all())
+        self._python = tf.constant(python) if self._mixed else None
+        self._corrupt = tf.constant(corrupt) if corrupt.any() else None
+        if decode == "auto" and python.any():
+            changed = int(np.sum(status == images.CHANGED))
+            first = paths[np.flatnonzero(python)[0]]
+            if changed or self._mixed:
+                _log_once(logging.WARNING, "decoding %d of %d image files in Python (slower): %d changed since "
+                          "verification, %d never verified (e.g. %s); data.verify_images(paths) records them for "
+                          "graph-only decoding", int(python.sum()), len(paths), changed,
+                          int(python.sum()) - changed, first)
+            else:
+                _log_once(logging.INFO, "decoding the %d image files in Python (slower): they are not verified "
+                          "(e.g. %s); data.verify_images(paths) records them for graph-only decoding",
+                          len(paths), first)
+        if corrupt.any() and self.on_corrupt == "skip":
+            bad = sorted(set(paths[corrupt].tolist()))
+            with _SKIPPED_LOCK:
+                new = [p for p in bad if p not in _SKIPPED]
+                _SKIPPED.update(bad)
+            if new:
+                log.warning("skipping %d image file(s) that verification found corrupt: %s", len(new),
+                            ", ".join(repr(p) for p in new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else ""))
 
     @property
     def from_files(self) -> bool:
@@ -212,19 +307,50 @@ class _ImageSource:
         return tf.gather(self._images, positions), tf.ones(tf.shape(positions), tf.bool)
 
     def read_one(self, position):
-        """File sets: read, decode (eagerly, to name a bad file) and bring one image to its
-        fixed size (in the graph). ``(image (h, w, 3) float32, ok bool)``."""
+        """File sets: read and decode one file (in the graph, or eagerly in Python to name a
+        bad file) and bring it to its fixed size (in the graph). ``(image (h, w, 3) float32, ok bool)``."""
         import tensorflow as tf
 
         path = tf.gather(self._paths, position)
-        image, ok = tf.py_function(self._decode, [path], [tf.uint8, tf.bool])
+        if self._all_python:
+            image, ok = self._read_python(path)
+        elif self._mixed:
+            image, ok = tf.cond(tf.gather(self._python, position), lambda: self._read_python(path),
+                                lambda: self._read_graph(path, position))
+        else:
+            image, ok = self._read_graph(path, position)
         image.set_shape((None, None, 3))
-        ok.set_shape(())
         if self._has_prepare:
             out = self.preprocess.prepare_image(image)
         else:
             out = tf.image.resize(tf.cast(image, tf.float32), self.size)
         return tf.ensure_shape(out, self.item_shape), ok
+
+    def _read_python(self, path):
+        import tensorflow as tf
+
+        image, ok = tf.py_function(self._decode, [path], [tf.uint8, tf.bool])
+        image.set_shape((None, None, 3))
+        ok.set_shape(())
+        return image, ok
+
+    def _read_graph(self, path, position):
+        import tensorflow as tf
+
+        def decode():
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            image.set_shape((None, None, 3))
+            return image, tf.constant(True)
+
+        if self._corrupt is None:
+            return decode()
+        bad = tf.gather(self._corrupt, position)
+        if self.on_corrupt == "raise":
+            check = tf.debugging.Assert(tf.logical_not(bad), [
+                "corrupt or unreadable image file (found corrupt by verify_images):", path])
+            with tf.control_dependencies([check]):
+                return decode()
+        return tf.cond(bad, lambda: (tf.zeros((1, 1, 3), tf.uint8), tf.constant(False)), decode)
 
     def _decode(self, path):
         from deephash.data.images import CorruptImageError, decode_file
@@ -291,6 +417,7 @@ def triplet_dataset(
     start_step: int = 0,
     on_corrupt: str = "raise",
     image_size: tuple[int, int] = (224, 224),
+    decode: str = "auto",
 ):
     """Infinite ``tf.data.Dataset`` of ``((anchor, positive, negative), (y_a, y_p, y_n))``.
 
@@ -298,13 +425,15 @@ def triplet_dataset(
     labels float32 multi-hot ``(b, c)``. Batch ``i`` (counting from ``start_step``) depends
     only on ``(seed, i)``. One epoch is ``len(split) // batch_size`` steps by convention.
     ``image_size``: size file images are resized to when ``preprocess`` gives none.
-    ``batch_size`` is the global batch (use with ``strategy.experimental_distribute_dataset``).
+    ``decode``: ``"auto"``, ``"python"`` or ``"graph"`` (module docstring); the batches do
+    not depend on it. ``batch_size`` is the global batch (use with
+    ``strategy.experimental_distribute_dataset``).
     """
     import tensorflow as tf
 
     b = _check_batch(batch_size)
     sampler = TripletSampler(split, b, seed)
-    source = _ImageSource(split, preprocess, image_size, on_corrupt)
+    source = _ImageSource(split, preprocess, image_size, on_corrupt, decode)
     labels = tf.constant(split.labels, tf.float32)
 
     def sample(step):
@@ -374,6 +503,7 @@ def labeled_dataset(
     on_corrupt: str = "raise",
     image_size: tuple[int, int] = (224, 224),
     start_step: int = 0,
+    decode: str = "auto",
 ):
     """Batches ``(images, labels)`` (labels float32 multi-hot ``(b, c)``) for pairwise methods.
 
@@ -391,8 +521,9 @@ def labeled_dataset(
     ``start_step`` batches) and is infinite with ``repeat``; without, it ends at the end of
     epoch 0 (iterating it again gives the same order). Augmentation of step ``i`` is keyed
     by ``(seed, i)``. With ``on_corrupt="skip"`` unreadable files are dropped from their
-    batch. ``batch_size`` is the global batch (use with
-    ``strategy.experimental_distribute_dataset``): the order does not depend on the strategy.
+    batch. ``decode``: how files are decoded (``"auto"``, ``"python"``, ``"graph"``; module
+    docstring), which does not change the batches. ``batch_size`` is the global batch (use
+    with ``strategy.experimental_distribute_dataset``): the order does not depend on the strategy.
     """
     import tensorflow as tf
 
@@ -400,7 +531,7 @@ def labeled_dataset(
     if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
         raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
     start_step = int(start_step)
-    source = _ImageSource(split, preprocess, image_size, on_corrupt)
+    source = _ImageSource(split, preprocess, image_size, on_corrupt, decode)
     labels = tf.constant(split.labels, tf.float32)
     n = len(split)
     if n == 0:
@@ -462,13 +593,15 @@ def labeled_dataset(
     return _options(ds.prefetch(tf.data.AUTOTUNE))
 
 
-def image_dataset(split_or_images: Any, batch_size: int, preprocess=None, image_size: tuple[int, int] = (224, 224)):
+def image_dataset(split_or_images: Any, batch_size: int, preprocess=None, image_size: tuple[int, int] = (224, 224),
+                  decode: str = "auto"):
     """Image batches in order (for encoding): a ``Split`` or an array ``(n, h, w, ch)`` in
-    [0, 255]; the last batch may be smaller. Unreadable files raise an error naming them."""
+    [0, 255]; the last batch may be smaller. Unreadable files raise an error naming them
+    (except unverified files with ``decode="graph"``; see the module docstring)."""
     import tensorflow as tf
 
     b = _check_batch(batch_size)
-    source = _ImageSource(split_or_images, preprocess, image_size, "raise")
+    source = _ImageSource(split_or_images, preprocess, image_size, "raise", decode)
     ds = tf.data.Dataset.range(source.n)
     if source.from_files:
         ds = ds.map(lambda pos: source.read_one(pos)[0], num_parallel_calls=tf.data.AUTOTUNE).batch(b)

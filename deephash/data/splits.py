@@ -27,11 +27,16 @@ SPLIT_NAMES = ("query", "train", "database")
 FORMAT_VERSION = 1
 
 
-def cache_dir() -> str:
-    """Where embedded sets keep their split files: ``$DEEPHASH_CACHE/splits`` or
-    ``~/.cache/deephash/splits``."""
-    base = os.environ.get("DEEPHASH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "deephash")
-    return os.path.join(base, "splits")
+def cache_root() -> str:
+    """The library's data cache: ``$DEEPHASH_CACHE`` or ``~/.cache/deephash``."""
+    return os.environ.get("DEEPHASH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "deephash")
+
+
+def cache_dir(kind: str = "splits") -> str:
+    """A folder of the data cache: ``cache_root()/kind``. ``splits`` (the default) is where
+    embedded sets keep their split files; ``verified`` holds the image verification
+    manifests (``deephash.data.images``)."""
+    return os.path.join(cache_root(), kind)
 
 
 def _index_text(idx: np.ndarray) -> str:
