@@ -81,8 +81,9 @@ def run(
 
     ``hparams`` are the method's hyper-parameters (e.g. ``backbone``, ``ortho_weight``;
     ``ortho_weight="auto"`` selects it on a validation split, see
-    ``methods.dsrh.select_ortho_weight``). ``features``: a directory of precomputed
-    feature vectors (``deephash.features``) for shallow methods. Returns metrics.json's
+    ``methods.dsrh.select_ortho_weight``). ``features``: for shallow methods, a directory of
+    precomputed feature vectors or the name of computed features (``"gist"``, computed
+    once per split and cached; see ``deephash.features``). Returns metrics.json's
     content plus ``run_dir`` and the ``model`` object.
     """
     from deephash import data, methods, metrics
@@ -104,16 +105,19 @@ def run(
         out_dir = runs.check_out_dir(out_dir, overwrite)
     if features is not None and family != "shallow":
         raise ValueError(f"--features applies to shallow methods; {name!r} is a deep method")
-    if features is not None and not os.path.isdir(features):
-        raise FileNotFoundError(f"no feature directory at {features!r}")
+    from deephash import features as features_lib
+
+    if features is not None and not features_lib.is_recipe(features) and not os.path.isdir(features):
+        raise FileNotFoundError(f"no feature directory at {features!r} (computed features: "
+                                f"{', '.join(features_lib.RECIPES)})")
     hparams = dict(hparams or {})
 
     # ---- data
     ds = data.load(dataset, root=root, seed=config.seed) if isinstance(dataset, str) else dataset
     fit_ds = ds
-    if features is not None:
-        from deephash import features as features_lib
-
+    if features is not None and features_lib.is_recipe(features):
+        fit_ds = features_lib.cached_features(features, ds)
+    elif features is not None:
         fit_ds = features_lib.load_features(features)
         if getattr(fit_ds, "checksum", ds.checksum) != ds.checksum:
             raise ValueError(

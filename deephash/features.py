@@ -9,6 +9,12 @@ with ``d`` channels, so that every ``Split`` check still holds — and
 shallow methods flatten ``images`` themselves. Labels, indices, class ids, the protocol
 and the split ``checksum`` are those of the source data set.
 
+*Computed features* (``RECIPES``: ``"gist"``) need no directory: give the name instead
+(``experiment.run(..., features="gist")``, ``--features=gist``) and ``cached_features``
+computes them for the run's split on first use and keeps them in the data cache
+(``$DEEPHASH_CACHE/features/<dataset>-<split checksum>-<recipe>-<settings>``), so every
+method, code length and seed of that split reuses one computation.
+
 On disk (``save_features`` / ``load_features``) a feature directory holds, per split
 ``s`` in query / train / database: ``s_features.npy`` (float32 (n, d)), ``s_labels.npy``
 (uint8 (n, c)), ``s_indices.npy`` (int64 (n,)) and, for single-label sets,
@@ -19,22 +25,27 @@ is written atomically.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import os
 from typing import Any
 
 import numpy as np
 
 from deephash.data.dataset import Dataset, Protocol, Split
-from deephash.data.splits import split_checksum
+from deephash.data.splits import cache_dir, split_checksum
 from deephash.io import atomic_write, write_json
 
 SPLITS = ("query", "train", "database")
 RAW = ("pixels", "raw")
 GIST = "gist"
+RECIPES = (GIST,)  # feature names computed on demand and cached (``cached_features``)
 GIST_FILE_CHUNK = 256  # file-based sets: images decoded per GIST call
 META_FILE = "features.json"
 FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def feature_matrix(split: Split) -> np.ndarray:
@@ -270,3 +281,46 @@ def load_features(directory: str | os.PathLike) -> Dataset:
     protocol = Protocol(**{**proto, "class_names": tuple(proto["class_names"])})
     return Dataset(name=meta["dataset"], protocol=protocol, checksum=meta["checksum"],
                    image_shape=(1, 1, int(meta["dim"])), root=meta.get("root"), **splits)
+
+
+def is_recipe(features: Any) -> bool:
+    """Whether ``features`` names computed features (``RECIPES``) rather than a directory."""
+    return isinstance(features, str) and features.lower() in RECIPES
+
+
+def _recipe_settings(recipe: str) -> dict:
+    """What determines a recipe's features: its parameters and the computing module's source."""
+    from deephash import gist
+
+    with open(gist.__file__, "rb") as f:
+        source = hashlib.sha256(f.read()).hexdigest()
+    return {"recipe": recipe, "params": gist.GistParams().to_dict(), "source": source}
+
+
+def cached_features(recipe: str, dataset: Dataset) -> Dataset:
+    """The ``recipe`` features (``RECIPES``) of ``dataset``'s split, from the data cache.
+
+    Computed with ``extract_features`` and saved (``save_features``) on first use; the
+    cache directory is keyed by the data set name, the split checksum and a digest of the
+    recipe's settings (parameters and the source of the module computing them), so a
+    different split or changed code computes afresh. A cache entry that no longer loads
+    (e.g. a truncated file) is recomputed, with a warning.
+    """
+    if not is_recipe(recipe):
+        raise ValueError(f"unknown feature recipe {recipe!r}; computed features: {', '.join(RECIPES)} "
+                         "(or give a feature directory)")
+    recipe = recipe.lower()
+    settings = _recipe_settings(recipe)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    where = os.path.join(cache_dir("features"), f"{dataset.name}-{dataset.checksum[:16]}-{recipe}-{digest}")
+    if os.path.exists(os.path.join(where, META_FILE)):
+        try:
+            cached = load_features(where)
+            if cached.checksum == dataset.checksum:
+                return cached
+            log.warning("cached %s features in %s belong to another split; recomputing", recipe, where)
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("cached %s features in %s do not load (%s); recomputing", recipe, where, e)
+    feats = extract_features(recipe, dataset)
+    save_features(feats, where, source=settings)
+    return feats

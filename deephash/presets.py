@@ -11,8 +11,9 @@ uses under ``--preset=quick`` or ``--preset=paper`` (:func:`spec` -> :class:`Run
   weight decay 2e-4, 30 bags, lambda 0.25. DSEH: CNN-F, ImgNet batch 128, LabNet batch 32,
   new layers at 10x, 3 alternating rounds, S in {0, 5} on ImageNet, mAP@5000 on NUS-WIDE.
   Deep baselines: CNN-F (DSEH's comparison) or the method's own default (NINH in DSRH's).
-  Shallow methods: feature vectors from ``experiments/extract_features.py`` (``features``;
-  for DSRH on CIFAR-10 the error without them gives the ``--backbone=gist`` command).
+  Shallow methods: feature vectors from ``experiments/extract_features.py`` (``features``),
+  or computed features by name (``features="gist"``); DSRH on CIFAR-10 defaults to
+  ``"gist"``, computed once per split and cached (``deephash.features.cached_features``).
 
 ``paper`` selects which paper an experiment reproduces ("dsrh" or "dseh"); it decides the
 protocol options (NUS-WIDE mAP depth) and the deep baselines' backbone.
@@ -79,8 +80,8 @@ PAPER_NOTES = {
         "on validation data in 1e-2..1e-6; pass --lr to change it)",
         f"deep baselines: {PAPER_BASELINE_EPOCHS} epochs, batch 128, lr 1e-3, CNN-F in DSEH's comparison",
         "shallow baselines on CIFAR-10: 512-d GIST (deephash.gist, LMgist's parameters) of the images at their "
-        "own 32x32 size (the size is our choice; the paper does not state it), extracted once with "
-        "experiments/extract_features.py --backbone=gist and given with --features",
+        "own 32x32 size (the size is our choice; the paper does not state it), computed once per split and "
+        "cached (--features=gist, the default here; a feature directory given with --features replaces it)",
     ],
 }
 
@@ -151,8 +152,10 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
         config = training.TrainConfig(epochs=1, seed=seed, verbose=verbose)
         if preset == "quick":
             hp.update(QUICK_SHALLOW.get(name, {}))
+        elif features is None and paper == "dsrh" and dataset == "cifar10":
+            features = "gist"  # DSRH's 512-d GIST, computed once per split and cached
         elif features is None:
-            raise ValueError(_features_required(name, dataset, paper, seed, root))
+            raise ValueError(_features_required(name))
     elif preset == "quick":
         hp.update(QUICK_HPARAMS.get(name, {}))
         if group == "dseh_family":
@@ -179,23 +182,11 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
                    features if group == "shallow" else None, root, dataset_options(dataset, paper, preset))
 
 
-def _gist_command(dataset: str, seed: int = 0, root: str | None = None) -> tuple[str, str]:
-    """The ``experiments/extract_features.py`` command that writes the GIST features of
-    ``dataset``'s split ``seed``, and the directory it writes."""
-    out = f"features/{dataset}_gist_seed{int(seed)}"
-    root_flag = f" --root={root}" if root else ""
-    return (f"python experiments/extract_features.py --dataset={dataset}{root_flag} --seed={int(seed)} "
-            f"--backbone=gist --out={out}"), out
-
-
-def _features_required(name: str, dataset: str, paper: str, seed: int, root: str | None) -> str:
+def _features_required(name: str) -> str:
     msg = (f"--preset=paper: the shallow method {name!r} is fit on feature vectors; give a feature directory "
            "with --features")
-    if paper == "dsrh" and dataset == "cifar10":
-        command, out = _gist_command(dataset, seed, root)
-        return (f"{msg}. DSRH fit its shallow baselines on 512-d GIST; compute it once with\n  {command}\n"
-                f"then pass --features={out}")
-    return f"{msg} (experiments/extract_features.py)"
+    return (f"{msg} (experiments/extract_features.py), or --features=gist for 512-d GIST features computed "
+            f"from the images and cached")
 
 
 def _paper_deep(name: str, group: str, dataset: str, paper: str, seed: int, verbose: int):

@@ -27,7 +27,8 @@ def define(default_dataset: str, default_out: str, default_methods, default_bits
     flags.DEFINE_list("bits", [str(b) for b in default_bits], "code lengths")
     flags.DEFINE_bool("allow_missing", False, "skip (with a note) methods not registered in this installation")
     flags.DEFINE_string("root", None, "directory of a file-based data set (paper preset)")
-    flags.DEFINE_string("features", None, "feature directory for the shallow methods (required by --preset=paper)")
+    flags.DEFINE_string("features", None, "feature directory for the shallow methods, or 'gist' (computed and "
+                        "cached); --preset=paper needs one, except DSRH on cifar10 (GIST by default)")
     flags.DEFINE_string("weights", None, "local pretrained backbone weights (VGG-19 .h5 for DSRH, CNN-F .mat otherwise)")
     flags.DEFINE_integer("epochs", None, "override the preset's epochs (deep methods)")
     flags.DEFINE_float("lr", None, "override the preset's learning rate (deep methods)")
@@ -44,8 +45,8 @@ def kwargs(with_bits: bool = True) -> dict:
     """The shared flags as keyword arguments of the ``deephash.reproduce`` functions."""
     if FLAGS.weights and not os.path.exists(FLAGS.weights):
         raise FileNotFoundError(f"--weights: no file at {FLAGS.weights!r}")
-    if FLAGS.features and not os.path.isdir(FLAGS.features):
-        raise FileNotFoundError(f"--features: no feature directory at {FLAGS.features!r}")
+    if FLAGS.features and FLAGS.features.lower() != "gist" and not os.path.isdir(FLAGS.features):
+        raise FileNotFoundError(f"--features: no feature directory at {FLAGS.features!r} (or 'gist')")
     kw = dict(dataset=FLAGS.dataset, preset=FLAGS.preset, out=FLAGS.out, runs_dir=FLAGS.runs_dir,
               seeds=_ints(FLAGS.seeds, "seeds"), methods=[m.strip() for m in FLAGS.methods if m.strip()],
               allow_missing=FLAGS.allow_missing, root=FLAGS.root, features=FLAGS.features, weights=FLAGS.weights,

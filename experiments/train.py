@@ -34,7 +34,8 @@ flags.DEFINE_integer("seed", 0, "random seed (data split, initialisation, batche
 flags.DEFINE_string("out", None, "run directory to write (required)")
 flags.DEFINE_bool("overwrite", False, "replace an existing run directory")
 flags.DEFINE_string("ortho_weight", None, "DSRH/DRH+ orthogonality weight: a number or 'auto' (validation split)")
-flags.DEFINE_string("features", None, "directory of precomputed features (shallow methods)")
+flags.DEFINE_string("features", None, "shallow methods: directory of precomputed features, or 'gist' "
+                    "(computed from the images once per split and cached)")
 flags.DEFINE_integer("num_devices", 0, "simulate this many CPU devices (for --strategy=mirrored without GPUs)")
 flags.DEFINE_bool("mixed_precision", False, "mixed float16 on GPUs (ignored on CPU)")
 flags.DEFINE_string("checkpoint_dir", None, "per-epoch checkpoints (default: a hidden sibling of --out, "

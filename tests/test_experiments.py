@@ -106,8 +106,9 @@ def test_presets_give_the_papers_settings_and_reject_bad_requests():
     assert presets.spec("dseh", "nuswide21", 32, preset="paper", paper="dsrh").dataset_options == {}
     q = presets.spec("ksh", "digits", 16, epochs=3)
     assert q.features is None and q.hparams["n_anchors"] == 150
-    with pytest.raises(ValueError, match="--features"):
-        presets.spec("itq", "cifar10", 32, preset="paper")
+    assert presets.spec("itq", "cifar10", 32, preset="paper").features == "gist"  # DSRH's GIST, cached
+    with pytest.raises(ValueError, match="--features.*--features=gist"):
+        presets.spec("itq", "cifar10", 32, preset="paper", paper="dseh")
     with pytest.raises(ValueError, match="unknown preset"):
         presets.spec("itq", "digits", 32, preset="fast")
     with pytest.raises(ValueError, match="unknown method"):

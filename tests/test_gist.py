@@ -250,16 +250,49 @@ def test_extract_features_gist_decodes_a_file_based_split(tmp_path):
     np.testing.assert_allclose(got, gist(pixels.astype(np.float64), **SMALL.to_dict()), rtol=1e-5, atol=1e-6)
 
 
-def test_the_dsrh_cifar10_paper_preset_names_the_gist_extraction_command():
+def test_the_dsrh_cifar10_paper_preset_fits_shallow_methods_on_cached_gist():
     from deephash import presets
 
-    with pytest.raises(ValueError, match="--features") as err:
-        presets.spec("itq", "cifar10", 32, preset="paper", paper="dsrh", seed=2, root="/data/tfds")
-    assert ("python experiments/extract_features.py --dataset=cifar10 --root=/data/tfds --seed=2 --backbone=gist "
-            "--out=features/cifar10_gist_seed2") in str(err.value)
-    assert "--features=features/cifar10_gist_seed2" in str(err.value)
+    assert presets.spec("itq", "cifar10", 32, preset="paper", paper="dsrh", seed=2).features == "gist"
     with pytest.raises(ValueError, match="--features") as err:
         presets.spec("itq", "nuswide21", 32, preset="paper", paper="dsrh")
-    assert "gist" not in str(err.value)
+    assert "--features=gist" in str(err.value)
     spec = presets.spec("itq", "cifar10", 32, preset="paper", features="features/cifar10_gist_seed0")
     assert spec.features == "features/cifar10_gist_seed0"
+
+
+def test_gist_features_are_computed_once_per_split_and_cached(monkeypatch, caplog):
+    import os
+
+    from deephash import data, experiment, features as features_lib
+    from deephash.data.splits import cache_dir
+    from deephash.features import feature_matrix
+
+    ds = data.load("digits")
+    first = features_lib.cached_features("gist", ds)
+    assert feature_matrix(first.query).shape == (len(ds.query), 512) and first.checksum == ds.checksum
+    (entry,) = [e for e in os.listdir(cache_dir("features")) if e.startswith(f"digits-{ds.checksum[:16]}-gist-")]
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("cached features were computed again")
+
+    monkeypatch.setattr(features_lib, "extract_features", no_compute)
+    again = features_lib.cached_features("GIST", ds)
+    np.testing.assert_array_equal(feature_matrix(again.train), feature_matrix(first.train))
+    result = experiment.run("itq", ds, 16, features="gist")  # the run fits ITQ on the cached GIST
+    assert result["map"] > 0.3
+
+    # a damaged cache entry is recomputed with a warning, not trusted and not a crash
+    monkeypatch.undo()
+    path = os.path.join(cache_dir("features"), entry, "train_features.npy")
+    with open(path, "wb") as f:
+        f.write(b"garbage")
+    with caplog.at_level("WARNING", logger="deephash.features"):
+        fixed = features_lib.cached_features("gist", ds)
+    assert "do not load" in caplog.text
+    np.testing.assert_allclose(feature_matrix(fixed.train), feature_matrix(first.train), rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown feature recipe"):
+        features_lib.cached_features("sift", ds)
+    with pytest.raises(FileNotFoundError, match="computed features: gist"):
+        experiment.run("itq", ds, 16, features="no/such/dir")
+
