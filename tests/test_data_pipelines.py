@@ -274,6 +274,19 @@ def test_vgg19_centre_crop_at_test_and_random_crop_when_training():
     np.testing.assert_array_equal(train, again)
 
 
+def test_cnn_f_training_flip_mirrors_whole_images_seeded():
+    pre = data.for_backbone("cnn_f", mean=np.zeros((224, 224, 3), np.float32))
+    rng = np.random.default_rng(3)
+    batch = rng.uniform(0, 255, (16, 224, 224, 3)).astype(np.float32)
+    out = pre(batch, training=True, seed=[4, 5]).numpy()
+    same = [np.array_equal(o, b) for o, b in zip(out, batch)]
+    mirrored = [np.array_equal(o, b[:, ::-1, :]) for o, b in zip(out, batch)]
+    assert all(s != m for s, m in zip(same, mirrored))  # each image: exactly one of the two
+    assert any(same) and any(mirrored)
+    np.testing.assert_array_equal(out, pre(batch, training=True, seed=[4, 5]).numpy())
+    np.testing.assert_array_equal(pre(batch).numpy(), batch)  # no flip at test time
+
+
 def test_cnn_f_and_small_cnn_preprocessing():
     avg = np.full((224, 224, 3), 5.0, np.float32)
     pre = data.for_backbone("cnn_f", mean=avg)
