@@ -74,6 +74,7 @@ def run(
     overwrite: bool = False,
     features: str | None = None,
     root: str | None = None,
+    extra_json: dict[str, Any] | None = None,
 ) -> dict:
     """Train ``method`` on ``dataset`` (a name for ``data.load`` or a ``data.Dataset``)
     with ``bits``-bit codes, evaluate with ``metrics.evaluate(top_k=protocol.map_depth)``
@@ -83,7 +84,9 @@ def run(
     ``ortho_weight="auto"`` selects it on a validation split, see
     ``methods.dsrh.select_ortho_weight``). ``features``: for shallow methods, a directory of
     precomputed feature vectors or the name of computed features (``"gist"``, computed
-    once per split and cached; see ``deephash.features``). Returns metrics.json's
+    once per split and cached; see ``deephash.features``). ``extra_json``: more JSON files
+    (``{file name: content}``) written into the run directory with the others, so that
+    they appear atomically with it (the sweep's ``request.json``). Returns metrics.json's
     content plus ``run_dir`` and the ``model`` object.
     """
     from deephash import data, methods, metrics
@@ -110,6 +113,12 @@ def run(
     if features is not None and not features_lib.is_recipe(features) and not os.path.isdir(features):
         raise FileNotFoundError(f"no feature directory at {features!r} (computed features: "
                                 f"{', '.join(features_lib.RECIPES)})")
+    reserved = {"config.json", "split.json", "codes.npz", "history.json", "metrics.json"}
+    for filename in extra_json or {}:
+        if (not isinstance(filename, str) or not filename.endswith(".json") or os.path.basename(filename) != filename
+                or filename in reserved):
+            raise ValueError(f"extra_json: {filename!r} must be a plain *.json file name other than "
+                             f"{', '.join(sorted(reserved))}")
     hparams = dict(hparams or {})
 
     # ---- data
@@ -197,6 +206,8 @@ def run(
             runs.save_codes(os.path.join(tmp, "codes.npz"), q_codes, db_codes, ds.query.labels, ds.database.labels)
             io.write_json(os.path.join(tmp, "history.json"), history)
             io.write_json(os.path.join(tmp, "metrics.json"), summary)
+            for filename, content in (extra_json or {}).items():
+                io.write_json(os.path.join(tmp, filename), content)
             title = f"{name} · {ds.name} · {bits} bits"
             if "pr_curve" in result:
                 plots.pr_curve(result["pr_curve"], os.path.join(tmp, "pr_curve.png"), title=f"PR curve: {title}")

@@ -174,6 +174,18 @@ def test_sweep_notes_or_retrains_runs_trained_by_other_library_code(tmp_path):
         sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir, reuse="never")
 
 
+def test_extra_json_files_land_inside_the_atomic_run_directory(tmp_path):
+    from deephash import experiment
+
+    out = tmp_path / "run"
+    experiment.run("lsh", "digits", 8, out_dir=str(out), extra_json={"request.json": {"a": 1}})
+    assert json.loads((out / "request.json").read_text()) == {"a": 1}
+    for bad in ("../escape.json", "metrics.json", "notes.txt"):
+        with pytest.raises(ValueError, match="extra_json"):
+            experiment.run("lsh", "digits", 8, out_dir=str(tmp_path / "bad"), extra_json={bad: {}})
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "escape.json").exists()
+
+
 def test_sweep_refuses_unregistered_methods_without_allow_missing(tmp_path):
     with pytest.raises(ValueError, match="'ninh2' is not registered.*--allow_missing"):
         sweep.run_grid(["ninh2"], "digits", [8], runs_dir=str(tmp_path))
