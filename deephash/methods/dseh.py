@@ -521,7 +521,7 @@ class DSEH(KerasHashingMethod):
         log.info("%s: round %d, %s for %d epochs of %d steps", self.name, k // 2 + 1, phase, epochs, steps)
         verbose, bar = training.progress(config, int(epochs), desc=f"{self.name} round {k // 2 + 1} {phase}")
         return self.fit(ds, epochs=int(epochs), steps_per_epoch=steps, callbacks=refresh + bar + list(callbacks or []),
-                        verbose=verbose)
+                        verbose=verbose, shuffle=False)  # the stateless pipeline orders the batches
 
 
 def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
