@@ -30,12 +30,12 @@ import os
 
 import numpy as np
 
-from deephash import _kernels
+from deephash import _kernels, _lookup
 from deephash.codes import as_words, bytes_to_words, n_bytes, pack, unpack
 from deephash.codes import as_bits
 from deephash.io import atomic_write
 
-__all__ = ["HammingIndex"]
+__all__ = ["HammingIndex", "MultiIndexHashing"]
 
 BACKENDS = ("auto", "numpy", "faiss")
 _MAGIC = b"DEEPHASH-HAMMING-INDEX\n"
@@ -210,4 +210,123 @@ class HammingIndex:
         index = cls(n_bits, backend=backend or header.get("backend", "auto"))
         if size:
             index.add(np.frombuffer(payload, np.uint8).reshape(size, n_bytes(n_bits)).copy())
+        return index
+
+
+class MultiIndexHashing(HammingIndex):
+    """Exact sublinear radius (and kNN) search by multi-index hashing; a drop-in ``HammingIndex``.
+
+    ``MultiIndexHashing(n_bits, m=None, backend="auto")`` keeps the codes like
+    :class:`HammingIndex` and adds ``m`` hash tables over disjoint substrings (Norouzi,
+    Punjani, Fleet, CVPR 2012; see ``deephash/_lookup.py``). ``m=None`` picks the paper's
+    ``m ~ n_bits / log2(len(index))`` (at least ``ceil(n_bits / 64)``: a substring holds
+    at most 64 bits); ``m=1`` is one hash table probed at every code within the radius.
+
+    * ``range_search(queries, radius)`` probes the tables and verifies full distances;
+      results are identical to ``HammingIndex.range_search`` (same items, (distance, index)
+      order, radius inclusive). A query whose probes would cost more than a scan is scanned.
+    * ``search(queries, k)`` runs range searches at radius 0, 1, 2, ... until a query has
+      ``k`` hits, then keeps the first ``k``: identical to the exhaustive kNN, ties by index.
+    * The tables are built on the first search after ``add`` (or by :meth:`build`); adding
+      codes later rebuilds them on the next search. ``save`` writes the same file as
+      ``HammingIndex`` (codes only; the tables are rebuilt after ``load``).
+    """
+
+    #: a query needing more probes than ``len(index) * PROBE_FRACTION`` is answered by a scan
+    PROBE_FRACTION = 1 / 8
+    #: per query, more than ``len(index) * SCAN_FRACTION`` candidates in its buckets -> scan
+    SCAN_FRACTION = 1 / 16
+
+    def __init__(self, n_bits: int, m: int | None = None, backend: str = "auto"):
+        super().__init__(n_bits, backend)
+        if m is not None:
+            _lookup.check_m(m, self.n_bits)
+        self._m = None if m is None else int(m)
+        self._tables = None
+
+    def __repr__(self) -> str:
+        return f"MultiIndexHashing(n_bits={self.n_bits}, m={self.m}, backend={self.backend!r}, size={len(self)})"
+
+    @property
+    def m(self) -> int:
+        """Number of substrings (tables): the override, else the paper's rule for the current size."""
+        return self._m if self._m is not None else _lookup.choose_m(self.n_bits, len(self))
+
+    def add(self, codes) -> None:
+        """Append codes; the tables are rebuilt on the next search."""
+        super().add(codes)
+        self._tables = None
+
+    def build(self) -> "MultiIndexHashing":
+        """Build the hash tables now (otherwise the first search does)."""
+        if len(self) == 0:
+            raise ValueError("the index is empty: add codes before building")
+        if self._tables is None:
+            self._tables = _lookup.build_tables(self._packed, self.n_bits, self.m)
+        return self
+
+    @property
+    def tables_nbytes(self) -> int:
+        """Memory held by the hash tables (0 before they are built)."""
+        return 0 if self._tables is None else self._tables.nbytes
+
+    def _uses_tables(self, radius: int) -> bool:
+        return _lookup.n_probes(radius, _lookup.split_bits(self.n_bits, self.m)) <= len(self) * self.PROBE_FRACTION
+
+    def _range_flat(self, qp: np.ndarray, radius: int, kernels):
+        if not self._uses_tables(radius):
+            return _kernels.range_search(bytes_to_words(qp), self._db_words(), radius, self.n_bits, kernels)
+        self.build()
+        qkeys = _lookup.substring_keys(qp, self.n_bits, self._tables.bounds)
+        scan_limit = int(len(self) * self.SCAN_FRACTION)
+        return _lookup.mih_range(qkeys, bytes_to_words(qp), self._db_words(), self._tables, radius,
+                                 self.n_bits, scan_limit, kernels)
+
+    def range_search(
+        self, queries, radius: int, return_distances: bool = False, kernels: str | None = None
+    ):
+        """Every item at distance ``<= radius`` per query, by (distance, index); see the class docstring."""
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
+        qp = self._queries(queries)
+        radius = min(int(radius), self.n_bits)
+        if self.backend == "faiss" and not self._uses_tables(radius):
+            return super().range_search(qp, radius, return_distances)
+        idx, dist, lims = self._range_flat(qp, radius, kernels)
+        idxs = [idx[lims[i] : lims[i + 1]] for i in range(len(qp))]
+        if return_distances:
+            return idxs, [dist[lims[i] : lims[i + 1]] for i in range(len(qp))]
+        return idxs
+
+    def search(self, queries, k: int, kernels: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest items by increasing-radius lookups (exhaustive once probes cost more
+        than a scan): ``(distances int32, indices int64)``, each ``(q, min(k, len))``."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        qp = self._queries(queries)
+        k = min(int(k), len(self))
+        out_d = np.empty((len(qp), k), np.int32)
+        out_i = np.empty((len(qp), k), np.int64)
+        todo = np.arange(len(qp))
+        for radius in range(self.n_bits + 1):
+            if not todo.size:
+                break
+            if not self._uses_tables(radius):  # the rest by the exhaustive kernels
+                out_d[todo], out_i[todo] = super().search(qp[todo], k, kernels)
+                break
+            idx, dist, lims = self._range_flat(qp[todo], radius, kernels)
+            done = np.diff(lims) >= k
+            for row in np.flatnonzero(done):
+                out_i[todo[row]] = idx[lims[row] : lims[row] + k]
+                out_d[todo[row]] = dist[lims[row] : lims[row] + k]
+            todo = todo[~done]
+        return out_d, out_i
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, backend: str | None = None, m: int | None = None) -> "MultiIndexHashing":
+        """Read a file written by ``save`` (of either class) and index it with ``m`` substrings."""
+        index = super().load(path, backend=backend)
+        if m is not None:
+            _lookup.check_m(m, index.n_bits)
+            index._m = int(m)
         return index
