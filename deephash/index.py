@@ -278,7 +278,7 @@ class MultiIndexHashing(HammingIndex):
             return _kernels.range_search(bytes_to_words(qp), self._db_words(), radius, self.n_bits, kernels)
         self.build()
         qkeys = _lookup.substring_keys(qp, self.n_bits, self._tables.bounds)
-        scan_limit = int(len(self) * self.SCAN_FRACTION)
+        scan_limit = int(min(len(self) * self.SCAN_FRACTION, 2**62))
         return _lookup.mih_range(qkeys, bytes_to_words(qp), self._db_words(), self._tables, radius,
                                  self.n_bits, scan_limit, kernels)
 
