@@ -17,11 +17,12 @@ from deephash import data  # noqa: E402
 from deephash import layers, losses, backbones  # noqa: E402
 from deephash import training  # noqa: E402
 from deephash import methods  # noqa: E402
-from deephash.index import HammingIndex  # noqa: E402
+from deephash.index import HammingIndex, MultiIndexHashing  # noqa: E402
 
 __all__ = [
     "__version__",
     "HammingIndex",
+    "MultiIndexHashing",
     "backbones",
     "codes",
     "data",

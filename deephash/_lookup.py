@@ -18,7 +18,7 @@ search in ``ukeys``. Substring keys are uint64, so a substring holds at most 64 
 
 Probes that would cost more than a scan fall back to one: the caller scans the whole
 database when a query needs more than ``N / 8`` probes, and the kernels scan for one query
-when its buckets hold more than ``scan_limit`` candidates. Results are identical either way:
+when its buckets hold more than ``scan_limit`` candidates (``N / 64`` by default). Results are identical either way:
 every item at distance ``<= r``, ordered by (distance, index).
 """
 from __future__ import annotations
@@ -269,11 +269,23 @@ if _kernels.HAVE_NUMBA:
                                 nh += 1
                 counts[q] = nh
                 if fill:
-                    h = np.sort(hits[:nh])
                     o = offsets[q]
-                    for i in range(nh):
-                        out_i[o + i] = h[i] % ndb
-                        out_d[o + i] = h[i] // ndb
+                    if ncand > scan_limit:  # hits in index order: counting sort by distance
+                        pos = np.zeros(radius + 2, np.int64)
+                        for i in range(nh):
+                            pos[hits[i] // ndb + 1] += 1
+                        for d in range(1, radius + 2):
+                            pos[d] += pos[d - 1]
+                        for i in range(nh):
+                            d = hits[i] // ndb
+                            out_i[o + pos[d]] = hits[i] - d * ndb
+                            out_d[o + pos[d]] = d
+                            pos[d] += 1
+                    else:
+                        h = np.sort(hits[:nh])
+                        for i in range(nh):
+                            out_i[o + i] = h[i] % ndb
+                            out_d[o + i] = h[i] // ndb
         return counts
 
     def nb_mih_range(qkeys, qc, dbc, tables: Tables, radius, n_bits, scan_limit):

@@ -235,7 +235,7 @@ class MultiIndexHashing(HammingIndex):
     #: a query needing more probes than ``len(index) * PROBE_FRACTION`` is answered by a scan
     PROBE_FRACTION = 1 / 8
     #: per query, more than ``len(index) * SCAN_FRACTION`` candidates in its buckets -> scan
-    SCAN_FRACTION = 1 / 16
+    SCAN_FRACTION = 1 / 64
 
     def __init__(self, n_bits: int, m: int | None = None, backend: str = "auto"):
         super().__init__(n_bits, backend)
