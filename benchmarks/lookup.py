@@ -75,7 +75,7 @@ def main() -> None:
         assert all(np.array_equal(a, b) for a, b in zip(got, want)), "lookup differs from range_search"
         hits = np.mean([len(a) for a in want])
         us = 1e6 / len(qp)
-        print(f"{kind:>9} {n:>9} {bits:>4} {mih.m:>2} {t_build:8.3f} {mih.tables_nbytes / 2**20:9.1f} "
+        tqdm.write(f"{kind:>9} {n:>9} {bits:>4} {mih.m:>2} {t_build:8.3f} {mih.tables_nbytes / 2**20:9.1f} "
               f"{dp.nbytes / 2**20:9.1f} {t_mih * us:11.1f} {t_scan * us:10.1f} {t_scan / t_mih:8.1f}x {hits:9.1f}")
 
 

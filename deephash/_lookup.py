@@ -199,13 +199,13 @@ if _kernels.HAVE_NUMBA:
     _TILE = _kernels._TILE
 
     @njit(cache=True)
-    def _push(buf, n, v):
-        if n == buf.shape[0]:
-            grown = np.empty(2 * n, buf.dtype)
-            grown[:n] = buf
-            buf = grown
-        buf[n] = v
-        return buf
+    def _reserve(buf, n, need):
+        """``buf`` (holding ``n`` values) grown to at least ``need`` slots."""
+        if need <= buf.shape[0]:
+            return buf
+        grown = np.empty(max(need, 2 * buf.shape[0]), buf.dtype)
+        grown[:n] = buf[:n]
+        return grown
 
     @njit(parallel=True, cache=True)
     def _nb_mih(qkeys, qc, dbc, ukeys, tkoff, bstart, bend, ids, masks, moff, radius, scan_limit, nthreads,
@@ -247,14 +247,15 @@ if _kernels.HAVE_NUMBA:
                     for t0 in range(0, ndb, _TILE):
                         t1 = min(ndb, t0 + _TILE)
                         _tile_distances(qc, q, dbc, t0, t1, dt)
+                        hits = _reserve(hits, nh, nh + t1 - t0)
                         for t in range(t1 - t0):
-                            if dt[t] <= radius:
-                                hits = _push(hits, nh, np.int64(dt[t]) * ndb + t0 + t)
-                                nh += 1
+                            hits[nh] = np.int64(dt[t]) * ndb + t0 + t
+                            nh += 1 if dt[t] <= radius else 0
                 else:
                     stamp = np.int32(q + 1)
                     for f in range(nf):
                         b = found[f]
+                        hits = _reserve(hits, nh, nh + bend[b] - bstart[b])
                         for e in range(bstart[b], bend[b]):
                             t = np.int64(ids[e])
                             if m > 1:
@@ -264,9 +265,8 @@ if _kernels.HAVE_NUMBA:
                             d = 0
                             for w in range(W):
                                 d += _popcount(qc[q, w] ^ dbc[t, w])
-                            if d <= radius:
-                                hits = _push(hits, nh, np.int64(d) * ndb + t)
-                                nh += 1
+                            hits[nh] = np.int64(d) * ndb + t
+                            nh += 1 if d <= radius else 0
                 counts[q] = nh
                 if fill:
                     o = offsets[q]
