@@ -288,6 +288,8 @@ if _kernels.HAVE_NUMBA:
                             out_d[o + i] = h[i] // ndb
         return counts
 
+    _nb_mih_serial = _kernels.serial_twin(_nb_mih, "_nb_mih_serial")
+
     def nb_mih_range(qkeys, qc, dbc, tables: Tables, radius, n_bits, scan_limit):
         """Items within ``radius`` per query via the tables: flat ``(indices, distances, offsets)``."""
         masks, moff = _plan(tables, radius)
@@ -295,12 +297,15 @@ if _kernels.HAVE_NUMBA:
         args = (qkeys, qc, dbc, t.ukeys, t.tkoff, t.bstart, t.bend, t.ids, masks, moff, int(radius),
                 int(scan_limit), _kernels.numba.get_num_threads())
         nq = qc.shape[0]
-        counts = _nb_mih(*args, False, np.zeros(nq + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32))
+        # one thread for few queries (the lookups are microseconds; waking the pool is not),
+        # or when even scanning every query would be a small call
+        mih = _nb_mih_serial if nq <= 8 or _kernels.small_call(nq, dbc.shape[0]) else _nb_mih
+        counts = mih(*args, False, np.zeros(nq + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32))
         offsets = np.zeros(nq + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         out_i = np.empty(offsets[-1], np.int64)
         out_d = np.empty(offsets[-1], np.int32)
-        _nb_mih(*args, True, offsets, out_i, out_d)
+        mih(*args, True, offsets, out_i, out_d)
         return out_i, out_d, offsets
 
 

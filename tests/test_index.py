@@ -146,3 +146,36 @@ def test_bad_input_raises_value_error():
         index.range_search(np.zeros((1, 8), bool), -1)
     with pytest.raises(ValueError, match="not binary"):
         index.add(np.full((1, 8), 2))
+
+
+def test_single_threaded_small_calls_match_the_parallel_kernels(monkeypatch):
+    """Small numba calls run single-threaded (``_kernels.SERIAL_PAIRS``); forcing every call
+    onto the parallel kernels must not change a single result."""
+    from deephash import _kernels
+    from deephash.index import MultiIndexHashing
+
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(11)
+    centres = rng.integers(0, 2, (6, 48)).astype(bool)
+    db = centres[rng.integers(0, 6, 3000)] ^ (rng.random((3000, 48)) < 0.08)  # many ties and duplicates
+    q = centres[rng.integers(0, 6, 40)] ^ (rng.random((40, 48)) < 0.08)
+
+    def results():
+        out = []
+        for index in (HammingIndex(48), MultiIndexHashing(48)):
+            index.add(db)
+            d, i = index.search(q, 25)
+            r_i, r_d = index.range_search(q, 6, return_distances=True)
+            one = index.range_search(q[:1], 6)
+            out.append((d, i, np.concatenate(r_i), np.concatenate(r_d), one[0]))
+        return out
+
+    assert _kernels.small_call(len(q), len(db))
+    small = results()
+    monkeypatch.setattr(_kernels, "SERIAL_PAIRS", -1)
+    assert not _kernels.small_call(len(q), len(db))
+    large = results()
+    for a, b in zip(small, large):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
