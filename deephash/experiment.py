@@ -88,6 +88,11 @@ def run(
     (``{file name: content}``) written into the run directory with the others, so that
     they appear atomically with it (the sweep's ``request.json``). Returns metrics.json's
     content plus ``run_dir`` and the ``model`` object.
+
+    Under the ``multiworker`` strategy every worker runs this with the same arguments; only
+    the chief (``training.is_chief``) writes the run directory and the checkpoints (the
+    others checkpoint to a private temporary directory, removed after training) and
+    returns ``run_dir``; the other workers return the same results with ``run_dir=None``.
     """
     from deephash import data, methods, metrics
 
@@ -157,7 +162,8 @@ def run(
     if family == "deep" and out_dir is not None and config.checkpoint_dir is None:
         config = config.replace(checkpoint_dir=default_checkpoint_dir(out_dir))
         ckpt_default = True
-    if family == "deep" and config.checkpoint_dir:
+    chief = family != "deep" or training.is_chief(config.strategy)
+    if family == "deep" and config.checkpoint_dir and chief:
         _prepare_checkpoints(
             config.checkpoint_dir,
             {"method": name, "bits": bits, "dataset": ds.name, "checksum": ds.checksum,
@@ -190,7 +196,9 @@ def run(
     if selection:
         summary["hparam_selection"] = selection
 
-    # ---- run directory
+    # ---- run directory (only the chief of a cluster writes; the other workers return the results)
+    if out_dir is not None and not chief:
+        out_dir = None
     if out_dir is not None:
         resolved = {k: v for k, v in config.to_dict().items()}
         if ckpt_default:

@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from deephash import losses, training
+from deephash.data import pipelines
 from deephash.methods.base import check_bits, register
 from deephash.methods.keras_method import KerasHashingMethod
 
@@ -481,14 +482,15 @@ class DSEH(KerasHashingMethod):
         done, history = training.resume(holder, config.checkpoint_dir)
         schedule = self.phases(config)
         try:
-            for k, (phase, epochs) in enumerate(schedule):
-                if k < done:
-                    continue
-                result = self._fit_phase(phase, epochs, split, labels, config, k, callbacks)
-                for key, values in result.history.items():
-                    history.setdefault(key, []).extend(float(x) for x in values)
-                if config.checkpoint_dir:
-                    training.save_checkpoint(holder, config.checkpoint_dir, k + 1, history)
+            with training.worker_dir(config.checkpoint_dir) as ckpt_dir:  # the chief's is the real one
+                for k, (phase, epochs) in enumerate(schedule):
+                    if k < done:
+                        continue
+                    result = self._fit_phase(phase, epochs, split, labels, config, k, callbacks)
+                    for key, values in result.history.items():
+                        history.setdefault(key, []).extend(float(x) for x in values)
+                    if ckpt_dir:
+                        training.save_checkpoint(holder, ckpt_dir, k + 1, history)
         finally:
             object.__setattr__(self, "_phase", "imgnet")
         return history
@@ -532,7 +534,8 @@ def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
     order = np.concatenate([rng.permutation(len(labels))[: steps * batch] for _ in range(epochs)])
     table = tf.constant(labels)
     ds = tf.data.Dataset.from_tensor_slices(order).batch(batch, drop_remainder=True).repeat()
-    return ds.map(lambda idx: tf.gather(table, idx)).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda idx: tf.gather(table, idx)).prefetch(tf.data.AUTOTUNE)
+    return pipelines.shard_global_batches(ds)
 
 
 class _Refresh(keras.callbacks.Callback):
