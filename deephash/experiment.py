@@ -170,6 +170,8 @@ def run(
              "config": {k: v for k, v in config.to_dict().items() if k not in ("verbose", "checkpoint_dir")},
              "hparams": model_hparams},
         )
+    if family == "deep":  # the other workers resume only after the chief has sorted the checkpoints
+        training.same_on_all_workers(1, "reaching training", config.strategy)
     t0 = time.perf_counter()
     history = model.fit_dataset(fit_ds, config) or {}
     train_s = time.perf_counter() - t0

@@ -133,6 +133,28 @@ def is_chief(strategy=None) -> bool:
     return task_type == "worker" and task_id == 0 and "chief" not in _cluster(strategy)
 
 
+def in_cluster(strategy=None) -> bool:
+    """Whether this process is one worker of several (``TF_CONFIG`` names a cluster)."""
+    return task(strategy)[0] is not None
+
+
+def same_on_all_workers(value: int, what: str, strategy=None) -> int:
+    """Check that every worker of the cluster holds the same integer ``value`` (an
+    all-reduce, so also a barrier: no worker returns before all have called it); ValueError
+    naming ``what`` otherwise. Returns ``value``; nothing happens in a single process."""
+    strategy = _resolve(strategy)
+    if not in_cluster(strategy):
+        return value
+    import tensorflow as tf
+
+    local = tf.constant([int(value)], tf.int64)
+    gather = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.identity(local)), axis=0))
+    seen = sorted(set(gather().numpy().tolist()))
+    if len(seen) > 1:
+        raise ValueError(f"the workers disagree on {what}: {seen}")
+    return value
+
+
 def num_replicas() -> int:
     """Replicas of the strategy in the current context (1 outside any strategy)."""
     import tensorflow as tf

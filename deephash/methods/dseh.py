@@ -480,9 +480,11 @@ class DSEH(KerasHashingMethod):
         self.refresh_store(labels)
         holder = _WeightsOnly(self)
         done, history = training.resume(holder, config.checkpoint_dir)
+        training.same_on_all_workers(done, f"the phase to resume from in {config.checkpoint_dir!r} "
+                                     "(it must be a directory every worker sees)", self.distribute_strategy)
         schedule = self.phases(config)
         try:
-            with training.worker_dir(config.checkpoint_dir) as ckpt_dir:  # the chief's is the real one
+            with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:  # the chief's is the real one
                 for k, (phase, epochs) in enumerate(schedule):
                     if k < done:
                         continue

@@ -259,12 +259,14 @@ class KerasHashingMethod(keras.Model):
         with self.distribute_strategy.scope():
             self.compile(optimizer=training.make_optimizer(config))
         initial_epoch, history = training.resume(self, config.checkpoint_dir)
+        training.same_on_all_workers(initial_epoch, f"the epoch to resume from in {config.checkpoint_dir!r} "
+                                     "(it must be a directory every worker sees)", self.distribute_strategy)
         if initial_epoch >= config.epochs:
             return history
         ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
         verbose, cbs = training.progress(config, int(config.epochs), initial_epoch, desc=self.name)
         cbs += list(callbacks or [])
-        with training.worker_dir(config.checkpoint_dir) as ckpt_dir:
+        with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:
             if ckpt_dir:
                 cbs.append(training.checkpoint_callback(ckpt_dir, history))
             result = self.fit(
