@@ -484,7 +484,8 @@ class DSEH(KerasHashingMethod):
                                      "(it must be a directory every worker sees)", self.distribute_strategy)
         schedule = self.phases(config)
         try:
-            with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:  # the chief's is the real one
+            # the chief checkpoints to checkpoint_dir, other workers of a cluster to a temporary one
+            with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:
                 for k, (phase, epochs) in enumerate(schedule):
                     if k < done:
                         continue
