@@ -148,8 +148,14 @@ def same_on_all_workers(value: int, what: str, strategy=None) -> int:
     import tensorflow as tf
 
     local = tf.constant([int(value)], tf.int64)
-    gather = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.identity(local)), axis=0))
-    seen = sorted(set(gather().numpy().tolist()))
+
+    def replica_value():
+        return tf.identity(local)
+
+    def gather():
+        return strategy.gather(strategy.run(replica_value), axis=0)
+
+    seen = sorted(set(tf.function(gather, autograph=False)().numpy().tolist()))
     if len(seen) > 1:
         raise ValueError(f"the workers disagree on {what}: {seen}")
     return value
