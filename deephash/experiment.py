@@ -88,6 +88,11 @@ def run(
     (``{file name: content}``) written into the run directory with the others, so that
     they appear atomically with it (the sweep's ``request.json``). Returns metrics.json's
     content plus ``run_dir`` and the ``model`` object.
+
+    Under the ``multiworker`` strategy every worker runs this with the same arguments; only
+    the chief (``training.is_chief``) writes the run directory and the checkpoints (the
+    others checkpoint to a private temporary directory, removed after training) and
+    returns ``run_dir``; the other workers return the same results with ``run_dir=None``.
     """
     from deephash import data, methods, metrics
 
@@ -157,13 +162,16 @@ def run(
     if family == "deep" and out_dir is not None and config.checkpoint_dir is None:
         config = config.replace(checkpoint_dir=default_checkpoint_dir(out_dir))
         ckpt_default = True
-    if family == "deep" and config.checkpoint_dir:
+    chief = family != "deep" or training.is_chief(config.strategy)
+    if family == "deep" and config.checkpoint_dir and chief:
         _prepare_checkpoints(
             config.checkpoint_dir,
             {"method": name, "bits": bits, "dataset": ds.name, "checksum": ds.checksum,
              "config": {k: v for k, v in config.to_dict().items() if k not in ("verbose", "checkpoint_dir")},
              "hparams": model_hparams},
         )
+    if family == "deep":  # the other workers resume only after the chief has sorted the checkpoints
+        training.same_on_all_workers(1, "reaching training", config.strategy)
     t0 = time.perf_counter()
     history = model.fit_dataset(fit_ds, config) or {}
     train_s = time.perf_counter() - t0
@@ -190,7 +198,9 @@ def run(
     if selection:
         summary["hparam_selection"] = selection
 
-    # ---- run directory
+    # ---- run directory (only the chief of a cluster writes; the other workers return the results)
+    if out_dir is not None and not chief:
+        out_dir = None
     if out_dir is not None:
         resolved = {k: v for k, v in config.to_dict().items()}
         if ckpt_default:

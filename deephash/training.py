@@ -20,13 +20,16 @@ Conventions (see docs/training.md):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
 import logging
 import os
 import re
-from typing import Any, Iterable
+import shutil
+import tempfile
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -92,6 +95,70 @@ def _new_strategy(key: str):
             log.warning("mirrored strategy over a single CPU device; use simulate_devices(n) for more")
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _resolve(strategy):
+    import tensorflow as tf
+
+    if strategy is None:
+        return _STRATEGIES.get("multiworker") or tf.distribute.get_strategy()
+    return get_strategy(strategy) if isinstance(strategy, str) else strategy
+
+
+def _cluster(strategy) -> dict:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver.cluster_spec().as_dict() if resolver is not None else {}
+
+
+def task(strategy=None) -> tuple[str | None, int]:
+    """``(task type, task index)`` of this process in its cluster, from the cluster
+    resolver of ``strategy`` (a strategy or a name for :func:`get_strategy`; None: the
+    ``multiworker`` strategy if this process made one, else the current strategy), i.e.
+    from ``TF_CONFIG``. ``(None, 0)`` for a single process (default, mirrored, or
+    ``multiworker`` without ``TF_CONFIG``)."""
+    strategy = _resolve(strategy)
+    if not _cluster(strategy):
+        return None, 0
+    return strategy.cluster_resolver.task_type, int(strategy.cluster_resolver.task_id or 0)
+
+
+def is_chief(strategy=None) -> bool:
+    """Whether this process writes run directories, checkpoints, plots and progress: always
+    in a single process; in a cluster the ``chief`` task, or worker 0 when the cluster
+    names no chief (TensorFlow's multi-worker convention). ``strategy`` as in :func:`task`."""
+    strategy = _resolve(strategy)
+    task_type, task_id = task(strategy)
+    if task_type is None or task_type == "chief":
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in _cluster(strategy)
+
+
+def in_cluster(strategy=None) -> bool:
+    """Whether this process is one worker of several (``TF_CONFIG`` names a cluster)."""
+    return task(strategy)[0] is not None
+
+
+def same_on_all_workers(value: int, what: str, strategy=None) -> int:
+    """Check that every worker of the cluster holds the same integer ``value`` (an
+    all-reduce, so also a barrier: no worker returns before all have called it); ValueError
+    naming ``what`` otherwise. Returns ``value``; nothing happens in a single process."""
+    strategy = _resolve(strategy)
+    if not in_cluster(strategy):
+        return value
+    import tensorflow as tf
+
+    local = tf.constant([int(value)], tf.int64)
+
+    def replica_value():
+        return tf.identity(local)
+
+    def gather():
+        return strategy.gather(strategy.run(replica_value), axis=0)
+
+    seen = sorted(set(tf.function(gather, autograph=False)().numpy().tolist()))
+    if len(seen) > 1:
+        raise ValueError(f"the workers disagree on {what}: {seen}")
+    return value
 
 
 def num_replicas() -> int:
@@ -210,7 +277,10 @@ class TrainConfig:
 def progress(config: TrainConfig, epochs: int, initial_epoch: int = 0, desc: str = "training") -> tuple[int, list]:
     """``(verbose, callbacks)`` for ``keras.Model.fit`` from ``config.verbose``: Keras' own
     output for 0/1/2; for ``"epochs"`` Keras stays silent and one tqdm bar counts the
-    epochs of the fit, the latest losses beside it (compact for scripts running many fits)."""
+    epochs of the fit, the latest losses beside it (compact for scripts running many fits).
+    Other workers than the chief (:func:`is_chief`) of a cluster stay silent."""
+    if not is_chief():
+        return 0, []  # one process of a cluster reports: the chief
     if config.verbose != "epochs":
         return int(config.verbose), []
     import keras
@@ -344,6 +414,23 @@ def restore_checkpoint(model, path: str) -> dict:
         for v, w in zip(opt.variables, opt_state):
             v.assign(w)
     return meta
+
+
+@contextlib.contextmanager
+def worker_dir(directory: str | None, strategy=None) -> Iterator[str | None]:
+    """The directory this process writes checkpoints to: ``directory`` itself on the chief
+    (:func:`is_chief`), a private temporary directory on the other workers of a cluster,
+    removed when the block ends (TensorFlow's multi-worker rule: every worker runs the same
+    saving code, only the chief writes to the real path). None stays None."""
+    if directory is None or is_chief(strategy):
+        yield directory
+        return
+    task_type, task_id = task(strategy)
+    tmp = tempfile.mkdtemp(prefix=f"deephash-{task_type}{task_id}-ckpt-")
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def checkpoint_callback(directory: str, initial_history: dict | None = None):

@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from deephash import losses, training
+from deephash.data import pipelines
 from deephash.methods.base import check_bits, register
 from deephash.methods.keras_method import KerasHashingMethod
 
@@ -479,16 +480,20 @@ class DSEH(KerasHashingMethod):
         self.refresh_store(labels)
         holder = _WeightsOnly(self)
         done, history = training.resume(holder, config.checkpoint_dir)
+        training.same_on_all_workers(done, f"the phase to resume from in {config.checkpoint_dir!r} "
+                                     "(it must be a directory every worker sees)", self.distribute_strategy)
         schedule = self.phases(config)
         try:
-            for k, (phase, epochs) in enumerate(schedule):
-                if k < done:
-                    continue
-                result = self._fit_phase(phase, epochs, split, labels, config, k, callbacks)
-                for key, values in result.history.items():
-                    history.setdefault(key, []).extend(float(x) for x in values)
-                if config.checkpoint_dir:
-                    training.save_checkpoint(holder, config.checkpoint_dir, k + 1, history)
+            # the chief checkpoints to checkpoint_dir, other workers of a cluster to a temporary one
+            with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:
+                for k, (phase, epochs) in enumerate(schedule):
+                    if k < done:
+                        continue
+                    result = self._fit_phase(phase, epochs, split, labels, config, k, callbacks)
+                    for key, values in result.history.items():
+                        history.setdefault(key, []).extend(float(x) for x in values)
+                    if ckpt_dir:
+                        training.save_checkpoint(holder, ckpt_dir, k + 1, history)
         finally:
             object.__setattr__(self, "_phase", "imgnet")
         return history
@@ -532,7 +537,8 @@ def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
     order = np.concatenate([rng.permutation(len(labels))[: steps * batch] for _ in range(epochs)])
     table = tf.constant(labels)
     ds = tf.data.Dataset.from_tensor_slices(order).batch(batch, drop_remainder=True).repeat()
-    return ds.map(lambda idx: tf.gather(table, idx)).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda idx: tf.gather(table, idx)).prefetch(tf.data.AUTOTUNE)
+    return pipelines.shard_global_batches(ds)
 
 
 class _Refresh(keras.callbacks.Callback):

@@ -205,6 +205,44 @@ class KerasHashingMethod(keras.Model):
         grads = tape.gradient(scaled_loss, weights)
         self.optimizer.apply_gradients(zip(grads, weights))
 
+    # Keras 3's fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585);
+    # the two overrides below work around its two failures there and leave every other
+    # strategy to Keras (they use Keras' private _symbolic_build / _make_function).
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras builds the model and optimiser from the first batch before training; with a
+        distributed batch it first all-reduces the batch (for its shapes), which fails under
+        ``MultiWorkerMirroredStrategy`` ("Attempt to convert a value (PerReplica...)").
+        There the shapes are taken from this worker's first replica instead (the batch
+        dimension plays no part in building)."""
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is None or not _multi_worker(strategy):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        import tensorflow as tf
+
+        for _, _, it in iterator:
+            data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(it))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def make_train_function(self, force=False):
+        """Keras' train function; under ``MultiWorkerMirroredStrategy`` the step's scalar logs
+        are returned as shape ``(1,)``, since Keras averages them over the workers with
+        ``strategy.reduce("MEAN", v, axis=0)``, which rejects scalars ("Invalid reduction
+        dimension 0 for input with 0 dimensions"); the reduced logs are scalars again."""
+        if not _multi_worker(getattr(self, "_distribute_strategy", None)):
+            return super().make_train_function(force=force)
+        if self.train_function is not None and not force:
+            return self.train_function
+        import tensorflow as tf
+
+        def step(data):
+            logs = self.train_step(data)
+            return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)
+
+        self.train_function = self._make_function(step)
+        return self.train_function
+
     def fit_dataset(self, dataset, config: training.TrainConfig | None = None, callbacks=None) -> dict:
         """Train on ``dataset.train``; returns the history ``{metric: [value per epoch]}``.
 
@@ -221,17 +259,20 @@ class KerasHashingMethod(keras.Model):
         with self.distribute_strategy.scope():
             self.compile(optimizer=training.make_optimizer(config))
         initial_epoch, history = training.resume(self, config.checkpoint_dir)
+        training.same_on_all_workers(initial_epoch, f"the epoch to resume from in {config.checkpoint_dir!r} "
+                                     "(it must be a directory every worker sees)", self.distribute_strategy)
         if initial_epoch >= config.epochs:
             return history
         ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
         verbose, cbs = training.progress(config, int(config.epochs), initial_epoch, desc=self.name)
         cbs += list(callbacks or [])
-        if config.checkpoint_dir:
-            cbs.append(training.checkpoint_callback(config.checkpoint_dir, history))
-        result = self.fit(
-            ds, epochs=int(config.epochs), steps_per_epoch=steps, initial_epoch=initial_epoch,
-            callbacks=cbs, verbose=verbose, shuffle=False,
-        )
+        with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:
+            if ckpt_dir:
+                cbs.append(training.checkpoint_callback(ckpt_dir, history))
+            result = self.fit(
+                ds, epochs=int(config.epochs), steps_per_epoch=steps, initial_epoch=initial_epoch,
+                callbacks=cbs, verbose=verbose, shuffle=False,
+            )
         for k, v in result.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
         return history
@@ -319,6 +360,13 @@ class KerasHashingMethod(keras.Model):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _multi_worker(strategy) -> bool:
+    """Whether ``strategy`` is a MultiWorkerMirroredStrategy (with or without a cluster)."""
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def _load_keras(path: str):
