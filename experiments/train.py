@@ -123,7 +123,8 @@ def main(argv):
                             features=FLAGS.features, root=FLAGS.root)
     print(experiment.format_table([result]))
     print(f"conventions: {experiment.conventions_line(result)}")
-    print(f"run directory: {result['run_dir']}")
+    print(f"run directory: {result['run_dir']}" if result["run_dir"] else
+          "run directory: written by the chief worker (this process is another worker of the cluster)")
     del deephash
 
 

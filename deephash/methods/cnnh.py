@@ -255,7 +255,9 @@ class CNNH(PairwiseHashingMethod):
                     log.info("cnnh: reusing stage-1 codes from %s", path)
                     return z["codes"], [float(v) for v in z["trace"]]
         codes, trace = approximate_codes(labels, self.bits, seed=seed, sweeps=self.sweeps, tol=self.tol)
-        if path:
+        from deephash import training
+
+        if path and training.is_chief():  # every worker computes the same codes; the chief keeps them
             from deephash.io import atomic_write
 
             with atomic_write(path, "wb") as f:
