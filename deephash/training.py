@@ -378,14 +378,21 @@ def latest_checkpoint(directory: str | None) -> str | None:
     return max(found)[1] if found else None
 
 
-def resume(model, checkpoint_dir: str | None) -> tuple[int, dict[str, list[float]]]:
+def resume(model, checkpoint_dir: str | None, strategy=None, unit: str = "epoch") -> tuple[int, dict[str, list[float]]]:
     """Restore the latest checkpoint in ``checkpoint_dir`` into ``model``, if there is one.
-    Returns ``(epochs already done, history so far)`` — ``(0, {})`` for a fresh start."""
+    Returns ``(epochs already done, history so far)`` — ``(0, {})`` for a fresh start.
+
+    In a cluster every worker must resume from the same ``unit`` (epoch, or DSEH's phase):
+    checked with :func:`same_on_all_workers` on ``strategy``, so a checkpoint directory that
+    the workers do not all see stops training with a ValueError."""
     path = latest_checkpoint(checkpoint_dir)
-    if path is None:
-        return 0, {}
-    meta = restore_checkpoint(model, path)
-    return int(meta["epoch"]), {k: list(v) for k, v in meta.get("history", {}).items()}
+    done, history = 0, {}
+    if path is not None:
+        meta = restore_checkpoint(model, path)
+        done, history = int(meta["epoch"]), {k: list(v) for k, v in meta.get("history", {}).items()}
+    same_on_all_workers(done, f"the {unit} to resume from in {checkpoint_dir!r} (it must be a directory every "
+                        "worker sees)", strategy)
+    return done, history
 
 
 def restore_checkpoint(model, path: str) -> dict:

@@ -479,9 +479,7 @@ class DSEH(KerasHashingMethod):
         self._weight_decay = float(config.weight_decay)
         self.refresh_store(labels)
         holder = _WeightsOnly(self)
-        done, history = training.resume(holder, config.checkpoint_dir)
-        training.same_on_all_workers(done, f"the phase to resume from in {config.checkpoint_dir!r} "
-                                     "(it must be a directory every worker sees)", self.distribute_strategy)
+        done, history = training.resume(holder, config.checkpoint_dir, self.distribute_strategy, unit="phase")
         schedule = self.phases(config)
         try:
             # the chief checkpoints to checkpoint_dir, other workers of a cluster to a temporary one

@@ -258,9 +258,7 @@ class KerasHashingMethod(keras.Model):
         self._weight_decay = float(config.weight_decay)
         with self.distribute_strategy.scope():
             self.compile(optimizer=training.make_optimizer(config))
-        initial_epoch, history = training.resume(self, config.checkpoint_dir)
-        training.same_on_all_workers(initial_epoch, f"the epoch to resume from in {config.checkpoint_dir!r} "
-                                     "(it must be a directory every worker sees)", self.distribute_strategy)
+        initial_epoch, history = training.resume(self, config.checkpoint_dir, self.distribute_strategy)
         if initial_epoch >= config.epochs:
             return history
         ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
