@@ -64,14 +64,14 @@ def main() -> None:
     for kind, n, bits in tqdm(runs, desc="configurations", leave=False):
         dp, qp = make_codes(kind, n, args.queries, bits, rng)
         flat = HammingIndex(bits)
-        flat.add(dp)
+        flat.add(dp, packed=True)
         mih = MultiIndexHashing(bits, m=args.m)
-        mih.add(dp)
+        mih.add(dp, packed=True)
         _, t_build = timed(mih.build)
-        flat.range_search(qp[:2], args.radius)  # warm-up: load the compiled kernels
-        mih.range_search(qp[:2], args.radius)
-        want, t_scan = timed(flat.range_search, qp, args.radius)
-        got, t_mih = timed(mih.range_search, qp, args.radius)
+        flat.range_search(qp[:2], args.radius, packed=True)  # warm-up: load the compiled kernels
+        mih.range_search(qp[:2], args.radius, packed=True)
+        want, t_scan = timed(flat.range_search, qp, args.radius, packed=True)
+        got, t_mih = timed(mih.range_search, qp, args.radius, packed=True)
         assert all(np.array_equal(a, b) for a, b in zip(got, want)), "lookup differs from range_search"
         hits = np.mean([len(a) for a in want])
         us = 1e6 / len(qp)

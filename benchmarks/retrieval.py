@@ -83,13 +83,13 @@ def main() -> None:
         db = rng.integers(0, 2, (ndb, bits)).astype(bool)
         qp, dp = codes.pack(qb), codes.pack(db)
         # warm-up (numba compilation is cached on disk, but the first call still loads it)
-        metrics.evaluate(qp[:2], dp[:100], ql[:2], dl[:100], n_bits=bits)
+        metrics.evaluate(qp[:2], dp[:100], ql[:2], dl[:100], n_bits=bits, packed=True)
         print(f"\n--- {bits} bits ---")
-        m, t_map = timed(metrics.mean_average_precision, qp, dp, ql, dl, n_bits=bits, label="map")
-        ev, t_eval = timed(metrics.evaluate, qp, dp, ql, dl, n_bits=bits, label="eval")
+        m, t_map = timed(metrics.mean_average_precision, qp, dp, ql, dl, n_bits=bits, packed=True, label="map")
+        ev, t_eval = timed(metrics.evaluate, qp, dp, ql, dl, n_bits=bits, packed=True, label="eval")
         nr = min(args.reference_queries, nq)
         ref, t_ref = timed(reference_map, qb[:nr], dp, ql[:nr], dl, label="ref")
-        check = metrics.mean_average_precision(qp[:nr], dp, ql[:nr], dl, n_bits=bits)
+        check = metrics.mean_average_precision(qp[:nr], dp, ql[:nr], dl, n_bits=bits, packed=True)
         assert abs(check - ref) < 1e-9, (check, ref)
         t_ref_all = t_ref * nq / nr
         c_ref_all = CPU["ref"] * nq / nr
@@ -104,9 +104,9 @@ def main() -> None:
             f"cpu: mAP {c_ref_all / CPU['map']:6.1f}x, evaluate {c_ref_all / CPU['eval']:6.1f}x"
         )
         index = HammingIndex(bits)
-        index.add(dp)
-        index.search(qp[:2], 100)
-        (d, i), t_ours = timed(index.search, qp, 100, label="search")
+        index.add(dp, packed=True)
+        index.search(qp[:2], 100, packed=True)
+        (d, i), t_ours = timed(index.search, qp, 100, packed=True, label="search")
         line = f"search k=100      {t_ours:8.2f} s wall {CPU['search']:8.2f} s cpu  {pairs / t_ours / 1e9:6.2f} Gpairs/s"
         if faiss is not None:
             flat = faiss.IndexBinaryFlat(8 * codes.n_bytes(bits))
@@ -122,7 +122,7 @@ def main() -> None:
     # peak memory of mAP@all on the last bit length: tracemalloc sees numpy allocations
     # (numba's are not traced by tracemalloc); ru_maxrss is the process high-water mark.
     tracemalloc.start()
-    metrics.mean_average_precision(qp, dp, ql, dl, n_bits=bits)
+    metrics.mean_average_precision(qp, dp, ql, dl, n_bits=bits, packed=True)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

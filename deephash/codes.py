@@ -2,7 +2,9 @@
 
 Codes handed between modules are ``bool`` arrays of shape ``(n, k)``. Accepted inputs are
 ``bool``, ``{0, 1}`` and ``{-1, +1}`` arrays of any length ``k >= 1``, or codes already packed
-by :func:`pack` (``uint8 (n, ceil(k/8))``, recognised when ``n_bits`` is given).
+by :func:`pack` (``uint8 (n, ceil(k/8))``) when the caller says so with ``packed=True`` and
+``n_bits``. Packing is never guessed from dtype and shape: a ``uint8`` array of 0/1 with
+``ceil(k/8)`` columns is a ``ceil(k/8)``-bit code unless ``packed=True``.
 
 Packing follows ``np.packbits``: bit ``j`` of an item is bit ``7 - j % 8`` of byte ``j // 8``;
 the unused low bits of the last byte are zero.
@@ -24,17 +26,19 @@ def n_bytes(n_bits: int) -> int:
     return (int(n_bits) + 7) // 8
 
 
-def _is_packed(arr: np.ndarray, n_bits: int | None) -> bool:
-    return (
-        n_bits is not None
-        and arr.dtype == np.uint8
-        and arr.ndim == 2
-        and arr.shape[1] == n_bytes(n_bits)
-        and arr.shape[1] != n_bits
-    )
-
-
-def _check_packed(arr: np.ndarray, n_bits: int, name: str) -> np.ndarray:
+def _check_packed(arr: np.ndarray, n_bits, name: str) -> np.ndarray:
+    """Validate codes said to be packed: ``uint8 (n, ceil(n_bits/8))``, zero padding bits."""
+    if n_bits is None:
+        raise ValueError(f"{name}: packed=True needs n_bits (the code length cannot be read from packed bytes)")
+    if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
+        raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
+    if arr.ndim != 2 or arr.dtype != np.uint8:
+        raise ValueError(f"{name}: packed codes must be a uint8 array (n, bytes), got {arr.dtype} {arr.shape}")
+    if arr.shape[1] != n_bytes(n_bits):
+        raise ValueError(
+            f"{name}: packed codes have {arr.shape[1]} bytes, but {n_bits} bits need {n_bytes(n_bits)} "
+            "(mismatched bit lengths)"
+        )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: got shape {arr.shape}")
     pad = 8 * arr.shape[1] - n_bits
@@ -45,21 +49,22 @@ def _check_packed(arr: np.ndarray, n_bits: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def as_bits(codes, n_bits: int | None = None, name: str = "codes") -> np.ndarray:
+def as_bits(codes, n_bits: int | None = None, name: str = "codes", *, packed: bool = False) -> np.ndarray:
     """Validate codes and return them as ``bool (n, k)``.
 
     Args:
-        codes: bool, {0, 1} or {-1, +1} array ``(n, k)``, or packed ``uint8 (n, ceil(k/8))``
-            when ``n_bits`` is given.
-        n_bits: expected code length ``k`` (checked when given).
+        codes: bool, {0, 1} or {-1, +1} array ``(n, k)``; with ``packed=True`` packed
+            ``uint8 (n, ceil(k/8))`` from :func:`pack`.
+        n_bits: expected code length ``k`` (checked when given; required with ``packed``).
         name: used in error messages.
+        packed: the codes are packed bytes (never guessed from dtype or shape).
 
     Raises:
         ValueError: wrong ndim, empty, NaN, values outside {0,1} / {-1,+1}, a mix of -1 and 0,
             or a length different from ``n_bits``.
     """
     arr = np.asarray(codes)
-    if _is_packed(arr, n_bits):
+    if packed:
         return unpack(_check_packed(arr, n_bits, name), n_bits)
     return _validate_bits(arr, n_bits, name)
 
@@ -73,7 +78,8 @@ def _validate_bits(arr: np.ndarray, n_bits: int | None, name: str) -> np.ndarray
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty: got shape {arr.shape}")
     if n_bits is not None and arr.shape[1] != n_bits:
-        raise ValueError(f"{name} have {arr.shape[1]} bits, expected {n_bits} (mismatched bit lengths)")
+        hint = " (packed codes? say so with packed=True)" if arr.shape[1] == n_bytes(n_bits) else ""
+        raise ValueError(f"{name} have {arr.shape[1]} bits, expected {n_bits} (mismatched bit lengths){hint}")
     if arr.dtype == np.bool_:
         return np.ascontiguousarray(arr)
     if arr.dtype.kind not in "biuf":
@@ -111,21 +117,24 @@ def unpack(packed, n_bits: int) -> np.ndarray:
     return np.unpackbits(arr, axis=1, count=int(n_bits)).astype(bool)
 
 
-def as_words(codes, n_bits: int | None = None, name: str = "codes") -> tuple[np.ndarray, int]:
+def as_words(
+    codes, n_bits: int | None = None, name: str = "codes", *, packed: bool = False
+) -> tuple[np.ndarray, int]:
     """Codes as ``uint64 (n, ceil(k/64))`` words for the distance kernels, and ``k``.
 
+    ``codes`` as in :func:`as_bits` (``packed=True``: packed bytes, ``n_bits`` required).
     The bytes of :func:`pack` are zero-padded to a multiple of 8 and viewed as uint64; the
     byte order inside a word is irrelevant for Hamming distances (popcount of XOR).
     """
     arr = np.asarray(codes)
-    if _is_packed(arr, n_bits):
-        packed = _check_packed(arr, n_bits, name)
+    if packed:
+        data = _check_packed(arr, n_bits, name)
         k = int(n_bits)
     else:
         bits = _validate_bits(arr, n_bits, name)
         k = bits.shape[1]
-        packed = np.packbits(bits, axis=1)
-    return bytes_to_words(packed), k
+        data = np.packbits(bits, axis=1)
+    return bytes_to_words(data), k
 
 
 def bytes_to_words(packed: np.ndarray) -> np.ndarray:

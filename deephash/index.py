@@ -2,8 +2,10 @@
 
 ``HammingIndex(n_bits, backend="auto")``:
 
-* ``add(codes)``: append codes (bool / {0,1} / {-1,+1} ``(n, n_bits)`` or packed uint8);
-  items are numbered in insertion order from 0.
+* ``add(codes)``: append codes (bool / {0,1} / {-1,+1} ``(n, n_bits)``, or packed
+  ``uint8 (n, ceil(n_bits/8))`` with ``packed=True``: never guessed from dtype or shape);
+  items are numbered in insertion order from 0. ``search`` / ``range_search`` take
+  ``packed=True`` for packed queries the same way.
 * ``search(queries, k) -> (distances int32 (q, k'), indices int64 (q, k'))`` with
   ``k' = min(k, len(index))``, ordered by distance, ties by insertion index.
 * ``range_search(queries, radius)``: one int64 index array per query with every item at
@@ -39,7 +41,16 @@ __all__ = ["HammingIndex", "MultiIndexHashing"]
 
 BACKENDS = ("auto", "numpy", "faiss")
 _MAGIC = b"DEEPHASH-HAMMING-INDEX\n"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the checksum covers the header fields too (1: the codes only)
+
+
+def _digest(header: dict, payload: bytes) -> str:
+    """SHA-256 over the magic, every header field but the checksum (canonical JSON) and the codes."""
+    fields = {k: v for k, v in header.items() if k != "sha256"}
+    h = hashlib.sha256(_MAGIC)
+    h.update(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n")
+    h.update(payload)
+    return h.hexdigest()
 
 
 def _faiss():
@@ -74,20 +85,20 @@ class HammingIndex:
 
     # -------------------------------------------------------------------- building
 
-    def _pack(self, codes, name: str) -> np.ndarray:
+    def _pack(self, codes, name: str, packed: bool = False) -> np.ndarray:
         arr = np.asarray(codes)
-        if arr.dtype == np.uint8 and arr.ndim == 2 and arr.shape[1] == n_bytes(self.n_bits) != self.n_bits:
-            as_words(arr, self.n_bits, name)  # validates padding bits
+        if packed:
+            as_words(arr, self.n_bits, name, packed=True)  # validates shape, dtype and padding bits
             return np.ascontiguousarray(arr)
         return pack(as_bits(arr, self.n_bits, name))
 
-    def add(self, codes) -> None:
-        """Append codes ``(n, n_bits)`` (or packed ``uint8 (n, ceil(n_bits/8))``)."""
-        packed = self._pack(codes, "codes")
-        self._packed = np.concatenate([self._packed, packed]) if len(self) else packed
+    def add(self, codes, *, packed: bool = False) -> None:
+        """Append codes ``(n, n_bits)`` (or, with ``packed=True``, ``uint8 (n, ceil(n_bits/8))``)."""
+        data = self._pack(codes, "codes", packed)
+        self._packed = np.concatenate([self._packed, data]) if len(self) else data
         self._words = None
         if self._faiss_index is not None:
-            self._faiss_index.add(packed)
+            self._faiss_index.add(data)
 
     def codes(self) -> np.ndarray:
         """The stored codes as ``bool (len, n_bits)``."""
@@ -98,31 +109,34 @@ class HammingIndex:
             self._words = bytes_to_words(self._packed)
         return self._words
 
-    def _queries(self, queries) -> np.ndarray:
+    def _queries(self, queries, packed: bool = False) -> np.ndarray:
         if len(self) == 0:
             raise ValueError("the index is empty: add codes before searching")
-        return self._pack(queries, "queries")
+        return self._pack(queries, "queries", packed)
 
     # -------------------------------------------------------------------- searching
 
-    def search(self, queries, k: int, kernels: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries, k: int, kernels: str | None = None, *, packed: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest items: ``(distances int32, indices int64)``, each ``(q, min(k, len))``."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        qp = self._queries(queries)
+        qp = self._queries(queries, packed)
         k = min(int(k), len(self))
         if self.backend == "faiss":
             return self._faiss_search(qp, k)
         return _kernels.knn(bytes_to_words(qp), self._db_words(), k, self.n_bits, kernels)
 
     def range_search(
-        self, queries, radius: int, return_distances: bool = False, kernels: str | None = None
+        self, queries, radius: int, return_distances: bool = False, kernels: str | None = None, *,
+        packed: bool = False,
     ):
         """Every item at distance ``<= radius`` per query (a list of int64 arrays), ordered by
         (distance, index); with ``return_distances`` also a list of int32 distance arrays."""
         if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
             raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
-        qp = self._queries(queries)
+        qp = self._queries(queries, packed)
         if self.backend == "faiss":
             idx, dist, lims = self._faiss_range(qp, int(radius))
         else:
@@ -169,7 +183,10 @@ class HammingIndex:
     # -------------------------------------------------------------------- persistence
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index atomically: magic line, JSON header (version, bits, size, sha256), codes."""
+        """Write the index atomically: magic line, JSON header (version, bits, size, sha256), codes.
+
+        The SHA-256 covers the magic, every other header field and the codes, so a changed
+        ``n_bits`` (or any field) fails to load like a flipped code bit."""
         payload = self._packed.tobytes()
         header = {
             "format_version": _FORMAT_VERSION,
@@ -177,8 +194,8 @@ class HammingIndex:
             "size": len(self),
             "bytes_per_code": n_bytes(self.n_bits),
             "backend": self.backend,
-            "sha256": hashlib.sha256(payload).hexdigest(),
         }
+        header["sha256"] = _digest(header, payload)
         with atomic_write(path, "wb") as f:
             f.write(_MAGIC)
             f.write(json.dumps(header).encode("utf-8") + b"\n")
@@ -186,7 +203,10 @@ class HammingIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str | None = None) -> "HammingIndex":
-        """Read an index written by :meth:`save` (``backend`` overrides the saved one)."""
+        """Read an index written by :meth:`save` (``backend`` overrides the saved one).
+
+        Format 1 files (checksum over the codes only) still load; re-save them to protect
+        their header too."""
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no Hamming index file at {path!r}")
@@ -198,18 +218,23 @@ class HammingIndex:
         line_end = rest.find(b"\n")
         try:
             header = json.loads(rest[:line_end].decode("utf-8"))
-            version, n_bits, size = header["format_version"], int(header["n_bits"]), int(header["size"])
+            version, n_bits, size = header["format_version"], header["n_bits"], header["size"]
             checksum = header["sha256"]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (version, n_bits, size)):
+                raise TypeError("format_version, n_bits and size must be integers")
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path!r}: corrupt Hamming index header ({e})") from e
-        if version != _FORMAT_VERSION:
+        if version not in (1, _FORMAT_VERSION):
             raise ValueError(f"{path!r}: unsupported Hamming index format version {version} (this is {_FORMAT_VERSION})")
         payload = rest[line_end + 1 :]
-        if len(payload) != size * n_bytes(n_bits) or hashlib.sha256(payload).hexdigest() != checksum:
-            raise ValueError(f"{path!r}: corrupt Hamming index (size or checksum mismatch)")
+        want = hashlib.sha256(payload).hexdigest() if version == 1 else _digest(header, payload)
+        if want != checksum:
+            raise ValueError(f"{path!r}: corrupt Hamming index (its header or codes do not match the checksum)")
+        if n_bits < 1 or size < 0 or len(payload) != size * n_bytes(n_bits):
+            raise ValueError(f"{path!r}: corrupt Hamming index (size mismatch)")
         index = cls(n_bits, backend=backend or header.get("backend", "auto"))
         if size:
-            index.add(np.frombuffer(payload, np.uint8).reshape(size, n_bytes(n_bits)).copy())
+            index.add(np.frombuffer(payload, np.uint8).reshape(size, n_bytes(n_bits)).copy(), packed=True)
         return index
 
 
@@ -252,9 +277,9 @@ class MultiIndexHashing(HammingIndex):
         """Number of substrings (tables): the override, else the paper's rule for the current size."""
         return self._m if self._m is not None else _lookup.choose_m(self.n_bits, len(self))
 
-    def add(self, codes) -> None:
+    def add(self, codes, *, packed: bool = False) -> None:
         """Append codes; the tables are rebuilt on the next search."""
-        super().add(codes)
+        super().add(codes, packed=packed)
         self._tables = None
 
     def build(self) -> "MultiIndexHashing":
@@ -283,27 +308,30 @@ class MultiIndexHashing(HammingIndex):
                                  self.n_bits, scan_limit, kernels)
 
     def range_search(
-        self, queries, radius: int, return_distances: bool = False, kernels: str | None = None
+        self, queries, radius: int, return_distances: bool = False, kernels: str | None = None, *,
+        packed: bool = False,
     ):
         """Every item at distance ``<= radius`` per query, by (distance, index); see the class docstring."""
         if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
             raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
-        qp = self._queries(queries)
+        qp = self._queries(queries, packed)
         radius = min(int(radius), self.n_bits)
         if self.backend == "faiss" and not self._uses_tables(radius):
-            return super().range_search(qp, radius, return_distances)
+            return super().range_search(qp, radius, return_distances, packed=True)
         idx, dist, lims = self._range_flat(qp, radius, kernels)
         idxs = [idx[lims[i] : lims[i + 1]] for i in range(len(qp))]
         if return_distances:
             return idxs, [dist[lims[i] : lims[i + 1]] for i in range(len(qp))]
         return idxs
 
-    def search(self, queries, k: int, kernels: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries, k: int, kernels: str | None = None, *, packed: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest items by increasing-radius lookups (exhaustive once probes cost more
         than a scan): ``(distances int32, indices int64)``, each ``(q, min(k, len))``."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        qp = self._queries(queries)
+        qp = self._queries(queries, packed)
         k = min(int(k), len(self))
         out_d = np.empty((len(qp), k), np.int32)
         out_i = np.empty((len(qp), k), np.int64)
@@ -312,7 +340,7 @@ class MultiIndexHashing(HammingIndex):
             if not todo.size:
                 break
             if not self._uses_tables(radius):  # the rest by the exhaustive kernels
-                out_d[todo], out_i[todo] = super().search(qp[todo], k, kernels)
+                out_d[todo], out_i[todo] = super().search(qp[todo], k, kernels, packed=True)
                 break
             idx, dist, lims = self._range_flat(qp[todo], radius, kernels)
             done = np.diff(lims) >= k

@@ -3,7 +3,7 @@
 Every function takes ``(query_codes, db_codes, query_labels, db_labels, ...)``:
 
 * codes: bool / {0,1} / {-1,+1} arrays ``(n, k)``, or packed ``uint8 (n, ceil(k/8))`` with
-  ``n_bits=k`` given;
+  ``packed=True, n_bits=k`` (packing is never guessed from dtype or shape);
 * labels: class ids ``(n,)`` or multi-hot ``(n, c)`` (any ``c``). A database item is
   *relevant* to a query when they share at least one label.
 
@@ -47,9 +47,9 @@ DEFAULT_NS = tuple(range(100, 1001, 100))
 # ----------------------------------------------------------------------------- validation
 
 
-def _prepare_codes(query_codes, db_codes, n_bits):
-    qw, kq = as_words(query_codes, n_bits, "query_codes")
-    dw, kd = as_words(db_codes, n_bits, "db_codes")
+def _prepare_codes(query_codes, db_codes, n_bits, packed=False):
+    qw, kq = as_words(query_codes, n_bits, "query_codes", packed=packed)
+    dw, kd = as_words(db_codes, n_bits, "db_codes", packed=packed)
     if kq != kd:
         raise ValueError(f"query_codes have {kq} bits but db_codes have {kd} (mismatched bit lengths)")
     if kq >= 1 << 16:
@@ -73,10 +73,18 @@ def _ids(labels: np.ndarray, name: str) -> np.ndarray:
     if labels.dtype.kind in "iu":
         return labels.astype(np.int64).view(np.uint64).reshape(-1, 1)
     if labels.dtype.kind == "f":
+        # every float class id must map to its own int64: reject what astype would collapse
         if np.isnan(labels).any():
             raise ValueError(f"{name} contain NaN")
-        if np.any(labels != np.round(labels)):
-            raise ValueError(f"{name} are 1-D but not integer class ids")
+        bad = ~np.isfinite(labels) | (np.abs(labels) >= 2.0**63)
+        if bad.any():
+            raise ValueError(
+                f"{name} hold class ids outside the int64 range: Received: {labels[bad].flat[0]!r} "
+                "(class ids must be finite integers with |id| < 2**63)"
+            )
+        frac = labels != np.round(labels)
+        if frac.any():
+            raise ValueError(f"{name} are 1-D but not integer class ids: Received: {labels[frac].flat[0]!r}")
         return labels.astype(np.int64).view(np.uint64).reshape(-1, 1)
     raise ValueError(f"{name} must be integer class ids (n,) or multi-hot (n, c), got dtype {labels.dtype}")
 
@@ -120,8 +128,8 @@ def _check_ns(ns) -> np.ndarray:
     return np.array([_check_positive_int(n, "each n in ns") for n in ns], np.int64)
 
 
-def _counts(query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, need_ranks, kernels):
-    qw, dw, k = _prepare_codes(query_codes, db_codes, n_bits)
+def _counts(query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, need_ranks, kernels, packed):
+    qw, dw, k = _prepare_codes(query_codes, db_codes, n_bits, packed)
     ql, dl, eq = _prepare_labels(query_labels, db_labels, qw.shape[0], dw.shape[0])
     if top_k is not None:
         top_k = _check_positive_int(top_k, "top_k")
@@ -189,6 +197,7 @@ def mean_average_precision(
     normalize: str = "retrieved",
     empty: str = "zero",
     n_bits: int | None = None,
+    packed: bool = False,
     kernels: str | None = None,
 ) -> float:
     """mAP@K over the Hamming ranking (K = whole database when ``top_k`` is None).
@@ -200,7 +209,7 @@ def mean_average_precision(
     _check_choice(normalize, NORMALIZE, "normalize")
     _check_choice(empty, EMPTY, "empty")
     _, n_db, (ha, hr, s, c, _) = _counts(
-        query_codes, db_codes, query_labels, db_labels, n_bits, top_k, [1], True, kernels
+        query_codes, db_codes, query_labels, db_labels, n_bits, top_k, [1], True, kernels, packed
     )
     return _map(hr, s, c, top_k, n_db, normalize, empty)[0]
 
@@ -214,6 +223,7 @@ def precision_at_radius(
     radius: int = 2,
     empty: str = "zero",
     n_bits: int | None = None,
+    packed: bool = False,
     kernels: str | None = None,
 ) -> float:
     """Hash-lookup precision: mean over queries of (relevant / all) items at distance <= radius.
@@ -222,7 +232,7 @@ def precision_at_radius(
     """
     _check_choice(empty, EMPTY, "empty")
     radius = _check_positive_int(radius, "radius", allow_zero=True)
-    _, _, (ha, hr, *_rest) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels)
+    _, _, (ha, hr, *_rest) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels, packed)
     return _radius(ha, hr, radius, empty)[0]
 
 
@@ -234,6 +244,7 @@ def precision_recall_curve(
     *,
     empty: str = "zero",
     n_bits: int | None = None,
+    packed: bool = False,
     kernels: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean precision and recall of hash lookup at every radius ``0..k``: two arrays ``(k+1,)``.
@@ -242,7 +253,7 @@ def precision_recall_curve(
     recall: relevant within r / all relevant (queries with no relevant item: 0 or skipped).
     """
     _check_choice(empty, EMPTY, "empty")
-    _, _, (ha, hr, *_rest) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels)
+    _, _, (ha, hr, *_rest) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels, packed)
     p, r = _pr(ha, hr, empty)
     return np.array(p), np.array(r)
 
@@ -255,6 +266,7 @@ def precision_at_n(
     *,
     ns: Sequence[int] = DEFAULT_NS,
     n_bits: int | None = None,
+    packed: bool = False,
     kernels: str | None = None,
 ) -> np.ndarray:
     """Mean precision of the first ``n`` ranked items, one value per ``n`` in ``ns``.
@@ -262,13 +274,13 @@ def precision_at_n(
     When ``n`` exceeds the database size the whole database is the top ``n`` (divided by its size).
     """
     ns = _check_ns(ns)
-    _, n_db, (*_rest, rel_n) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, 1, ns, True, kernels)
+    _, n_db, (*_rest, rel_n) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, 1, ns, True, kernels, packed)
     return np.array(_pan(rel_n, ns, n_db))
 
 
-def distinct_codes(codes, n_bits: int | None = None) -> int:
-    """Number of distinct codes among the rows (``n_h`` of DSEH Table 2)."""
-    words, _ = as_words(codes, n_bits, "codes")
+def distinct_codes(codes, n_bits: int | None = None, *, packed: bool = False) -> int:
+    """Number of distinct codes among the rows (``n_h`` of DSEH Table 2); ``packed`` as in evaluate."""
+    words, _ = as_words(codes, n_bits, "codes", packed=packed)
     return int(np.unique(words, axis=0).shape[0])
 
 
@@ -284,6 +296,7 @@ def evaluate(
     normalize: str = "retrieved",
     empty: str = "zero",
     n_bits: int | None = None,
+    packed: bool = False,
     kernels: str | None = None,
 ) -> dict:
     """All metrics from one pass over the distances; a JSON-able dict.
@@ -300,7 +313,7 @@ def evaluate(
     ns = _check_ns(ns)
     kernels_used = _kernels.resolve(kernels)
     k, n_db, (ha, hr, s, c, rel_n) = _counts(
-        query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, True, kernels_used
+        query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, True, kernels_used, packed
     )
     m, empty_map = _map(hr, s, c, top_k, n_db, normalize, empty)
     pr, empty_radius = _radius(ha, hr, radius, empty)

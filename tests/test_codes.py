@@ -27,9 +27,24 @@ def test_accepts_bool_01_and_pm1_equally():
         np.testing.assert_array_equal(codes.pack(form), codes.pack(b))
 
 
-def test_as_bits_accepts_packed_codes_with_n_bits():
+def test_as_bits_accepts_packed_codes_only_when_said():
     b = np.random.default_rng(0).integers(0, 2, (5, 12)).astype(bool)
-    np.testing.assert_array_equal(codes.as_bits(codes.pack(b), n_bits=12), b)
+    np.testing.assert_array_equal(codes.as_bits(codes.pack(b), n_bits=12, packed=True), b)
+    words, k = codes.as_words(codes.pack(b), n_bits=12, packed=True)
+    assert k == 12
+    np.testing.assert_array_equal(words, codes.as_words(b)[0])
+    with pytest.raises(ValueError, match="packed=True needs n_bits"):
+        codes.as_bits(codes.pack(b), packed=True)
+
+
+def test_uint8_zero_one_codes_with_byte_count_columns_are_plain_codes():
+    # (n, 2) uint8 of 0/1 with n_bits=16: two-bit codes, not 16-bit packed ones (was guessed packed)
+    b = np.random.default_rng(1).integers(0, 2, (6, 2)).astype(np.uint8)
+    with pytest.raises(ValueError, match="2 bits, expected 16.*packed=True"):
+        codes.as_bits(b, n_bits=16)
+    with pytest.raises(ValueError, match="2 bits, expected 16"):
+        codes.as_words(b, n_bits=16)
+    np.testing.assert_array_equal(codes.as_bits(b), b.astype(bool))
 
 
 def test_as_words_pads_to_whole_words():
@@ -60,7 +75,9 @@ def test_bit_length_mismatch_and_bad_padding_raise():
     with pytest.raises(ValueError, match="mismatched bit lengths"):
         codes.as_bits(np.zeros((2, 8), bool), n_bits=16)
     with pytest.raises(ValueError, match="padding bits"):
-        codes.as_bits(np.array([[0, 0b00000001]], np.uint8), n_bits=12)
+        codes.as_bits(np.array([[0, 0b00000001]], np.uint8), n_bits=12, packed=True)
+    with pytest.raises(ValueError, match="uint8"):
+        codes.as_bits(np.zeros((2, 2), np.int64), n_bits=12, packed=True)
     with pytest.raises(ValueError, match="mismatched bit lengths"):
         codes.unpack(np.zeros((2, 3), np.uint8), 12)
     with pytest.raises(ValueError, match="n_bits"):

@@ -82,7 +82,7 @@ def test_k_larger_than_index_returns_everything():
 def test_faiss_backend_pads_codes_to_whole_bytes(bits):
     qb, db = _data(bits, seed=1)
     index = HammingIndex(bits, backend="faiss")
-    index.add(codes.pack(db))  # packed input works too
+    index.add(codes.pack(db), packed=True)  # packed input works too
     assert index._faiss_index.d == 8 * ((bits + 7) // 8)
     d, i = index.search(qb, 20)
     rd, ri = _ref_knn(qb, db, 20)
@@ -119,12 +119,53 @@ def test_corrupt_or_foreign_files_raise(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.write_bytes(b"PK\x03\x04 not an index")
     header = tmp_path / "header"
-    header.write_bytes(path.read_bytes().replace(b'"format_version": 1', b'"format_version": 9'))
+    header.write_bytes(path.read_bytes().replace(b'"format_version": 2', b'"format_version": 9'))
     for bad, match in ((flipped, "checksum"), (truncated, "checksum"), (foreign, "not a deephash"), (header, "version")):
         with pytest.raises(ValueError, match=match):
             HammingIndex.load(bad)
     with pytest.raises(FileNotFoundError, match="no Hamming index"):
         HammingIndex.load(tmp_path / "missing")
+
+
+def test_a_tampered_header_field_fails_the_checksum_naming_the_file(tmp_path):
+    index = HammingIndex(32)
+    index.add(np.zeros((20, 32), bool))  # all-zero codes: a 31-bit reading has valid padding
+    path = tmp_path / "i.dhidx"
+    index.save(path)
+    raw = path.read_bytes()
+    for old, new in ((b'"n_bits": 32', b'"n_bits": 31'), (b'"n_bits": 32', b'"n_bits": 25'),
+                     (b'"backend": "numpy"', b'"backend": "faiss"'), (b'"bytes_per_code": 4', b'"bytes_per_code": 5')):
+        assert old in raw
+        bad = tmp_path / "tampered.dhidx"
+        bad.write_bytes(raw.replace(old, new))
+        with pytest.raises(ValueError, match="tampered.dhidx.*checksum"):
+            HammingIndex.load(bad)
+    assert HammingIndex.load(path).n_bits == 32
+
+
+def test_format_1_files_still_load(tmp_path):
+    import hashlib
+    import json
+
+    db = np.random.default_rng(3).integers(0, 2, (40, 12)).astype(bool)
+    payload = codes.pack(db).tobytes()
+    header = {"format_version": 1, "n_bits": 12, "size": 40, "bytes_per_code": 2, "backend": "numpy",
+              "sha256": hashlib.sha256(payload).hexdigest()}
+    path = tmp_path / "v1.dhidx"
+    path.write_bytes(b"DEEPHASH-HAMMING-INDEX\n" + json.dumps(header).encode() + b"\n" + payload)
+    np.testing.assert_array_equal(HammingIndex.load(path).codes(), db)
+
+
+def test_uint8_zero_one_codes_are_not_taken_for_packed_ones():
+    bits01 = np.random.default_rng(4).integers(0, 2, (10, 8)).astype(np.uint8)  # (n, 8): 64/8 columns
+    index = HammingIndex(64)
+    with pytest.raises(ValueError, match="8 bits, expected 64.*packed=True"):
+        index.add(bits01)
+    index.add(bits01, packed=True)  # said explicitly: ten packed 64-bit codes
+    assert len(index) == 10
+    with pytest.raises(ValueError, match="8 bits, expected 64"):
+        index.search(bits01, 3)
+    np.testing.assert_array_equal(index.search(bits01, 1, packed=True)[0], 0)
 
 
 def test_bad_input_raises_value_error():

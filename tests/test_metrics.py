@@ -200,15 +200,38 @@ def test_packed_codes_and_label_forms_give_same_result():
     qb, db, ql, dl = make_data(12, False, seed=3)
     onehot = lambda y: (y[:, None] == np.arange(100)).astype(np.uint8)  # 100 classes: two label words
     base = metrics.mean_average_precision(qb, db, ql, dl)
-    assert metrics.mean_average_precision(codes.pack(qb), codes.pack(db), ql, dl, n_bits=12) == base
+    assert metrics.mean_average_precision(codes.pack(qb), codes.pack(db), ql, dl, n_bits=12, packed=True) == base
     assert metrics.mean_average_precision(np.where(qb, 1, -1), db.astype(np.float32), ql, dl) == base
     assert metrics.mean_average_precision(qb, db, onehot(ql), onehot(dl)) == pytest.approx(base, rel=1e-12)
+
+
+def test_uint8_zero_one_codes_are_never_guessed_to_be_packed():
+    # 16-bit {0,1} codes; q[:, :2] as uint8 has ceil(16/8) columns: it used to be read as packed
+    qb, db, ql, dl = make_data(16, False, seed=5)
+    with pytest.raises(ValueError, match="2 bits, expected 16.*packed=True"):
+        metrics.evaluate(qb[:, :2].astype(np.uint8), db, ql, dl, n_bits=16)
+    # {0,1} uint8 codes of 2 bits against 2-bit codes are plain codes, not 16-bit packed ones
+    two = metrics.mean_average_precision(qb[:, :2].astype(np.uint8), db[:, :2].astype(np.uint8), ql, dl)
+    assert two == metrics.mean_average_precision(qb[:, :2], db[:, :2], ql, dl)
+    # said explicitly, packed bytes are read as packed
+    got = metrics.evaluate(codes.pack(qb), codes.pack(db), ql, dl, n_bits=16, packed=True)
+    assert got == metrics.evaluate(qb, db, ql, dl)
+
+
+def test_float_class_ids_map_one_to_one_or_raise():
+    # large but representable ids stay distinct classes (no collapse into one)
+    q, db = np.array([[0, 0]]), np.array([[0, 0], [0, 1], [1, 1]])
+    ids = np.array([2.0**62, -(2.0**62), 2.0**62])
+    assert metrics.mean_average_precision(q, db, ids[:1], ids) == pytest.approx((1 + 2 / 3) / 2)
+    for bad in (np.inf, -np.inf, 2.0**63, 1e19):
+        with pytest.raises(ValueError, match="int64 range"):
+            metrics.mean_average_precision(q, db, np.array([bad]), np.array([bad, 0.0, bad]))
 
 
 def test_distinct_codes():
     c = np.array([[0, 1, 1], [0, 1, 1], [1, 1, 1], [-0, 1, 1]])
     assert metrics.distinct_codes(c) == 2
-    assert metrics.distinct_codes(codes.pack(c), n_bits=3) == 2
+    assert metrics.distinct_codes(codes.pack(c), n_bits=3, packed=True) == 2
     assert metrics.distinct_codes(np.random.default_rng(0).integers(0, 2, (50, 100))) == 50
 
 
@@ -225,6 +248,14 @@ def test_distinct_codes():
         (dict(query_labels=np.zeros((2, 3))), "differ in form"),
         (dict(query_labels=np.full((2, 3), 2), db_labels=np.zeros((5, 3))), "multi-hot"),
         (dict(query_labels=np.array([0.5, 1.0])), "integer class ids"),
+        (dict(query_labels=np.array([np.inf, 1.0]), db_labels=np.zeros(5)), "int64 range"),
+        (dict(query_labels=np.array([-np.inf, 1.0]), db_labels=np.zeros(5)), "int64 range"),
+        (dict(query_labels=np.array([2.0**63, 1.0]), db_labels=np.zeros(5)), "int64 range"),
+        (dict(db_labels=np.array([0, 1, 2, 3, 1e300])), "int64 range"),
+        (dict(query_codes=np.zeros((2, 1), np.uint8), n_bits=8, packed=True,
+              db_codes=np.zeros((5, 2), np.uint8)), "mismatched bit lengths"),
+        (dict(query_codes=np.zeros((2, 1), np.uint8), db_codes=np.zeros((5, 1), np.uint8), packed=True),
+         "packed=True needs n_bits"),
         (dict(top_k=0), "top_k"),
         (dict(top_k=-3), "top_k"),
         (dict(normalize="all"), "unknown normalize"),
