@@ -1,4 +1,4 @@
-"""A flat (exhaustive) Hamming index over binary codes, with save/load.
+"""An exact Hamming index over binary codes (flat scan, or by distinct codes), with save/load.
 
 ``HammingIndex(n_bits, backend="auto")``:
 
@@ -13,11 +13,16 @@
 * ``save(path)`` / ``HammingIndex.load(path)``: a versioned, checksummed file, written
   atomically; a corrupt or foreign file is a ValueError.
 
-Backends: ``"numpy"`` runs deephash's own kernels (compiled with numba, or pure numpy with
-``DEEPHASH_KERNELS=numpy``); ``"faiss"`` runs ``faiss.IndexBinaryFlat`` (codes padded to
-whole bytes) and then reorders ties and makes the radius inclusive so that both backends give
-identical results. ``"auto"`` picks ``"numpy"``: it is exact by construction and was no slower
-than faiss' flat index in ``benchmarks/retrieval.py`` (see ``docs/metrics.md``).
+Backends (identical results): ``"numpy"`` scans every item with deephash's own kernels
+(compiled with numba, or pure numpy with ``DEEPHASH_KERNELS=numpy``); ``"grouped"`` stores
+each distinct code once with its items (in insertion order), computes distances to the
+distinct codes only and expands them to items in (distance, index) order (``_grouped.py``):
+for learned codes, which crowd into few distinct values, a query costs ``U`` popcounts
+instead of ``N``; ``"faiss"`` runs ``faiss.IndexBinaryFlat`` (codes padded to whole bytes)
+and then reorders ties and makes the radius inclusive. ``"auto"`` groups when there are at
+most ``len(index) * GROUPED_FRACTION`` distinct codes (counted once after each ``add``), else
+scans with ``"numpy"`` (exact by construction, no slower than faiss' flat index in
+``benchmarks/retrieval.py``; see ``docs/metrics.md``).
 
 >>> index = HammingIndex(4)
 >>> index.add(np.array([[0, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]]))
@@ -32,14 +37,14 @@ import os
 
 import numpy as np
 
-from deephash import _kernels, _lookup
+from deephash import _grouped, _kernels, _lookup
 from deephash.codes import as_words, bytes_to_words, n_bytes, pack, unpack
 from deephash.codes import as_bits
 from deephash.io import atomic_write
 
 __all__ = ["HammingIndex", "MultiIndexHashing"]
 
-BACKENDS = ("auto", "numpy", "faiss")
+BACKENDS = ("auto", "numpy", "grouped", "faiss")
 _MAGIC = b"DEEPHASH-HAMMING-INDEX\n"
 _FORMAT_VERSION = 2  # 2: the checksum covers the header fields too (1: the codes only)
 
@@ -62,7 +67,10 @@ def _faiss():
 
 
 class HammingIndex:
-    """Exhaustive Hamming-distance index (see module docstring)."""
+    """Exact Hamming-distance index (see module docstring)."""
+
+    #: ``backend="auto"`` searches by distinct codes when there are at most this share of items
+    GROUPED_FRACTION = 1 / 8
 
     def __init__(self, n_bits: int, backend: str = "auto"):
         if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
@@ -70,9 +78,10 @@ class HammingIndex:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
         self.n_bits = int(n_bits)
-        self.backend = "numpy" if backend == "auto" else backend
+        self.backend = backend
         self._packed = np.zeros((0, n_bytes(self.n_bits)), np.uint8)
         self._words = None
+        self._groups = None  # (distinct code words, members, gstart), or False: too many
         self._faiss_index = None
         if self.backend == "faiss":
             self._faiss_index = _faiss().IndexBinaryFlat(8 * n_bytes(self.n_bits))
@@ -97,6 +106,7 @@ class HammingIndex:
         data = self._pack(codes, "codes", packed)
         self._packed = np.concatenate([self._packed, data]) if len(self) else data
         self._words = None
+        self._groups = None
         if self._faiss_index is not None:
             self._faiss_index.add(data)
 
@@ -108,6 +118,32 @@ class HammingIndex:
         if self._words is None:
             self._words = bytes_to_words(self._packed)
         return self._words
+
+    def _grouping(self, kernels=None):
+        """The distinct codes and their items, when this index searches by groups, else None.
+
+        ``"grouped"`` always groups; ``"auto"`` groups when there are at most
+        ``len(index) * GROUPED_FRACTION`` distinct codes (counted once after each ``add``,
+        stopping as soon as there are more)."""
+        if self.backend not in ("auto", "grouped"):
+            return None
+        if self._groups is None:
+            words = self._db_words()
+            limit = None if self.backend == "grouped" else int(len(self) * self.GROUPED_FRACTION)
+            found = _grouped.group(words, limit, kernels)
+            if found is None:
+                self._groups = False
+            else:
+                gid, first = found
+                members, gstart = _grouped.members_of(gid, first.size)
+                self._groups = (np.ascontiguousarray(words[first]), members, gstart)
+        return self._groups or None
+
+    @property
+    def n_distinct(self) -> int | None:
+        """Distinct codes held by a grouped index (None when this index scans every item)."""
+        g = self._grouping()
+        return None if g is None else int(g[0].shape[0])
 
     def _queries(self, queries, packed: bool = False) -> np.ndarray:
         if len(self) == 0:
@@ -126,6 +162,9 @@ class HammingIndex:
         k = min(int(k), len(self))
         if self.backend == "faiss":
             return self._faiss_search(qp, k)
+        groups = self._grouping(kernels)
+        if groups is not None:
+            return _grouped.knn(bytes_to_words(qp), *groups, k, self.n_bits, kernels)
         return _kernels.knn(bytes_to_words(qp), self._db_words(), k, self.n_bits, kernels)
 
     def range_search(
@@ -137,8 +176,11 @@ class HammingIndex:
         if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
             raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
         qp = self._queries(queries, packed)
+        groups = self._grouping(kernels)
         if self.backend == "faiss":
             idx, dist, lims = self._faiss_range(qp, int(radius))
+        elif groups is not None:
+            idx, dist, lims = _grouped.range_search(bytes_to_words(qp), *groups, int(radius), self.n_bits, kernels)
         else:
             idx, dist, lims = _kernels.range_search(
                 bytes_to_words(qp), self._db_words(), int(radius), self.n_bits, kernels

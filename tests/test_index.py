@@ -10,19 +10,21 @@ try:
 except ImportError:  # pragma: no cover
     faiss = None
 
-BACKENDS = ["numba", "numpy"] + (["faiss"] if faiss is not None else [])
+BACKENDS = ["numba", "numpy", "grouped-numba", "grouped-numpy"] + (["faiss"] if faiss is not None else [])
 
 
 def _index(bits, db, backend):
-    """Backend 'numba'/'numpy' = deephash kernels (selected per call); 'faiss' = faiss backend."""
-    index = HammingIndex(bits, backend="faiss" if backend == "faiss" else "numpy")
+    """Backend 'numba'/'numpy' = deephash kernels (selected per call); 'grouped-*' = search by
+    distinct codes with those kernels; 'faiss' = faiss backend."""
+    name = "faiss" if backend == "faiss" else "grouped" if backend.startswith("grouped") else "numpy"
+    index = HammingIndex(bits, backend=name)
     index.add(db[: len(db) // 2])
     index.add(db[len(db) // 2 :])  # two adds: numbering continues
     return index
 
 
 def _kw(backend):
-    return {} if backend == "faiss" else {"kernels": backend}
+    return {} if backend == "faiss" else {"kernels": backend.split("-")[-1]}
 
 
 def _ref_knn(qb, db, k):
@@ -66,6 +68,58 @@ def test_range_search_is_inclusive_and_ordered(bits, backend):
             want = hit[np.argsort(dist[q, hit], kind="stable")]
             np.testing.assert_array_equal(idx[q], want)
             np.testing.assert_array_equal(dd[q], dist[q, want])
+
+
+def _clustered(bits, n_distinct, seed, nq=23, ndb=4000):
+    """Few distinct codes, interleaved in insertion order: many duplicates and ties."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 2, (n_distinct, bits)).astype(bool)
+    db = centres[rng.integers(0, n_distinct, ndb)]
+    qb = np.concatenate([centres[rng.integers(0, n_distinct, nq // 2)],  # queries equal to codes
+                         rng.integers(0, 2, (nq - nq // 2, bits)).astype(bool)])
+    return qb, db
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+@pytest.mark.parametrize("bits, n_distinct", [(4, 3), (16, 1), (16, 7), (32, 60), (64, 400), (100, 50)])
+def test_grouped_search_equals_flat_scan_on_clustered_codes(bits, n_distinct, kernels):
+    qb, db = _clustered(bits, n_distinct, seed=bits + n_distinct)
+    flat, grouped = HammingIndex(bits, backend="numpy"), HammingIndex(bits, backend="grouped")
+    for index in (flat, grouped):
+        index.add(db[:1000])
+        index.add(db[1000:])
+    assert grouped.n_distinct == len(np.unique(db, axis=0)) and flat.n_distinct is None
+    for k in (1, 7, 100, 1001, 5000):
+        d, i = grouped.search(qb, k, kernels=kernels)
+        rd, ri = _ref_knn(qb, db, k)
+        np.testing.assert_array_equal(d, rd)
+        np.testing.assert_array_equal(i, ri)
+    for radius in (0, 1, bits // 4, bits):
+        got = grouped.range_search(qb, radius, return_distances=True, kernels=kernels)
+        want = flat.range_search(qb, radius, return_distances=True, kernels=kernels)
+        for a, b in zip(got[0] + got[1], want[0] + want[1]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_auto_groups_only_when_distinct_codes_are_few(tmp_path):
+    qb, db = _clustered(32, 100, seed=1, ndb=2000)  # 100 distinct <= 2000 / 8
+    few = HammingIndex(32)
+    few.add(db)
+    assert few.n_distinct == 100
+    many = HammingIndex(32)
+    many.add(np.random.default_rng(2).integers(0, 2, (2000, 32)))
+    assert many.n_distinct is None  # scanned
+    few.add(np.random.default_rng(3).integers(0, 2, (2000, 32)))  # now mostly distinct: scan again
+    assert few.n_distinct is None
+    # grouped or not, a saved index loads with identical results
+    grouped = HammingIndex(32, backend="grouped")
+    grouped.add(db)
+    grouped.save(tmp_path / "g.dhidx")
+    loaded = HammingIndex.load(tmp_path / "g.dhidx")
+    assert loaded.backend == "grouped" and loaded.n_distinct == 100
+    flat = HammingIndex.load(tmp_path / "g.dhidx", backend="numpy")
+    for a, b in zip(loaded.search(qb, 50), flat.search(qb, 50)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_k_larger_than_index_returns_everything():
@@ -134,7 +188,7 @@ def test_a_tampered_header_field_fails_the_checksum_naming_the_file(tmp_path):
     index.save(path)
     raw = path.read_bytes()
     for old, new in ((b'"n_bits": 32', b'"n_bits": 31'), (b'"n_bits": 32', b'"n_bits": 25'),
-                     (b'"backend": "numpy"', b'"backend": "faiss"'), (b'"bytes_per_code": 4', b'"bytes_per_code": 5')):
+                     (b'"backend": "auto"', b'"backend": "faiss"'), (b'"bytes_per_code": 4', b'"bytes_per_code": 5')):
         assert old in raw
         bad = tmp_path / "tampered.dhidx"
         bad.write_bytes(raw.replace(old, new))
@@ -204,7 +258,7 @@ def test_single_threaded_small_calls_match_the_parallel_kernels(monkeypatch):
 
     def results():
         out = []
-        for index in (HammingIndex(48), MultiIndexHashing(48)):
+        for index in (HammingIndex(48), MultiIndexHashing(48), HammingIndex(48, backend="grouped")):
             index.add(db)
             d, i = index.search(q, 25)
             r_i, r_d = index.range_search(q, 6, return_distances=True)

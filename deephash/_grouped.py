@@ -1,0 +1,328 @@
+"""Exact search over distinct codes: the kernels behind ``GroupedHammingIndex`` (numba + numpy twins).
+
+Learned codes crowd into few distinct values (10-200 for thousands of items on the embedded
+sets). Each distinct code is a *group*: its items, in insertion (index) order, are
+``members[gstart[g]:gstart[g + 1]]``; groups are numbered by their first item. A query
+computes distances to the ``U`` distinct codes only (``U`` popcounts instead of ``N``) and
+expands them to items in the order of the flat scan, (distance, index) ascending:
+
+* kNN: walk the distances ``0, 1, ...``; at each distance the groups there hold sorted item
+  lists. While they all fit in the ``need`` slots left, all their items are merged (sorted);
+  at the distance where they overflow, the ``need`` smallest indices of the union are among
+  the first ``need`` of each group, so only those are merged.
+* range: every item of every group at distance ``<= r``, merged per distance.
+
+Results are identical to the flat kernels (``_kernels.knn`` / ``_kernels.range_search``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from deephash import _kernels
+
+if _kernels.HAVE_NUMBA:
+    import numba
+    from numba import njit, prange
+
+    _popcount = _kernels._popcount
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def np_group(words: np.ndarray, limit: int):
+    """Numpy twin of :func:`nb_group`."""
+    n, w = words.shape
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    void = np.ascontiguousarray(words).view(np.dtype((np.void, 8 * w))).ravel()
+    _, first, inv = np.unique(void, return_index=True, return_inverse=True)
+    if first.size > limit:
+        return None
+    rank = np.empty(first.size, np.int64)  # renumber groups by first occurrence
+    order = np.argsort(first, kind="stable")
+    rank[order] = np.arange(first.size)
+    return rank[inv.ravel()], first[order].astype(np.int64)
+
+
+if _kernels.HAVE_NUMBA:
+
+    @njit(cache=True)
+    def _nb_group(words, limit):
+        """``gid (N,)`` (groups numbered by first occurrence) and ``first (U,)``; ``U = -1``
+        when more than ``limit`` distinct codes were met (stops early)."""
+        n, w = words.shape
+        cap = 16
+        while cap < 2 * min(n, limit + 1):
+            cap *= 2
+        mask = cap - 1
+        slot = np.full(cap, -1, np.int64)  # group id in each hash slot
+        first = np.empty(min(n, limit + 1), np.int64)
+        gid = np.empty(n, np.int64)
+        u = 0
+        for t in range(n):
+            h = np.uint64(0x9E3779B97F4A7C15)
+            for j in range(w):
+                h = (h ^ words[t, j]) * np.uint64(0xFF51AFD7ED558CCD)
+                h ^= h >> np.uint64(29)
+            s = np.int64(h & np.uint64(mask))
+            while True:
+                g = slot[s]
+                if g < 0:
+                    if u == limit:
+                        return gid, first, -1
+                    slot[s] = u
+                    first[u] = t
+                    gid[t] = u
+                    u += 1
+                    break
+                f = first[g]
+                same = True
+                for j in range(w):
+                    if words[f, j] != words[t, j]:
+                        same = False
+                        break
+                if same:
+                    gid[t] = g
+                    break
+                s = (s + 1) & mask
+        return gid, first, u
+
+
+def group(words: np.ndarray, limit: int | None = None, kernels=None):
+    """Group equal rows of ``uint64 (N, W)`` words: ``(gid (N,), first (U,))`` with groups
+    numbered by first occurrence, or ``None`` when there are more than ``limit`` groups."""
+    n = words.shape[0]
+    limit = n if limit is None else int(min(limit, n))
+    if _kernels.resolve(kernels) == "numba" and n:
+        gid, first, u = _nb_group(np.ascontiguousarray(words), limit)
+        return None if u < 0 else (gid, first[:u].copy())
+    return np_group(words, limit)
+
+
+def members_of(gid: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR ``(members int64 (N,), gstart int64 (U + 1,))``: items of each group, ascending."""
+    members = np.argsort(gid, kind="stable").astype(np.int64)
+    gstart = np.zeros(n_groups + 1, np.int64)
+    np.cumsum(np.bincount(gid, minlength=n_groups), out=gstart[1:])
+    return members, gstart
+
+
+# ----------------------------------------------------------------------------- numpy path
+
+
+def _np_levels(dist_row, n_bits):
+    """Groups sorted by distance (stable: by group id within a distance), and level offsets."""
+    order = np.argsort(dist_row, kind="stable")
+    lev = np.zeros(n_bits + 2, np.int64)
+    np.cumsum(np.bincount(dist_row, minlength=n_bits + 1), out=lev[1:])
+    return order, lev
+
+
+def np_grouped_knn(qc, uc, members, gstart, k, n_bits):
+    """Numpy twin of :func:`nb_grouped_knn`."""
+    nq = qc.shape[0]
+    k = min(k, members.shape[0])
+    out_d = np.empty((nq, k), np.int32)
+    out_i = np.empty((nq, k), np.int64)
+    block = _kernels._np_block(uc.shape[0])
+    for s in range(0, nq, block):
+        dist = _kernels._np_distances(qc[s : s + block], uc, n_bits).astype(np.int64)
+        for r in range(dist.shape[0]):
+            order, lev = _np_levels(dist[r], n_bits)
+            p = 0
+            for d in range(n_bits + 1):
+                if p == k:
+                    break
+                gs = order[lev[d] : lev[d + 1]]
+                if gs.size == 0:
+                    continue
+                need = k - p
+                cand = np.sort(np.concatenate([members[gstart[g] : min(gstart[g + 1], gstart[g] + need)] for g in gs]))
+                take = cand[:need]
+                out_i[s + r, p : p + take.size] = take
+                out_d[s + r, p : p + take.size] = d
+                p += take.size
+    return out_d, out_i
+
+
+def np_grouped_range(qc, uc, members, gstart, radius, n_bits):
+    """Numpy twin of :func:`nb_grouped_range`."""
+    nq = qc.shape[0]
+    idx_parts, d_parts, counts = [], [], np.zeros(nq, np.int64)
+    block = _kernels._np_block(uc.shape[0])
+    r_max = min(radius, n_bits)
+    for s in range(0, nq, block):
+        dist = _kernels._np_distances(qc[s : s + block], uc, n_bits).astype(np.int64)
+        for r in range(dist.shape[0]):
+            order, lev = _np_levels(dist[r], n_bits)
+            for d in range(r_max + 1):
+                gs = order[lev[d] : lev[d + 1]]
+                if gs.size:
+                    hit = np.sort(np.concatenate([members[gstart[g] : gstart[g + 1]] for g in gs]))
+                    idx_parts.append(hit)
+                    d_parts.append(np.full(hit.size, d, np.int32))
+                    counts[s + r] += hit.size
+    offsets = np.zeros(nq + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    cat = lambda p, t: np.concatenate(p) if p else np.zeros(0, t)  # noqa: E731
+    return cat(idx_parts, np.int64), cat(d_parts, np.int32), offsets
+
+
+# ----------------------------------------------------------------------------- numba path
+
+if _kernels.HAVE_NUMBA:
+
+    @njit(cache=True)
+    def _levels(qc, q, uc, gd, cnt, cur, gorder, n_bits):
+        """Distances ``gd`` of query ``q`` to every distinct code, and the groups ordered by
+        distance (counting sort; group id ascending within a distance): the groups at
+        distance ``d`` are ``gorder[cnt[d]:cnt[d + 1]]``."""
+        U = uc.shape[0]
+        W = uc.shape[1]
+        for d in range(n_bits + 2):
+            cnt[d] = 0
+        for g in range(U):
+            s = np.uint64(0)
+            for w in range(W):
+                s += _popcount(qc[q, w] ^ uc[g, w])
+            gd[g] = s
+            cnt[s + 1] += 1
+        for d in range(n_bits + 1):
+            cnt[d + 1] += cnt[d]
+        for d in range(n_bits + 1):
+            cur[d] = cnt[d]
+        for g in range(U):
+            d = gd[g]
+            gorder[cur[d]] = g
+            cur[d] += 1
+
+    @njit(cache=True)
+    def _gather(members, gstart, gorder, a, b, cap, buf):
+        """The first ``cap`` members of each group ``gorder[a:b]`` into ``buf``, sorted; count."""
+        n = 0
+        for j in range(a, b):
+            g = gorder[j]
+            s = gstart[g]
+            e = min(gstart[g + 1], s + cap)
+            for i in range(s, e):
+                buf[n] = members[i]
+                n += 1
+        if b - a > 1:
+            buf[:n].sort()
+        return n
+
+    @njit(parallel=True, cache=True)
+    def nb_grouped_knn(qc, uc, members, gstart, k, n_bits, nthreads):
+        """The ``k`` nearest items per query by (distance, index), from distances to distinct codes."""
+        nq = qc.shape[0]
+        U = uc.shape[0]
+        k = min(k, members.shape[0])
+        out_d = np.empty((nq, k), np.int32)
+        out_i = np.empty((nq, k), np.int64)
+        nchunks = max(1, min(nq, nthreads))
+        for c in prange(nchunks):
+            gd = np.empty(U, np.int64)
+            cnt = np.empty(n_bits + 2, np.int64)
+            cur = np.empty(n_bits + 2, np.int64)
+            gorder = np.empty(U, np.int64)
+            buf = np.empty(1024, np.int64)
+            for q in range(c, nq, nchunks):
+                _levels(qc, q, uc, gd, cnt, cur, gorder, n_bits)
+                p = 0
+                for d in range(n_bits + 1):
+                    if p == k:
+                        break
+                    a, b = cnt[d], cnt[d + 1]
+                    if a == b:
+                        continue
+                    need = k - p
+                    size = 0
+                    for j in range(a, b):
+                        g = gorder[j]
+                        size += min(gstart[g + 1] - gstart[g], need)
+                    if size > buf.shape[0]:
+                        buf = np.empty(max(size, 2 * buf.shape[0]), np.int64)
+                    n = _gather(members, gstart, gorder, a, b, need, buf)
+                    take = min(n, need)
+                    for i in range(take):
+                        out_i[q, p + i] = buf[i]
+                        out_d[q, p + i] = d
+                    p += take
+        return out_d, out_i
+
+    @njit(parallel=True, cache=True)
+    def _nb_grouped_range_count(qc, uc, gstart, radius, n_bits):
+        nq = qc.shape[0]
+        U = uc.shape[0]
+        W = uc.shape[1]
+        counts = np.zeros(nq, np.int64)
+        for q in prange(nq):
+            n = 0
+            for g in range(U):
+                s = 0
+                for w in range(W):
+                    s += _popcount(qc[q, w] ^ uc[g, w])
+                if s <= radius:
+                    n += gstart[g + 1] - gstart[g]
+            counts[q] = n
+        return counts
+
+    @njit(parallel=True, cache=True)
+    def _nb_grouped_range_fill(qc, uc, members, gstart, radius, n_bits, offsets):
+        nq = qc.shape[0]
+        U = uc.shape[0]
+        out_i = np.empty(offsets[nq], np.int64)
+        out_d = np.empty(offsets[nq], np.int32)
+        r = min(radius, n_bits)
+        for q in prange(nq):
+            gd = np.empty(U, np.int64)
+            cnt = np.empty(n_bits + 2, np.int64)
+            cur = np.empty(n_bits + 2, np.int64)
+            gorder = np.empty(U, np.int64)
+            _levels(qc, q, uc, gd, cnt, cur, gorder, n_bits)
+            o = offsets[q]
+            for d in range(r + 1):
+                a, b = cnt[d], cnt[d + 1]
+                s = o
+                for j in range(a, b):
+                    g = gorder[j]
+                    for i in range(gstart[g], gstart[g + 1]):
+                        out_i[o] = members[i]
+                        out_d[o] = d
+                        o += 1
+                if b - a > 1:
+                    out_i[s:o].sort()
+        return out_i, out_d
+
+    nb_grouped_knn_serial = _kernels.serial_twin(nb_grouped_knn, "nb_grouped_knn_serial")
+    _nb_grouped_range_count_serial = _kernels.serial_twin(_nb_grouped_range_count, "_nb_grouped_range_count_serial")
+    _nb_grouped_range_fill_serial = _kernels.serial_twin(_nb_grouped_range_fill, "_nb_grouped_range_fill_serial")
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def knn(qc, uc, members, gstart, k, n_bits, kernels=None):
+    """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest items, by (distance, index)."""
+    if _kernels.resolve(kernels) == "numba":
+        with _kernels._LAUNCH_LOCK:
+            if _kernels.small_call(qc.shape[0], uc.shape[0]) or qc.shape[0] <= 4:
+                return nb_grouped_knn_serial(qc, uc, members, gstart, int(k), int(n_bits), 1)
+            return nb_grouped_knn(qc, uc, members, gstart, int(k), int(n_bits), numba.get_num_threads())
+    return np_grouped_knn(qc, uc, members, gstart, int(k), int(n_bits))
+
+
+def range_search(qc, uc, members, gstart, radius, n_bits, kernels=None):
+    """Flat ``(indices, distances, offsets)`` of items within ``radius``, by (distance, index)."""
+    if _kernels.resolve(kernels) == "numba":
+        with _kernels._LAUNCH_LOCK:
+            serial = qc.shape[0] <= 4 or _kernels.small_call(qc.shape[0], uc.shape[0])
+            count = _nb_grouped_range_count_serial if serial else _nb_grouped_range_count
+            fill = _nb_grouped_range_fill_serial if serial else _nb_grouped_range_fill
+            counts = count(qc, uc, gstart, int(radius), int(n_bits))
+            offsets = np.zeros(qc.shape[0] + 1, np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            idx, dist = fill(qc, uc, members, gstart, int(radius), int(n_bits), offsets)
+            return idx, dist, offsets
+    return np_grouped_range(qc, uc, members, gstart, int(radius), int(n_bits))
