@@ -134,8 +134,22 @@ def _counts(query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, n
     if top_k is not None:
         top_k = _check_positive_int(top_k, "top_k")
     kk = dw.shape[0] if top_k is None else min(top_k, dw.shape[0])
+    # queries with the same code and the same labels have the same ranking and relevance:
+    # count each distinct (code, labels) once (learned codes repeat a lot), then expand
+    first, inverse = _distinct_rows(np.concatenate([qw, ql], axis=1))
+    if first.size < qw.shape[0]:
+        out = _kernels.metric_counts(qw[first], dw, ql[first], dl, eq, k, kk, ns, need_ranks, kernels)
+        return k, dw.shape[0], tuple(a[inverse] for a in out)
     out = _kernels.metric_counts(qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels)
     return k, dw.shape[0], out
+
+
+def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the first occurrence of each distinct row of ``uint64 (n, w)`` and, per row,
+    which of them it equals."""
+    void = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
 
 
 def _mean(values: np.ndarray, keep: np.ndarray) -> float:

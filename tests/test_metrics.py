@@ -228,6 +228,23 @@ def test_float_class_ids_map_one_to_one_or_raise():
             metrics.mean_average_precision(q, db, np.array([bad]), np.array([bad, 0.0, bad]))
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_repeated_queries_are_counted_once_and_give_every_metric_exactly(multilabel, kernels):
+    # learned codes repeat: queries sharing code and labels are computed once and expanded;
+    # rows that share the code but not the labels (or the reverse) must stay apart
+    qb, db, ql, dl = make_data(12, multilabel, seed=9, nq=12)
+    rep = np.random.default_rng(1).integers(0, 12, 60)
+    q2, l2 = qb[rep], ql[rep]
+    q2[5] = q2[0]  # same code as row 0, maybe other labels
+    got = metrics.evaluate(q2, db, l2, dl, top_k=150, ns=(10, 400), kernels=kernels)
+    assert got["map"] == pytest.approx(ref_map(q2, db, l2, dl, top_k=150), abs=1e-12)
+    assert got["precision_radius_2"] == pytest.approx(ref_radius(q2, db, l2, dl, 2), abs=1e-12)
+    np.testing.assert_allclose(got["pr_curve"]["precision"], ref_pr(q2, db, l2, dl)[0], atol=1e-12)
+    np.testing.assert_allclose(list(got["precision_at_n"].values()), ref_pan(q2, db, l2, dl, (10, 400)), atol=1e-12)
+    assert got["num_queries"] == 60
+
+
 def test_distinct_codes():
     c = np.array([[0, 1, 1], [0, 1, 1], [1, 1, 1], [-0, 1, 1]])
     assert metrics.distinct_codes(c) == 2
