@@ -165,7 +165,7 @@ def np_grouped_range(qc, uc, members, gstart, radius, n_bits):
                     counts[s + r] += hit.size
     offsets = np.zeros(nq + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    cat = lambda p, t: np.concatenate(p) if p else np.zeros(0, t)  # noqa: E731
+    cat = lambda p, t: np.concatenate(p) if p else np.zeros(0, t)
     return cat(idx_parts, np.int64), cat(d_parts, np.int32), offsets
 
 
