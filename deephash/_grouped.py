@@ -100,12 +100,27 @@ def group(words: np.ndarray, limit: int | None = None, kernels=None):
     return np_group(words, limit)
 
 
-def members_of(gid: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def members_of(gid: np.ndarray, n_groups: int, kernels=None) -> tuple[np.ndarray, np.ndarray]:
     """CSR ``(members int64 (N,), gstart int64 (U + 1,))``: items of each group, ascending."""
-    members = np.argsort(gid, kind="stable").astype(np.int64)
     gstart = np.zeros(n_groups + 1, np.int64)
     np.cumsum(np.bincount(gid, minlength=n_groups), out=gstart[1:])
-    return members, gstart
+    if _kernels.resolve(kernels) == "numba":
+        return _nb_members(gid, gstart), gstart
+    return np.argsort(gid, kind="stable").astype(np.int64), gstart
+
+
+if _kernels.HAVE_NUMBA:
+
+    @njit(cache=True)
+    def _nb_members(gid, gstart):
+        """Counting sort of the items by group (stable: ascending within a group)."""
+        pos = gstart[:-1].copy()
+        members = np.empty(gid.shape[0], np.int64)
+        for t in range(gid.shape[0]):
+            g = gid[t]
+            members[pos[g]] = t
+            pos[g] += 1
+        return members
 
 
 # ----------------------------------------------------------------------------- numpy path

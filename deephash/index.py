@@ -135,7 +135,7 @@ class HammingIndex:
                 self._groups = False
             else:
                 gid, first = found
-                members, gstart = _grouped.members_of(gid, first.size)
+                members, gstart = _grouped.members_of(gid, first.size, kernels)
                 self._groups = (np.ascontiguousarray(words[first]), members, gstart)
         return self._groups or None
 
