@@ -275,7 +275,7 @@ if _kernels.HAVE_NUMBA:
         for q in prange(nq):
             n = 0
             for g in range(U):
-                s = 0
+                s = np.uint64(0)  # unsigned like the popcounts (int64 + uint64 would give float64)
                 for w in range(W):
                     s += _popcount(qc[q, w] ^ uc[g, w])
                 if s <= radius:
