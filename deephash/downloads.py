@@ -27,7 +27,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _download(url, path, *, file_hash, size, check, what, timeout) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (http/https/file by design)
+                response = urllib.request.urlopen(url, timeout=timeout)  # http(s):// and file:// by design
             except (urllib.error.URLError, OSError) as e:
                 raise DownloadError(f"could not download {what} from {url}: {e}") from e
             with response:

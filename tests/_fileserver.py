@@ -20,7 +20,7 @@ class FileServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 server.hits[self.path] += 1
                 body = server.files.get(self.path)
                 if body is None:
@@ -46,7 +46,7 @@ class FileServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}{path}"
 
-    def __enter__(self) -> "FileServer":
+    def __enter__(self):
         self._thread.start()
         return self
 

@@ -1,9 +1,8 @@
 """Published ImageNet weights of the pretrained backbones: ``weights="imagenet"``.
 
-``resolve(backbone, weights)`` turns the ``weights`` argument of ``backbones.get`` (and of
-the methods) into a local file: ``None`` stays ``None`` (random initialisation),
-``"imagenet"`` is fetched once into a cache and verified, any other value is a local path
-(it must exist). Downloads go through :mod:`deephash.downloads` (verified, atomic, switched
+``resolve(backbone, weights)`` turns ``weights="imagenet"`` (for ``backbones.get`` and the
+methods) into the local path of the published file, fetched once into a cache and
+verified; ``None`` (random initialisation) and local paths pass through unchanged. Downloads go through :mod:`deephash.downloads` (verified, atomic, switched
 off by ``$DEEPHASH_OFFLINE=1`` or ``--download=false``).
 
 * ``vgg19``: Keras' published file ``vgg19_weights_tf_dim_ordering_tf_kernels.h5``
@@ -20,10 +19,11 @@ off by ``$DEEPHASH_OFFLINE=1`` or ``--download=false``).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from deephash import downloads
 
@@ -129,19 +129,13 @@ def fetch(backbone: str, *, file_hash: str | None = None, url: str | None = None
     return local
 
 
-def resolve(backbone: str, weights) -> str | None:
-    """``None`` -> ``None``; ``"imagenet"`` -> the cached published file (fetched if
-    needed); a path -> that path (FileNotFoundError if there is no such file)."""
-    if weights is None:
-        return None
+def resolve(backbone: str, weights):
+    """``"imagenet"`` -> the local path of the published file (fetched and verified if
+    needed); anything else (``None``, a local path) is returned unchanged for the backbone's
+    own loader to check."""
     if isinstance(weights, str) and weights.strip().lower() == IMAGENET:
         return fetch(str(backbone).lower())
-    if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"weights must be None, 'imagenet' or a file path. Received: weights={weights!r}")
-    path = os.fspath(weights)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"weights: no file at {path!r} (pass 'imagenet' to download the published weights)")
-    return path
+    return weights
 
 
 def check_weights_arg(weights: str | None, flag: str = "--weights") -> None:
@@ -178,7 +172,7 @@ def _check_cnn_f_file(path: str) -> None:
     if tuple(conv1["filters"].shape[:3]) != (11, 11, 3) or tuple(conv1["stride"]) != (4, 4):
         raise ValueError(f"conv1 has {tuple(conv1['filters'].shape)} filters at stride {tuple(conv1['stride'])}; "
                          "CNN-F has 11x11x3 filters at stride 4")
-    for previous, name in zip(names, names[1:]):
+    for previous, name in itertools.pairwise(names):
         if convs[name]["filters"].shape[2] != convs[previous]["filters"].shape[3]:
             raise ValueError(f"{name} reads {convs[name]['filters'].shape[2]} channels, {previous} gives "
                              f"{convs[previous]['filters'].shape[3]}")

@@ -584,4 +584,4 @@ __all__ = ["DSEH", "VARIANTS"]
 def _resolve_weights(backbone: str, weights):
     from deephash.backbones.pretrained import resolve
 
-    return resolve(str(backbone).lower(), weights) if str(backbone).lower() in ("cnn_f", "vgg19") else weights
+    return resolve(str(backbone).lower(), weights)
