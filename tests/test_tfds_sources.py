@@ -237,3 +237,24 @@ def test_imagenet100_from_tfds_keeps_the_100_classes_val_as_queries(tmp_path, mo
     assert sorted(ds.query.class_ids.tolist()) == list(range(100))
     assert np.bincount(ds.train.class_ids, minlength=100).tolist() == [2] * 100
     assert all("/val/" in p for p in ds.query.paths) and all("/train/" in p for p in ds.database.paths)
+
+
+# ----------------------------------------------------------------------------- scripts
+def test_train_script_download_false_stops_with_the_commands_to_run_elsewhere(tmp_path):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "DEEPHASH_OFFLINE"}  # only the flag forbids downloads
+    env.update(PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(tmp_path / "keras"),
+               TFDS_DATA_DIR=str(tmp_path / "tfds"))
+    cases = [(["--dataset=cifar10"], f"python -m deephash.data.tfds_sources cifar10 --data_dir={tmp_path / 'tfds'}"),
+             (["--dataset=digits", "--backbone=vgg19", "--weights=imagenet"],
+              "python -m deephash.backbones.pretrained vgg19")]
+    for args, command in cases:
+        out = subprocess.run([sys.executable, os.path.join(repo, "experiments", "train.py"), "--method=dsrh",
+                              "--bits=8", "--epochs=1", "--download=false", f"--out={tmp_path / 'run'}", *args],
+                             cwd=repo, capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert "error: " in out.stderr and command in out.stderr and "--download=false" in out.stderr
+        assert not (tmp_path / "run").exists() and not (tmp_path / "keras" / "models").exists()
