@@ -31,6 +31,8 @@ flags.DEFINE_string("backbone", "pixels", "'pixels' (raw images, in-memory sets)
                     "backbone name")
 flags.DEFINE_string("weights", None, "pretrained weights for the backbone: 'imagenet' (published, downloaded once) "
                     "or a local file")
+flags.DEFINE_bool("download", True, "allow downloads (tfds data sets, published weights); --download=false (or "
+                  "DEEPHASH_OFFLINE=1) fails instead, naming the command to run on a machine with internet")
 flags.DEFINE_string("layer", None, "layer whose output to take (default: the backbone output)")
 flags.DEFINE_integer("batch_size", None, "images per forward pass (default 64; GIST: deephash.gist's default)")
 flags.DEFINE_integer("seed", 0, "data split seed (and initialisation of an unweighted backbone)")
@@ -49,7 +51,10 @@ def main(argv):
         sys.exit(f"error: {e}")
     import keras
 
-    from deephash import data
+    from deephash import data, downloads
+
+    if not FLAGS.download:
+        downloads.set_network_allowed(False)
     from deephash.features import extract_features, feature_matrix, save_features
 
     keras.utils.set_random_seed(FLAGS.seed)
