@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -178,7 +179,7 @@ def _download(url, path, *, file_hash, size, check, what, timeout) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".part", dir=directory)
-    log.info("downloading %s from %s", what, url)
+    _say(f"Downloading {what} from {url}")
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -193,8 +194,8 @@ def _download(url, path, *, file_hash, size, check, what, timeout) -> None:
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         out.write(chunk)
                         received += len(chunk)
-                        if expected and received / expected >= next_report:
-                            log.info("%s: %d%% of %.1f MB", what, int(100 * received / expected), expected / 1e6)
+                        if expected and expected > 10 * _CHUNK and received / expected >= next_report:
+                            _say(f"  {int(100 * received / expected)}% of {expected / 1e6:.1f} MB")
                             next_report += 0.1
                 except Exception as e:  # OSError, http.client.IncompleteRead (an HTTPException), ...
                     raise DownloadError(f"the download of {what} from {url} was interrupted after {received} "
@@ -215,4 +216,9 @@ def _download(url, path, *, file_hash, size, check, what, timeout) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    log.info("%s saved to %s", what, path)
+    _say(f"Saved {path}")
+
+
+def _say(message: str) -> None:
+    """Progress of a download on stderr (as keras.utils.get_file prints its own)."""
+    print(message, file=sys.stderr, flush=True)

@@ -13,8 +13,9 @@ original bytes, not re-encoded) plus list files in the format of ``deephash.data
 under ``<data_dir>/deephash_export/<name>/``; the list loader then applies the protocol.
 
 * ``coco``: tfds ``coco/2014``, ``train`` (82,783 images) and ``validation`` (40,504)
-  pooled; the labels are the 80 object categories (tfds' order, which is COCO's category
-  order used by the HashNet lists) as multi-hot vectors; images without any object are
+  pooled; the labels are the 80 object categories (tfds' order: COCO's category-id order, which
+  is also the order of the HashNet lists' columns as far as we can tell: the lists do not name
+  them) as multi-hot vectors; images without any object are
   dropped (HashNet/DSEH keep 122,218 images); the seeded protocol split then draws 5,000
   queries and 10,000 training images (``listfile.SPECS["coco"]``). Download about 37 GB
   (tfds fetches all of COCO 2014 and its 2015 test images), prepared data about 38 GB,
