@@ -71,7 +71,7 @@ def load_cifar10(
     if class_ids.min() < 0 or class_ids.max() >= 10:
         raise ValueError(f"CIFAR-10 labels must be in 0..9, got {class_ids.min()}..{class_ids.max()}")
     labels = np.eye(10, dtype=np.uint8)[class_ids]
-    params = dict(dataset="cifar10", seed=int(seed), num_items=len(labels),
+    params = dict(dataset="cifar10", seed=int(seed), num_items=int(len(labels)),
                   query_per_class=int(query_per_class), train_per_class=int(train_per_class))
     directory = split_dir or os.path.join(root, "deephash_splits", "cifar10", f"seed{int(seed)}")
     q, t, d, checksum, directory = load_or_create(

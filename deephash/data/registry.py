@@ -1,7 +1,7 @@
 """``load(name, ...)`` and ``available()``: the data sets by name."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Callable
 
 import numpy as np
 
