@@ -58,6 +58,9 @@ def _cifar_archive():
 def cifar_server(monkeypatch):
     from tensorflow_datasets.image_classification import cifar
 
+    from tensorflow_datasets.core.utils import gcs_utils
+
+    monkeypatch.setattr(gcs_utils, "_is_gcs_disabled", True)  # never tfds' GCS mirror, whatever the version
     body, images, labels = _cifar_archive()
     original = cifar.Cifar10._cifar_info
     with FileServer({"/cifar-10-binary.tar.gz": body}) as srv:
