@@ -244,7 +244,13 @@ def test_cnn_f_pinned_hash_is_enforced(tmp_path, monkeypatch, online, cnn_f_file
                             dataclasses.replace(pretrained.CNN_F_IMAGENET, url=srv.url("/f.mat")))
         with pytest.raises(ValueError, match="DEEPHASH_CNN_F_SHA256"):
             pretrained.fetch("cnn_f")
-        assert pretrained.fetch("cnn_f", file_hash=hashlib.sha256(good).hexdigest()).endswith("imagenet-vgg-f.mat")
+        good_sha = hashlib.sha256(good).hexdigest()
+        assert pretrained.fetch("cnn_f", file_hash=good_sha).endswith("imagenet-vgg-f.mat")
+        monkeypatch.delenv(pretrained.CNN_F_SHA256_ENV)  # the pinned hash was recorded: later uses check it
+        record = tmp_path / "cache" / "weights" / "imagenet-vgg-f.mat.sha256"
+        assert record.read_text().split()[0] == good_sha
+        pretrained.fetch("cnn_f")
+        assert srv.hits["/f.mat"] == 2  # one rejected download, one accepted; then the cache
 
 
 def test_imagenet_weights_offline_message_names_the_fetch_command(tmp_path, monkeypatch):

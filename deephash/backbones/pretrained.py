@@ -98,7 +98,7 @@ def fetch(backbone: str, *, file_hash: str | None = None, url: str | None = None
     path = cache_path(backbone)
     expected = file_hash or w.file_hash
     check: Callable[[str], None] | None = None
-    record = None
+    record, from_record = None, False
     if w.backbone == "cnn_f":
         expected = expected or os.environ.get(CNN_F_SHA256_ENV) or None
         check = _check_cnn_f_file
@@ -108,6 +108,7 @@ def fetch(backbone: str, *, file_hash: str | None = None, url: str | None = None
         if expected is None and os.path.isfile(record):
             with open(record, encoding="utf-8") as f:
                 expected = (f.read().split() or [None])[0]
+            from_record = True
     command = (f"python -m deephash.backbones.pretrained {w.backbone}   (or: curl -L --create-dirs -o {path} "
                f"{url or w.url})")
     try:
@@ -119,10 +120,11 @@ def fetch(backbone: str, *, file_hash: str | None = None, url: str | None = None
             raise
         raise ValueError(f"{e}. If the published file changed, remove {record} and retry, or pin the new "
                          f"sha256 with ${CNN_F_SHA256_ENV}") from None
-    if record is not None and not os.path.isfile(record):
+    if record is not None and not from_record:  # first download, or a pinned hash: (re)record it
         from deephash.io import atomic_write
 
-        digest = downloads.file_digest(local, "sha256")
+        pinned = expected is not None and downloads.hash_algorithm(expected) == "sha256"
+        digest = expected.strip().lower() if pinned else downloads.file_digest(local, "sha256")
         with atomic_write(record, "w", encoding="utf-8") as f:
             f.write(f"{digest}  {w.file_name}\n")
         log.info("%s: sha256 %s recorded in %s", w.file_name, digest, record)
