@@ -13,6 +13,7 @@ from deephash._compat import check_tensorflow
 check_tensorflow()
 
 from deephash import codes, index, io, metrics  # noqa: E402  (numpy-only core)
+from deephash import downloads  # noqa: E402  (stdlib only: verified, cached downloads; the no-network switch)
 from deephash import data  # noqa: E402
 from deephash import layers, losses, backbones  # noqa: E402
 from deephash import training  # noqa: E402
@@ -26,6 +27,7 @@ __all__ = [
     "backbones",
     "codes",
     "data",
+    "downloads",
     "index",
     "io",
     "layers",

@@ -29,7 +29,10 @@ def define(default_dataset: str, default_out: str, default_methods, default_bits
     flags.DEFINE_string("root", None, "directory of a file-based data set (paper preset)")
     flags.DEFINE_string("features", None, "feature directory for the shallow methods, or 'gist' (computed and "
                         "cached); --preset=paper needs one, except DSRH on cifar10 (GIST by default)")
-    flags.DEFINE_string("weights", None, "local pretrained backbone weights (VGG-19 .h5 for DSRH, CNN-F .mat otherwise)")
+    flags.DEFINE_string("weights", None, "pretrained backbone weights: 'imagenet' (the published file, downloaded once "
+                        "and cached) or a local file (VGG-19 .h5 for DSRH, CNN-F .mat otherwise)")
+    flags.DEFINE_bool("download", True, "allow downloads (tfds data sets, published weights); --download=false "
+                      "(or DEEPHASH_OFFLINE=1) fails instead, naming the command to run on a machine with internet")
     flags.DEFINE_integer("epochs", None, "override the preset's epochs (deep methods)")
     flags.DEFINE_float("lr", None, "override the preset's learning rate (deep methods)")
 
@@ -43,8 +46,12 @@ def _ints(values, name: str) -> list[int]:
 
 def kwargs(with_bits: bool = True) -> dict:
     """The shared flags as keyword arguments of the ``deephash.reproduce`` functions."""
-    if FLAGS.weights and not os.path.exists(FLAGS.weights):
-        raise FileNotFoundError(f"--weights: no file at {FLAGS.weights!r}")
+    from deephash import downloads
+    from deephash.backbones.pretrained import check_weights_arg
+
+    check_weights_arg(FLAGS.weights)
+    if not FLAGS.download:
+        downloads.set_network_allowed(False)
     if FLAGS.features and FLAGS.features.lower() != "gist" and not os.path.isdir(FLAGS.features):
         raise FileNotFoundError(f"--features: no feature directory at {FLAGS.features!r} (or 'gist')")
     kw = dict(dataset=FLAGS.dataset, preset=FLAGS.preset, out=FLAGS.out, runs_dir=FLAGS.runs_dir,

@@ -50,7 +50,8 @@ flags.DEFINE_integer("epochs", None, "epochs of every LabNet and ImgNet phase (o
 flags.DEFINE_bool("equal_budget", False, "give dseh-a (one round) rounds x the epochs of each phase, "
                   "i.e. the same number of epochs as the alternating variants")
 flags.DEFINE_float("lr", None, "learning rate of the backbone (overrides the preset)")
-flags.DEFINE_string("weights", None, "imagenet-vgg-f.mat for the cnn_f backbone (paper preset)")
+flags.DEFINE_string("weights", None, "'imagenet' (MatConvNet's imagenet-vgg-f.mat, downloaded once) or a local "
+                    "copy, for the cnn_f backbone (paper preset)")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy")
 flags.DEFINE_integer("verbose", 0, "Keras progress output")
 
@@ -62,9 +63,9 @@ def spec(variant: str, dataset: str, bits: int, seed: int, preset: str = "quick"
     the strategy set and, with ``equal_budget``, ``dseh-a`` given 3x the epochs of each phase
     (the alternating variants' 3 rounds)."""
     from deephash import presets
+    from deephash.backbones.pretrained import check_weights_arg
 
-    if weights and not os.path.exists(weights):
-        raise FileNotFoundError(f"--weights: no file at {weights!r}")
+    check_weights_arg(weights)
     s = presets.spec(variant, dataset, bits, preset=preset, paper="dseh", seed=seed, root=root, weights=weights,
                      epochs=epochs, lr=lr, verbose=verbose)
     s = dataclasses.replace(s, config=s.config.replace(strategy=strategy))

@@ -29,7 +29,10 @@ flags.DEFINE_string("dataset", "digits", "data set name (see deephash.data.avail
 flags.DEFINE_string("root", None, "directory holding the data set's files (file-based sets)")
 flags.DEFINE_string("backbone", "pixels", "'pixels' (raw images, in-memory sets), 'gist' (512-d GIST) or a "
                     "backbone name")
-flags.DEFINE_string("weights", None, "local pretrained weights file for the backbone")
+flags.DEFINE_string("weights", None, "pretrained weights for the backbone: 'imagenet' (published, downloaded once) "
+                    "or a local file")
+flags.DEFINE_bool("download", True, "allow downloads (tfds data sets, published weights); --download=false (or "
+                  "DEEPHASH_OFFLINE=1) fails instead, naming the command to run on a machine with internet")
 flags.DEFINE_string("layer", None, "layer whose output to take (default: the backbone output)")
 flags.DEFINE_integer("batch_size", None, "images per forward pass (default 64; GIST: deephash.gist's default)")
 flags.DEFINE_integer("seed", 0, "data split seed (and initialisation of an unweighted backbone)")
@@ -40,11 +43,18 @@ def main(argv):
     del argv
     if not FLAGS.out:
         sys.exit("error: --out (the feature directory) is required")
-    if FLAGS.weights and not os.path.exists(FLAGS.weights):
-        sys.exit(f"error: --weights: no file at {FLAGS.weights!r}")
+    from deephash.backbones.pretrained import check_weights_arg
+
+    try:
+        check_weights_arg(FLAGS.weights)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
     import keras
 
-    from deephash import data
+    from deephash import data, downloads
+
+    if not FLAGS.download:
+        downloads.set_network_allowed(False)
     from deephash.features import extract_features, feature_matrix, save_features
 
     keras.utils.set_random_seed(FLAGS.seed)

@@ -21,7 +21,10 @@ flags.DEFINE_string("dataset", "digits", "data set name (see deephash.data.avail
 flags.DEFINE_string("root", None, "directory holding the data set's files (file-based sets)")
 flags.DEFINE_integer("bits", 32, "code length")
 flags.DEFINE_string("backbone", None, "backbone name for deep methods (default: the method's, small_cnn / vgg19)")
-flags.DEFINE_string("weights", None, "local pretrained backbone weights file")
+flags.DEFINE_string("weights", None, "pretrained backbone weights: 'imagenet' (the published file, downloaded "
+                    "once and cached) or a local weights file")
+flags.DEFINE_bool("download", True, "allow downloads (tfds data sets, published weights); --download=false (or "
+                  "DEEPHASH_OFFLINE=1) fails instead, naming the command to run on a machine with internet")
 flags.DEFINE_integer("epochs", 10, "training epochs (passes of len(train)//batch_size steps)")
 flags.DEFINE_integer("batch_size", 64, "global batch size (triplets for triplet methods)")
 flags.DEFINE_float("lr", 0.01, "initial learning rate")
@@ -86,8 +89,9 @@ def build(argv_flags) -> tuple:
     if f.backbone:
         hparams["backbone"] = f.backbone
     if f.weights:
-        if not os.path.exists(f.weights):
-            raise FileNotFoundError(f"--weights: no file at {f.weights!r}")
+        from deephash.backbones.pretrained import check_weights_arg
+
+        check_weights_arg(f.weights)
         hparams["weights"] = f.weights
     if f.ortho_weight is not None:
         if f.ortho_weight.lower() == "auto":
@@ -113,14 +117,20 @@ def main(argv):
 
         training.simulate_devices(FLAGS.num_devices)
     import deephash
-    from deephash import experiment
+    from deephash import downloads, experiment
+
+    if not FLAGS.download:
+        downloads.set_network_allowed(False)
 
     try:
         method, dataset, bits, config, out, hparams = build(FLAGS)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
-    result = experiment.run(method, dataset, bits, config, out, hparams=hparams, overwrite=FLAGS.overwrite,
-                            features=FLAGS.features, root=FLAGS.root)
+    try:
+        result = experiment.run(method, dataset, bits, config, out, hparams=hparams, overwrite=FLAGS.overwrite,
+                                features=FLAGS.features, root=FLAGS.root)
+    except downloads.DownloadDisabledError as e:  # data or weights missing with downloads off: say what to run
+        sys.exit(f"error: {e}")
     print(experiment.format_table([result]))
     print(f"conventions: {experiment.conventions_line(result)}")
     print(f"run directory: {result['run_dir']}" if result["run_dir"] else

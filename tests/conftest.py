@@ -7,6 +7,10 @@ import tempfile
 # so a test run neither depends on nor alters what earlier runs left there.
 os.environ.setdefault("DEEPHASH_CACHE", tempfile.mkdtemp(prefix="deephash-test-cache-"))
 
+# Tests never reach the internet: downloads are off unless a test switches them on for a
+# server it runs on 127.0.0.1 (tests/_fileserver.py).
+os.environ["DEEPHASH_OFFLINE"] = "1"
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bitwise-reproducible CPU kernels

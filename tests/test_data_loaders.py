@@ -140,7 +140,7 @@ def test_missing_root_and_missing_list_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load("nuswide21", root=str(tmp_path / "absent"))
     with pytest.raises(ValueError, match="pass root"):
-        data.load("coco")
+        data.load("nuswide21")  # coco/imagenet100 without root come from tfds (tests/test_tfds_sources.py)
     with pytest.raises(FileNotFoundError, match="all.txt"):
         data.load("nuswide21", root=str(tmp_path))
     write_list(str(tmp_path / "test.txt"), fake_rows(3, 21, 0, True))

@@ -41,9 +41,11 @@ def get(
         name: one of :func:`available` (case-insensitive).
         input_shape: ``(h, w, channels)``; ``None`` uses the backbone's default (224x224x3
             for ``vgg19`` and ``cnn_f``); ``small_cnn`` has no default and needs it.
-        weights: local path of a pretrained weights file (``vgg19``: the Keras
-            applications ``.h5``; ``cnn_f``: MatConvNet ``imagenet-vgg-f.mat``), or ``None``
-            for random initialisation (logged as a warning by the pretrained backbones).
+        weights: ``"imagenet"`` for the published ImageNet weights (downloaded once,
+            verified and cached: see :mod:`deephash.backbones.pretrained`), the local path
+            of a pretrained weights file (``vgg19``: the Keras applications ``.h5``;
+            ``cnn_f``: MatConvNet ``imagenet-vgg-f.mat``), or ``None`` for random
+            initialisation (logged as a warning by the pretrained backbones).
             ``small_cnn`` has no pretrained weights.
         **kwargs: passed to the builder (e.g. ``fc_units``, ``dropout``, ``features``).
     """
@@ -58,9 +60,11 @@ def get(
             f"backbone {key!r} is unavailable: could not import {module_name}.{function_name} ({e})"
         ) from e
     if key in _PRETRAINED:
+        from deephash.backbones.pretrained import resolve
+
         if input_shape is not None:
             kwargs["input_shape"] = input_shape
-        return builder(weights=weights, **kwargs)
+        return builder(weights=resolve(key, weights), **kwargs)
     if weights is not None:
         raise ValueError(f"backbone {key!r} has no pretrained weights; pass weights=None")
     if input_shape is None:

@@ -37,9 +37,10 @@ def vgg19(
     Args:
         input_shape: ``(h, w, channels)``; 224x224x3 for the pretrained fc layers. Other sizes
             (at least 32x32) build, but the file's ``fc1`` kernel then does not fit.
-        weights: path of a Keras applications VGG-19 ``.h5`` file (see
-            :func:`load_vgg19_weights`), or ``None`` for random initialisation (logged as a
-            warning: DSRH fine-tunes an ImageNet model).
+        weights: ``"imagenet"`` (Keras' published file, downloaded once and cached; see
+            :mod:`deephash.backbones.pretrained`), the path of a Keras applications VGG-19
+            ``.h5`` file (see :func:`load_vgg19_weights`), or ``None`` for random
+            initialisation (logged as a warning: DSRH fine-tunes an ImageNet model).
         fc_units: units of fc6/fc7 (4096 in VGG).
         dropout: dropout rate after fc6 and fc7, in ``[0, 1)``.
     """
@@ -66,10 +67,14 @@ def vgg19(
     x = keras.layers.Dropout(dropout, name="fc2_dropout")(x)
     model = keras.Model(inputs, x, name=name)
 
+    if isinstance(weights, str) and weights.strip().lower() == "imagenet":
+        from deephash.backbones.pretrained import fetch
+
+        weights = fetch("vgg19")
     if weights is None:
         logger.warning(
             "vgg19: no weights file given, the backbone starts from RANDOM initialisation "
-            "(pass the path of %s to fine-tune from ImageNet as the paper does)",
+            "(pass weights='imagenet' or the path of %s to fine-tune from ImageNet as the paper does)",
             WEIGHTS_FILE,
         )
     else:

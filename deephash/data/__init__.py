@@ -2,8 +2,9 @@
 tf.data pipelines (knows no method).
 
 ``load(name, root=None, seed=0, **options) -> Dataset`` with names ``digits``,
-``digits_multi`` (embedded, offline), ``cifar10`` (tensorflow-datasets), ``nuswide21``,
-``imagenet100``, ``coco`` (list files); ``available()`` lists them. See docs/data.md.
+``digits_multi`` (embedded, offline), ``cifar10`` (tensorflow-datasets, prepared on first
+use), ``nuswide21``, ``imagenet100``, ``coco`` (list files; the last two also from
+tensorflow-datasets when no ``root`` is given); ``available()`` lists them. See docs/data.md.
 """
 from deephash.data.dataset import Dataset, Protocol, Split
 from deephash.data.registry import available, load

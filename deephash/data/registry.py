@@ -9,9 +9,16 @@ from deephash.data.dataset import Dataset
 
 
 def _list_loader(name: str) -> Callable[..., Dataset]:
-    def load(root=None, seed=0, **options):
+    def load(root=None, seed=0, source=None, **options):
         from deephash.data.listfile import load_list_dataset
+        from deephash.data.tfds_sources import TFDS_NAMES, load_from_tfds
 
+        if source is None:  # no root: the tensorflow-datasets source where there is one
+            source = "tfds" if root is None and name in TFDS_NAMES else "lists"
+        if source == "tfds":
+            return load_from_tfds(name, seed, data_dir=root, **options)
+        if source != "lists":
+            raise ValueError(f"{name}: source must be 'lists' or 'tfds'. Received: source={source!r}")
         return load_list_dataset(name, root, seed, **options)
 
     return load
@@ -55,9 +62,13 @@ def load(name: str, root: str | None = None, seed: int = 0, **options) -> Datase
 
     ``root``: where the data (and the split files, in ``root/deephash_splits/``) live;
     embedded sets need none (their split files go to ``$DEEPHASH_CACHE/splits`` or
-    ``~/.cache/deephash/splits``). ``options`` are passed to the loader (protocol counts,
-    ``split_dir``, and for list sets ``image_root``, ``list_file``, ``map_depth``,
-    ``check_files``, ``verify_images``). Unknown names raise ValueError.
+    ``~/.cache/deephash/splits``). ``cifar10`` without ``root`` uses tfds' standard cache
+    and, like ``coco`` and ``imagenet100`` without ``root`` (or with ``source="tfds"``:
+    ``root`` is then the tfds data directory), is prepared through tensorflow-datasets on
+    first use (``download=False`` or ``$DEEPHASH_OFFLINE=1`` forbid downloading; see
+    ``deephash.data.tfds_sources``). ``options`` are passed to the loader (protocol counts,
+    ``split_dir``, ``download``, and for list sets ``image_root``, ``list_file``,
+    ``map_depth``, ``check_files``, ``verify_images``). Unknown names raise ValueError.
     """
     key = str(name).lower()
     if key not in _LOADERS:

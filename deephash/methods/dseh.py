@@ -166,6 +166,7 @@ class DSEH(KerasHashingMethod):
             _non_negative(variant, "labnet_lr", labnet_lr)
         image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
         if isinstance(backbone, str):
+            weights = _resolve_weights(backbone, weights)  # "imagenet" -> the cached published file
             if image_mean is None and weights is not None and str(backbone).lower() == "cnn_f":
                 from deephash.backbones.cnn_f import matconvnet_metadata
 
@@ -578,3 +579,9 @@ _INIT_ARGS = (
 _HPARAMS = tuple(a for a in _INIT_ARGS if a not in ("backbone", "weights", "input_shape"))
 
 __all__ = ["DSEH", "VARIANTS"]
+
+
+def _resolve_weights(backbone: str, weights):
+    from deephash.backbones.pretrained import resolve
+
+    return resolve(str(backbone).lower(), weights)
