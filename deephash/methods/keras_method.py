@@ -263,7 +263,7 @@ class KerasHashingMethod(keras.Model):
             return history
         ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
         verbose, cbs = training.progress(config, int(config.epochs), initial_epoch, desc=self.name)
-        cbs += list(callbacks or [])
+        cbs = [training.finite_loss_guard(), *cbs, *(callbacks or [])]  # stop a diverged fit before its checkpoint
         with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:
             if ckpt_dir:
                 cbs.append(training.checkpoint_callback(ckpt_dir, history))
