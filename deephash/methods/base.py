@@ -122,9 +122,7 @@ def load(path: str) -> "HashingMethod":
             try:
                 return loader(path)
             except Exception as e:  # a truncated or foreign file: say which and what is wrong
-                if str(path) in str(e):
-                    raise
-                size = os.path.getsize(path)
+                size = os.path.getsize(path)  # (Keras says "File not found" for a truncated file that exists)
                 raise ValueError(f"{path!r}: cannot load the saved method, the file is damaged or not a deephash "
                                  f"model ({size} bytes; {type(e).__name__}: {e})") from e
     raise ValueError(f"{path!r}: unknown saved-method format (known: {', '.join(_LOADERS)})")
