@@ -365,7 +365,7 @@ def test_train_script_writes_the_same_run_directory_as_dsrh(tmp_path, digits):
         env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(os.listdir(out)) == sorted(["config.json", "split.json", "model.keras", "codes.npz", "history.json",
-                                              "metrics.json", "pr_curve.png", "training_curve.png"])
+                                              "metrics.json", "pr_curve.png", "training_curve.png", "manifest.json"])
     assert sorted(os.listdir(tmp_path)) == ["dhn_digits_16"]
     m = json.loads((out / "metrics.json").read_text())
     assert (m["method"], m["dataset"], m["bits"], m["checksum"]) == ("dhn", "digits", 16, digits.checksum)

@@ -66,7 +66,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, digits):
     result = experiment.run("dsrh", "digits", 16, TINY, str(out), hparams={"backbone": "small_cnn", "bags": 4})
     files = sorted(os.listdir(out))
     assert files == sorted(["config.json", "split.json", "model.keras", "codes.npz", "history.json",
-                            "metrics.json", "pr_curve.png", "training_curve.png"])
+                            "metrics.json", "pr_curve.png", "training_curve.png", "manifest.json"])
     assert sorted(os.listdir(tmp_path)) == ["dsrh_digits_16"]  # no temp or checkpoint dirs left
 
     m = json.loads((out / "metrics.json").read_text())
