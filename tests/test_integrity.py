@@ -262,6 +262,32 @@ def test_train_script_reports_runtime_errors_in_one_line(tmp_path):
     assert out.stderr.strip().splitlines()[-1].startswith("error: drh: unknown hyper-parameter")
 
 
+def test_train_script_verifies_list_file_images_before_training(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "in100"
+    rng = np.random.default_rng(0)
+    lines = {"database.txt": [], "test.txt": []}
+    for i in range(120):
+        rel = f"images/{i:03d}.jpg"
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(root / rel, quality=95)
+        label = " ".join("1" if c == i % 100 else "0" for c in range(100))
+        lines["test.txt" if i >= 100 else "database.txt"].append(f"{rel} {label}")
+    for name, rows in {**lines, "train.txt": lines["database.txt"][:50]}.items():
+        (root / name).write_text("\n".join(rows) + "\n")
+    bad = root / "images" / "007.jpg"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated JPEG
+    out = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "train.py"), "--method=drh",
+                          "--dataset=imagenet100", f"--root={root}", "--bits=8", "--epochs=1", "--batch_size=8",
+                          "--verbose=0", f"--out={tmp_path / 'r'}"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "007.jpg" in last
+    assert not (tmp_path / "r").exists() and not (tmp_path / ".r.ckpt").exists()  # stopped before training
+
+
 # --------------------------------------------------------------------------- 11. encoding without retracing
 def test_encoding_many_models_does_not_retrace(small, digits):
     stream = _io.StringIO()
