@@ -6,15 +6,13 @@ code length, an existing run directory without ``overwrite``) and raises ValueEr
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import logging
 import os
-import shutil
 import time
 from typing import Any
 
-from deephash import io, plots, runs, training
+from deephash import checkpoints, io, plots, runs, training
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +43,9 @@ def default_checkpoint_dir(out_dir: str) -> str:
     return os.path.join(os.path.dirname(out_dir), f".{os.path.basename(out_dir)}.ckpt")
 
 
-def _prepare_checkpoints(directory: str, fingerprint: dict) -> None:
-    """Keep checkpoints in ``directory`` only if they belong to the same run settings."""
-    marker = os.path.join(directory, "run.json")
-    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
-    if os.path.isdir(directory):
-        try:
-            with open(marker, encoding="utf-8") as f:
-                same = json.load(f).get("key") == key
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            log.warning("discarding checkpoints in %s: they belong to different settings", directory)
-            shutil.rmtree(directory)
-        elif training.latest_checkpoint(directory):
-            log.info("resuming from checkpoints in %s", directory)
-    os.makedirs(directory, exist_ok=True)
-    io.write_json(marker, {"key": key, "settings": fingerprint})
+def _prepare_checkpoints(directory: str, fingerprint: dict, overwrite: bool = False) -> None:
+    """Use ``directory`` for this run's checkpoints (see :func:`deephash.checkpoints.prepare`)."""
+    checkpoints.prepare(directory, fingerprint, overwrite=overwrite)
 
 
 def run(
@@ -75,6 +59,7 @@ def run(
     features: str | None = None,
     root: str | None = None,
     extra_json: dict[str, Any] | None = None,
+    overwrite_checkpoints: bool = False,
 ) -> dict:
     """Train ``method`` on ``dataset`` (a name for ``data.load`` or a ``data.Dataset``)
     with ``bits``-bit codes, evaluate with ``metrics.evaluate(top_k=protocol.map_depth)``
@@ -93,7 +78,20 @@ def run(
     the chief (``training.is_chief``) writes the run directory and the checkpoints (the
     others checkpoint to a private temporary directory, removed after training) and
     returns ``run_dir``; the other workers return the same results with ``run_dir=None``.
+
+    One process at a time writes ``out_dir`` and the checkpoint directory (an OS lock;
+    a second one gets ``runs.DirectoryLockedError`` at once). Checkpoints of other settings
+    in the checkpoint directory stop the run with a ValueError naming the differences;
+    ``overwrite_checkpoints=True`` discards them (only the files the library wrote there).
+    A NaN or infinite loss stops training with ``training.NonFiniteLossError``.
     """
+    with contextlib.ExitStack() as locks:
+        return _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, features, root, extra_json,
+                    overwrite_checkpoints)
+
+
+def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, features, root, extra_json,
+         overwrite_checkpoints):
     from deephash import data, methods, metrics
 
     # ---- validate before any work
@@ -118,13 +116,17 @@ def run(
     if features is not None and not features_lib.is_recipe(features) and not os.path.isdir(features):
         raise FileNotFoundError(f"no feature directory at {features!r} (computed features: "
                                 f"{', '.join(features_lib.RECIPES)})")
-    reserved = {"config.json", "split.json", "codes.npz", "history.json", "metrics.json"}
+    reserved = {"config.json", "split.json", "codes.npz", "history.json", "metrics.json", runs.MANIFEST}
     for filename in extra_json or {}:
         if (not isinstance(filename, str) or not filename.endswith(".json") or os.path.basename(filename) != filename
                 or filename in reserved):
             raise ValueError(f"extra_json: {filename!r} must be a plain *.json file name other than "
                              f"{', '.join(sorted(reserved))}")
     hparams = dict(hparams or {})
+    if out_dir is not None and (family != "deep" or training.is_chief(config.strategy)):
+        locks.enter_context(runs.DirectoryLock(out_dir, "run directory"))
+        runs.remove_stale(out_dir)  # staging directories of a killed earlier run of this directory
+        out_dir = runs.check_out_dir(out_dir, overwrite)  # again, now that it is ours
 
     # ---- data
     ds = data.load(dataset, root=root, seed=config.seed) if isinstance(dataset, str) else dataset
@@ -138,6 +140,10 @@ def run(
                 f"features in {features!r} were computed on split {fit_ds.checksum[:12]}, "
                 f"the dataset's split is {ds.checksum[:12]}"
             )
+
+    if family == "deep" and len(fit_ds.train) < config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set of {ds.name} "
+                         f"({len(fit_ds.train)} items): an epoch would have no steps")
 
     # ---- model
     selection: dict = {}
@@ -164,17 +170,20 @@ def run(
         ckpt_default = True
     chief = family != "deep" or training.is_chief(config.strategy)
     if family == "deep" and config.checkpoint_dir and chief:
+        locks.enter_context(runs.DirectoryLock(config.checkpoint_dir, "checkpoint directory"))
         _prepare_checkpoints(
             config.checkpoint_dir,
             {"method": name, "bits": bits, "dataset": ds.name, "checksum": ds.checksum,
              "config": {k: v for k, v in config.to_dict().items() if k not in ("verbose", "checkpoint_dir")},
              "hparams": model_hparams},
+            overwrite=overwrite_checkpoints,
         )
     if family == "deep":  # the other workers resume only after the chief has sorted the checkpoints
         training.same_on_all_workers(1, "reaching training", config.strategy)
     t0 = time.perf_counter()
     history = model.fit_dataset(fit_ds, config) or {}
     train_s = time.perf_counter() - t0
+    training.check_finite(history, "in the training history")  # a diverged run is not a result
 
     # ---- evaluate
     t0 = time.perf_counter()
@@ -223,8 +232,9 @@ def run(
                 plots.pr_curve(result["pr_curve"], os.path.join(tmp, "pr_curve.png"), title=f"PR curve: {title}")
             if history:
                 plots.training_curves(history, os.path.join(tmp, "training_curve.png"), title=f"Training: {title}")
+            runs.write_manifest(tmp)  # last: hashes of everything above
         if ckpt_default:
-            shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
+            checkpoints.remove(config.checkpoint_dir)
     if mixed:
         training.configure_mixed_precision(False)
     return {**summary, "run_dir": out_dir, "model": model}

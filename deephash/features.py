@@ -255,8 +255,13 @@ def load_features(directory: str | os.PathLike) -> Dataset:
     if not os.path.exists(meta_path):
         raise FileNotFoundError(f"{meta_path!r} is missing: {directory!r} is not a complete feature directory "
                                 "(written by deephash.features.save_features)")
-    with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except ValueError as e:
+        raise ValueError(f"{meta_path!r}: damaged JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path!r}: not a feature-directory manifest (a JSON object expected)")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{meta_path!r}: unknown format_version {meta.get('format_version')!r}")
     splits = {}

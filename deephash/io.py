@@ -36,10 +36,36 @@ def _umask() -> int:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (numpy scalars/arrays converted)."""
+    """Atomically write ``obj`` as indented, strict JSON (numpy scalars/arrays converted).
+    NaN or infinite numbers are not JSON: ValueError naming ``path`` and where the value
+    is, and nothing is written."""
+    text = dumps_strict(obj, indent=2, what=os.fspath(path))
     with atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=_to_builtin)
-        f.write("\n")
+        f.write(text + "\n")
+
+
+def dumps_strict(obj: Any, what: str = "JSON", **kwargs) -> str:
+    """``json.dumps`` with ``allow_nan=False`` (numpy values converted); a NaN or infinity
+    raises ValueError naming ``what`` and the first key path holding one."""
+    try:
+        return json.dumps(obj, allow_nan=False, default=_to_builtin, **kwargs)
+    except ValueError as e:
+        where = _first_non_finite(json.loads(json.dumps(obj, default=_to_builtin)), "")
+        raise ValueError(f"{what}: refusing to write a non-finite number{f' at {where}' if where else ''} "
+                         f"(NaN/Infinity are not valid JSON): {e}") from None
+
+
+def _first_non_finite(obj: Any, where: str) -> str | None:
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "the top level"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        found = _first_non_finite(v, f"{where}[{k!r}]")
+        if found:
+            return found
+    return None
 
 
 def _to_builtin(o: Any) -> Any:

@@ -16,6 +16,10 @@ the report gives
   code length ``<dataset>_pr_<bits>b.png`` (precision-recall over Hamming radii) and
   ``<dataset>_precision_at_n_<bits>b.png``.
 
+A run directory that cannot be used (damaged JSON, a file that differs from the hashes in
+its ``manifest.json``) is skipped and listed under "skipped run directories" with why;
+it never aborts the report nor enters a table.
+
 Paper numbers come from ``deephash.published``; for the embedded sets the paper's numbers
 of the real data set they stand in for are shown, labelled with that data set's name.
 """
@@ -66,13 +70,25 @@ def find_runs(paths: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
-def collect(run_dirs: Iterable[str]) -> list[dict]:
-    """One row per run: dataset, method, bits, seed, checksum, conventions, protocol, metrics."""
+def collect(run_dirs: Iterable[str], skipped: list | None = None) -> list[dict]:
+    """One row per run: dataset, method, bits, seed, checksum, conventions, protocol, metrics.
+
+    A run directory that cannot be used (a damaged JSON file, a file that differs from its
+    ``manifest.json``, missing fields) is left out; with ``skipped`` (a list) it is recorded
+    there as ``(run_dir, why)``, else the error is raised."""
     from deephash import runs
 
     rows = []
     for d in run_dirs:
-        r = runs.load_run(d)
+        try:
+            r = runs.load_run(d)
+            _check_row(r)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            if skipped is None:
+                raise
+            skipped.append((os.path.abspath(d), str(e) if isinstance(e, (OSError, ValueError)) else
+                            f"{os.path.join(d, 'metrics.json')}: missing or malformed field {e}"))
+            continue
         m, cfg, split = r["metrics"], r.get("config", {}), r.get("split", {})
         rows.append({
             "run_dir": r["dir"],
@@ -87,6 +103,18 @@ def collect(run_dirs: Iterable[str]) -> list[dict]:
             "metrics": m,
         })
     return rows
+
+
+def _check_row(r: dict) -> None:
+    """KeyError/TypeError/ValueError unless a loaded run has what the report reads."""
+    m = r["metrics"]
+    for key in ("dataset", "method", "bits"):
+        if key not in m:
+            raise KeyError(key)
+    int(m["bits"])
+    for metric in METRICS:
+        if metric in m and not isinstance(m[metric], (int, float)):
+            raise TypeError(f"{r['dir']}: metrics.json {metric!r} is not a number: {m[metric]!r}")
 
 
 def _mean_curve(curves: list[dict]) -> dict:
@@ -259,7 +287,10 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
     the PR and precision@N plots (default: all). Returns ``{"markdown", "files", "tables"}``
     where ``tables[(dataset, metric)] = (header, rows)``.
     """
-    rows = collect(find_runs(run_dirs))
+    skipped: list = []
+    rows = collect(find_runs(run_dirs), skipped)
+    if not rows:
+        raise ValueError("no usable run directories: " + "; ".join(f"{d}: {why}" for d, why in skipped))
     agg = aggregate(rows)
     found_methods = list(dict.fromkeys(r["method"] for r in rows))
     order = [m for m in (methods or found_methods) if m in found_methods] + \
@@ -324,12 +355,15 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
                 md += ["### plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figs] + [""]
             files += figs
     md += ["## runs", "", *(f"- `{os.path.relpath(r['run_dir'], os.path.abspath(out))}`" for r in rows), ""]
+    if skipped:
+        md += ["## skipped run directories", "",
+               *(f"- `{os.path.relpath(d, os.path.abspath(out))}`: {why}" for d, why in skipped), ""]
     text = "\n".join(md)
     path = os.path.join(out, "report.md")
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(text)
     files.insert(0, path)
-    return {"markdown": text, "files": files, "tables": tables, "headers": headers}
+    return {"markdown": text, "files": files, "tables": tables, "headers": headers, "skipped": skipped}
 
 
 def format_tables(report: dict) -> str:
@@ -372,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_tables(rep))
+    for d, why in rep.get("skipped", []):
+        print(f"skipped {d}: {why}", file=sys.stderr)
     print(f"report: {rep['files'][0]} ({len(rep['files'])} files)")
     return 0
 

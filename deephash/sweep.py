@@ -5,7 +5,9 @@ Each run lives in ``runs_dir/<dataset>/<method>/<bits>b-seed<seed>-<key>`` where
 hashes the run's full request (:meth:`presets.RunSpec.request`: method, data set, bits,
 seed, training config, hyper-parameters, features, data set options). A directory with a
 ``metrics.json`` and a matching ``request.json`` is reused instead of retrained; anything
-else at that path is an error (nothing is overwritten silently).
+else at that path is an error (nothing is overwritten silently). A run whose JSON files
+differ from its ``manifest.json`` (damaged or edited after it finished) is never reused:
+it is retrained and replaced.
 
 Which code trained a run is recorded in its ``config.json`` (``versions.deephash_source``,
 a digest of the library's sources, see :func:`deephash.runs.source_digest`). The request
@@ -44,15 +46,18 @@ def run_dir_for(runs_dir: str, spec: presets.RunSpec) -> str:
 
 def finished(run_dir: str, spec: presets.RunSpec) -> bool:
     """Whether ``run_dir`` holds a finished run of exactly ``spec``; ValueError when it
-    holds something else (a different request, or no metrics)."""
+    holds something else (a different request, or no metrics); ``runs.CorruptRunError``
+    (a ValueError) when its JSON files are damaged or differ from its ``manifest.json``."""
+    from deephash import runs
+
     if not os.path.exists(run_dir):
         return False
     req_path = os.path.join(run_dir, "request.json")
     if not os.path.exists(os.path.join(run_dir, "metrics.json")) or not os.path.exists(req_path):
         raise ValueError(f"{run_dir!r} exists but is not a finished sweep run (no metrics.json / request.json); "
                          "remove it to retrain")
-    with open(req_path, encoding="utf-8") as f:
-        stored = json.load(f)
+    runs.verify_run(run_dir, [n for n in CHECKED if os.path.exists(os.path.join(run_dir, n))])
+    stored = runs.read_json(req_path, "request.json")
     if json.loads(json.dumps(spec.request(), default=str)) != stored:
         raise ValueError(f"{run_dir!r} holds a run with different settings than requested; remove it to retrain")
     return True
@@ -97,6 +102,7 @@ class DatasetCache:
 
 
 REUSE = ("any", "same_code")
+CHECKED = ("request.json", "metrics.json", "config.json")  # files the reuse check verifies against manifest.json
 
 
 def trained_by(run_dir: str) -> str | None:
@@ -120,11 +126,15 @@ def run_spec(spec: presets.RunSpec, runs_dir: str, datasets: DatasetCache | None
     out = run_dir_for(runs_dir, spec)
     what = f"{spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}"
     replace = False
-    if finished(out, spec):
+    try:
+        done = finished(out, spec)
+    except runs.CorruptRunError as e:  # never reuse a damaged run: retrain it (the old one stays until then)
+        log(f"  retrain {what}: its run directory is damaged: {e}")
+        done, replace = False, True
+    if done:
         current, stored = runs.source_digest()[:16], trained_by(out)
         if stored == current or reuse == "any":
-            with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
-                m = json.load(f)
+            m = runs.read_json(os.path.join(out, "metrics.json"), "metrics.json")
             log(f"  reuse  {what}: mAP {m['map']:.4f}")
             if stored != current:
                 log(f"  note: that run was trained by other library code (source {stored or 'not recorded'}, "

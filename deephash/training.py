@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from deephash.io import atomic_write
+from deephash.io import atomic_write, dumps_strict
 
 log = logging.getLogger(__name__)
 
@@ -348,34 +348,97 @@ _CKPT = re.compile(r"^ckpt-(\d+)\.npz$")
 def save_checkpoint(model, directory: str, epoch: int, history: dict | None = None) -> str:
     """Write the model's variables (weights and random-seed states, e.g. of dropout),
     the optimiser state, the finished ``epoch`` count and the history so far to
-    ``directory/ckpt-<epoch>.npz`` (atomically); older checkpoints are removed."""
+    ``directory/ckpt-<epoch>.npz`` (atomically), read it back to verify it, then remove
+    older checkpoints except the newest of them (the fallback :func:`resume` uses when the
+    latest is damaged). A history holding NaN/inf raises :class:`NonFiniteLossError`
+    (a diverged model is never checkpointed)."""
+    check_finite(history, f"in the history at epoch {epoch}")
     variables = list(model.variables)
     arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
     opt = getattr(model, "optimizer", None)
     opt_vars = list(opt.variables) if opt is not None else []
     arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(opt_vars)})
     meta = {"epoch": int(epoch), "num_weights": len(variables), "num_opt": len(opt_vars), "history": history or {}}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta, default=float).encode(), dtype=np.uint8)
+    arrays["__meta__"] = np.frombuffer(dumps_strict(meta, what=f"checkpoint metadata (epoch {epoch})").encode(),
+                                       dtype=np.uint8)
     path = os.path.join(directory, f"ckpt-{int(epoch)}.npz")
     with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
-    for old in glob.glob(os.path.join(directory, "ckpt-*.npz")):
-        m = _CKPT.match(os.path.basename(old))
-        if m and int(m.group(1)) < epoch:
-            os.unlink(old)
+    read_checkpoint(path)  # verify what was written before anything older is removed
+    # keep the newest older checkpoint as a fallback (resume uses it if this one is damaged later)
+    older = sorted((int(m.group(1)), p) for p in glob.glob(os.path.join(directory, "ckpt-*.npz"))
+                   if (m := _CKPT.match(os.path.basename(p))) and int(m.group(1)) < epoch)
+    for _, old in older[:-1]:
+        os.unlink(old)
     return path
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file cannot be read (truncated, bit-flipped, empty); the message names it."""
+
+
+def read_checkpoint(path: str) -> tuple[dict, list, list]:
+    """Read and check a :func:`save_checkpoint` file: ``(meta, weights, optimiser state)``.
+    Every array is read, so the zip CRCs are checked; :class:`CorruptCheckpointError`
+    naming ``path`` and what is wrong otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+            weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
+            opt_state = [z[f"o{i}"] for i in range(meta["num_opt"])]
+        int(meta["epoch"])
+    except Exception as e:  # BadZipFile, EOFError, KeyError, zlib.error, ValueError, OSError...
+        size = os.path.getsize(path) if os.path.exists(path) else None
+        raise CorruptCheckpointError(f"{path}: damaged checkpoint ({type(e).__name__}: {e}; {size} bytes)") from e
+    return meta, weights, opt_state
+
+
+class NonFiniteLossError(ValueError):
+    """Training produced a NaN or infinite loss (diverged): the run stops, nothing is saved."""
+
+
+def check_finite(logs: dict | None, where: str) -> None:
+    """:class:`NonFiniteLossError` when a value of ``logs`` (``{name: number or list}``,
+    e.g. an epoch's logs or a whole history) is NaN or infinite."""
+    for k, v in (logs or {}).items():
+        values = np.asarray(v, dtype=np.float64).ravel()
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise NonFiniteLossError(
+                f"training diverged: {k} is {values[bad[0]]} {where}"
+                f"{f' (entry {int(bad[0]) + 1})' if values.size > 1 else ''}; nothing was saved for it. "
+                "Lower the learning rate (--lr) or check the data")
+
+
+def finite_loss_guard():
+    """A Keras callback that stops training with :class:`NonFiniteLossError` at the end of
+    an epoch whose logs hold a NaN or infinite value, before any later callback (the
+    checkpoint) sees that epoch."""
+    import keras
+
+    class _FiniteLossGuard(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            check_finite({k: float(v) for k, v in (logs or {}).items()}, f"after epoch {epoch + 1}")
+
+    return _FiniteLossGuard()
 
 
 def latest_checkpoint(directory: str | None) -> str | None:
     """Path of the checkpoint with the most epochs in ``directory`` (None if none)."""
+    found = checkpoints(directory)
+    return found[0] if found else None
+
+
+def checkpoints(directory: str | None) -> list[str]:
+    """Paths of the checkpoints in ``directory``, newest (most epochs) first."""
     if not directory or not os.path.isdir(directory):
-        return None
+        return []
     found = []
     for p in os.listdir(directory):
         m = _CKPT.match(p)
         if m:
             found.append((int(m.group(1)), os.path.join(directory, p)))
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def resume(model, checkpoint_dir: str | None, strategy=None, unit: str = "epoch") -> tuple[int, dict[str, list[float]]]:
@@ -385,11 +448,25 @@ def resume(model, checkpoint_dir: str | None, strategy=None, unit: str = "epoch"
     In a cluster every worker must resume from the same ``unit`` (epoch, or DSEH's phase):
     checked with :func:`same_on_all_workers` on ``strategy``, so a checkpoint directory that
     the workers do not all see stops training with a ValueError."""
-    path = latest_checkpoint(checkpoint_dir)
     done, history = 0, {}
-    if path is not None:
-        meta = restore_checkpoint(model, path)
+    candidates = checkpoints(checkpoint_dir)
+    damaged = []
+    for path in candidates:
+        try:
+            meta = restore_checkpoint(model, path)
+        except CorruptCheckpointError as e:
+            log.warning("%s; falling back to an older checkpoint", e)
+            damaged.append(str(e))
+            continue
+        if damaged:
+            log.warning("resuming from %s (the newer checkpoint is damaged)", path)
         done, history = int(meta["epoch"]), {k: list(v) for k, v in meta.get("history", {}).items()}
+        break
+    else:
+        if damaged:
+            raise CorruptCheckpointError(
+                f"no readable checkpoint in {checkpoint_dir!r}: " + "; ".join(damaged)
+                + ". Remove the damaged files (or pass --overwrite_checkpoints) to start over")
     same_on_all_workers(done, f"the {unit} to resume from in {checkpoint_dir!r} (it must be a directory every "
                         "worker sees)", strategy)
     return done, history
@@ -397,11 +474,9 @@ def resume(model, checkpoint_dir: str | None, strategy=None, unit: str = "epoch"
 
 def restore_checkpoint(model, path: str) -> dict:
     """Load a :func:`save_checkpoint` file into ``model`` (and its compiled optimiser,
-    which is built first). Returns the metadata: ``epoch`` and ``history``."""
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(bytes(z["__meta__"]).decode())
-        weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
-        opt_state = [z[f"o{i}"] for i in range(meta["num_opt"])]
+    which is built first). Returns the metadata: ``epoch`` and ``history``. A damaged file
+    raises :class:`CorruptCheckpointError` before any variable is changed."""
+    meta, weights, opt_state = read_checkpoint(path)
     variables = list(model.variables)
     if len(weights) != len(variables):
         raise ValueError(f"{path}: checkpoint has {len(weights)} variables, the model {len(variables)}")
@@ -450,8 +525,10 @@ def checkpoint_callback(directory: str, initial_history: dict | None = None):
             self.history = {k: list(v) for k, v in (initial_history or {}).items()}
 
         def on_epoch_end(self, epoch, logs=None):
-            for k, v in (logs or {}).items():
-                self.history.setdefault(k, []).append(float(v))
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            check_finite(logs, f"after epoch {epoch + 1}")  # never checkpoint a diverged model
+            for k, v in logs.items():
+                self.history.setdefault(k, []).append(v)
             save_checkpoint(self.model, directory, epoch + 1, self.history)
 
     return _EpochCheckpoint()

@@ -16,6 +16,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
+LIST_SETS = ("nuswide21", "imagenet100", "coco")  # list-file data sets (deephash.data.listfile)
 flags.DEFINE_string("method", "dsrh", "method name (see deephash.methods.available())")
 flags.DEFINE_string("dataset", "digits", "data set name (see deephash.data.available())")
 flags.DEFINE_string("root", None, "directory holding the data set's files (file-based sets)")
@@ -44,6 +45,10 @@ flags.DEFINE_bool("mixed_precision", False, "mixed float16 on GPUs (ignored on C
 flags.DEFINE_string("checkpoint_dir", None, "per-epoch checkpoints (default: a hidden sibling of --out, "
                     "removed at the end; re-running after an interruption resumes)")
 flags.DEFINE_string("hparams", "", "method hyper-parameters as key=value,key=value")
+flags.DEFINE_bool("overwrite_checkpoints", False, "discard checkpoints of other settings found in the checkpoint "
+                  "directory (without it such a run stops with an error naming the differences)")
+flags.DEFINE_bool("verify_images", True, "list-file data sets: decode every image before training (a corrupt "
+                  "one stops the run at once, naming the file); verified files are remembered")
 flags.DEFINE_enum("verbose", "1", ["0", "1", "2", "epochs"],
                   "progress: 0 silent, 1 Keras step bar, 2 one line per epoch, epochs one bar over the epochs")
 
@@ -85,6 +90,15 @@ def build(argv_flags) -> tuple:
         raise ValueError(f"unknown dataset {f.dataset!r}; available: {', '.join(data.available())}")
     methods.check_bits(f.bits, method=method)
     runs.check_out_dir(f.out, f.overwrite)
+    if f.num_devices < 0:
+        raise ValueError(f"--num_devices must be 0 (no simulation) or a positive number of CPU devices, got {f.num_devices}")
+    if f.features is not None and methods.family(method) != "shallow":
+        raise ValueError(f"--features applies to shallow methods; {method!r} is a deep method")
+    if f.backbone:
+        from deephash import backbones
+
+        if f.backbone.lower() not in backbones.available():
+            raise ValueError(f"unknown --backbone {f.backbone!r}; available: {', '.join(backbones.available())}")
     hparams = parse_hparams(f.hparams)
     if f.backbone:
         hparams["backbone"] = f.backbone
@@ -110,26 +124,35 @@ def build(argv_flags) -> tuple:
     return method, f.dataset, f.bits, config, f.out, hparams
 
 
+def _user_error(e: Exception) -> bool:
+    from deephash import runs
+
+    return isinstance(e, (ValueError, FileNotFoundError, runs.DirectoryLockedError))
+
+
 def main(argv):
     del argv
-    if FLAGS.num_devices:
-        from deephash import training
-
-        training.simulate_devices(FLAGS.num_devices)
-    import deephash
-    from deephash import downloads, experiment
-
-    if not FLAGS.download:
-        downloads.set_network_allowed(False)
-
     try:
+        if FLAGS.num_devices:
+            from deephash import training
+
+            if FLAGS.num_devices < 0:
+                raise ValueError(f"--num_devices must be 0 or a positive number of CPU devices, got {FLAGS.num_devices}")
+            training.simulate_devices(FLAGS.num_devices)
+        import deephash
+        from deephash import data, downloads, experiment
+
+        if not FLAGS.download:
+            downloads.set_network_allowed(False)
         method, dataset, bits, config, out, hparams = build(FLAGS)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
-    try:
+        if FLAGS.verify_images and dataset in LIST_SETS:  # every image decoded before any training
+            dataset = data.load(dataset, root=FLAGS.root, seed=config.seed, verify_images=True)
         result = experiment.run(method, dataset, bits, config, out, hparams=hparams, overwrite=FLAGS.overwrite,
-                                features=FLAGS.features, root=FLAGS.root)
-    except downloads.DownloadDisabledError as e:  # data or weights missing with downloads off: say what to run
+                                features=FLAGS.features, root=FLAGS.root,
+                                overwrite_checkpoints=FLAGS.overwrite_checkpoints)
+    except Exception as e:  # bad input, a locked or damaged directory, a diverged run: one line, no traceback
+        if not _user_error(e):
+            raise
         sys.exit(f"error: {e}")
     print(experiment.format_table([result]))
     print(f"conventions: {experiment.conventions_line(result)}")

@@ -6,6 +6,15 @@ import importlib.util
 import keras
 
 
+def approx_history(history, **tolerance):
+    """``history`` (``{metric: [value per epoch]}``) for an approximate ``==``: one
+    ``pytest.approx`` per list (pytest >= 9 rejects ``approx`` of a dict of lists), and the
+    metric names must match exactly."""
+    import pytest
+
+    return {k: pytest.approx(list(v), **tolerance) for k, v in history.items()}
+
+
 class Interrupt(Exception):
     """Raised by :class:`StopAt` to simulate a training run that dies."""
 

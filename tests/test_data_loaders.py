@@ -248,3 +248,74 @@ def test_file_triplets_are_resumable_and_distribute(tmp_path):
     parts = strategy.experimental_local_results(dist[1][0])
     assert [p.shape[0] for p in parts] == [4, 4]
     np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), ya.numpy())
+
+
+# --------------------------------------------------------------------------- aliases, duplicates, spaces
+def _given_set(root, query_spelling):
+    """ImageNet-100 given lists whose query list names database image 3 as ``query_spelling``."""
+    db, query = fake_rows(200, 100, 1, False), fake_rows(100, 100, 2, False)
+    materialise(root, db + query)
+    query[0] = (query_spelling, db[3][1])
+    write_list(os.path.join(root, "database.txt"), db)
+    write_list(os.path.join(root, "test.txt"), query)
+    write_list(os.path.join(root, "train.txt"), db[:130])
+    return db
+
+
+@pytest.mark.parametrize("alias", ["./images/img_1_0003.jpg", "images/../images/img_1_0003.jpg", "ABS"])
+def test_a_query_aliasing_a_database_image_is_rejected(tmp_path, alias):
+    root = str(tmp_path)
+    if alias == "ABS":
+        alias = os.path.join(root, "images", "img_1_0003.jpg")
+    _given_set(root, alias)
+    with pytest.raises(ValueError, match="query items are also in (training|the database)"):
+        data.load("imagenet100", root=root)
+
+
+def test_a_query_linked_to_a_database_image_is_rejected(tmp_path):
+    root = str(tmp_path)
+    db = _given_set(root, "links/q.jpg")
+    os.makedirs(os.path.join(root, "links"))
+    os.symlink(os.path.join(root, db[3][0]), os.path.join(root, "links", "q.jpg"))
+    with pytest.raises(ValueError, match="query items are also in"):
+        data.load("imagenet100", root=root)
+
+
+def test_a_query_copied_from_a_database_image_is_rejected_when_verifying(tmp_path):
+    import shutil
+
+    root = str(tmp_path)
+    db = _given_set(root, "copies/q.jpg")
+    os.makedirs(os.path.join(root, "copies"))
+    shutil.copy(os.path.join(root, db[3][0]), os.path.join(root, "copies", "q.jpg"))
+    with pytest.raises(ValueError, match="same content as .*img_1_0003.jpg"):
+        data.load("imagenet100", root=root, verify_images=True)
+
+
+def test_duplicate_lines_in_a_full_list_are_rejected(tmp_path):
+    root = str(tmp_path)
+    rows = fake_rows(60, 80, 0, True)
+    rows.append(("./" + rows[7][0], rows[7][1]))  # the same file again, spelled differently
+    write_list(os.path.join(root, "all.txt"), rows)
+    with pytest.raises(ValueError, match=r"all.txt, line 61: .* is the same file as .* on line 8"):
+        data.load("coco", root=root, num_query=5, num_train=10, check_files=False)
+
+
+def test_a_path_with_a_space_is_named_in_the_error(tmp_path):
+    root = str(tmp_path)
+    rows = fake_rows(10, 80, 0, True)
+    rows[2] = ("images/my holiday.jpg", rows[2][1])
+    write_list(os.path.join(root, "all.txt"), rows)
+    with pytest.raises(ValueError, match=r"line 3: the image path 'images/my holiday.jpg' contains whitespace"):
+        data.load("coco", root=root, num_query=5, num_train=3, check_files=False)
+    rows[2] = ("images/x.jpg", np.r_[rows[2][1][:-1], 2])  # a bad label value keeps its own message
+    write_list(os.path.join(root, "all.txt"), rows)
+    with pytest.raises(ValueError, match="labels must be 0 or 1"):
+        data.load("coco", root=root, num_query=5, num_train=3, check_files=False)
+
+
+def test_root_of_an_embedded_set_is_never_created(tmp_path):
+    missing = tmp_path / "typo"
+    with pytest.raises(FileNotFoundError, match="typo"):
+        data.load("digits", root=str(missing))
+    assert not missing.exists()

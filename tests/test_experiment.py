@@ -66,7 +66,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, digits):
     result = experiment.run("dsrh", "digits", 16, TINY, str(out), hparams={"backbone": "small_cnn", "bags": 4})
     files = sorted(os.listdir(out))
     assert files == sorted(["config.json", "split.json", "model.keras", "codes.npz", "history.json",
-                            "metrics.json", "pr_curve.png", "training_curve.png"])
+                            "metrics.json", "pr_curve.png", "training_curve.png", "manifest.json"])
     assert sorted(os.listdir(tmp_path)) == ["dsrh_digits_16"]  # no temp or checkpoint dirs left
 
     m = json.loads((out / "metrics.json").read_text())
@@ -124,14 +124,19 @@ def test_run_fits_shallow_methods_on_a_feature_directory(tmp_path, digits):
         experiment.run("lsh", "digits", 16, TINY, None, features=other)
 
 
-def test_stale_checkpoints_from_other_settings_are_discarded(tmp_path, digits):
+def test_checkpoints_of_other_settings_stop_the_run_unless_overwrite_checkpoints(tmp_path, digits):
     ckpt = tmp_path / "ckpt"
     config = TINY.replace(checkpoint_dir=str(ckpt), epochs=1)
     experiment.run("drh", digits, 8, config, None)
     assert training.latest_checkpoint(str(ckpt)).endswith("ckpt-1.npz")
-    # the same settings resume (nothing left to train); different bits start over
-    experiment._prepare_checkpoints(str(ckpt), {"other": "settings"})
-    assert training.latest_checkpoint(str(ckpt)) is None
+    # other settings: an error naming the directory and the difference, nothing deleted
+    with pytest.raises(ValueError, match=r"ckpt.*other settings \(bits: 8 -> 16.*overwrite_checkpoints"):
+        experiment.run("drh", digits, 16, config, None)
+    assert training.latest_checkpoint(str(ckpt)).endswith("ckpt-1.npz")
+    # the explicit flag discards them (only the library's files)
+    (ckpt / "notes.txt").write_text("mine")
+    experiment._prepare_checkpoints(str(ckpt), {"other": "settings"}, overwrite=True)
+    assert training.latest_checkpoint(str(ckpt)) is None and (ckpt / "notes.txt").read_text() == "mine"
 
 
 def test_plots_write_png_files(tmp_path):
@@ -169,13 +174,18 @@ def _check_train_build(train_script, tmp_path):
         backbone, weights, ortho_weight, epochs, batch_size, lr = "small_cnn", None, "auto", 1, 64, 0.01
         momentum, weight_decay, lr_decay_steps, lr_decay_rate = 0.9, 2e-4, 0, 0.1
         strategy, seed, mixed_precision, checkpoint_dir, verbose = "default", 0, False, None, 0
+        num_devices, features = 0, None
 
     method, dataset, bits, config, out, hparams = train_script.build(F)
     assert (method, dataset, bits) == ("dsrh", "digits", 32) and config.lr_decay_steps is None
     assert hparams == {"bags": 3, "augment": True, "backbone": "small_cnn", "ortho_weight": "auto"}
     for attr, value, match in [("method", "nope", "unknown method"), ("dataset", "nope", "unknown dataset"),
                                ("bits", 0, "bits"), ("ortho_weight", "lots", "ortho_weight"),
-                               ("hparams", "bags", "key=value"), ("weights", "/no/such.h5", "weights")]:
+                               ("hparams", "bags", "key=value"), ("weights", "/no/such.h5", "weights"),
+                               ("bits", 100000, "at most 1024 bits"), ("backbone", "resnet", "unknown --backbone"),
+                               ("features", "gist", "shallow methods"), ("num_devices", -1, "num_devices"),
+                               ("out", str(tmp_path / "file" / "run"), "is a file")]:
+        (tmp_path / "file").write_text("")
         bad = type("B", (F,), {attr: value})
         with pytest.raises((ValueError, FileNotFoundError), match=match):
             train_script.build(bad)

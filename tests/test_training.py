@@ -11,7 +11,7 @@ import tensorflow as tf
 import deephash  # noqa: F401
 from deephash import data, methods, training
 
-from _helpers import Interrupt, StopAt
+from _helpers import Interrupt, StopAt, approx_history
 
 
 # ----------------------------------------------------------------------------- config
@@ -120,7 +120,7 @@ def _tiny_model():
     return model
 
 
-def test_checkpoint_round_trip_keeps_only_the_latest(tmp_path):
+def test_checkpoint_round_trip_keeps_the_latest_and_its_fallback(tmp_path):
     training.set_seed(0)
     model = _tiny_model()
     x, y = np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32)
@@ -129,7 +129,7 @@ def test_checkpoint_round_trip_keeps_only_the_latest(tmp_path):
     model.fit(x, y, epochs=1, verbose=0)
     path = training.save_checkpoint(model, str(tmp_path), 2, {"loss": [1.0, 0.5]})
     assert training.latest_checkpoint(str(tmp_path)) == path
-    assert sorted(os.listdir(tmp_path)) == ["ckpt-2.npz"]
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-1.npz", "ckpt-2.npz"]  # the previous one is the fallback
 
     fresh = _tiny_model()
     meta = training.restore_checkpoint(fresh, path)
@@ -138,6 +138,8 @@ def test_checkpoint_round_trip_keeps_only_the_latest(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(model.optimizer.variables, fresh.optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    training.save_checkpoint(model, str(tmp_path), 3, {"loss": [1.0, 0.5, 0.4]})
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-2.npz", "ckpt-3.npz"]
     assert int(fresh.optimizer.iterations.numpy()) == 2
 
     inputs = keras.Input((5,))
@@ -208,7 +210,7 @@ def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_run(digits, 
     h_resumed = resumed.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
     assert _max_diff(full, resumed) < 1e-6
     assert int(resumed.optimizer.iterations.numpy()) == 12
-    assert h_resumed == pytest.approx(h_full)
+    assert h_resumed == approx_history(h_full)
     assert len(h_resumed["loss"]) == 3
     # and a finished run is not trained again
     again = _create(training.get_strategy("default"), ds, dropout)

@@ -33,6 +33,9 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 def _split_dir(name: str, root: str | None, seed: int, split_dir: str | None) -> str:
     if split_dir is not None:
         return os.path.expanduser(split_dir)
+    if root and not os.path.isdir(os.path.expanduser(root)):  # never create a mistyped root
+        raise FileNotFoundError(f"{name}: root directory {root!r} does not exist ({name} is embedded and needs no "
+                                "root; a root only says where to keep its split files)")
     base = os.path.join(os.path.expanduser(root), "deephash_splits") if root else cache_dir()
     return os.path.join(base, name, f"seed{int(seed)}")
 

@@ -75,6 +75,12 @@ def read_list(path: str, num_labels: int | tuple[int, ...], image_root: str, whe
             if not tokens:
                 continue
             vec = tokens[1:]
+            middle = tokens[1:len(tokens) - len(_trailing_labels(tokens))]
+            words = 1 + len(middle)
+            if middle and not all(t.lstrip("+-").replace(".", "", 1).isdigit() for t in middle):
+                raise ValueError(
+                    f"{path}, line {lineno}: the image path {' '.join(tokens[:words])!r} contains whitespace; a list "
+                    "line is 'path 0 1 0 ...' separated by whitespace, so rename the file (or its folders) without spaces")
             if width is None:
                 if len(vec) not in accepted:
                     raise ValueError(
@@ -92,7 +98,21 @@ def read_list(path: str, num_labels: int | tuple[int, ...], image_root: str, whe
         raise ValueError(f"list file {path!r} holds no images")
     rel_arr = np.asarray(rel, dtype=str)
     abs_arr = np.asarray([p if os.path.isabs(p) else os.path.normpath(os.path.join(image_root, p)) for p in rel], dtype=str)
+    seen: dict[str, int] = {}
+    for i, p in enumerate(abs_arr):  # the same file twice (also spelled differently) would leak across splits
+        j = seen.setdefault(os.path.realpath(p), i)
+        if j != i:
+            raise ValueError(f"{path}, line {i + 1}: {rel[i]!r} is the same file as {rel[j]!r} on line {j + 1} "
+                             "(duplicate lines let one image be both a query and a database item)")
     return rel_arr, abs_arr, np.asarray(labels, dtype=np.uint8)
+
+
+def _trailing_labels(tokens: list[str]) -> list[str]:
+    """The trailing 0/1 tokens of a split list line (the label vector)."""
+    k = len(tokens)
+    while k > 1 and tokens[k - 1] in ("0", "1"):
+        k -= 1
+    return tokens[k:]
 
 
 def top_labels(labels: np.ndarray, k: int) -> np.ndarray:
@@ -187,12 +207,17 @@ def load_list_dataset(
         verify_split(q, t, d, len(rel), labels=labels, where=directory, **counts)
         kind = f"seeded protocol split of {os.path.basename(full_path)} ({_describe(counts)})"
 
-    if len(np.intersect1d(rel[q], rel[t])):
-        raise ValueError(f"{name}: an image path appears both among the queries and in training")
+    real = np.asarray([os.path.realpath(p) for p in paths], dtype=str)  # aliases (./x, absolute, links) resolved
+    for other, what in ((t, "in training"), (d, "in the database")):
+        leak = np.intersect1d(real[q], real[other])
+        if len(leak):
+            raise ValueError(f"{name}: the image {leak[0]!r} is both a query and {what} (paths compared after "
+                             f"resolving ./, absolute paths and links; {len(leak)} such images)")
     if check_files:
         check_files_exist(paths, sources)
     if verify_images:
         _verify_images(np.unique(paths), on_corrupt="raise")
+        _check_copies(real, q, np.union1d(t, d), sources)
     depth = spec.map_depth if map_depth == "protocol" else map_depth
     if not spec.multilabel:
         if np.any(labels.sum(axis=1) != 1):
@@ -210,6 +235,33 @@ def load_list_dataset(
                     split_dir=directory)
 
 
+def _check_copies(real: np.ndarray, query: np.ndarray, others: np.ndarray, sources: np.ndarray) -> None:
+    """ValueError when a query image is a byte-identical copy of a training or database
+    image (another file, same size and sha256). Only files whose sizes collide are hashed;
+    run with ``verify_images``, which reads every file anyway."""
+    import hashlib
+
+    def size(i):
+        return os.path.getsize(real[i])
+
+    by_size: dict[int, list[int]] = {}
+    for i in others:
+        by_size.setdefault(size(i), []).append(int(i))
+    digests: dict[int, str] = {}
+
+    def digest(i):
+        if i not in digests:
+            with open(real[i], "rb") as f:
+                digests[i] = hashlib.sha256(f.read()).hexdigest()
+        return digests[i]
+
+    for qi in query:
+        for oi in by_size.get(size(qi), ()):
+            if digest(int(qi)) == digest(oi):
+                raise ValueError(f"the query image {real[qi]!r} ({sources[qi]}) has the same content as "
+                                 f"{real[oi]!r} ({sources[oi]}): a copy of a training/database image")
+
+
 def _describe(counts: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in counts.items() if v is not None)
 
@@ -223,12 +275,12 @@ def _pool(parts: dict, given: dict):
         r, p, y = parts[k]
         pos = np.empty(len(r), np.int64)
         for i, key in enumerate(r):
-            j = table.get(key)
+            j = table.get(key := os.path.realpath(p[i]))  # one item per file, however the lists spell its path
             if j is None:
                 j = table[key] = len(rel)
-                rel.append(key), paths.append(p[i]), labels.append(y[i]), sources.append(f"{given[k]}, line {i + 1}")
+                rel.append(r[i]), paths.append(p[i]), labels.append(y[i]), sources.append(f"{given[k]}, line {i + 1}")
             elif not np.array_equal(labels[j], y[i]):
-                raise ValueError(f"{given[k]}, line {i + 1}: {key!r} has other labels than in {sources[j]}")
+                raise ValueError(f"{given[k]}, line {i + 1}: {r[i]!r} has other labels than in {sources[j]}")
             pos[i] = j
         positions[k] = pos
     return (np.asarray(rel, dtype=str), np.asarray(paths, dtype=str), np.asarray(labels, np.uint8),

@@ -217,8 +217,13 @@ def read_split(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
                 values.append(int(line))
         arrays.append(np.asarray(values, dtype=np.int64))
     manifest_path = os.path.join(directory, "split.json")
-    with open(manifest_path, encoding="utf-8") as f:
-        manifest = json.load(f)
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except ValueError as e:
+        raise ValueError(f"{manifest_path}: damaged JSON ({e}); remove the split directory to recreate it") from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{manifest_path}: not a split manifest (a JSON object expected)")
     checksum = split_checksum(*arrays)
     if manifest.get("checksum") != checksum:
         raise ValueError(

@@ -77,9 +77,38 @@ def _lookup(name: str):
 
 
 def create(name: str, **kwargs) -> "HashingMethod":
-    """Instantiate the method registered as ``name`` with ``kwargs``."""
+    """Instantiate the method registered as ``name`` with ``kwargs``; an argument the
+    method does not take raises ValueError naming it and the accepted ones."""
     factory = _lookup(name)
-    return factory.from_registry(name.lower(), **kwargs) if hasattr(factory, "from_registry") else factory(**kwargs)
+    try:
+        return factory.from_registry(name.lower(), **kwargs) if hasattr(factory, "from_registry") else factory(**kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e) and "got multiple values" not in str(e):
+            raise
+        raise ValueError(f"{name}: {_bad_argument(e)} (hyper-parameters it takes: {', '.join(_accepted(factory))})") from None
+
+
+def _bad_argument(e: TypeError) -> str:
+    import re
+
+    m = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+    return f"unknown hyper-parameter {m.group(1)!r}" if m else str(e)
+
+
+def _accepted(factory) -> list[str]:
+    import inspect
+
+    names: list[str] = []
+    for fn in (getattr(factory, "from_registry", None), getattr(factory, "__init__", None), factory):
+        if fn is None:
+            continue
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and p.name not in ("self", "cls", "name", "dataset", "bits", "kwargs") and p.name not in names]
+    return names or ["(none)"]
 
 
 def load(path: str) -> "HashingMethod":
@@ -90,8 +119,16 @@ def load(path: str) -> "HashingMethod":
         raise FileNotFoundError(f"no saved method at {path!r}")
     for ext, loader in _LOADERS.items():
         if str(path).endswith(ext):
-            return loader(path)
+            try:
+                return loader(path)
+            except Exception as e:  # a truncated or foreign file: say which and what is wrong
+                size = os.path.getsize(path)  # (Keras says "File not found" for a truncated file that exists)
+                raise ValueError(f"{path!r}: cannot load the saved method, the file is damaged or not a deephash "
+                                 f"model ({size} bytes; {type(e).__name__}: {e})") from e
     raise ValueError(f"{path!r}: unknown saved-method format (known: {', '.join(_LOADERS)})")
+
+
+MAX_BITS = 1024  # longest code accepted: beyond it models and metrics outgrow memory before telling
 
 
 def check_bits(bits: Any, *, method: str, multiple_of: int = 1, maximum: int | None = None) -> int:
@@ -102,6 +139,9 @@ def check_bits(bits: Any, *, method: str, multiple_of: int = 1, maximum: int | N
         raise ValueError(f"{method}: bits must be a multiple of {multiple_of}, got {bits}")
     if maximum is not None and bits > maximum:
         raise ValueError(f"{method}: at most {maximum} bits are possible here, got {bits}")
+    if bits > MAX_BITS:
+        raise ValueError(f"{method}: codes of at most {MAX_BITS} bits are supported (the papers use 12 to 128), "
+                         f"got {bits}")
     return int(bits)
 
 
@@ -187,14 +227,12 @@ class ShallowMethod(abc.ABC):
         return {"name": self.name, "bits": self.bits, **self.hparams}
 
     def save(self, path: str) -> None:
-        import json
-
-        from deephash.io import atomic_write
+        from deephash.io import atomic_write, dumps_strict
 
         if not self.fitted:
             raise RuntimeError(f"{self.name}: nothing to save before fit()")
         arrays = {k: np.asarray(getattr(self, k)) for k in self._state}
-        arrays["__config__"] = np.frombuffer(json.dumps(self.get_config()).encode(), dtype=np.uint8)
+        arrays["__config__"] = np.frombuffer(dumps_strict(self.get_config(), what=f"{path}: config").encode(), dtype=np.uint8)
         with atomic_write(path, "wb") as f:
             np.savez(f, **arrays)
 

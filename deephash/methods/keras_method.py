@@ -263,7 +263,7 @@ class KerasHashingMethod(keras.Model):
             return history
         ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
         verbose, cbs = training.progress(config, int(config.epochs), initial_epoch, desc=self.name)
-        cbs += list(callbacks or [])
+        cbs = [training.finite_loss_guard(), *cbs, *(callbacks or [])]  # stop a diverged fit before its checkpoint
         with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:
             if ckpt_dir:
                 cbs.append(training.checkpoint_callback(ckpt_dir, history))
@@ -333,8 +333,8 @@ class KerasHashingMethod(keras.Model):
 
         self._check_images(inputs)
         ds = data.image_dataset(inputs, batch_size, preprocess=self.preprocessor())
-        out = model.predict(ds, verbose=0)
-        return np.asarray(out, dtype=np.float32)
+        fn = _encode_function(model, ds.element_spec)
+        return np.concatenate([np.asarray(fn(x), dtype=np.float32) for x in ds], axis=0)
 
     def extra_metrics(self, dataset, query_codes: np.ndarray, db_codes: np.ndarray) -> dict:
         """Method-specific metrics merged into metrics.json by the experiment runner."""
@@ -354,10 +354,34 @@ class KerasHashingMethod(keras.Model):
         os.close(fd)
         try:
             super().save(tmp, overwrite=True, **kwargs)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; honour the umask like every other file
             os.replace(tmp, filepath)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _encode_function(model: keras.Model, spec):
+    """``model(images, training=False)`` as one ``tf.function`` per model, traced once for
+    every batch size (input signature with a free batch dimension), so encoding never
+    retraces: no "triggered tf.function retracing" warnings when many models encode
+    (hyper-parameter selection) or the last batch is smaller. Kept on the model, outside
+    Keras' attribute tracking."""
+    import tensorflow as tf
+
+    fn = model.__dict__.get("_deephash_encode_fn")
+    if fn is None or fn[0] != spec:
+        traced = tf.function(lambda images: model(images, training=False), input_signature=[spec],
+                             autograph=False, reduce_retracing=True)
+        fn = (spec, traced)
+        object.__setattr__(model, "_deephash_encode_fn", fn)
+    return fn[1]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _multi_worker(strategy) -> bool:
