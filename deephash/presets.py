@@ -52,7 +52,9 @@ DSRH_PR_BITS = 48
 QUICK_EPOCHS = {"dsrh_family": 20, "dseh_family": 8, "deep": 25}
 QUICK_LR = {"dsrh_family": 0.02, "dseh_family": 0.01, "deep": 0.05}
 QUICK_BATCH = 64
-QUICK_HPARAMS = {"dpsh": {"eta": 0.002}, "dhn": {"quantization_weight": 0.005}}
+# DPSH: in-batch pairs on the embedded data (its default, the reference's table of all training
+# outputs, learned more slowly in the quick preset's few epochs; docs/baselines.md)
+QUICK_HPARAMS = {"dpsh": {"eta": 0.002, "pairs": "batch"}, "dhn": {"quantization_weight": 0.005}}
 QUICK_DSEH = {"rounds": 3, "labnet_epochs": 9, "imgnet_epochs": 8}  # "dseh-a": 1 round (no alternation)
 QUICK_SINGLE_LABEL_SIMILARITY = 5.0  # DSEH family on single-label data sets
 QUICK_SHALLOW = {"ksh": {"n_anchors": 150, "n_labeled": 500, "max_iter": 10}}

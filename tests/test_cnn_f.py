@@ -313,3 +313,25 @@ def test_saved_model_round_trip(tmp_path, mats):
     clone = keras.models.load_model(path)
     image = np.random.default_rng(5).uniform(-100, 100, INPUT)
     np.testing.assert_array_equal(_features(model, image), _features(clone, image))
+
+
+def test_extract_features_subtracts_the_files_full_average_image(tmp_path, monkeypatch):
+    from deephash import data, features
+
+    net = small_net(0)
+    for i, layer in enumerate(net):  # CNN-F's 6x6 fc6 so that the file fits 224x224 inputs
+        if layer["name"] == "fc6":
+            rng = np.random.default_rng(9)
+            net[i] = dict(layer, f=rng.normal(0, 0.1, (6, 6, 6, 8)).astype(np.float32))
+    average = np.broadcast_to(np.linspace(0, 255, 224, dtype=np.float32)[:, None, None], (224, 224, 3)).copy()
+    path = str(tmp_path / "vgg-f-224.mat")
+    write_mat(path, net, "tidy", average)
+    seen = {}
+
+    def capture(model, split, batch_size, preprocess):
+        seen["mean"] = preprocess.mean
+        return np.zeros((len(split), 8), np.float32)
+
+    monkeypatch.setattr(features, "_run", capture)
+    features.extract_features(data.load("digits"), "cnn_f", weights=path)
+    np.testing.assert_array_equal(seen["mean"], average)  # not its per-channel mean (127.5)

@@ -84,8 +84,9 @@ class DPSH(PairwiseHashingMethod):
                                               name="dpsh_train_codes")}
             object.__setattr__(self, "_table", table)
             object.__setattr__(self, "_table_split", split)
+            object.__setattr__(self, "_table_model", self.code_logits_model())  # one model: no retracing
             return  # filled at the start of the first epoch (after a resume restored the weights)
-        self._table["codes"].assign(self._predict(self.code_logits_model(), self._table_split, 256))
+        self._table["codes"].assign(self._predict(self._table_model, self._table_split, 256))
 
     def fit_dataset(self, dataset, config=None, callbacks=None) -> dict:
         if self.pairs != "table":
@@ -98,6 +99,7 @@ class DPSH(PairwiseHashingMethod):
         finally:
             object.__setattr__(self, "_table", None)
             object.__setattr__(self, "_table_split", None)
+            object.__setattr__(self, "_table_model", None)
             self.train_function = None
 
 
