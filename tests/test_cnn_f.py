@@ -333,5 +333,5 @@ def test_extract_features_subtracts_the_files_full_average_image(tmp_path, monke
         return np.zeros((len(split), 8), np.float32)
 
     monkeypatch.setattr(features, "_run", capture)
-    features.extract_features(data.load("digits"), "cnn_f", weights=path)
+    features.extract_features("cnn_f", data.load("digits"), weights=path)
     np.testing.assert_array_equal(seen["mean"], average)  # not its per-channel mean (127.5)
