@@ -11,7 +11,6 @@ import tensorflow as tf
 
 import deephash  # noqa: F401
 from deephash import data, methods, metrics, presets, training
-from deephash.methods.dseh import DSEH
 
 AUTHORS = dict(loss_scale="authors", code_logit_scale=10.0, code_target=0.999, semantic_activation="relu",
                hash_input="pre_activation", labnet_lrn=True, imgnet_similarity=0.999, beta=0.01)

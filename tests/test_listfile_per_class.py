@@ -4,11 +4,10 @@ import os
 
 import numpy as np
 import pytest
+from test_data_loaders import fake_rows, materialise, write_list
 
 from deephash import data
 from deephash.data.listfile import subsample_per_class
-
-from test_data_loaders import fake_rows, materialise, write_list
 
 
 @pytest.fixture(autouse=True)

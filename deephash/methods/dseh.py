@@ -391,6 +391,8 @@ class DSEH(KerasHashingMethod):
     def hparams(self) -> dict:
         """The method's hyper-parameters (for config.json)."""
         out = {k: v for k, v in self.get_config().items() if k in _HPARAMS}
+        if self.image_mean is not None and np.ndim(self.image_mean) == 3:  # not 150k numbers in config.json
+            out["image_mean"] = f"average image {tuple(np.shape(self.image_mean))}"
         return {**out, "backbone": self.backbone.name}
 
     # ------------------------------------------------------------------ models and encoding
