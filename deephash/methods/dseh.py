@@ -37,6 +37,19 @@ and hash layers at ``lr_multiplier * config.lr`` through gradient multipliers;
 step schedule of ``config`` (a fresh optimiser per phase), Caffe-style weight decay on the
 trained network's kernels.
 
+**The authors' code** (lelan-li/DSEH, which produced the published numbers) differs from the
+text above in named, selectable ways (docs/dseh.md has the table): ``loss_scale="authors"``
+(every term a per-element mean, the label term halved), ``code_logit_scale=10`` and
+``code_target=0.999`` (ImgNet's code cross-entropy), ``semantic_activation="relu"``,
+``hash_input="pre_activation"`` (the hash layer reads the semantic layer before its ReLU),
+``labnet_hidden=2048`` with ``labnet_lrn=True``, ``labnet_semantic_weight`` (0 on ImageNet),
+``imgnet_similarity=0.999``, ``optimizer="adam"`` with ``clip_value`` /
+``imgnet_clip_value``, ``lr_decay_epochs`` / ``lr_decay_rate`` / ``round_lr_decay`` (x10^-0.5
+every 10 epochs and every round), per-round ``labnet_epochs``, ``joint_table="imgnet"``
+(Algorithm 1: from round 2 LabNet's stored table starts as ImgNet's semantic features and
+codes ``sign(y^v)``) and ``evaluation="authors"`` (Table 2 over training + database images at
+full depth). ``presets.dseh_paper`` sets all of them for ``--preset=paper``.
+
 **Variants** (Table 2): ``dseh-s`` ImgNet without its semantic term J1; ``dseh-ss`` neither
 network uses semantic (F) supervision; ``dseh-l`` LabNet without the label term J4;
 ``dseh-a`` one round (LabNet once, then ImgNet once: one third of the training of ``dseh``
@@ -701,8 +714,12 @@ class DSEH(KerasHashingMethod):
             else:
                 optimizer = self.make_optimizer(phase_config, steps, round_index, clip)
             if phase == "imgnet" and self.optimizer_name == "adam" and self.lr_multiplier != 1:
-                object.__setattr__(self, "_head_optimizer", self.make_optimizer(
-                    phase_config, steps, round_index, clip, lr_factor=self.lr_multiplier))
+                # Adam normalises the gradient scale away: the new layers get their own optimiser
+                # at lr_multiplier x lr (the authors' two AdamOptimizers), built here, not in the step
+                head_optimizer = self.make_optimizer(phase_config, steps, round_index, clip,
+                                                     lr_factor=self.lr_multiplier)
+                head_optimizer.build(self.imgnet_weights()[1])
+                object.__setattr__(self, "_head_optimizer", head_optimizer)
             self.compile(optimizer=optimizer)
         self.train_function = None  # retrace train_step for this phase
         log.info("%s: round %d, %s for %d epochs of %d steps", self.name, k // 2 + 1, phase, epochs, steps)
