@@ -172,6 +172,12 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
         raise ValueError(f"unknown paper {paper!r}; choose one of {', '.join(PAPERS)}")
     name = str(method).lower()
     family = methods.family(name)  # ValueError naming the registered methods
+    # which DSEH configuration --preset=paper runs (read by the DSEH family only, so that a
+    # table script may pass it with every method's hparams)
+    hparams = dict(hparams or {})
+    dseh_setting = hparams.pop("dseh_setting", PAPER_DSEH_SETTING)
+    if dseh_setting not in DSEH_SETTINGS:
+        raise ValueError(f"unknown DSEH setting {dseh_setting!r}; choose one of {', '.join(DSEH_SETTINGS)}")
     group = _group(name, family)
     hp: dict[str, Any] = {}
     if group == "shallow":
@@ -193,9 +199,7 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
         config = training.TrainConfig(epochs=QUICK_EPOCHS[group], batch_size=QUICK_BATCH, lr=QUICK_LR[group],
                                       lr_decay_steps=None, seed=seed, verbose=verbose)
     elif group == "dseh_family":
-        hparams = dict(hparams or {})
-        config, hp = dseh_paper(name, dataset, hparams.pop("dseh_setting", PAPER_DSEH_SETTING), seed=seed,
-                                verbose=verbose)
+        config, hp = dseh_paper(name, dataset, dseh_setting, seed=seed, verbose=verbose)
         if weights is not None:
             hp["weights"] = weights
     else:

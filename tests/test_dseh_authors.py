@@ -212,6 +212,9 @@ def test_paper_preset_is_the_released_configuration():
     # the paper's text, by name
     text = presets.spec("dseh", "nuswide21", 32, preset="paper", paper="dseh", hparams={"dseh_setting": "paper_text"})
     assert "optimizer" not in text.hparams and text.hparams["beta"] == 0.005 and text.config.weight_decay == 5e-4
+    # any method may carry it (a table script passes it to all); only the DSEH family reads it
+    assert "dseh_setting" not in presets.spec("hashnet", "nuswide21", 32, preset="paper", paper="dseh",
+                                              hparams={"dseh_setting": "paper_text"}).hparams
     with pytest.raises(ValueError, match="DSEH setting"):
         presets.spec("dseh", "nuswide21", 32, preset="paper", paper="dseh", hparams={"dseh_setting": "x"})
 
