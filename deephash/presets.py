@@ -10,7 +10,7 @@ uses under ``--preset=quick`` or ``--preset=paper`` (:func:`spec` -> :class:`Run
   SGD lr 0.01 momentum 0.9, x0.1 after 5,000 (CIFAR-10) / 20,000 (NUS-WIDE) iterations,
   weight decay 2e-4, 30 bags, lambda 0.25. DSEH: CNN-F, ImgNet batch 128, LabNet batch 32,
   new layers at 10x, 3 alternating rounds, and the authors' released configuration where the
-  paper is silent (:func:`dseh_paper`; ``--hparams=dseh_setting=paper_text`` for the text's).
+  paper is silent (:func:`dseh_paper`; ``hparams={"dseh_setting": "paper_text"}`` for the text's).
   Deep baselines: CNN-F (DSEH's comparison) or the method's own default (NINH in DSRH's).
   Shallow methods: feature vectors from ``experiments/extract_features.py`` (``features``),
   or computed features by name (``features="gist"``); DSRH on CIFAR-10 defaults to
