@@ -52,8 +52,8 @@ DSRH_PR_BITS = 48
 QUICK_EPOCHS = {"dsrh_family": 20, "dseh_family": 8, "deep": 25}
 QUICK_LR = {"dsrh_family": 0.02, "dseh_family": 0.01, "deep": 0.05}
 QUICK_BATCH = 64
-# DPSH: in-batch pairs on the embedded data (its default, the reference's table of all training
-# outputs, learned more slowly in the quick preset's few epochs; docs/baselines.md)
+# DPSH: in-batch pairs on the embedded data; its default, the reference's table of all training
+# outputs, gave every digits_multi image one code from small_cnn's random start (docs/baselines.md)
 QUICK_HPARAMS = {"dpsh": {"eta": 0.002, "pairs": "batch"}, "dhn": {"quantization_weight": 0.005}}
 QUICK_DSEH = {"rounds": 3, "labnet_epochs": 9, "imgnet_epochs": 8}  # "dseh-a": 1 round (no alternation)
 QUICK_SINGLE_LABEL_SIMILARITY = 5.0  # DSEH family on single-label data sets
