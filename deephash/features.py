@@ -195,7 +195,14 @@ def extract_features(
         from deephash.data.preprocessing import for_backbone
 
         shape = dataset.image_shape if backbone_model_or_name.lower() == "small_cnn" else None
-        preprocess = for_backbone(backbone_model_or_name, input_shape=shape)
+        mean = None
+        if backbone_model_or_name.lower() == "cnn_f" and weights is not None:
+            # MatConvNet subtracts the file's full average image (per-channel mean in old files)
+            from deephash.backbones.cnn_f import matconvnet_metadata
+
+            meta = matconvnet_metadata(weights)
+            mean = meta["average_image"] if np.ndim(meta["average_image"]) == 3 else meta["mean"]
+        preprocess = for_backbone(backbone_model_or_name, input_shape=shape, mean=mean)
     input_shape = getattr(preprocess, "input_shape", None) if isinstance(backbone_model_or_name, str) else None
     model = _feature_model(backbone_model_or_name, layer, weights, input_shape)
     batch_size = 64 if batch_size is None else batch_size

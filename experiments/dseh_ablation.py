@@ -165,9 +165,12 @@ def markdown(summary: dict, dataset: str, bits: int, ref: str | None, paper: dic
         lines.append("| " + " | ".join(cells) + " |")
     seeds = sorted({row["seeds"] for row in summary.values()})
     lines += ["", f"Ours: mean ± sample standard deviation over {', '.join(map(str, seeds))} seed(s) "
-              "(each seed also draws the data split). n_h = distinct LabNet codes of the database labels; "
+              "(each seed also draws the data split). n_h = distinct LabNet codes of the TRAINING labels (as the "
+              "authors' DSEH.py counts them; runs made before this count report the database labels'); "
               "map_l = mAP of LabNet codes of the query labels against those of the database labels; "
-              "map_i = mAP of ImgNet codes of the images."]
+              "map_i = mAP of ImgNet codes of the images. --preset=quick ranks the protocol's database at its "
+              "depth; --preset=paper ranks as the authors' evaluate.py does: map_i against the training + "
+              "database images, both at full depth (DSEH evaluation=\"authors\")."]
     if stand_in:
         lines.append(f"The paper has no {dataset}; its {ref_name} numbers stand beside ours for orientation only "
                      "(different data, backbone and scale).")

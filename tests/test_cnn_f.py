@@ -121,7 +121,7 @@ def write_mat(path, layers, layout, average_image):
     for layer in layers:
         s = {"name": layer["name"], "type": layer["type"]}
         if layer["type"] == "conv":
-            if layout == "tidy":
+            if layout in ("tidy", "beta12"):  # beta12-16 already hold weights = {filters, biases}
                 s["weights"] = _cell([layer["f"], layer["b"][None, :]])
                 s["dilate"] = 1.0
                 s["precious"] = False
@@ -133,7 +133,7 @@ def write_mat(path, layers, layout, average_image):
                      pad=np.array(layer["pad"], float))
         elif layer["type"] == "lrn":
             s["param"] = np.array(layer["param"], float)
-            if layout == "old":
+            if layout in ("old", "beta12"):
                 s["type"] = "normalize"  # MatConvNet's name before vl_simplenn_tidy
         structs.append(s)
     if layout == "tidy":
@@ -150,7 +150,7 @@ def mats(tmp_path_factory):
     average = rng.uniform(0, 255, INPUT).astype(np.float32)
     net = small_net(0)
     paths = {}
-    for layout in ("tidy", "old"):
+    for layout in ("tidy", "old", "beta12"):
         paths[layout] = str(root / f"vgg-f-{layout}.mat")
         write_mat(paths[layout], net, layout, average)
     paths["other_weights"] = str(root / "vgg-f-other.mat")
@@ -199,7 +199,7 @@ def test_cnn_f_architecture_at_224():
     assert model.count_params() == 56_737_536  # CNN-F's 60.9M minus fc8 (4096*1000 + 1000)
 
 
-@pytest.mark.parametrize("layout", ["tidy", "old"])
+@pytest.mark.parametrize("layout", ["tidy", "old", "beta12"])
 def test_forward_pass_with_loaded_weights_equals_numpy_matconvnet(mats, layout):
     paths, net, average = mats
     model = cnn_f(INPUT, weights=paths[layout])
@@ -224,6 +224,44 @@ def test_both_layouts_give_the_same_model_and_metadata(mats):
         assert meta["image_size"] == INPUT
         np.testing.assert_allclose(meta["average_image"], average)
         np.testing.assert_allclose(meta["mean"], average.reshape(-1, 3).mean(0), rtol=1e-5)
+
+
+def test_every_importer_version_is_recognised_and_loads_into_one_model(mats):
+    paths, net, _ = mats
+    expected = {"old": "beta3-11", "beta12": "beta12-16", "tidy": "beta17+"}
+    model = cnn_f(INPUT, weights=paths["tidy"])
+    image = np.random.default_rng(5).uniform(-100, 100, INPUT)
+    for layout, importer in expected.items():
+        assert matconvnet_metadata(paths[layout])["importer"] == importer
+        info = load_matconvnet_weights(model, paths[layout])
+        assert info["importer"] == importer and info["loaded"][-1] == "fc7"
+        np.testing.assert_allclose(_features(model, image), np_forward(net, image), rtol=2e-4, atol=1e-4)
+
+
+def test_pool_padding_that_reads_the_same_windows_is_accepted(tmp_path, mats):
+    from deephash.backbones.cnn_f import same_windows
+
+    paths, _, average = mats
+    # CNN-F at 224: pool2 reads a 27x27 map; beta17+ files pad it [0 1 0 1], older ones [0 0 0 0]
+    assert same_windows((0, 1, 0, 1), (0, 0, 0, 0), (3, 3), (2, 2), (27, 27))
+    assert not same_windows((0, 1, 0, 1), (0, 0, 0, 0), (3, 3), (2, 2), (28, 28))  # one more output row
+    assert not same_windows((1, 0, 1, 0), (0, 1, 0, 1), (3, 3), (2, 2), (27, 27))  # shifted windows
+    assert not same_windows((0, 1, 0, 1), (0, 0, 0, 0), (3, 3), (2, 2), (None, 27))
+    # the small net's pool2 reads a 15x11 map: pad [0 1 0 1] gives the same 7x5 output
+    net = small_net(3)
+    pool2 = next(layer for layer in net if layer["name"] == "pool2")
+    pool2["pad"] = (0, 1, 0, 1)
+    padded = str(tmp_path / "pool2-padded.mat")
+    write_mat(padded, net, "tidy", average)
+    model = cnn_f(INPUT, weights=paths["tidy"])  # built with pool2 pad [0 0 0 0]
+    assert load_matconvnet_weights(model, padded)["loaded"][0] == "conv1"
+    image = np.random.default_rng(6).uniform(-100, 100, INPUT)
+    np.testing.assert_allclose(_features(model, image), np_forward(net, image), rtol=2e-4, atol=1e-4)
+    pool2["pad"] = (1, 0, 1, 0)  # same output size, shifted windows: refused
+    shifted = str(tmp_path / "pool2-shifted.mat")
+    write_mat(shifted, net, "tidy", average)
+    with pytest.raises(ValueError, match="pool2.*pad"):
+        load_matconvnet_weights(model, shifted)
 
 
 def test_load_matconvnet_weights_replaces_every_layer(mats):
@@ -275,3 +313,25 @@ def test_saved_model_round_trip(tmp_path, mats):
     clone = keras.models.load_model(path)
     image = np.random.default_rng(5).uniform(-100, 100, INPUT)
     np.testing.assert_array_equal(_features(model, image), _features(clone, image))
+
+
+def test_extract_features_subtracts_the_files_full_average_image(tmp_path, monkeypatch):
+    from deephash import data, features
+
+    net = small_net(0)
+    for i, layer in enumerate(net):  # CNN-F's 6x6 fc6 so that the file fits 224x224 inputs
+        if layer["name"] == "fc6":
+            rng = np.random.default_rng(9)
+            net[i] = dict(layer, f=rng.normal(0, 0.1, (6, 6, 6, 8)).astype(np.float32))
+    average = np.broadcast_to(np.linspace(0, 255, 224, dtype=np.float32)[:, None, None], (224, 224, 3)).copy()
+    path = str(tmp_path / "vgg-f-224.mat")
+    write_mat(path, net, "tidy", average)
+    seen = {}
+
+    def capture(model, split, batch_size, preprocess):
+        seen["mean"] = preprocess.mean
+        return np.zeros((len(split), 8), np.float32)
+
+    monkeypatch.setattr(features, "_run", capture)
+    features.extract_features("cnn_f", data.load("digits"), weights=path)
+    np.testing.assert_array_equal(seen["mean"], average)  # not its per-channel mean (127.5)

@@ -15,10 +15,13 @@ is ``[N kappa alpha beta]`` (see :class:`deephash.layers.LocalResponseNormalizat
 Max-pooling pads with zeros, which equals MatConvNet's -inf padding because every padded
 pool in CNN-F reads non-negative (post-ReLU) values; the builder checks this.
 
-``load_matconvnet_weights`` reads both layouts of ``imagenet-vgg-f.mat``: the old one
-(top-level ``layers``, ``normalization``, ``classes``; conv layers hold ``filters`` and
-``biases``) and the newer ``vl_simplenn_tidy`` one (``meta.normalization``,
-``meta.classes``; conv layers hold ``weights = {filters, biases}``).
+``load_matconvnet_weights`` reads every importer version of ``imagenet-vgg-f.mat``:
+beta3-11 (top-level ``layers``, ``normalization``, ``classes``; conv layers hold ``filters``
+and ``biases``), beta12-16 (conv layers hold ``weights = {filters, biases}``, normalization
+still top-level) and beta17+ (``vl_simplenn_tidy``: ``meta.normalization``,
+``meta.classes``). A file's pad may differ from the model's where both read the same
+windows (same top / left pad and output size: beta17+'s pool2 pad ``[0 1 0 1]`` on CNN-F's
+27x27 map equals ``[0 0 0 0]``).
 """
 from __future__ import annotations
 
@@ -225,11 +228,17 @@ def read_matconvnet(path: str | os.PathLike) -> dict:
         )
     layers = []
     channels = None
+    weights_field = False
     for i, raw in enumerate(np.atleast_1d(top["layers"]).ravel()):
         layer = _parse_layer(raw, i, path, layout, channels)
         if layer["type"] == "conv":
             channels = layer["size"][3]
+            weights_field = weights_field or hasattr(raw, "weights")
         layers.append(layer)
+    # MatConvNet importer versions: beta3-11 conv layers hold filters/biases beside a top-level
+    # normalization; beta12-16 hold weights = {filters, biases}, still top-level normalization;
+    # beta17+ (vl_simplenn_tidy) move normalization and classes into meta
+    importer = "beta17+" if layout == "tidy" else ("beta12-16" if weights_field else "beta3-11")
 
     average = getattr(normalization, "averageImage", None)
     average = None if average is None or np.size(average) == 0 else np.asarray(average, np.float32)
@@ -245,6 +254,7 @@ def read_matconvnet(path: str | os.PathLike) -> dict:
         image_size = (s[0], s[1], s[2] if len(s) > 2 else 3)
     meta = {
         "layout": layout,
+        "importer": importer,
         "average_image": average,
         "mean": mean,
         "class_names": _strings(getattr(classes, "name", None)),
@@ -362,8 +372,12 @@ def _check_geometry(model: keras.Model, net: dict) -> None:
             if pad_layer is not None:
                 (t, b), (l_, r) = pad_layer.padding
                 pad = (t, b, l_, r)
+            size = tuple(target.kernel_size if layer["type"] == "conv" else target.pool_size)
+            in_shape = (pad_layer or target).input.shape
             got = {"pad": pad, "stride": tuple(target.strides)}
             want = {"pad": tuple(layer["pad"]), "stride": tuple(layer["stride"])}
+            if same_windows(want["pad"], pad, size, want["stride"], in_shape[1:3]):
+                want["pad"] = pad  # e.g. beta17+'s pool2 pad [0 1 0 1] on CNN-F's 27x27 map
             if layer["type"] == "pool":
                 got["pool"], want["pool"] = tuple(target.pool_size), tuple(layer["pool"])
         else:
@@ -373,6 +387,24 @@ def _check_geometry(model: keras.Model, net: dict) -> None:
         for key in want:
             if not np.allclose(got[key], want[key]):
                 raise ValueError(f"layer {name}: the file has {key} {want[key]}, the model {got[key]}")
+
+
+def same_windows(pad_a, pad_b, size, stride, in_hw) -> bool:
+    """Whether two paddings ``[top bottom left right]`` of a VALID window operation (filter or
+    pool ``size``, ``stride``) on an ``in_hw`` map read the same windows: equal top / left pads
+    and equal output sizes (extra bottom / right padding that no window reaches). False when
+    the map size is unknown and the pads differ."""
+    if tuple(pad_a) == tuple(pad_b):
+        return True
+    if any(d is None for d in in_hw) or pad_a[0] != pad_b[0] or pad_a[2] != pad_b[2]:
+        return False
+    for axis, (lo, hi) in enumerate(((0, 1), (2, 3))):
+        n, k, s = int(in_hw[axis]), int(size[axis]), int(stride[axis])
+        out_a = (n + pad_a[lo] + pad_a[hi] - k) // s + 1
+        out_b = (n + pad_b[lo] + pad_b[hi] - k) // s + 1
+        if out_a != out_b:
+            return False
+    return True
 
 
 def _assign(model: keras.Model, net: dict) -> tuple[list[str], list[str]]:

@@ -50,8 +50,9 @@ SPECS = {
                           description="NUS-WIDE, 21 most frequent concepts (DSRH): 100 queries/class, "
                           "500 train/class, database = the rest", accept_labels=(81,)),
     "imagenet100": ListSpec("imagenet100", 100, False, 1000, query_per_class=50, train_per_class=130,
-                            description="ImageNet-100 (DSEH, HashNet lists): 5,000 queries, ~13,000 train, "
-                            "~128,000 database, mAP@1000"),
+                            description="ImageNet-100 (DSEH, HashNet lists): 5,000 queries, 13,000 train (130 per "
+                            "class; the DSEH paper trains on 100 per class = 10,000: train_per_class=100, the "
+                            "default of DSEH's paper preset), ~128,000 database, mAP@1000"),
     "coco": ListSpec("coco", 80, True, 5000, num_query=5000, num_train=10000,
                      description="MS-COCO (DSEH, HashNet lists): 5,000 queries, 10,000 train, "
                      "~117,000 database, mAP@5000"),
@@ -122,6 +123,24 @@ def top_labels(labels: np.ndarray, k: int) -> np.ndarray:
     return np.sort(order[:k])
 
 
+def subsample_per_class(train: np.ndarray, labels: np.ndarray, per_class: int, seed: int, name: str = "") -> np.ndarray:
+    """A seeded subset of the single-label ``train`` indices with ``per_class`` items of each
+    class (sorted); ValueError when a class has fewer, or for multi-label data."""
+    y = labels[train]
+    if np.any(y.sum(axis=1) != 1):
+        raise ValueError(f"{name}: train_per_class with given lists needs single-label training items")
+    rng = np.random.default_rng([int(seed), 0x100C])
+    cls = y.argmax(axis=1)
+    out = []
+    for c in range(labels.shape[1]):
+        members = train[cls == c]
+        if 0 < len(members) < per_class:
+            raise ValueError(f"{name}: class {c} has {len(members)} training items in the given list, fewer than "
+                             f"train_per_class={per_class}")
+        out.append(rng.permutation(members)[:per_class])
+    return np.sort(np.concatenate(out)).astype(train.dtype)
+
+
 def load_list_dataset(
     name: str,
     root: str | None,
@@ -173,14 +192,20 @@ def load_list_dataset(
         rel, paths, sources = rel[keep], paths[keep], sources[keep]
         fingerprint = {k: file_sha256(given[k]) for k in GIVEN_LISTS}
         params = dict(dataset=name, mode="given", num_items=int(len(rel)), lists=fingerprint)
-        directory = split_dir or os.path.join(root, "deephash_splits", name, "given")
+        subdir = "given"
+        if train_per_class is not None:  # e.g. DSEH's 100 per class from HashNet's 130-per-class list
+            train = subsample_per_class(train, labels, int(train_per_class), seed, name)
+            params.update(train_per_class=int(train_per_class), seed=int(seed))
+            subdir = f"given-train{int(train_per_class)}pc-seed{int(seed)}"
+        directory = split_dir or os.path.join(root, "deephash_splits", name, subdir)
         q, t, d, checksum, directory = load_or_create(
             directory, lambda: (query, train, database), params,
-            fallback_dir=os.path.join(cache_dir(), name, "given"))
+            fallback_dir=os.path.join(cache_dir(), name, subdir))
         verify_split(q, t, d, len(rel), database_rule="given", where=directory)
         for k, stored, expected in (("query", q, query), ("train", t, train), ("database", d, database)):
             if not np.array_equal(stored, expected):
-                raise ValueError(f"{directory}: the stored {k} indices disagree with the given list {given[k]}")
+                raise ValueError(f"{directory}: the stored {k} indices disagree with the given list {given[k]}"
+                                 + (f" (train_per_class={train_per_class})" if k == "train" and train_per_class else ""))
         kind = "given lists (train.txt / test.txt / database.txt)"
     else:
         if not os.path.isfile(full_path):

@@ -71,36 +71,56 @@ def pairwise_likelihood_loss(u, v, s, reduction: str = "mean"):
     return _reduce(tf.nn.softplus(theta) - s * theta, reduction)
 
 
-def quantization_loss(h, reduction: str = "none"):
-    """``|| |h| - 1 ||_1`` per row: (n, k) -> (n,) ("none"), or its "sum" / "mean" over rows."""
+_ROW_REDUCTIONS = ("sum", "mean")
+
+
+def _row_reduce(values, over: str, what: str):
+    """Reduce ``(n, d)`` per row: "sum" (the paper's norms) or "mean" (the authors' code)."""
+    if over == "sum":
+        return tf.reduce_sum(values, axis=-1)
+    if over == "mean":
+        return tf.reduce_mean(values, axis=-1)
+    raise ValueError(f"{what}: the per-row reduction must be one of {_ROW_REDUCTIONS}, got {over!r}")
+
+
+def quantization_loss(h, reduction: str = "none", over: str = "sum"):
+    """``|| |h| - 1 ||_1`` per row: (n, k) -> (n,) ("none"), or its "sum" / "mean" over rows.
+
+    ``over="mean"`` divides each row by k (the DSEH authors' ``tf.losses.absolute_difference``,
+    a mean over all elements of the batch).
+    """
     _check_reduction(reduction)
     h = _float(h)
     if h.shape.rank != 2:
         raise ValueError(f"h must be (n, k), got {h.shape}")
-    return _reduce(tf.reduce_sum(tf.abs(tf.abs(h) - 1.0), axis=-1), reduction)
+    return _reduce(_row_reduce(tf.abs(tf.abs(h) - 1.0), over, "quantization_loss"), reduction)
 
 
-def label_regression_loss(y, y_hat):
-    """``||y - ŷ||²`` per row (DSEH's J4): (n, c), (n, c) -> (n,)."""
+def label_regression_loss(y, y_hat, over: str = "sum"):
+    """``||y - ŷ||²`` per row (DSEH's J4): (n, c), (n, c) -> (n,); ``over="mean"`` divides by c."""
     y_hat = _float(y_hat)
     y = tf.cast(_float(y), y_hat.dtype)
     _same_shape(y, y_hat, "label_regression_loss")
-    return tf.reduce_sum(tf.square(y - y_hat), axis=-1)
+    return _row_reduce(tf.square(y - y_hat), over, "label_regression_loss")
 
 
-def code_cross_entropy(logits, target_codes):
-    """Sigmoid cross-entropy of hash logits against target codes, summed over bits: -> (n,).
+def code_cross_entropy(logits, target_codes, over: str = "sum", logit_scale: float = 1.0, target_value: float = 1.0):
+    """Sigmoid cross-entropy of hash logits against target codes, per row: -> (n,).
 
-    Target bit = 1 where ``target_codes > 0`` else 0, i.e. ``sign(codes)`` mapped to {0, 1};
-    this reads {-1, +1} codes, {0, 1} / bool codes and real-valued (tanh) codes alike.
+    Target bit = ``target_value`` where ``target_codes > 0`` else 0, i.e. ``sign(codes)``
+    mapped to {0, 1}; this reads {-1, +1} codes, {0, 1} / bool codes and real-valued (tanh)
+    codes alike. The cross-entropy is of ``logit_scale * logits``, summed (``over="sum"``,
+    the paper) or averaged (``"mean"``) over bits. The DSEH authors' code uses
+    ``logit_scale=10``, ``target_value=0.999`` and the mean.
     """
     logits = _float(logits)
     target = tf.convert_to_tensor(target_codes)
     if target.dtype != tf.bool:
         target = target > tf.zeros((), target.dtype)
-    target = tf.cast(target, logits.dtype)
+    target = tf.cast(target, logits.dtype) * tf.cast(target_value, logits.dtype)
     _same_shape(logits, target, "code_cross_entropy")
-    return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits), axis=-1)
+    z = logits * tf.cast(logit_scale, logits.dtype)
+    return _row_reduce(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=z), over, "code_cross_entropy")
 
 
 @keras.saving.register_keras_serializable(package="deephash")

@@ -37,6 +37,19 @@ and hash layers at ``lr_multiplier * config.lr`` through gradient multipliers;
 step schedule of ``config`` (a fresh optimiser per phase), Caffe-style weight decay on the
 trained network's kernels.
 
+**The authors' code** (lelan-li/DSEH, which produced the published numbers) differs from the
+text above in named, selectable ways (docs/dseh.md has the table): ``loss_scale="authors"``
+(every term a per-element mean, the label term halved), ``code_logit_scale=10`` and
+``code_target=0.999`` (ImgNet's code cross-entropy), ``semantic_activation="relu"``,
+``hash_input="pre_activation"`` (the hash layer reads the semantic layer before its ReLU),
+``labnet_hidden=2048`` with ``labnet_lrn=True``, ``labnet_semantic_weight`` (0 on ImageNet),
+``imgnet_similarity=0.999``, ``optimizer="adam"`` with ``clip_value`` /
+``imgnet_clip_value``, ``lr_decay_epochs`` / ``lr_decay_rate`` / ``round_lr_decay`` (x10^-0.5
+every 10 epochs and every round), per-round ``labnet_epochs``, ``joint_table="imgnet"``
+(Algorithm 1: from round 2 LabNet's stored table starts as ImgNet's semantic features and
+codes ``sign(y^v)``) and ``evaluation="authors"`` (Table 2 over training + database images at
+full depth). ``presets.dseh_paper`` sets all of them for ``--preset=paper``.
+
 **Variants** (Table 2): ``dseh-s`` ImgNet without its semantic term J1; ``dseh-ss`` neither
 network uses semantic (F) supervision; ``dseh-l`` LabNet without the label term J4;
 ``dseh-a`` one round (LabNet once, then ImgNet once: one third of the training of ``dseh``
@@ -60,6 +73,12 @@ from deephash.methods.keras_method import KerasHashingMethod
 log = logging.getLogger(__name__)
 
 VARIANTS = ("dseh", "dseh-s", "dseh-ss", "dseh-l", "dseh-a")
+LOSS_SCALES = ("paper", "authors")      # sums as printed / per-element means of the released code
+ACTIVATIONS = ("tanh", "relu")          # semantic layers: our choice / the released code
+HASH_INPUTS = ("activated", "pre_activation")  # ImgNet's hash layer reads the semantic layer after / before it
+OPTIMIZERS = ("sgd", "adam")            # the paper's text / the released code
+JOINT_TABLES = ("own", "imgnet")        # LabNet's stored table: its own outputs / Algorithm 1's ImgNet outputs
+EVALUATIONS = ("protocol", "authors")   # Table 2 on the protocol's database and depth / the released evaluate.py
 DEFAULT_ROUNDS = 3
 _SMALL_IMAGES = 32  # data sets with smaller images default to the small_cnn backbone
 _LABNET_LAYERS = ("lab_fc1", "lab_semantic", "lab_hash", "lab_label")
@@ -135,6 +154,22 @@ class DSEH(KerasHashingMethod):
         image_mean: Sequence[float] | None = None,
         preprocessing: str | None = None,
         augment: bool = False,
+        loss_scale: str = "paper",
+        code_logit_scale: float = 1.0,
+        code_target: float = 1.0,
+        semantic_activation: str = "tanh",
+        hash_input: str = "activated",
+        labnet_lrn: bool = False,
+        labnet_semantic_weight: float = 1.0,
+        imgnet_similarity: float | None = None,
+        optimizer: str = "sgd",
+        clip_value: float | None = None,
+        imgnet_clip_value: float | None = None,
+        lr_decay_epochs: int | None = None,
+        lr_decay_rate: float = 0.1,
+        round_lr_decay: float = 1.0,
+        joint_table: str = "own",
+        evaluation: str = "protocol",
         weights: str | None = None,
         input_shape: Sequence[int] | None = None,
         **kwargs,
@@ -151,9 +186,30 @@ class DSEH(KerasHashingMethod):
         _positive_int(variant, "rounds", rounds)
         if variant == "dseh-a" and rounds != 1:
             raise ValueError(f"dseh-a trains one round (no alternation), got rounds={rounds}")
-        for label, v in (("labnet_epochs", labnet_epochs), ("imgnet_epochs", imgnet_epochs)):
+        labnet_epochs = _epochs(variant, "labnet_epochs", labnet_epochs, rounds)
+        imgnet_epochs = _epochs(variant, "imgnet_epochs", imgnet_epochs, rounds)
+        for label, v, choices in (("loss_scale", loss_scale, LOSS_SCALES),
+                                  ("semantic_activation", semantic_activation, ACTIVATIONS),
+                                  ("hash_input", hash_input, HASH_INPUTS), ("optimizer", optimizer, OPTIMIZERS),
+                                  ("joint_table", joint_table, JOINT_TABLES), ("evaluation", evaluation, EVALUATIONS)):
+            if v not in choices:
+                raise ValueError(f"{variant}: {label} must be one of {', '.join(choices)}, got {v!r}")
+        for label, v in (("code_logit_scale", code_logit_scale), ("code_target", code_target),
+                         ("lr_decay_rate", lr_decay_rate), ("round_lr_decay", round_lr_decay)):
+            _non_negative(variant, label, v)
+            if v == 0:
+                raise ValueError(f"{variant}: {label} must be > 0")
+        if code_target > 1:
+            raise ValueError(f"{variant}: code_target must be in (0, 1], got {code_target!r}")
+        _non_negative(variant, "labnet_semantic_weight", labnet_semantic_weight)
+        for label, v in (("imgnet_similarity", imgnet_similarity), ("clip_value", clip_value),
+                         ("imgnet_clip_value", imgnet_clip_value)):
             if v is not None:
-                _positive_int(variant, label, v)
+                _non_negative(variant, label, v)
+                if v == 0:
+                    raise ValueError(f"{variant}: {label} must be > 0 (or None)")
+        if lr_decay_epochs is not None:
+            _positive_int(variant, "lr_decay_epochs", lr_decay_epochs)
         for label, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("eta", eta)):
             _non_negative(variant, label, v)
         if lr_multiplier is None:  # new layers learn 10x faster than a PRETRAINED backbone
@@ -170,8 +226,14 @@ class DSEH(KerasHashingMethod):
             if image_mean is None and weights is not None and str(backbone).lower() == "cnn_f":
                 from deephash.backbones.cnn_f import matconvnet_metadata
 
-                mean = matconvnet_metadata(weights)["mean"]
-                image_mean = None if mean is None else [float(m) for m in mean]
+                meta = matconvnet_metadata(weights)
+                # MatConvNet (and the DSEH authors' code) subtract the file's full average
+                # image; older files store only a per-channel mean
+                average = meta.get("average_image")
+                if average is not None and np.ndim(average) == 3:
+                    image_mean = np.asarray(average, np.float32).tolist()
+                elif meta["mean"] is not None:
+                    image_mean = [float(m) for m in meta["mean"]]
             backbone_model, pre_name = self.build_backbone(backbone, image_shape, weights, input_shape)
             preprocessing = preprocessing or pre_name
         elif isinstance(backbone, keras.Model):
@@ -182,20 +244,36 @@ class DSEH(KerasHashingMethod):
         if len(backbone_model.outputs) != 1 or len(backbone_model.outputs[0].shape) != 2:
             raise ValueError(f"{variant}: the backbone must output one feature matrix (b, d)")
         if image_mean is not None:
-            image_mean = [float(m) for m in image_mean]
-            if len(image_mean) != 3:
-                raise ValueError(f"{variant}: image_mean must hold 3 (RGB) values, got {image_mean}")
+            m = np.asarray(image_mean, np.float32)
+            if not ((m.ndim == 1 and m.shape[0] == 3) or (m.ndim == 3 and m.shape[2] == 3)):
+                raise ValueError(f"{variant}: image_mean must hold 3 (RGB) values or an (h, w, 3) average image, "
+                                 f"got shape {m.shape}")
+            image_mean = m.tolist()
 
         images = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
         labels = keras.Input(shape=(int(num_classes),), name="labels")
         # ImgNet
         features = backbone_model(images)
-        img_semantic = keras.layers.Dense(semantic_dim, activation="tanh", dtype="float32", name="img_semantic")(features)
-        img_hash = keras.layers.Dense(bits, dtype="float32", name="img_hash")(img_semantic)
+        if hash_input == "pre_activation":  # the authors' hash layer reads fc8 before its ReLU
+            img_pre = keras.layers.Dense(semantic_dim, dtype="float32", name="img_semantic_fc")(features)
+            img_semantic = keras.layers.Activation(semantic_activation, dtype="float32", name="img_semantic")(img_pre)
+            hash_source = img_pre
+        else:
+            img_semantic = keras.layers.Dense(semantic_dim, activation=semantic_activation, dtype="float32",
+                                              name="img_semantic")(features)
+            hash_source = img_semantic
+        img_hash = keras.layers.Dense(bits, dtype="float32", name="img_hash")(hash_source)
         img_codes = keras.layers.Activation("tanh", dtype="float32", name="img_codes")(img_hash)
         # LabNet
         hidden = keras.layers.Dense(labnet_hidden, activation="relu", name="lab_fc1")(labels)
-        lab_semantic = keras.layers.Dense(semantic_dim, activation="tanh", dtype="float32", name="lab_semantic")(hidden)
+        if labnet_lrn:  # the authors' LabNet: LRN (MatConvNet's CNN-F parameters) after fc1's ReLU
+            from deephash.layers import LocalResponseNormalization
+
+            hidden = keras.layers.Reshape((1, 1, labnet_hidden), name="lab_lrn_in")(hidden)
+            hidden = LocalResponseNormalization(2, 2.0, 1e-4, 0.75, name="lab_lrn")(hidden)
+            hidden = keras.layers.Reshape((labnet_hidden,), name="lab_lrn_out")(hidden)
+        lab_semantic = keras.layers.Dense(semantic_dim, activation=semantic_activation, dtype="float32",
+                                          name="lab_semantic")(hidden)
         lab_codes = keras.layers.Dense(bits, activation="tanh", dtype="float32", name="lab_hash")(lab_semantic)
         lab_labels = keras.layers.Dense(int(num_classes), activation="sigmoid", dtype="float32", name="lab_label")(lab_codes)
         outputs = {
@@ -210,8 +288,8 @@ class DSEH(KerasHashingMethod):
         self.backbone = backbone_model
         self.variant = variant
         self.rounds = int(rounds)
-        self.labnet_epochs = None if labnet_epochs is None else int(labnet_epochs)
-        self.imgnet_epochs = None if imgnet_epochs is None else int(imgnet_epochs)
+        self.labnet_epochs = labnet_epochs
+        self.imgnet_epochs = imgnet_epochs
         self.alpha, self.beta, self.gamma, self.eta = float(alpha), float(beta), float(gamma), float(eta)
         self.positive_similarity = float(positive_similarity)
         self.labnet_batch_size = int(labnet_batch_size)
@@ -223,6 +301,22 @@ class DSEH(KerasHashingMethod):
         self.image_mean = image_mean
         self.preprocessing = preprocessing
         self.augment = bool(augment)
+        self.loss_scale = loss_scale
+        self.code_logit_scale = float(code_logit_scale)
+        self.code_target = float(code_target)
+        self.semantic_activation = semantic_activation
+        self.hash_input = hash_input
+        self.labnet_lrn = bool(labnet_lrn)
+        self.labnet_semantic_weight = float(labnet_semantic_weight)
+        self.imgnet_similarity = None if imgnet_similarity is None else float(imgnet_similarity)
+        self.optimizer_name = optimizer
+        self.clip_value = None if clip_value is None else float(clip_value)
+        self.imgnet_clip_value = None if imgnet_clip_value is None else float(imgnet_clip_value)
+        self.lr_decay_epochs = None if lr_decay_epochs is None else int(lr_decay_epochs)
+        self.lr_decay_rate = float(lr_decay_rate)
+        self.round_lr_decay = float(round_lr_decay)
+        self.joint_table = joint_table
+        self.evaluation = evaluation
         # sub-networks share the layers above; set without Keras tracking (not saved twice)
         object.__setattr__(self, "labnet", keras.Model(labels, {
             "semantic": lab_semantic, "codes": lab_codes, "labels": lab_labels}, name="labnet"))
@@ -230,6 +324,8 @@ class DSEH(KerasHashingMethod):
             "semantic": img_semantic, "hash": img_hash}, name="imgnet"))
         object.__setattr__(self, "_phase", "imgnet")
         object.__setattr__(self, "_store", None)
+        object.__setattr__(self, "_head_optimizer", None)
+        object.__setattr__(self, "_skip_refresh", False)
         self._trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ("labnet_loss", "labnet_semantic", "labnet_hash", "labnet_quantization", "labnet_label",
@@ -266,8 +362,8 @@ class DSEH(KerasHashingMethod):
             "backbone": keras.layers.serialize(self.backbone),
             "variant": self.variant,
             "rounds": self.rounds,
-            "labnet_epochs": self.labnet_epochs,
-            "imgnet_epochs": self.imgnet_epochs,
+            "labnet_epochs": _jsonable(self.labnet_epochs),
+            "imgnet_epochs": _jsonable(self.imgnet_epochs),
             "alpha": self.alpha,
             "beta": self.beta,
             "gamma": self.gamma,
@@ -282,6 +378,22 @@ class DSEH(KerasHashingMethod):
             "image_mean": self.image_mean,
             "preprocessing": self.preprocessing,
             "augment": self.augment,
+            "loss_scale": self.loss_scale,
+            "code_logit_scale": self.code_logit_scale,
+            "code_target": self.code_target,
+            "semantic_activation": self.semantic_activation,
+            "hash_input": self.hash_input,
+            "labnet_lrn": self.labnet_lrn,
+            "labnet_semantic_weight": self.labnet_semantic_weight,
+            "imgnet_similarity": self.imgnet_similarity,
+            "optimizer": self.optimizer_name,
+            "clip_value": self.clip_value,
+            "imgnet_clip_value": self.imgnet_clip_value,
+            "lr_decay_epochs": self.lr_decay_epochs,
+            "lr_decay_rate": self.lr_decay_rate,
+            "round_lr_decay": self.round_lr_decay,
+            "joint_table": self.joint_table,
+            "evaluation": self.evaluation,
         }
 
     @classmethod
@@ -293,6 +405,8 @@ class DSEH(KerasHashingMethod):
     def hparams(self) -> dict:
         """The method's hyper-parameters (for config.json)."""
         out = {k: v for k, v in self.get_config().items() if k in _HPARAMS}
+        if self.image_mean is not None and np.ndim(self.image_mean) == 3:  # not 150k numbers in config.json
+            out["image_mean"] = f"average image {tuple(np.shape(self.image_mean))}"
         return {**out, "backbone": self.backbone.name}
 
     # ------------------------------------------------------------------ models and encoding
@@ -343,21 +457,38 @@ class DSEH(KerasHashingMethod):
         return out[0] if len(out) == 1 else tuple(out)
 
     def extra_metrics(self, dataset, query_codes: np.ndarray, db_codes: np.ndarray) -> dict:
-        """Table 2's quantities: ``n_h`` = distinct LabNet codes of the DATABASE labels,
-        ``map_l`` = mAP of LabNet codes of the query labels against LabNet codes of the
-        database labels, ``map_i`` = mAP of the ImgNet codes (equal to ``map``); both mAPs
-        at the protocol's depth."""
+        """Table 2's quantities. ``n_h`` = distinct LabNet codes of the TRAINING labels (as
+        the authors' DSEH.py counts them in ``save_all_label_hash``; ``n_h_database`` over the
+        database labels as well). With ``evaluation="protocol"``: ``map_l`` = mAP of LabNet
+        codes of the query labels against those of the database labels, ``map_i`` = mAP of
+        the ImgNet codes (equal to ``map``), both at the protocol's depth. With
+        ``evaluation="authors"`` (the released evaluate.py, full ranking): ``map_l`` against
+        the database labels' LabNet codes, ``map_i`` against the ImgNet codes of the
+        training AND database images (``test_label`` / ``test_image`` in DSEH.py)."""
         from deephash import metrics
 
-        depth = dataset.protocol.map_depth
         q, db = dataset.query.labels, dataset.database.labels
         lab_q, lab_db = self.encode_labels(q), self.encode_labels(db)
-        return {
-            "n_h": metrics.distinct_codes(lab_db),
-            "n_h_set": "database labels",
-            "map_l": float(metrics.mean_average_precision(lab_q, lab_db, q, db, top_k=depth)),
-            "map_i": float(metrics.mean_average_precision(query_codes, db_codes, q, db, top_k=depth)),
-        }
+        out = {"n_h_database": metrics.distinct_codes(lab_db), "table2_evaluation": self.evaluation}
+        train = getattr(dataset, "train", None)
+        if train is not None and getattr(train, "labels", None) is not None and len(train.labels):
+            out["n_h"] = metrics.distinct_codes(self.encode_labels(train.labels))
+            out["n_h_set"] = "training labels"
+        else:
+            out["n_h"] = out["n_h_database"]
+            out["n_h_set"] = "database labels"
+        if self.evaluation == "authors":
+            train_codes = self.encode(train)
+            retrieval_codes = np.concatenate([np.asarray(train_codes, bool), np.asarray(db_codes, bool)])
+            retrieval_labels = np.concatenate([np.asarray(train.labels), np.asarray(db)])
+            out["map_l"] = float(metrics.mean_average_precision(lab_q, lab_db, q, db))
+            out["map_i"] = float(metrics.mean_average_precision(query_codes, retrieval_codes, q, retrieval_labels))
+            out["map_i_set"] = "training + database images, full depth"
+        else:
+            depth = dataset.protocol.map_depth
+            out["map_l"] = float(metrics.mean_average_precision(lab_q, lab_db, q, db, top_k=depth))
+            out["map_i"] = float(metrics.mean_average_precision(query_codes, db_codes, q, db, top_k=depth))
+        return out
 
     # ------------------------------------------------------------------ training
     @property
@@ -373,7 +504,8 @@ class DSEH(KerasHashingMethod):
 
     def imgnet_weights(self) -> tuple[list, list]:
         """(backbone weights, new head weights) of ImgNet."""
-        return list(self.backbone.trainable_weights), self._layer_weights(_IMGNET_HEAD)
+        head = (("img_semantic_fc",) if self.hash_input == "pre_activation" else ()) + _IMGNET_HEAD
+        return list(self.backbone.trainable_weights), self._layer_weights(head)
 
     def _pairwise(self, a, b, s):
         return tf.reduce_mean(losses.pairwise_likelihood_loss(a, b, s, reduction="none"), axis=1)
@@ -387,13 +519,16 @@ class DSEH(KerasHashingMethod):
         if self.variant != "dseh-ss":
             terms["semantic"] = self._pairwise(out["semantic"], store.semantic, s)
         terms["hash"] = self._pairwise(out["codes"], store.codes, s)
-        terms["quantization"] = losses.quantization_loss(out["codes"])
+        authors = self.loss_scale == "authors"
+        terms["quantization"] = losses.quantization_loss(out["codes"], over="mean" if authors else "sum")
         if self.variant != "dseh-l":
-            terms["label"] = losses.label_regression_loss(y, out["labels"])
+            label = losses.label_regression_loss(y, out["labels"], over="mean" if authors else "sum")
+            terms["label"] = 0.5 * label if authors else label  # the authors' tf.nn.l2_loss halves
         return terms
 
     def _labnet_total(self, terms: dict):
-        weights = {"semantic": 1.0, "hash": self.alpha, "quantization": self.beta, "label": self.gamma}
+        weights = {"semantic": self.labnet_semantic_weight, "hash": self.alpha, "quantization": self.beta,
+                   "label": self.gamma}
         return tf.add_n([weights[k] * v for k, v in terms.items()])
 
     def imgnet_losses(self, images, y, training_mode: bool = True) -> dict:
@@ -401,9 +536,12 @@ class DSEH(KerasHashingMethod):
         target = self.labnet(y, training=False)["codes"]
         terms = {}
         if self.variant not in ("dseh-s", "dseh-ss"):
-            s = losses.similarity_matrix(y, self._store.labels, self.positive_similarity)
+            positive = self.positive_similarity if self.imgnet_similarity is None else self.imgnet_similarity
+            s = losses.similarity_matrix(y, self._store.labels, positive)
             terms["semantic"] = self._pairwise(out["semantic"], self._store.semantic, s)
-        terms["codes"] = losses.code_cross_entropy(out["hash"], tf.stop_gradient(target))
+        terms["codes"] = losses.code_cross_entropy(
+            out["hash"], tf.stop_gradient(target), over="mean" if self.loss_scale == "authors" else "sum",
+            logit_scale=self.code_logit_scale, target_value=self.code_target)
         return terms
 
     def _imgnet_total(self, terms: dict):
@@ -432,8 +570,15 @@ class DSEH(KerasHashingMethod):
                 scaled = self.optimizer.scale_loss(total)
             grads = tape.gradient(scaled, variables)
             n_base = len(base)
-            grads = grads[:n_base] + [None if g is None else g * self.lr_multiplier for g in grads[n_base:]]
-        self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+            if self._head_optimizer is not None:  # Adam: a second optimiser at lr_multiplier x lr
+                self._head_optimizer.apply_gradients(
+                    [(g, v) for g, v in zip(grads[n_base:], head) if g is not None])
+                grads, variables = grads[:n_base], base
+            else:  # SGD: a gradient multiplier equals a learning-rate multiplier
+                grads = grads[:n_base] + [None if g is None else g * self.lr_multiplier for g in grads[n_base:]]
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        if pairs:
+            self.optimizer.apply_gradients(pairs)
         return self._update_trackers(terms)
 
     def _update_trackers(self, terms: dict) -> dict:
@@ -444,6 +589,19 @@ class DSEH(KerasHashingMethod):
             self._trackers[f"{phase}_{k}"].update_state(tf.reduce_mean(v))
         keys = [f"{phase}_loss", *(f"{phase}_{k}" for k in terms)]
         return {k: self._trackers[k].result() for k in keys}
+
+    def refresh_from_imgnet(self, images) -> None:
+        """Algorithm 1's joint step: set LabNet's stored table from ImgNet's outputs of the
+        training ``images`` (a Split or raw images): semantic features, and codes
+        ``h^l = sign(y^v)`` of the hash logits (as in the authors' DSEH.py ``train_label``)."""
+        if self._store is None:
+            raise RuntimeError(f"{self.name}: no training labels yet; call refresh_store(labels) or fit_dataset")
+        semantic = self.semantic_features(images=images)
+        logits = self._predict(self.code_logits_model(), images, 256)
+        if len(semantic) != self._store.labels.shape[0]:
+            raise ValueError(f"{self.name}: {len(semantic)} images for a table of {self._store.labels.shape[0]} labels")
+        self._store.semantic.assign(np.asarray(semantic, np.float32))
+        self._store.codes.assign(np.where(np.asarray(logits) >= 0, 1.0, -1.0).astype(np.float32))
 
     def refresh_store(self, labels=None) -> None:
         """Recompute the stored LabNet outputs of all training labels; ``labels`` (n, c)
@@ -459,10 +617,33 @@ class DSEH(KerasHashingMethod):
         self._store.codes.assign(out["codes"])
 
     def phases(self, config: training.TrainConfig) -> list[tuple[str, int]]:
-        """Algorithm 1's schedule: ``[(phase, epochs), ...]``, LabNet then ImgNet per round."""
-        lab = self.labnet_epochs or int(config.epochs)
-        img = self.imgnet_epochs or int(config.epochs)
-        return [p for _ in range(self.rounds) for p in (("labnet", lab), ("imgnet", img))]
+        """Algorithm 1's schedule: ``[(phase, epochs), ...]``, LabNet then ImgNet per round
+        (``labnet_epochs`` / ``imgnet_epochs`` may give one count per round)."""
+        def per_round(v, r):
+            if v is None:
+                return int(config.epochs)
+            return int(v[r]) if isinstance(v, (list, tuple)) else int(v)
+
+        return [p for r in range(self.rounds)
+                for p in (("labnet", per_round(self.labnet_epochs, r)), ("imgnet", per_round(self.imgnet_epochs, r)))]
+
+    def make_optimizer(self, phase_config, steps: int, round_index: int, clip: float | None, lr_factor: float = 1.0):
+        """The optimiser of one phase: ``config``'s SGD (momentum, step schedule) or Adam;
+        the learning rate is ``lr_factor * config.lr * round_lr_decay ** round_index``,
+        times ``lr_decay_rate`` every ``lr_decay_epochs`` epochs when that is set;
+        gradients clipped elementwise to ``[-clip, clip]`` when ``clip`` is set."""
+        lr0 = float(phase_config.lr) * lr_factor * self.round_lr_decay ** round_index
+        lr: Any = lr0
+        if self.lr_decay_epochs is not None:
+            lr = keras.optimizers.schedules.ExponentialDecay(
+                lr0, self.lr_decay_epochs * steps, self.lr_decay_rate, staircase=True)
+        elif phase_config.lr_decay_steps:
+            lr = keras.optimizers.schedules.ExponentialDecay(
+                lr0, int(phase_config.lr_decay_steps), float(phase_config.lr_decay_rate), staircase=True)
+        kw = {} if clip is None else {"clipvalue": float(clip)}
+        if self.optimizer_name == "adam":
+            return keras.optimizers.Adam(learning_rate=lr, **kw)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=float(phase_config.momentum), **kw)
 
     def fit_dataset(self, dataset, config: training.TrainConfig | None = None, callbacks=None) -> dict:
         """Train by Algorithm 1 on ``dataset.train``; returns ``{metric: [value per epoch]}``
@@ -478,6 +659,7 @@ class DSEH(KerasHashingMethod):
         if labels.ndim != 2 or labels.shape[1] != self.num_classes:
             raise ValueError(f"{self.name}: training labels have shape {labels.shape}, expected (n, {self.num_classes})")
         self._weight_decay = float(config.weight_decay)
+        self._train_split = split
         self.refresh_store(labels)
         holder = _WeightsOnly(self)
         done, history = training.resume(holder, config.checkpoint_dir, self.distribute_strategy, unit="phase")
@@ -501,16 +683,23 @@ class DSEH(KerasHashingMethod):
         from deephash import data
 
         seed = int(config.seed) * 1000 + k
+        round_index = k // 2
+        object.__setattr__(self, "_head_optimizer", None)
         if phase == "labnet":
             lr = self.labnet_lr if self.labnet_lr is not None else self.lr_multiplier * float(config.lr)
             phase_config = config.replace(lr=lr, batch_size=self.labnet_batch_size)
             batch = min(self.labnet_batch_size, len(labels))
             ds = _label_batches(labels, batch, epochs, seed)
-            refresh = [_Refresh(self)]
+            joint = self.joint_table == "imgnet" and round_index > 0
+            if joint:  # Algorithm 1: from round 2 LabNet starts from ImgNet's features and codes
+                self.refresh_from_imgnet(split)
+            refresh = [_Refresh(self, skip_first=joint)]
+            clip = self.clip_value
         else:
             phase_config = config
             batch = min(int(config.batch_size), len(split))
             self.refresh_store()  # LabNet is fixed during this phase
+            clip = self.imgnet_clip_value
             # stateless stream (same batches under any strategy); a phase always starts at
             # step 0, since checkpoints are taken between phases
             ds = data.labeled_dataset(split, batch, seed=seed, shuffle=True, repeat=True,
@@ -520,7 +709,19 @@ class DSEH(KerasHashingMethod):
         steps = max(1, len(labels) // batch)
         object.__setattr__(self, "_phase", phase)
         with self.distribute_strategy.scope():
-            self.compile(optimizer=training.make_optimizer(phase_config))
+            if self.optimizer_name == "sgd" and self.lr_decay_epochs is None and self.round_lr_decay == 1 \
+                    and clip is None:
+                optimizer = training.make_optimizer(phase_config)  # the project's SGD (unchanged default)
+            else:
+                optimizer = self.make_optimizer(phase_config, steps, round_index, clip)
+            if phase == "imgnet" and self.optimizer_name == "adam" and self.lr_multiplier != 1:
+                # Adam normalises the gradient scale away: the new layers get their own optimiser
+                # at lr_multiplier x lr (the authors' two AdamOptimizers), built here, not in the step
+                head_optimizer = self.make_optimizer(phase_config, steps, round_index, clip,
+                                                     lr_factor=self.lr_multiplier)
+                head_optimizer.build(self.imgnet_weights()[1])
+                object.__setattr__(self, "_head_optimizer", head_optimizer)
+            self.compile(optimizer=optimizer)
         self.train_function = None  # retrace train_step for this phase
         log.info("%s: round %d, %s for %d epochs of %d steps", self.name, k // 2 + 1, phase, epochs, steps)
         verbose, bar = training.progress(config, int(epochs), desc=f"{self.name} round {k // 2 + 1} {phase}")
@@ -541,13 +742,17 @@ def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
 
 
 class _Refresh(keras.callbacks.Callback):
-    """Recompute the stored LabNet table at the start of every LabNet epoch."""
+    """Recompute the stored LabNet table at the start of every LabNet epoch (after the
+    first with ``skip_first``: that epoch keeps the table Algorithm 1 set from ImgNet)."""
 
-    def __init__(self, method: DSEH):
+    def __init__(self, method: DSEH, skip_first: bool = False):
         super().__init__()
         self._method = method
+        self._skip_first = skip_first
 
     def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 0 and self._skip_first:
+            return
         self._method.refresh_store()
 
 
@@ -559,6 +764,24 @@ class _WeightsOnly:
         self.variables = model.variables  # weights and random-seed states
         self.optimizer = None
         self.distribute_strategy = model.distribute_strategy
+
+
+def _epochs(method: str, label: str, v, rounds: int):
+    """None, a positive int, or one positive int per round (a list of ``rounds`` values)."""
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        if len(v) != rounds:
+            raise ValueError(f"{method}: {label} must give one count per round ({rounds}), got {list(v)!r}")
+        for x in v:
+            _positive_int(method, label, x)
+        return tuple(int(x) for x in v)
+    _positive_int(method, label, v)
+    return int(v)
+
+
+def _jsonable(v):
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _positive_int(method: str, label: str, v) -> None:
@@ -574,7 +797,10 @@ def _non_negative(method: str, label: str, v) -> None:
 _INIT_ARGS = (
     "bits", "num_classes", "backbone", "variant", "rounds", "labnet_epochs", "imgnet_epochs", "alpha", "beta",
     "gamma", "eta", "positive_similarity", "labnet_batch_size", "labnet_lr", "lr_multiplier", "semantic_dim",
-    "labnet_hidden", "image_shape", "image_mean", "preprocessing", "augment", "weights", "input_shape",
+    "labnet_hidden", "image_shape", "image_mean", "preprocessing", "augment", "loss_scale", "code_logit_scale",
+    "code_target", "semantic_activation", "hash_input", "labnet_lrn", "labnet_semantic_weight", "imgnet_similarity",
+    "optimizer", "clip_value", "imgnet_clip_value", "lr_decay_epochs", "lr_decay_rate", "round_lr_decay",
+    "joint_table", "evaluation", "weights", "input_shape",
 )
 _HPARAMS = tuple(a for a in _INIT_ARGS if a not in ("backbone", "weights", "input_shape"))
 

@@ -13,7 +13,8 @@ global batch; the pairwise terms are computed on the GLOBAL batch, gathered with
 ``training.gather_replicas`` (identical on every replica, differentiable), and every term
 goes through ``training.scale_to_replicas``, so training on N replicas equals one device
 with the same global batch. Pairs are all ``i != j`` of the global batch (an item paired
-with itself carries no information about the hash function).
+with itself carries no information about the hash function); DPSH's default pairs each
+item with a stored table of all training outputs instead (``methods/dpsh.py``).
 """
 from __future__ import annotations
 
