@@ -24,7 +24,7 @@ import dataclasses
 import math
 from typing import Any
 
-from deephash import training
+from deephash import training, tuning
 
 PRESETS = ("quick", "paper")
 PAPERS = ("dsrh", "dseh")
@@ -55,6 +55,21 @@ QUICK_HPARAMS = {"dpsh": {"eta": 0.002}, "dhn": {"quantization_weight": 0.005}}
 QUICK_DSEH = {"rounds": 3, "labnet_epochs": 9, "imgnet_epochs": 8}  # "dseh-a": 1 round (no alternation)
 QUICK_SINGLE_LABEL_SIMILARITY = 5.0  # DSEH family on single-label data sets
 QUICK_SHALLOW = {"ksh": {"n_anchors": 150, "n_labeled": 500, "max_iter": 10}}
+# Deep methods other than the DSEH family train to the validation plateau (issue 14;
+# deephash.early_stopping): a cap of QUICK_STEPS optimiser steps, validation mAP every ~
+# QUICK_VALIDATE_STEPS steps on QUICK_VALIDATION_FRACTION of the training split, stop after
+# QUICK_PATIENCE validations without improvement, best weights restored. Counted in steps
+# (epochs follow from the training size), so schedules are relative to the run's length.
+# The DSEH family keeps its alternating rounds; its ImgNet epochs are validated and the best
+# restored (the patience covers the whole schedule, so it never stops early).
+QUICK_STEPS = 1500
+QUICK_VALIDATE_STEPS = 30
+QUICK_PATIENCE = 15
+QUICK_VALIDATION_FRACTION = 0.2
+QUICK_TRAIN_SIZE = {"digits": 500, "digits_multi": 1000}
+# HashNet's continuation in the authors' released code: beta_step 200 and gamma 0.005 over
+# 10,000 iterations. The quick preset maps those 10,000 onto its QUICK_STEPS (scale_schedule).
+HASHNET_SCHEDULE = {"iterations": 10000, "beta_step": 200, "gamma": 0.005}
 
 # --- paper preset
 # DSRH: iterations of the step schedule; total training = 2x the decay point (our choice)
@@ -99,6 +114,8 @@ class RunSpec:
     features: str | None = None
     root: str | None = None
     dataset_options: dict = dataclasses.field(default_factory=dict)
+    # how the preset's tuned values were chosen (deephash.tuning; written to metrics.json)
+    selection: dict = dataclasses.field(default_factory=dict)
 
     def request(self) -> dict:
         """The settings that identify this run (for reuse of run directories)."""
@@ -148,6 +165,7 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
     family = methods.family(name)  # ValueError naming the registered methods
     group = _group(name, family)
     hp: dict[str, Any] = {}
+    selection: dict[str, Any] = {}
     if group == "shallow":
         config = training.TrainConfig(epochs=1, seed=seed, verbose=verbose)
         if preset == "quick":
@@ -164,8 +182,18 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
                 hp.pop("rounds")
             if _single_label(dataset):
                 hp["positive_similarity"] = QUICK_SINGLE_LABEL_SIMILARITY
-        config = training.TrainConfig(epochs=QUICK_EPOCHS[group], batch_size=QUICK_BATCH, lr=QUICK_LR[group],
-                                      lr_decay_steps=None, seed=seed, verbose=verbose)
+            imgnet_epochs = QUICK_DSEH["imgnet_epochs"] * hp.get("rounds", 1)
+            config = training.TrainConfig(epochs=QUICK_EPOCHS[group], batch_size=QUICK_BATCH, lr=QUICK_LR[group],
+                                          lr_decay_steps=None, seed=seed, verbose=verbose, patience=imgnet_epochs,
+                                          validation_fraction=QUICK_VALIDATION_FRACTION)
+        else:
+            config, schedule = quick_schedule(name, group, dataset, bits, seed, verbose)
+            hp.update(schedule)
+            chosen, record = tuning.quick_choice(name, bits)
+            if "lr" in chosen:
+                config = config.replace(lr=chosen.pop("lr"))
+            hp.update(chosen)
+            selection = record
     else:
         config, hp = _paper_deep(name, group, dataset, paper, seed, verbose)
         if weights is not None:
@@ -177,9 +205,50 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
             hp.pop("imgnet_epochs", None)
     if lr is not None:
         config = config.replace(lr=float(lr))
+        selection.pop("lr", None)
     hp.update(hparams or {})
+    for key in hparams or {}:
+        selection.pop(key, None)
     return RunSpec(name, dataset, int(bits), int(seed), config, hp,
-                   features if group == "shallow" else None, root, dataset_options(dataset, paper, preset))
+                   features if group == "shallow" else None, root, dataset_options(dataset, paper, preset),
+                   selection)
+
+
+def quick_steps_per_epoch(dataset: str, validation_fraction: float = QUICK_VALIDATION_FRACTION,
+                          batch_size: int = QUICK_BATCH) -> int:
+    """Optimiser steps per epoch of a quick run on ``dataset`` (the training split less the
+    validation items; sizes of the embedded sets, else the papers' training sizes)."""
+    n = QUICK_TRAIN_SIZE.get(dataset, PAPER_TRAIN_SIZE.get(dataset, 5000))
+    return max(1, (n - int(round(validation_fraction * n))) // batch_size)
+
+
+def scale_schedule(steps: int, paper_steps: int, run_steps: int) -> int:
+    """A step count of a paper's schedule (``steps`` out of ``paper_steps`` iterations)
+    mapped onto a run of ``run_steps`` iterations (at least 1)."""
+    return max(1, int(round(steps * run_steps / paper_steps)))
+
+
+def quick_schedule(name: str, group: str, dataset: str, bits: int, seed: int, verbose) -> tuple:
+    """``(TrainConfig, schedule hparams)`` of a quick run of a deep method (not DSEH):
+    the epoch cap from :data:`QUICK_STEPS`, validation every ~:data:`QUICK_VALIDATE_STEPS`
+    steps, early stopping after :data:`QUICK_PATIENCE` validations; the papers' schedules
+    scaled to the cap (:func:`scale_schedule`): the DSRH family's learning-rate step at half
+    the run (the paper: 5,000 of 10,000 iterations), HashNet's continuation (the authors':
+    beta step 200 and gamma 0.005 over 10,000 iterations) over the whole run."""
+    per_epoch = quick_steps_per_epoch(dataset)
+    epochs = math.ceil(QUICK_STEPS / per_epoch)
+    run_steps = epochs * per_epoch
+    every = max(1, int(round(QUICK_VALIDATE_STEPS / per_epoch)))
+    decay = scale_schedule(5000, 10000, run_steps) if group == "dsrh_family" else None
+    config = training.TrainConfig(epochs=epochs, batch_size=QUICK_BATCH, lr=QUICK_LR[group], lr_decay_steps=decay,
+                                  seed=seed, verbose=verbose, patience=QUICK_PATIENCE, validation_every=every,
+                                  validation_fraction=QUICK_VALIDATION_FRACTION)
+    hp: dict[str, Any] = {}
+    if name == "hashnet":
+        s = HASHNET_SCHEDULE
+        hp["beta_step"] = scale_schedule(s["beta_step"], s["iterations"], run_steps)
+        hp["gamma"] = s["gamma"] * s["iterations"] / run_steps
+    return config, hp
 
 
 def _features_required(name: str) -> str:
@@ -214,5 +283,5 @@ def _paper_deep(name: str, group: str, dataset: str, paper: str, seed: int, verb
     return config, ({"backbone": "cnn_f"} if paper == "dseh" else {})
 
 
-__all__ = ["PRESETS", "PAPERS", "RunSpec", "spec", "dataset_options", "PAPER_NOTES", "DSRH_FIGURE_METHODS",
+__all__ = ["PRESETS", "PAPERS", "RunSpec", "spec", "quick_schedule", "scale_schedule", "quick_steps_per_epoch", "dataset_options", "PAPER_NOTES", "DSRH_FIGURE_METHODS",
            "DSRH_BITS", "DSEH_TABLE1_METHODS", "DSEH_BITS", "DSEH_FIGURE_BITS", "DSRH_PR_BITS"]

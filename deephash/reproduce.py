@@ -41,7 +41,8 @@ def _run_and_report(methods, dataset, bits, *, paper, title, metrics, curve_bits
     if not records:
         raise ValueError(f"{title}: none of the methods {list(methods)} is available; nothing to report")
     rep = report.write_report([r["run_dir"] for r in records], out, paper=paper, title=f"{title} on {dataset}",
-                              methods=[m.lower() for m in methods], metrics=metrics, curve_bits=curve_bits)
+                              methods=[m.lower() for m in methods], metrics=metrics, curve_bits=curve_bits,
+                              retrieval_bits=curve_bits[0] if curve_bits else None)
     log(report.format_tables(rep))
     log(f"report: {rep['files'][0]}")
     rep["runs"] = records
