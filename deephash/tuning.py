@@ -38,6 +38,12 @@ GRID = {
     "margin_per_bit": [1 / 32, 1 / 8],
     "ortho_weight": [0.05, 0.25],
 }
+STAGES = ("lr", "margin_per_bit", "ortho_weight")
+NOT_SELECTED = {
+    "lr": "not selected in this table: the presets' QUICK_LR (deephash.presets) apply",
+    "margin_per_bit": "not selected in this table: the methods' margin 1 applies",
+    "ortho_weight": "not selected in this table: the methods' lambda 0.25 applies",
+}
 REPRESENTATIVE = {"dsrh_family": "drh", "deep": "dpsh"}
 MARGIN_METHODS = {"drh": "drh", "drh+": "drh", "ninh": "ninh"}  # method -> whose selection it uses
 ORTHO_METHODS = ("dsrh", "drh+")
@@ -99,17 +105,21 @@ def _choose(scores: dict) -> float:
 
 def select(dataset: str = "digits", bits: int = 32, seed: int = 0, runs_dir: str = "runs/tuning",
            log: Callable[[str], None] = print, path: str | None = TABLE, grid: dict | None = None,
-           methods_: dict | None = None) -> dict:
+           methods_: dict | None = None, stages: tuple = STAGES) -> dict:
     """Recompute the table (module docstring) with quick-preset runs on ``dataset`` at
     ``bits`` and ``seed`` through ``sweep`` (finished runs in ``runs_dir`` are reused), and
-    write it to ``path`` (None: do not write). Returns the table."""
+    write it to ``path`` (None: do not write). ``stages``: which of :data:`STAGES` to select
+    (the others keep the presets' values); ``methods_`` may narrow the methods of a stage
+    (``{"representative": {...}, "margin": [...], "ortho": [...]}``), e.g. to split the
+    work over processes and merge the tables with :func:`merge`. Returns the table."""
     from deephash import presets, sweep
 
     grid = grid or GRID
     reps = (methods_ or {}).get("representative", REPRESENTATIVE)
     margin_methods = (methods_ or {}).get("margin", sorted(set(MARGIN_METHODS.values())))
     ortho_methods = (methods_ or {}).get("ortho", ORTHO_METHODS)
-    stages: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
+    wanted = tuple(stages)
+    found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
     # every run starts from the presets without a table (the values being chosen), plus the stages so far
     datasets = sweep.DatasetCache()
 
@@ -121,33 +131,35 @@ def select(dataset: str = "digits", bits: int = 32, seed: int = 0, runs_dir: str
         log(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {value:.4f}")
         return float(value)
 
-    for family, method in reps.items():
+    for family, method in (reps.items() if "lr" in wanted else ()):
         scores = {repr(float(lr)): score(method, float(lr), {}) for lr in grid["lr"][family]}
-        stages["lr"][family] = {"grid": grid["lr"][family], "validation_map": scores, "chosen": _choose(scores),
+        found["lr"][family] = {"grid": grid["lr"][family], "validation_map": scores, "chosen": _choose(scores),
                                 "selected_on": method}
-    lr_of = {m: stages["lr"][f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in stages["lr"]}
-    for method in margin_methods:
+    lr_of = {m: found["lr"][f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in found["lr"]}
+    for method in (margin_methods if "margin_per_bit" in wanted else ()):
         scores = {repr(float(v)): score(method, lr_of.get(method), {"margin": float(v) * bits})
                   for v in grid["margin_per_bit"]}
-        stages["margin_per_bit"][method] = {"grid": grid["margin_per_bit"], "validation_map": scores,
+        found["margin_per_bit"][method] = {"grid": grid["margin_per_bit"], "validation_map": scores,
                                             "chosen": _choose(scores)}
-    for method in ortho_methods:
+    for method in (ortho_methods if "ortho_weight" in wanted else ()):
         hp: dict = {}
-        if method in MARGIN_METHODS and MARGIN_METHODS[method] in stages["margin_per_bit"]:
-            hp["margin"] = stages["margin_per_bit"][MARGIN_METHODS[method]]["chosen"] * bits
+        if method in MARGIN_METHODS and MARGIN_METHODS[method] in found["margin_per_bit"]:
+            hp["margin"] = found["margin_per_bit"][MARGIN_METHODS[method]]["chosen"] * bits
         scores = {repr(float(v)): score(method, lr_of.get(method), {**hp, "ortho_weight": float(v)})
                   for v in grid["ortho_weight"]}
-        stages["ortho_weight"][method] = {"grid": grid["ortho_weight"], "validation_map": scores,
+        found["ortho_weight"][method] = {"grid": grid["ortho_weight"], "validation_map": scores,
                                           "chosen": _choose(scores)}
     table = {
         "version": VERSION, "dataset": dataset, "bits": int(bits), "seed": int(seed),
         "selected_on": ("best validation mAP of a quick-preset run with early stopping; validation queries "
                         f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
                         "database = the rest of the training split; the queries are never used"),
-        "command": f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}",
+        "command": f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
+                   + ("" if set(wanted) == set(STAGES) else f" --stages={','.join(wanted)}"),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "applies_to": "the quick preset on every data set and code length (margins scale with the code length)",
-        "stages": stages,
+        "stages": found,
+        "not_selected": {k: NOT_SELECTED[k] for k in STAGES if not found[k]},
     }
     if path:
         from deephash.io import write_json
@@ -156,6 +168,25 @@ def select(dataset: str = "digits", bits: int = 32, seed: int = 0, runs_dir: str
         write_json(path, table)
         _cache.pop(path, None)
     return table
+
+
+def merge(tables: list[dict], path: str | None = TABLE) -> dict:
+    """One table from several :func:`select` tables of the same data set, bits and seed
+    (their stages' entries united); written to ``path`` unless None."""
+    if not tables or len({(t["dataset"], t["bits"], t["seed"]) for t in tables}) != 1:
+        raise ValueError("merge: give tables of one data set, code length and seed")
+    out = copy.deepcopy(tables[0])
+    for t in tables[1:]:
+        for stage, entries in t["stages"].items():
+            out["stages"].setdefault(stage, {}).update(entries)
+    out["not_selected"] = {k: NOT_SELECTED[k] for k in STAGES if not out["stages"].get(k)}
+    if path:
+        from deephash.io import write_json
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, out)
+        _cache.pop(path, None)
+    return out
 
 
 def _without_table(spec, method: str, bits: int, lr: float | None, hp: dict):
@@ -173,4 +204,4 @@ def _without_table(spec, method: str, bits: int, lr: float | None, hp: dict):
     return dataclasses.replace(spec, config=config, hparams=hparams, selection={})
 
 
-__all__ = ["GRID", "TABLE", "VERSION", "load_table", "quick_choice", "select"]
+__all__ = ["GRID", "STAGES", "TABLE", "VERSION", "load_table", "merge", "quick_choice", "select"]
