@@ -2,9 +2,11 @@
 uses under ``--preset=quick`` or ``--preset=paper`` (:func:`spec` -> :class:`RunSpec`).
 
 * ``quick``: the embedded data (digits, digits_multi) or any set, each method's default
-  backbone for small images (``small_cnn``), a few epochs, constant learning rate (the
-  values of ``QUICK_*`` below); sized so that ``experiments/run_all.py`` finishes in 30
-  minutes on 2 CPU cores.
+  backbone for small images (``small_cnn``); deep methods (but the DSEH family's rounds)
+  train to their validation plateau (early stopping, best weights restored, at most
+  ``QUICK_STEPS`` steps; :func:`quick_schedule`), the papers' schedules scaled to that
+  length, and the learning rate, triplet margins and lambdas chosen on validation data
+  (``deephash.tuning``; the record goes to ``RunSpec.selection`` and metrics.json).
 * ``paper``: the papers' settings where they state them, our stated choice where they do
   not (``PAPER_NOTES`` lists which is which). DSRH, DRH, DRH+: VGG-19, batch 64 triplets,
   SGD lr 0.01 momentum 0.9, x0.1 after 5,000 (CIFAR-10) / 20,000 (NUS-WIDE) iterations,
