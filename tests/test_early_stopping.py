@@ -325,3 +325,10 @@ def test_report_shows_mean_and_spread_and_draws_the_retrieval_figure(tmp_path):
     dist = (codes["query"][0][None, :] != codes["database"]).sum(1)
     top = np.argsort(dist, kind="stable")[:8]
     assert list(dist[top]) == sorted(dist)[:8] and all(np.diff(top[dist[top] == dist[top][0]]) > 0)
+
+
+@pytest.mark.parametrize("method", ["dpsh", "drh", "dseh"])
+def test_fast_validation_encoding_equals_encode(digits, method):
+    _, val = early_stopping.carve(digits, 0.2, seed=0)
+    model = methods.create(method, bits=16, dataset=digits)
+    np.testing.assert_array_equal(early_stopping.fast_encode(model, val.combined()), model.encode(val.combined()))
