@@ -205,6 +205,8 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
         if group == "dseh_family":  # every LabNet and ImgNet phase gets `epochs`
             hp.pop("labnet_epochs", None)
             hp.pop("imgnet_epochs", None)
+            if config.patience is not None:  # validated, never stopped early: patience covers the schedule
+                config = config.replace(patience=int(epochs) * int(hp.get("rounds", 1)))
     if lr is not None:
         config = config.replace(lr=float(lr))
         selection.pop("lr", None)

@@ -181,8 +181,9 @@ def test_quick_preset_trains_to_the_validation_plateau():
         c = presets.spec(method, "digits", 32).config
         assert c.patience == presets.QUICK_PATIENCE and c.epochs * presets.quick_steps_per_epoch("digits") >= \
             presets.QUICK_STEPS
-    dseh = presets.spec("dseh", "digits", 32).config
-    assert dseh.patience is not None  # validated and the best ImgNet epoch kept
+    dseh = presets.spec("dseh", "digits", 32)  # validated, the best ImgNet epoch kept, never stopped early
+    assert dseh.config.patience == dseh.hparams["imgnet_epochs"] * dseh.hparams["rounds"]
+    assert presets.spec("dseh", "digits", 32, epochs=5).config.patience == 5 * dseh.hparams["rounds"]
     assert presets.spec("itq", "digits", 32).config.patience is None
 
 
