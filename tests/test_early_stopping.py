@@ -4,7 +4,6 @@ defaults: every deep method with default flags beats ITQ on digits."""
 import dataclasses
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -270,7 +269,6 @@ def test_train_script_defaults_beat_itq_on_digits(method, digits, itq_map, tmp_p
     assert es["best_validation_map"] == max(es["validation_curve"]["map"])
     cfg = json.loads(open(os.path.join(out, "config.json")).read())
     assert cfg["sources"]["preset"] == "quick"
-    del sys.modules[f"train_{method}_under_test"]
 
 
 # ----------------------------------------------------------------------------- report: claims, spread, pictures
