@@ -16,6 +16,7 @@ from deephash import codes, index, io, metrics  # noqa: E402  (numpy-only core)
 from deephash import data  # noqa: E402
 from deephash import layers, losses, backbones  # noqa: E402
 from deephash import training  # noqa: E402
+from deephash import early_stopping  # noqa: E402
 from deephash import methods  # noqa: E402
 from deephash.index import HammingIndex, MultiIndexHashing  # noqa: E402
 
@@ -26,6 +27,7 @@ __all__ = [
     "backbones",
     "codes",
     "data",
+    "early_stopping",
     "index",
     "io",
     "layers",
