@@ -87,7 +87,7 @@ def parse_hparams(text: str) -> dict:
 
 def build(argv_flags) -> tuple:
     """Flags -> (method, dataset, bits, TrainConfig, out, hparams); ValueError on bad flags."""
-    from deephash import data, methods, runs, training
+    from deephash import data, methods, runs
 
     f = argv_flags
     if not f.out:
