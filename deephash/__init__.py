@@ -17,6 +17,7 @@ from deephash import downloads  # noqa: E402  (stdlib only: verified, cached dow
 from deephash import data  # noqa: E402
 from deephash import layers, losses, backbones  # noqa: E402
 from deephash import training  # noqa: E402
+from deephash import early_stopping  # noqa: E402
 from deephash import methods  # noqa: E402
 from deephash.index import HammingIndex, MultiIndexHashing  # noqa: E402
 
@@ -28,6 +29,7 @@ __all__ = [
     "codes",
     "data",
     "downloads",
+    "early_stopping",
     "index",
     "io",
     "layers",

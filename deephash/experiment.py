@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from deephash import checkpoints, io, plots, runs, training
+from deephash import checkpoints, early_stopping, io, plots, runs, training
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ def run(
     root: str | None = None,
     extra_json: dict[str, Any] | None = None,
     overwrite_checkpoints: bool = False,
+    hparam_selection: dict | None = None,
+    sources: dict | None = None,
 ) -> dict:
     """Train ``method`` on ``dataset`` (a name for ``data.load`` or a ``data.Dataset``)
     with ``bits``-bit codes, evaluate with ``metrics.evaluate(top_k=protocol.map_depth)``
@@ -71,7 +73,13 @@ def run(
     precomputed feature vectors or the name of computed features (``"gist"``, computed
     once per split and cached; see ``deephash.features``). ``extra_json``: more JSON files
     (``{file name: content}``) written into the run directory with the others, so that
-    they appear atomically with it (the sweep's ``request.json``). Returns metrics.json's
+    they appear atomically with it (the sweep's ``request.json``). ``hparam_selection``: how
+    preset values were chosen (``deephash.tuning``), recorded in metrics.json;
+    ``sources``: where each setting came from (e.g. ``{"lr": "flag", "epochs": "preset
+    quick"}``), recorded in config.json. With ``config.patience`` a deep method trains to
+    its validation plateau (``deephash.early_stopping``: validation split carved from the
+    training split, best weights restored; metrics.json's ``early_stopping`` records the
+    epochs run, the best epoch and the validation curve). Returns metrics.json's
     content plus ``run_dir`` and the ``model`` object.
 
     Under the ``multiworker`` strategy every worker runs this with the same arguments; only
@@ -87,11 +95,11 @@ def run(
     """
     with contextlib.ExitStack() as locks:
         return _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, features, root, extra_json,
-                    overwrite_checkpoints)
+                    overwrite_checkpoints, hparam_selection, sources)
 
 
 def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, features, root, extra_json,
-         overwrite_checkpoints):
+         overwrite_checkpoints, hparam_selection, sources):
     from deephash import data, methods, metrics
 
     # ---- validate before any work
@@ -181,7 +189,12 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
     if family == "deep":  # the other workers resume only after the chief has sorted the checkpoints
         training.same_on_all_workers(1, "reaching training", config.strategy)
     t0 = time.perf_counter()
-    history = model.fit_dataset(fit_ds, config) or {}
+    stopping: dict = {}
+    if family == "deep" and config.patience is not None:  # to the validation plateau (deephash.early_stopping)
+        trained_ds, validation = early_stopping.carve(fit_ds, config.validation_fraction, config.seed)
+        history, stopping = early_stopping.fit(model, trained_ds, config, validation)
+    else:
+        history = model.fit_dataset(fit_ds, config) or {}
     train_s = time.perf_counter() - t0
     training.check_finite(history, "in the training history")  # a diverged run is not a result
 
@@ -204,8 +217,11 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
         "mixed_precision": mixed,
         "timing_s": {"train": round(train_s, 3), "encode": round(encode_s, 3), "evaluate": round(eval_s, 3)},
     }
+    selection = {**(hparam_selection or {}), **selection}
     if selection:
         summary["hparam_selection"] = selection
+    if stopping:
+        summary["early_stopping"] = stopping
 
     # ---- run directory (only the chief of a cluster writes; the other workers return the results)
     if out_dir is not None and not chief:
@@ -218,7 +234,7 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
             io.write_json(os.path.join(tmp, "config.json"), {
                 "method": name, "family": family, "dataset": ds.name, "bits": int(bits),
                 "train": resolved, "hparams": model_hparams, "features": features,
-                "versions": runs.versions(),
+                "versions": runs.versions(), **({"sources": sources} if sources else {}),
             })
             io.write_json(os.path.join(tmp, "split.json"), _dataset_summary(ds))
             model.save(os.path.join(tmp, "model.keras" if family == "deep" else "model.npz"))
@@ -231,7 +247,10 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
             if "pr_curve" in result:
                 plots.pr_curve(result["pr_curve"], os.path.join(tmp, "pr_curve.png"), title=f"PR curve: {title}")
             if history:
-                plots.training_curves(history, os.path.join(tmp, "training_curve.png"), title=f"Training: {title}")
+                curve = stopping.get("validation_curve", {})
+                plots.training_curves(history, os.path.join(tmp, "training_curve.png"), title=f"Training: {title}",
+                                      epochs={early_stopping.CURVE_KEY: curve["epoch"]} if curve else None,
+                                      best_epoch=stopping.get("best_epoch"))
             runs.write_manifest(tmp)  # last: hashes of everything above
         if ckpt_default:
             checkpoints.remove(config.checkpoint_dir)

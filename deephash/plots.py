@@ -56,8 +56,12 @@ def pr_curve(curves: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, 
     return save_png(fig, path)
 
 
-def training_curves(history: Mapping[str, Sequence[float]], path: str, title: str = "Training") -> str:
-    """One subplot per history series (loss terms, ...) against the epoch."""
+def training_curves(history: Mapping[str, Sequence[float]], path: str, title: str = "Training",
+                    epochs: Mapping[str, Sequence[int]] | None = None, best_epoch: int | None = None) -> str:
+    """One subplot per history series (loss terms, validation mAP, ...) against the epoch.
+    ``epochs``: the epoch of each value of a series not recorded every epoch (e.g.
+    ``{"val_map": [5, 10, ...]}``); ``best_epoch``: drawn as a dashed line in every subplot
+    (the epoch whose weights early stopping kept)."""
     series = {k: list(v) for k, v in history.items() if len(v)}
     if not series:
         raise ValueError("training_curves: the history is empty")
@@ -65,10 +69,17 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str, title: st
     n = len(series)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False)
     for ax, (name, values) in zip(axes[0], series.items()):
-        ax.plot(range(1, len(values) + 1), values, marker=".")
+        xs = list((epochs or {}).get(name, [])) or list(range(1, len(values) + 1))
+        if len(xs) != len(values):
+            raise ValueError(f"training_curves: {name!r} has {len(values)} values but {len(xs)} epochs")
+        ax.plot(xs, values, marker=".")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="tab:red", linestyle="--", linewidth=1, label=f"best epoch {best_epoch}")
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+    if best_epoch is not None:
+        axes[0][0].legend(fontsize="small")
     fig.suptitle(title, y=1.03)
     return save_png(fig, path)
 

@@ -12,6 +12,12 @@ the report gives
   ``n_h``, ``map_l``, ``map_i`` when the runs have them): rows = method x source ("this run",
   "paper (<data set>)"), columns = code lengths; written as markdown (``report.md``) and
   CSV (``<dataset>_<metric>.csv``);
+* with several seeds, ``mean ± std`` over the seeds in the markdown tables (the CSV files
+  hold the means);
+* a section on the papers' qualitative claims (``deephash.claims``: DSRH > DRH+ > DRH,
+  deep above shallow, DSEH above every baseline) with the seed spread of each difference;
+* with ``retrieval_bits``, ``<dataset>_retrieval_<bits>b.png``: each method's top-ranked
+  database images for a few fixed queries, relevant ones framed green;
 * plots: ``<dataset>_map_vs_bits.png``, ``<dataset>_precision_radius_2_vs_bits.png``, and per
   code length ``<dataset>_pr_<bits>b.png`` (precision-recall over Hamming radii) and
   ``<dataset>_precision_at_n_<bits>b.png``.
@@ -35,7 +41,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from deephash import plots, published
+from deephash import claims, plots, published
 from deephash.io import atomic_write
 
 METRICS = ("map", "precision_radius_2", "n_h", "map_l", "map_i")
@@ -162,11 +168,20 @@ def _fmt(metric: str, v) -> str:
     return f"{v:.4f}"
 
 
+def _cell(metric: str, a: dict, spread: bool) -> str:
+    """``mean`` or, over several seeds with ``spread``, ``mean ± std``."""
+    text = _fmt(metric, a.get(metric))
+    if spread and text and a.get("n", 1) > 1 and a.get(metric + "_std") is not None:
+        text += f" ± {_fmt(metric, a[metric + '_std'])}"
+    return text
+
+
 def table_rows(agg: dict, dataset: str, metric: str, method_order: Sequence[str], bits: Sequence[int],
-               paper: str | None) -> list[list[str]]:
+               paper: str | None, spread: bool = False) -> list[list[str]]:
     """Rows ``[method, source, value per bits...]`` of one metric table: a "this run" row
     per method with results, and a "paper (<data set>)" row when the paper's table has
-    that method (``n/t`` = in the paper, not transcribed here)."""
+    that method (``n/t`` = in the paper, not transcribed here). ``spread``: cells averaged
+    over several seeds read ``mean ± std`` (the standard deviation over the seeds)."""
     ref = published.reference_dataset(dataset, paper) if paper else None
     tables = published.PAPER_TABLES.get(paper, ()) if paper else ()
     tables = tuple(t for t in tables if t in published.available())
@@ -175,7 +190,7 @@ def table_rows(agg: dict, dataset: str, metric: str, method_order: Sequence[str]
     for m in method_order:
         cells = [agg.get((dataset, m, b), {}).get(metric) for b in bits]
         if any(c is not None for c in cells):
-            rows.append([m, "this run", *(_fmt(metric, c) for c in cells)])
+            rows.append([m, "this run", *(_cell(metric, agg.get((dataset, m, b), {}), spread) for b in bits)])
         if ref:
             recs = {r.bits: r for r in published.lookup(ref, m, metric=metric, tables=tables)}
             if recs:
@@ -278,13 +293,17 @@ def metric_vs_bits_plot(results: dict, path: str, metric: str, title: str) -> st
 # --------------------------------------------------------------------------- report
 def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto", title: str | None = None,
                  methods: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
-                 curve_bits: Sequence[int] | None = None, plots: bool = True) -> dict:
+                 curve_bits: Sequence[int] | None = None, plots: bool = True, retrieval_bits: int | None = None,
+                 with_claims: bool = True) -> dict:
     """Write ``out/report.md``, one CSV per (data set, metric) and the PNG plots.
 
     ``paper``: "dsrh", "dseh", None (no paper rows) or "auto" (:func:`infer_paper`).
     ``methods``: row order (default: the order found). ``metrics``: which tables
     (default: every one of :data:`METRICS` the runs have). ``curve_bits``: code lengths of
-    the PR and precision@N plots (default: all). Returns ``{"markdown", "files", "tables"}``
+    the PR and precision@N plots (default: all). ``retrieval_bits``: draw the qualitative
+    retrieval figure (``claims.retrieval_figure``) at that code length. ``with_claims``: a
+    section checking the papers' qualitative claims with the seed spread (``claims.check``).
+    Returns ``{"markdown", "files", "tables"}``
     where ``tables[(dataset, metric)] = (header, rows)``.
     """
     skipped: list = []
@@ -317,19 +336,23 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
             head.append(f"The embedded set `{dataset}` stands in for {published.dataset_name(ref)}: the paper rows "
                         f"are {published.dataset_name(ref)} numbers, for scale only (a different data set).")
         if n_seeds > 1:
-            head.append(f"Values are means over {n_seeds} seeds.")
+            counts = sorted({agg[k]["n"] for k in agg if k[0] == dataset})
+            head.append(f"Values are mean ± standard deviation over the seeds (each seed also draws the split): "
+                        f"{' or '.join(map(str, counts))} seed(s) per cell"
+                        + (" (fewer seeds where a cell has no ±)" if len(counts) > 1 else "") + ".")
         headers[dataset] = "\n\n".join(head)
         md += [f"## {dataset}", "", headers[dataset], ""]
         present = [m for m in METRICS if any((dataset, mm, b) in agg and m in agg[(dataset, mm, b)]
                                              for mm in order for b in bits)]
         for metric in [m for m in (metrics or present) if m in present]:
             header = ["method", "source", *(f"{b} bits" for b in bits)]
-            trows = table_rows(agg, dataset, metric, order, bits, paper)
+            trows = table_rows(agg, dataset, metric, order, bits, paper, spread=True)
             tables[(dataset, metric)] = (header, trows)
             md += [f"### {METRIC_NAMES.get(metric, metric)}", "", markdown_table(header, trows), ""]
             path = os.path.join(out, f"{dataset}_{metric}.csv")
-            with atomic_write(path, "w", encoding="utf-8") as f:
-                f.write(_csv_text(["method", "source", *map(str, bits)], trows))
+            with atomic_write(path, "w", encoding="utf-8") as f:  # numbers only: the means
+                f.write(_csv_text(["method", "source", *map(str, bits)],
+                                  table_rows(agg, dataset, metric, order, bits, paper)))
             files.append(path)
         if plots:
             figs = []
@@ -351,9 +374,20 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
                 if pn:
                     figs.append(precision_at_n_plot(pn, os.path.join(out, f"{dataset}_precision_at_n_{b}b.png"),
                                                     title=f"Precision@N @ {b} bits: {dataset}"))
+            if retrieval_bits is not None and retrieval_bits in bits:
+                fig = claims.retrieval_figure(rows, dataset, retrieval_bits,
+                                              os.path.join(out, f"{dataset}_retrieval_{retrieval_bits}b.png"),
+                                              methods=order)
+                if fig:
+                    figs.append(fig)
             if figs:
                 md += ["### plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figs] + [""]
             files += figs
+    found_claims = claims.check(rows, paper) if with_claims else []
+    if found_claims:
+        claims_md = claims.markdown(found_claims)
+        headers["claims"] = claims_md
+        md += ["## the papers' claims on these runs", "", claims_md, ""]
     md += ["## runs", "", *(f"- `{os.path.relpath(r['run_dir'], os.path.abspath(out))}`" for r in rows), ""]
     if skipped:
         md += ["## skipped run directories", "",

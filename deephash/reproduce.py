@@ -32,16 +32,24 @@ def _figure_number(dataset: str, multilabel: bool | None, paper: str) -> str:
 
 
 def _run_and_report(methods, dataset, bits, *, paper, title, metrics, curve_bits, preset, out, runs_dir,
-                    seeds, allow_missing, features, root, weights, epochs, lr, hparams, log, reuse) -> dict:
+                    seeds, allow_missing, features, root, weights, epochs, lr, hparams, log, reuse,
+                    seed_bits=None) -> dict:
     runs_dir = runs_dir or os.path.join(out, "runs")
     log(f"{title}: {dataset}, preset={preset}, seeds={list(seeds)}, runs in {runs_dir}")
-    records = sweep.run_grid(methods, dataset, bits, seeds=seeds, preset=preset, paper=paper, runs_dir=runs_dir,
-                             allow_missing=allow_missing, features=features, root=root, weights=weights,
-                             epochs=epochs, lr=lr, hparams=hparams, log=log, reuse=reuse)
+    grid = dict(preset=preset, paper=paper, runs_dir=runs_dir, allow_missing=allow_missing, features=features,
+                root=root, weights=weights, epochs=epochs, lr=lr, hparams=hparams, log=log, reuse=reuse)
+    if seed_bits is None:
+        records = sweep.run_grid(methods, dataset, bits, seeds=seeds, **grid)
+    else:  # every seed at seed_bits, the first seed elsewhere
+        records = sweep.run_grid(methods, dataset, bits, seeds=list(seeds)[:1], **grid)
+        more = [b for b in bits if b in set(seed_bits)]
+        if more and len(seeds) > 1:
+            records += sweep.run_grid(methods, dataset, more, seeds=list(seeds)[1:], **grid)
     if not records:
         raise ValueError(f"{title}: none of the methods {list(methods)} is available; nothing to report")
     rep = report.write_report([r["run_dir"] for r in records], out, paper=paper, title=f"{title} on {dataset}",
-                              methods=[m.lower() for m in methods], metrics=metrics, curve_bits=curve_bits)
+                              methods=[m.lower() for m in methods], metrics=metrics, curve_bits=curve_bits,
+                              retrieval_bits=curve_bits[0] if curve_bits else None)
     log(report.format_tables(rep))
     log(f"report: {rep['files'][0]}")
     rep["runs"] = records
@@ -50,7 +58,7 @@ def _run_and_report(methods, dataset, bits, *, paper, title, metrics, curve_bits
 
 def _common(kw: dict) -> dict:
     keys = ("preset", "out", "runs_dir", "seeds", "allow_missing", "features", "root", "weights", "epochs", "lr",
-            "hparams", "log", "reuse")
+            "hparams", "log", "reuse", "seed_bits")
     return {k: kw[k] for k in keys}
 
 
@@ -60,8 +68,11 @@ def dsrh_figures(dataset: str = "digits", *, preset: str = "quick", out: str = "
                  pr_bits: int = presets.DSRH_PR_BITS, allow_missing: bool = False, features: str | None = None,
                  root: str | None = None, weights: str | None = None, epochs: int | None = None,
                  lr: float | None = None, hparams: dict | None = None,
-                 log: Callable[[str], None] = print, reuse: str = "any") -> dict:
-    """DSRH Fig. 3 / Fig. 4 panels (a)-(c) for ``methods`` on ``dataset``."""
+                 log: Callable[[str], None] = print, reuse: str = "any",
+                 seed_bits: Sequence[int] | None = None) -> dict:
+    """DSRH Fig. 3 / Fig. 4 panels (a)-(c) for ``methods`` on ``dataset``. ``seed_bits``
+    (every function here): run the seeds after the first only at these code lengths (None:
+    every seed at every code length)."""
     multilabel = None
     if dataset in ("digits", "digits_multi", "cifar10"):
         multilabel = dataset == "digits_multi"
@@ -77,7 +88,8 @@ def dseh_table1(dataset: str = "digits_multi", *, preset: str = "quick", out: st
                 methods: Sequence[str] = presets.DSEH_TABLE1_METHODS, bits: Sequence[int] = presets.DSEH_BITS,
                 allow_missing: bool = False, features: str | None = None, root: str | None = None,
                 weights: str | None = None, epochs: int | None = None, lr: float | None = None,
-                hparams: dict | None = None, log: Callable[[str], None] = print, reuse: str = "any") -> dict:
+                hparams: dict | None = None, log: Callable[[str], None] = print, reuse: str = "any",
+                seed_bits: Sequence[int] | None = None) -> dict:
     """DSEH Table 1: mAP of ``methods`` at ``bits`` on ``dataset``."""
     return _run_and_report(methods, dataset, bits, paper="dseh", title="DSEH Table 1 (mAP)", metrics=("map",),
                            curve_bits=(), **_common(locals()))
@@ -88,7 +100,8 @@ def dseh_figures(dataset: str = "digits_multi", *, preset: str = "quick", out: s
                  methods: Sequence[str] = presets.DSEH_TABLE1_METHODS, bits: int = presets.DSEH_FIGURE_BITS,
                  allow_missing: bool = False, features: str | None = None, root: str | None = None,
                  weights: str | None = None, epochs: int | None = None, lr: float | None = None,
-                 hparams: dict | None = None, log: Callable[[str], None] = print, reuse: str = "any") -> dict:
+                 hparams: dict | None = None, log: Callable[[str], None] = print, reuse: str = "any",
+                 seed_bits: Sequence[int] | None = None) -> dict:
     """DSEH Fig. 3 (precision-recall) and Fig. 4 (precision@N) at ``bits`` on ``dataset``;
     the paper publishes these as plots only, so the printed table is mAP at ``bits`` beside
     Table 1's column."""

@@ -147,7 +147,8 @@ def run_spec(spec: presets.RunSpec, runs_dir: str, datasets: DatasetCache | None
     ds = datasets.get(spec.dataset, spec.seed, spec.root, spec.dataset_options)
     t0 = time.perf_counter()
     result = experiment.run(spec.method, ds, spec.bits, spec.config, out, hparams=dict(spec.hparams),
-                            features=spec.features, overwrite=replace, extra_json={"request.json": spec.request()})
+                            features=spec.features, overwrite=replace, extra_json={"request.json": spec.request()},
+                            hparam_selection=spec.selection)
     result.pop("model", None)
     _release()
     log(f"  trained {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: mAP {result['map']:.4f} "

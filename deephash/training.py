@@ -226,6 +226,13 @@ class TrainConfig:
     mixed_precision: bool = False
     checkpoint_dir: str | None = None
     verbose: int | str = 1  # 0 silent, 1 Keras step bar, 2 a line per epoch, "epochs" one tqdm bar per fit
+    # early stopping on validation mAP (deephash.early_stopping; experiment.run carves the split):
+    # None = train exactly `epochs`; else stop after `patience` validations without improvement
+    # by more than `min_delta`, restore the best weights; `epochs` is then the cap
+    patience: int | None = None
+    min_delta: float = 0.0
+    validation_fraction: float = 0.2  # of the training split, held out as validation queries
+    validation_every: int = 1          # epochs between validations
 
     def __post_init__(self):
         self.validate()
@@ -252,6 +259,14 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
+        if self.patience is not None:
+            positive_int("patience")
+        positive_int("validation_every")
+        if not isinstance(self.min_delta, (int, float)) or not np.isfinite(self.min_delta) or self.min_delta < 0:
+            raise ValueError(f"TrainConfig.min_delta must be a non-negative number, got {self.min_delta!r}")
+        f = self.validation_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
+            raise ValueError(f"TrainConfig.validation_fraction must be in (0, 1), got {f!r}")
         if self.verbose not in (0, 1, 2, "epochs"):
             raise ValueError(f"TrainConfig.verbose must be 0, 1, 2 or 'epochs', got {self.verbose!r}")
         return self

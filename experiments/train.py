@@ -2,8 +2,13 @@
 
     python experiments/train.py --method=dsrh --dataset=digits --bits=32 --out=runs/dsrh_digits_32
 
-Flags map onto ``deephash.training.TrainConfig`` (the DSRH paper's defaults) and the
-method's hyper-parameters; ``deephash.experiment.run`` does the work. Bad flags stop
+Without training flags a run takes the data set's preset (``deephash.presets``): ``quick``
+on the embedded sets (digits, digits_multi: the small CNN, training to the validation
+plateau with early stopping, settings chosen on validation, ``deephash.tuning``),
+``paper`` on the papers' sets. A training flag given explicitly replaces that one value;
+config.json's ``sources`` records where each value came from, metrics.json's
+``early_stopping`` the epochs run, the best epoch and the validation curve.
+``deephash.experiment.run`` does the work. Bad flags stop
 with a one-line error before anything is trained.
 """
 from __future__ import annotations
@@ -26,13 +31,24 @@ flags.DEFINE_string("weights", None, "pretrained backbone weights: 'imagenet' (t
                     "once and cached) or a local weights file")
 flags.DEFINE_bool("download", True, "allow downloads (tfds data sets, published weights); --download=false (or "
                   "DEEPHASH_OFFLINE=1) fails instead, naming the command to run on a machine with internet")
-flags.DEFINE_integer("epochs", 10, "training epochs (passes of len(train)//batch_size steps)")
-flags.DEFINE_integer("batch_size", 64, "global batch size (triplets for triplet methods)")
-flags.DEFINE_float("lr", 0.01, "initial learning rate")
-flags.DEFINE_float("momentum", 0.9, "SGD momentum")
-flags.DEFINE_float("weight_decay", 2e-4, "Caffe-style L2 weight decay")
-flags.DEFINE_integer("lr_decay_steps", 5000, "multiply the learning rate by lr_decay_rate every this many steps (0: never)")
-flags.DEFINE_float("lr_decay_rate", 0.1, "learning-rate step factor")
+flags.DEFINE_enum("preset", None, ["quick", "paper"], "training settings of deephash.presets (default: quick on "
+                  "the embedded sets digits/digits_multi, paper on the papers' sets); a training flag given "
+                  "explicitly overrides the preset's value")
+flags.DEFINE_enum("paper", None, ["dsrh", "dseh"], "--preset=paper: whose settings (default: dseh for the DSEH "
+                  "family and its baselines hashnet/dhn/dpsh/cnnh, else dsrh)")
+flags.DEFINE_integer("epochs", None, "training epochs, the cap with early stopping (default: the preset's)")
+flags.DEFINE_integer("batch_size", None, "global batch size, triplets for triplet methods (default: the preset's)")
+flags.DEFINE_float("lr", None, "initial learning rate (default: the preset's)")
+flags.DEFINE_float("momentum", None, "SGD momentum (default: the preset's)")
+flags.DEFINE_float("weight_decay", None, "Caffe-style L2 weight decay (default: the preset's)")
+flags.DEFINE_integer("lr_decay_steps", None, "multiply the learning rate by lr_decay_rate every this many steps "
+                     "(0: never; default: the preset's)")
+flags.DEFINE_float("lr_decay_rate", None, "learning-rate step factor (default: the preset's)")
+flags.DEFINE_integer("patience", None, "early stopping: validations without improvement of validation mAP "
+                     "before stopping (0: off, train all epochs; default: the preset's)")
+flags.DEFINE_integer("validation_every", None, "epochs between validations (default: the preset's)")
+flags.DEFINE_float("validation_fraction", None, "share of the training split held out for validation "
+                   "(default: the preset's)")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy")
 flags.DEFINE_integer("seed", 0, "random seed (data split, initialisation, batches)")
 flags.DEFINE_string("out", None, "run directory to write (required)")
@@ -79,7 +95,7 @@ def parse_hparams(text: str) -> dict:
 
 def build(argv_flags) -> tuple:
     """Flags -> (method, dataset, bits, TrainConfig, out, hparams); ValueError on bad flags."""
-    from deephash import data, methods, runs, training
+    from deephash import data, methods, runs
 
     f = argv_flags
     if not f.out:
@@ -115,12 +131,8 @@ def build(argv_flags) -> tuple:
                 hparams["ortho_weight"] = float(f.ortho_weight)
             except ValueError:
                 raise ValueError(f"--ortho_weight must be a number or 'auto', got {f.ortho_weight!r}") from None
-    config = training.TrainConfig(
-        epochs=f.epochs, batch_size=f.batch_size, lr=f.lr, momentum=f.momentum, weight_decay=f.weight_decay,
-        lr_decay_steps=f.lr_decay_steps or None, lr_decay_rate=f.lr_decay_rate, strategy=f.strategy,
-        seed=f.seed, mixed_precision=f.mixed_precision, checkpoint_dir=f.checkpoint_dir,
-        verbose=f.verbose if f.verbose == "epochs" else int(f.verbose),
-    )
+    config, hparams, sources, selection, features = preset_settings(f, method, hparams)
+    build.sources, build.selection, build.features = sources, selection, features
     return method, f.dataset, f.bits, config, f.out, hparams
 
 
@@ -128,6 +140,49 @@ def _user_error(e: Exception) -> bool:
     from deephash import runs
 
     return isinstance(e, (ValueError, FileNotFoundError, runs.DirectoryLockedError))
+
+
+EMBEDDED = ("digits", "digits_multi")
+DSEH_PAPER_METHODS = ("hashnet", "dhn", "dpsh", "cnnh")
+# flag -> TrainConfig field of the training flags a preset provides
+TRAIN_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "momentum": "momentum",
+               "weight_decay": "weight_decay", "lr_decay_steps": "lr_decay_steps", "lr_decay_rate": "lr_decay_rate",
+               "patience": "patience", "validation_every": "validation_every",
+               "validation_fraction": "validation_fraction"}
+
+
+def preset_settings(f, method: str, hparams: dict) -> tuple:
+    """``(TrainConfig, hparams, sources, selection, features)``: the preset's settings of ``method`` on
+    ``--dataset`` (``deephash.presets.spec``), each training flag given explicitly replacing
+    one value; ``sources`` names where every value came from (written to config.json)."""
+    from deephash import presets, training
+
+    preset = f.preset or ("quick" if f.dataset in EMBEDDED else "paper")
+    paper = f.paper or ("dseh" if method in presets.DSEH_FAMILY or method in DSEH_PAPER_METHODS else "dsrh")
+    origin = f"preset {preset}" + (f" ({paper})" if preset == "paper" else "")
+    spec = presets.spec(method, f.dataset, f.bits, preset=preset, paper=paper, seed=f.seed, features=f.features,
+                        root=f.root, hparams=hparams)
+    explicit = {}
+    for flag, field in TRAIN_FLAGS.items():
+        value = getattr(f, flag)
+        if value is None:
+            continue
+        if flag == "lr_decay_steps" or flag == "patience":
+            value = value or None
+        explicit[field] = value
+    values = {**spec.config.to_dict(), **explicit, "strategy": f.strategy, "seed": f.seed,
+              "mixed_precision": f.mixed_precision, "checkpoint_dir": f.checkpoint_dir,
+              "verbose": f.verbose if f.verbose == "epochs" else int(f.verbose)}
+    config = training.TrainConfig(**values)
+    sources = {"preset": preset, **({"paper": paper} if preset == "paper" else {})}
+    sources["train"] = {field: ("flag" if field in explicit else origin) for field in TRAIN_FLAGS.values()}
+    selection = dict(spec.selection)
+    if "lr" in explicit:
+        selection.pop("lr", None)
+    sources["hparams"] = {k: ("flag" if k in hparams else ("selected on validation (deephash.tuning)"
+                                                           if k in selection else origin))
+                          for k in spec.hparams}
+    return config, dict(spec.hparams), sources, selection, spec.features
 
 
 def main(argv):
@@ -148,8 +203,9 @@ def main(argv):
         if FLAGS.verify_images and dataset in LIST_SETS:  # every image decoded before any training
             dataset = data.load(dataset, root=FLAGS.root, seed=config.seed, verify_images=True)
         result = experiment.run(method, dataset, bits, config, out, hparams=hparams, overwrite=FLAGS.overwrite,
-                                features=FLAGS.features, root=FLAGS.root,
-                                overwrite_checkpoints=FLAGS.overwrite_checkpoints)
+                                features=build.features, root=FLAGS.root,
+                                overwrite_checkpoints=FLAGS.overwrite_checkpoints, hparam_selection=build.selection,
+                                sources=build.sources)
     except Exception as e:  # bad input, a locked or damaged directory, a diverged run: one line, no traceback
         if not _user_error(e):
             raise

@@ -174,7 +174,8 @@ def _check_train_build(train_script, tmp_path):
         backbone, weights, ortho_weight, epochs, batch_size, lr = "small_cnn", None, "auto", 1, 64, 0.01
         momentum, weight_decay, lr_decay_steps, lr_decay_rate = 0.9, 2e-4, 0, 0.1
         strategy, seed, mixed_precision, checkpoint_dir, verbose = "default", 0, False, None, 0
-        num_devices, features = 0, None
+        num_devices = 0
+        preset = paper = features = root = patience = validation_every = validation_fraction = None
 
     method, dataset, bits, config, out, hparams = train_script.build(F)
     assert (method, dataset, bits) == ("dsrh", "digits", 32) and config.lr_decay_steps is None

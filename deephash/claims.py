@@ -1,0 +1,200 @@
+"""The papers' qualitative claims checked on a set of runs, with the spread over seeds, and
+the qualitative retrieval figure (top-ranked database images of a few fixed queries).
+
+Claims (each evaluated per data set and code length where the runs have the methods):
+
+* DSRH paper: ``DSRH > DRH+ > DRH`` (the contribution of the orthogonality and the
+  classification terms);
+* both papers: deep methods above shallow ones (each deep method against the best shallow
+  method of the same runs);
+* DSEH paper: DSEH above every baseline (against the best other method).
+
+A difference is the mean over seeds of the per-seed difference (runs paired by seed, which
+also draws the split), with its standard deviation over seeds. A claim *holds* where the
+mean difference is positive, and *clearly* holds where it exceeds the standard deviation
+(one seed: no spread, reported as such). The Table 2 ablation order is checked by
+``experiments/dseh_ablation.py`` (its table states whether the paper's order holds).
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+DEEP = ("dsrh", "drh+", "drh", "ninh", "dseh", "hashnet", "dhn", "dpsh", "cnnh")
+SHALLOW = ("ksh", "sdh", "itq-cca", "itq", "sh", "lsh", "pcah")
+
+
+def _by_seed(rows: Sequence[dict], metric: str) -> dict:
+    """``{(dataset, method, bits): {seed: value}}``."""
+    out: dict = defaultdict(dict)
+    for r in rows:
+        v = r["metrics"].get(metric)
+        if isinstance(v, (int, float)):
+            out[(r["dataset"], r["method"], r["bits"])][r["seed"]] = float(v)
+    return out
+
+
+def _diff(a: dict, b: dict) -> tuple[float, float, int] | None:
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    d = np.array([a[s] - b[s] for s in seeds])
+    return float(d.mean()), float(d.std()), len(seeds)
+
+
+def _best_of(vals: dict, dataset: str, bits: int, methods: Sequence[str]) -> tuple[str, dict] | None:
+    """The method with the highest mean among ``methods`` and its per-seed values."""
+    cands = [(np.mean(list(vals[(dataset, m, bits)].values())), m) for m in methods if (dataset, m, bits) in vals]
+    if not cands:
+        return None
+    _, m = max(cands)
+    return m, vals[(dataset, m, bits)]
+
+
+def _verdict(d: tuple[float, float, int]) -> str:
+    mean, std, n = d
+    if mean <= 0:
+        return "does **not** hold"
+    if n < 2:
+        return "holds (one seed, no spread)"
+    return "holds clearly" if mean > std else "holds within the seed spread"
+
+
+def _fmt(d: tuple[float, float, int]) -> str:
+    mean, std, n = d
+    return f"{mean:+.4f}" + (f" ± {std:.4f} ({n} seeds)" if n > 1 else " (1 seed)")
+
+
+def check(rows: Sequence[dict], paper: str | None, metric: str = "map") -> list[dict]:
+    """The claims of ``paper`` ("dsrh", "dseh"; None: both) on ``rows``
+    (``report.collect``): a list of ``{"claim", "dataset", "bits", "comparison",
+    "difference": (mean, std, n), "verdict"}``."""
+    vals = _by_seed(rows, metric)
+    found = {(d, b) for d, _, b in vals}
+    out = []
+
+    def add(claim, dataset, bits, comparison, d):
+        if d is not None:
+            out.append({"claim": claim, "dataset": dataset, "bits": bits, "comparison": comparison,
+                        "difference": d, "verdict": _verdict(d)})
+
+    for dataset, bits in sorted(found):
+        have = {m for d, m, b in vals if d == dataset and b == bits}
+        if paper in (None, "dsrh"):
+            for hi, lo in (("dsrh", "drh+"), ("drh+", "drh")):
+                if {hi, lo} <= have:
+                    add("DSRH > DRH+ > DRH", dataset, bits, f"{hi} - {lo}",
+                        _diff(vals[(dataset, hi, bits)], vals[(dataset, lo, bits)]))
+        shallow = [m for m in SHALLOW if m in have]
+        best_shallow = _best_of(vals, dataset, bits, shallow)
+        if best_shallow:
+            for m in [m for m in DEEP if m in have]:
+                add("deep methods above shallow ones", dataset, bits, f"{m} - {best_shallow[0]} (best shallow)",
+                    _diff(vals[(dataset, m, bits)], best_shallow[1]))
+        if paper in (None, "dseh") and "dseh" in have:
+            others = [m for m in have if m != "dseh" and not m.startswith("dseh-")]
+            best = _best_of(vals, dataset, bits, others)
+            if best:
+                add("DSEH above every baseline", dataset, bits, f"dseh - {best[0]} (best baseline)",
+                    _diff(vals[(dataset, "dseh", bits)], best[1]))
+    return out
+
+
+def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
+    """The claims as markdown: a summary line per claim and data set, then a table."""
+    if not results:
+        return ""
+    lines = [f"Differences in {metric_name}: mean over seeds of the per-seed difference ± its standard deviation "
+             "(runs paired by seed; each seed also draws the split). *holds clearly*: the mean difference exceeds "
+             "the spread; *within the seed spread*: positive but not beyond one standard deviation.", ""]
+    groups: dict = defaultdict(list)
+    for r in results:
+        groups[(r["claim"], r["dataset"])].append(r)
+    for (claim, dataset), rs in groups.items():
+        held = sum(r["difference"][0] > 0 for r in rs)
+        lines.append(f"- **{claim}** on {dataset}: holds in {held} of {len(rs)} comparisons"
+                     + (f"; smallest margin {min(rs, key=lambda r: r['difference'][0])['comparison']} at "
+                        f"{min(rs, key=lambda r: r['difference'][0])['bits']} bits: "
+                        f"{_fmt(min(rs, key=lambda r: r['difference'][0])['difference'])}" if rs else ""))
+    lines += ["", "| claim | data set | bits | comparison | difference | verdict |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | {_fmt(r['difference'])} | "
+              f"{r['verdict']} |" for r in results]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- retrieval figure
+def retrieval_figure(rows: Sequence[dict], dataset: str, bits: int, path: str, *, methods: Sequence[str] | None = None,
+                     num_queries: int = 3, top: int = 8, seed: int | None = None) -> str | None:
+    """For ``num_queries`` fixed queries (the first query of each of the first classes, so
+    the same images for every method), each method's ``top`` database items ranked by Hamming
+    distance (ties: database index ascending), relevant ones framed green, others red;
+    one row per (query, method). Uses the runs of ``seed`` (default: the smallest seed) at
+    ``bits``; images come from the data set (in-memory sets only: returns None for
+    file-based ones). Returns the PNG path."""
+    from deephash import data, plots, runs
+
+    mine = [r for r in rows if r["dataset"] == dataset and r["bits"] == bits]
+    if not mine:
+        return None
+    seed = min(r["seed"] for r in mine) if seed is None else seed
+    mine = [r for r in mine if r["seed"] == seed]
+    order = [m for m in (methods or []) if any(r["method"] == m for r in mine)] or \
+        list(dict.fromkeys(r["method"] for r in mine))
+    ds = data.load(dataset, seed=seed)
+    if ds.query.images is None or ds.database.images is None:
+        return None
+    if ds.checksum != mine[0]["checksum"]:
+        raise ValueError(f"retrieval_figure: the runs of {dataset} seed {seed} were made on split "
+                         f"{mine[0]['checksum'][:12]}, the loader gives {ds.checksum[:12]}")
+    qlabels = ds.query.labels.astype(bool)
+    picked: list[int] = []
+    for c in range(qlabels.shape[1]):  # first query holding class c, classes in order
+        hits = np.flatnonzero(qlabels[:, c])
+        if len(hits) and hits[0] not in picked:
+            picked.append(int(hits[0]))
+        if len(picked) == num_queries:
+            break
+    by_method = {r["method"]: r for r in mine}
+    ranked = {}
+    for m in order:
+        codes = runs.load_codes(os.path.join(by_method[m]["run_dir"], "codes.npz"))
+        q, db = codes["query"][picked], codes["database"]
+        dist = (q[:, None, :] != db[None, :, :]).sum(-1)
+        ranked[m] = np.argsort(dist, axis=1, kind="stable")[:, :top]
+    plt = plots.pyplot()
+    n_rows = len(picked) * len(order)
+    fig, axes = plt.subplots(n_rows, top + 1, figsize=(0.9 * (top + 1) + 1.2, 0.95 * n_rows), squeeze=False)
+    gray = ds.query.images.shape[-1] == 1
+
+    def show(ax, img, colour=None):
+        img = np.asarray(img, np.float32) / 255.0
+        ax.imshow(img[..., 0] if gray else img, cmap="gray_r" if gray else None, vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(colour is not None)
+            if colour:
+                spine.set_color(colour)
+                spine.set_linewidth(2.5)
+
+    row = 0
+    for qi, qpos in enumerate(picked):
+        for m in order:
+            show(axes[row][0], ds.query.images[qpos], "black")
+            axes[row][0].set_ylabel(m, rotation=0, ha="right", va="center", fontsize=8)
+            for j, dpos in enumerate(ranked[m][qi]):
+                relevant = bool((qlabels[qpos] & ds.database.labels[dpos].astype(bool)).any())
+                show(axes[row][j + 1], ds.database.images[dpos], "tab:green" if relevant else "tab:red")
+            row += 1
+    axes[0][0].set_title("query", fontsize=8)
+    for j in range(top):
+        axes[0][j + 1].set_title(f"#{j + 1}", fontsize=8)
+    fig.suptitle(f"Top {top} by Hamming distance, {bits} bits, {dataset} seed {seed} (green: relevant, red: not)",
+                 fontsize=9, y=1.0)
+    return plots.save_png(fig, path)
+
+
+__all__ = ["check", "markdown", "retrieval_figure", "DEEP", "SHALLOW"]

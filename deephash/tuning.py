@@ -1,0 +1,207 @@
+"""Hyper-parameters of the quick preset chosen on validation data, never on the queries.
+
+The papers chose their settings on validation data; the quick preset does the same, once,
+and keeps the choices in a versioned table in the package (``deephash/tuned/quick.json``)
+that records how they were chosen: the data set, code length and seed, the grid, every
+grid point's validation mAP and the choice. ``experiments/select_hparams.py`` recomputes it
+(:func:`select`); :func:`quick_choice` reads it for :func:`deephash.presets.spec`.
+
+What is chosen (in this order, each stage using the earlier stages' choices):
+
+1. the learning rate per method family, on a representative method of the family
+   (:data:`REPRESENTATIVE`): the DSRH family (DSRH, DRH, DRH+) and the other deep methods
+   (NINH, CNNH, DPSH, DHN, HashNet); the DSEH family keeps its own settings;
+2. the triplet margin of DRH, DRH+ (DRH's choice) and NINH, relative to the code length:
+   ``margin = margin_per_bit * bits`` (the papers' margin 1 is 1/32 per bit at 32 bits);
+3. the orthogonality weight lambda of DSRH and DRH+.
+
+Each grid point is one quick-preset run (early stopping on the validation split, see
+:mod:`deephash.early_stopping`) scored by its best validation mAP: the validation queries
+are carved from the training split and searched against the rest of it. The query split
+plays no part.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+from typing import Callable
+
+TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuned", "quick.json")
+VERSION = 1
+# two values per setting keep the selection affordable on 2 CPU cores (about 11 quick runs);
+# the learning rates bracket the quick preset's earlier values, 1/32 per bit is the papers'
+# margin 1 at 32 bits and 0.25 the DSRH paper's lambda
+GRID = {
+    "lr": {"dsrh_family": [0.01, 0.02], "deep": [0.05, 0.1]},
+    "margin_per_bit": [1 / 32, 1 / 8],
+    "ortho_weight": [0.05, 0.25],
+}
+STAGES = ("lr", "margin_per_bit", "ortho_weight")
+NOT_SELECTED = {
+    "lr": "not selected in this table: the presets' QUICK_LR (deephash.presets) apply",
+    "margin_per_bit": "not selected in this table: the methods' margin 1 applies",
+    "ortho_weight": "not selected in this table: the methods' lambda 0.25 applies",
+}
+REPRESENTATIVE = {"dsrh_family": "drh", "deep": "dpsh"}
+MARGIN_METHODS = {"drh": "drh", "drh+": "drh", "ninh": "ninh"}  # method -> whose selection it uses
+ORTHO_METHODS = ("dsrh", "drh+")
+DSRH_FAMILY = ("dsrh", "drh", "drh+")
+LR_FAMILY_OF = {"dsrh": "dsrh_family", "drh": "dsrh_family", "drh+": "dsrh_family", "ninh": "deep", "cnnh": "deep",
+                "dpsh": "deep", "dhn": "deep", "hashnet": "deep"}
+
+_cache: dict = {}
+
+
+def load_table(path: str = TABLE) -> dict:
+    """The table of choices (``{}`` when the package has none: the presets' defaults apply)."""
+    if path not in _cache:
+        if not os.path.exists(path):
+            _cache[path] = {}
+        else:
+            with open(path, encoding="utf-8") as f:
+                table = json.load(f)
+            if table.get("version") != VERSION:
+                raise ValueError(f"{path}: tuning table version {table.get('version')!r}, this library reads "
+                                 f"version {VERSION}; recompute it with experiments/select_hparams.py")
+            _cache[path] = table
+    return _cache[path]
+
+
+def quick_choice(method: str, bits: int, path: str = TABLE) -> tuple[dict, dict]:
+    """``(values, record)`` for a quick run of ``method`` at ``bits``: the chosen ``lr`` and
+    hyper-parameters (``margin``, ``ortho_weight``) and, per value, the record of its
+    selection (grid, validation mAP per grid point, choice, how it was chosen) for
+    metrics.json. Methods the table does not cover get ``({}, {})``."""
+    table = load_table(path)
+    stages = table.get("stages", {})
+    values: dict = {}
+    record: dict = {}
+    how = {k: table.get(k) for k in ("version", "dataset", "bits", "seed", "selected_on", "command", "created")}
+    family = LR_FAMILY_OF.get(method)
+    lr = stages.get("lr", {}).get(family) if family else None
+    if lr:
+        values["lr"] = float(lr["chosen"])
+        record["lr"] = {**lr, "family": family, "table": how}
+    margin_from = MARGIN_METHODS.get(method)
+    margin = stages.get("margin_per_bit", {}).get(margin_from) if margin_from else None
+    if margin:
+        values["margin"] = float(margin["chosen"]) * int(bits)
+        record["margin"] = {**margin, "margin": values["margin"], "margin_is": "margin_per_bit * bits",
+                            "selected_for": margin_from, "table": how}
+    ortho = stages.get("ortho_weight", {}).get(method) if method in ORTHO_METHODS else None
+    if ortho:
+        values["ortho_weight"] = float(ortho["chosen"])
+        record["ortho_weight"] = {**ortho, "table": how}
+    return values, copy.deepcopy(record)
+
+
+def _choose(scores: dict) -> float:
+    """The grid value with the best score (ties: the value listed first)."""
+    items = list(scores.items())
+    return float(max(items, key=lambda kv: (kv[1], -items.index(kv)))[0])
+
+
+def select(dataset: str = "digits", bits: int = 32, seed: int = 0, runs_dir: str = "runs/tuning",
+           log: Callable[[str], None] = print, path: str | None = TABLE, grid: dict | None = None,
+           methods_: dict | None = None, stages: tuple = STAGES) -> dict:
+    """Recompute the table (module docstring) with quick-preset runs on ``dataset`` at
+    ``bits`` and ``seed`` through ``sweep`` (finished runs in ``runs_dir`` are reused), and
+    write it to ``path`` (None: do not write). ``stages``: which of :data:`STAGES` to select
+    (the others keep the presets' values); ``methods_`` may narrow the methods of a stage
+    (``{"representative": {...}, "margin": [...], "ortho": [...]}``), e.g. to split the
+    work over processes and merge the tables with :func:`merge`. Returns the table."""
+    from deephash import presets, sweep
+
+    grid = grid or GRID
+    reps = (methods_ or {}).get("representative", REPRESENTATIVE)
+    margin_methods = (methods_ or {}).get("margin", sorted(set(MARGIN_METHODS.values())))
+    ortho_methods = (methods_ or {}).get("ortho", ORTHO_METHODS)
+    wanted = tuple(stages)
+    found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
+    # every run starts from the presets without a table (the values being chosen), plus the stages so far
+    datasets = sweep.DatasetCache()
+
+    def score(method: str, lr: float | None, hp: dict) -> float:
+        spec = presets.spec(method, dataset, bits, preset="quick", seed=seed, lr=lr, hparams=hp)
+        spec = _without_table(spec, method, bits, lr, hp)
+        rec = sweep.run_spec(spec, runs_dir, datasets, log=log)
+        value = rec["metrics"]["early_stopping"]["best_validation_map"]
+        log(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {value:.4f}")
+        return float(value)
+
+    for family, method in (reps.items() if "lr" in wanted else ()):
+        scores = {repr(float(lr)): score(method, float(lr), {}) for lr in grid["lr"][family]}
+        found["lr"][family] = {"grid": grid["lr"][family], "validation_map": scores, "chosen": _choose(scores),
+                                "selected_on": method}
+    lr_of = {m: found["lr"][f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in found["lr"]}
+    for method in (margin_methods if "margin_per_bit" in wanted else ()):
+        scores = {repr(float(v)): score(method, lr_of.get(method), {"margin": float(v) * bits})
+                  for v in grid["margin_per_bit"]}
+        found["margin_per_bit"][method] = {"grid": grid["margin_per_bit"], "validation_map": scores,
+                                            "chosen": _choose(scores)}
+    for method in (ortho_methods if "ortho_weight" in wanted else ()):
+        hp: dict = {}
+        if method in MARGIN_METHODS and MARGIN_METHODS[method] in found["margin_per_bit"]:
+            hp["margin"] = found["margin_per_bit"][MARGIN_METHODS[method]]["chosen"] * bits
+        scores = {repr(float(v)): score(method, lr_of.get(method), {**hp, "ortho_weight": float(v)})
+                  for v in grid["ortho_weight"]}
+        found["ortho_weight"][method] = {"grid": grid["ortho_weight"], "validation_map": scores,
+                                          "chosen": _choose(scores)}
+    table = {
+        "version": VERSION, "dataset": dataset, "bits": int(bits), "seed": int(seed),
+        "selected_on": ("best validation mAP of a quick-preset run with early stopping; validation queries "
+                        f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
+                        "database = the rest of the training split; the queries are never used"),
+        "command": f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
+                   + ("" if set(wanted) == set(STAGES) else f" --stages={','.join(wanted)}"),
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "applies_to": "the quick preset on every data set and code length (margins scale with the code length)",
+        "stages": found,
+        "not_selected": {k: NOT_SELECTED[k] for k in STAGES if not found[k]},
+    }
+    if path:
+        from deephash.io import write_json
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, table)
+        _cache.pop(path, None)
+    return table
+
+
+def merge(tables: list[dict], path: str | None = TABLE) -> dict:
+    """One table from several :func:`select` tables of the same data set, bits and seed
+    (their stages' entries united); written to ``path`` unless None."""
+    if not tables or len({(t["dataset"], t["bits"], t["seed"]) for t in tables}) != 1:
+        raise ValueError("merge: give tables of one data set, code length and seed")
+    out = copy.deepcopy(tables[0])
+    for t in tables[1:]:
+        for stage, entries in t["stages"].items():
+            out["stages"].setdefault(stage, {}).update(entries)
+    out["not_selected"] = {k: NOT_SELECTED[k] for k in STAGES if not out["stages"].get(k)}
+    if path:
+        from deephash.io import write_json
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, out)
+        _cache.pop(path, None)
+    return out
+
+
+def _without_table(spec, method: str, bits: int, lr: float | None, hp: dict):
+    """``spec`` with the table's values replaced by the presets' own defaults, except the
+    values given (``lr``, ``hp``): a selection run must not depend on an earlier table."""
+    import dataclasses
+
+    from deephash import presets
+
+    values, _ = quick_choice(method, bits)
+    hparams = {k: v for k, v in spec.hparams.items() if k not in values or k in hp}
+    config = spec.config
+    if lr is None:
+        config = config.replace(lr=presets.QUICK_LR[presets._group(method, "deep")])
+    return dataclasses.replace(spec, config=config, hparams=hparams, selection={})
+
+
+__all__ = ["GRID", "STAGES", "TABLE", "VERSION", "load_table", "merge", "quick_choice", "select"]
