@@ -210,7 +210,7 @@ def test_manifest_records_size_and_time_and_is_written_atomically(verified, monk
     def crash(*args, **kwargs):
         raise RuntimeError("crash while writing")
 
-    monkeypatch.setattr("deephash.io.json.dump", crash)
+    monkeypatch.setattr("deephash.io.os.fsync", crash)  # after the new text is written, before the rename
     with pytest.raises(RuntimeError, match="crash"):
         data.verify_images(verified.paths, recheck=True, progress=False)
     with open(manifest, "rb") as f:
