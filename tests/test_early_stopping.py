@@ -219,7 +219,7 @@ def test_train_defaults_come_from_the_preset_and_a_flag_overrides_one_value(tmp_
         backbone = weights = ortho_weight = features = root = preset = paper = checkpoint_dir = None
         epochs = batch_size = lr = momentum = weight_decay = lr_decay_steps = lr_decay_rate = None
         patience = validation_every = validation_fraction = None
-        strategy, seed, mixed_precision, verbose = "default", 0, False, "0"
+        strategy, seed, mixed_precision, verbose, num_devices = "default", 0, False, "0", 0
 
     with script_module(os.path.join(REPO, "experiments", "train.py"), "train_defaults_under_test") as script:
         _, _, _, config, _, hparams = script.build(F)
