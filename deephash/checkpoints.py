@@ -3,7 +3,9 @@ library may delete.
 
 A checkpoint directory holds ``run.json`` (a key hashing the run's settings, and the
 settings themselves), the per-epoch ``ckpt-<epoch>.npz`` files of
-``deephash.training.save_checkpoint`` and, for CNNH, ``cnnh_stage1.npz``. The rules:
+``deephash.training.save_checkpoint``, the best weights of early stopping
+(``best-<validation>.npz``, ``deephash.early_stopping``) and, for CNNH, ``cnnh_stage1.npz``.
+The rules:
 
 * the library never deletes a directory it did not create, nor a file it did not write:
   a non-empty directory without ``run.json`` is refused (ValueError naming it);
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MARKER = "run.json"
 # files the library writes into a checkpoint directory (and atomic_write's temporary files of them)
-_OURS = re.compile(r"^(run\.json|ckpt-\d+\.npz|cnnh_stage1\.npz)(\.[A-Za-z0-9_]{8}\.tmp)?$")
+_OURS = re.compile(r"^(run\.json|ckpt-\d+\.npz|best-\d+\.npz|cnnh_stage1\.npz)(\.[A-Za-z0-9_]{8}\.tmp)?$")
 
 
 def settings_key(fingerprint: dict) -> str:

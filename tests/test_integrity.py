@@ -59,6 +59,22 @@ def test_a_damaged_run_json_keeps_intact_checkpoints(tmp_path):
     assert (ckpt / "ckpt-3.npz").read_bytes() == b"weights"
 
 
+def test_removing_a_finished_runs_checkpoints_takes_every_library_file_and_nothing_else(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    checkpoints.prepare(str(ckpt), {"method": "drh"})
+    for name in ("ckpt-2.npz", "ckpt-3.npz", "best-4.npz", "cnnh_stage1.npz", "ckpt-3.npz.abcd1234.tmp"):
+        (ckpt / name).write_bytes(b"x")
+    (ckpt / "notes.txt").write_text("mine")
+    assert "best-4.npz" in checkpoints.library_files(str(ckpt))  # early stopping's best weights
+    checkpoints.remove(str(ckpt))
+    assert sorted(os.listdir(ckpt)) == ["notes.txt"]
+    (ckpt / "notes.txt").unlink()
+    checkpoints.prepare(str(ckpt), {"method": "drh"})
+    (ckpt / "best-1.npz").write_bytes(b"x")
+    checkpoints.remove(str(ckpt))
+    assert not ckpt.exists()  # only the library's files were there: the directory goes too
+
+
 def test_checkpoint_settings_differences_are_named():
     text = checkpoints.differences({"bits": 16, "config": {"lr": 0.02, "seed": 0}},
                                    {"bits": 16, "config": {"lr": 0.05, "seed": 0}, "extra": 1})
