@@ -340,7 +340,7 @@ def test_ablation_script_writes_table_2_beside_the_paper(trained_run, tmp_path, 
     one (here a copy of trained_run, filed under the quick preset's request), it only tabulates."""
     import shutil
 
-    from deephash import sweep
+    from deephash import runs, sweep
 
     out = tmp_path / "ablation"
     s = ablation.spec("dseh", "digits_multi", 32, seed=0)
@@ -348,6 +348,7 @@ def test_ablation_script_writes_table_2_beside_the_paper(trained_run, tmp_path, 
     shutil.copytree(trained_run, run_dir)
     with open(os.path.join(run_dir, "request.json"), "w") as f:
         json.dump(s.request(), f)
+    runs.write_manifest(run_dir)  # as the sweep files it: request.json among the hashed files
     cmd = [sys.executable, os.path.join(REPO, "experiments", "dseh_ablation.py"), "--dataset=digits_multi",
            "--seeds=1", "--variants=dseh", f"--out={out}"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
