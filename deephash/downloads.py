@@ -21,7 +21,6 @@ Numpy-free and TensorFlow-free: the bottom layer of the library, like ``deephash
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import sys
@@ -29,6 +28,8 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+
+from deephash.io import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,6 @@ def offline() -> Iterator[None]:
 
 def _env_offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file (read in 1 MiB chunks)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def hash_algorithm(file_hash: str) -> str:

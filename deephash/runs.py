@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from deephash import codes as codes_lib
-from deephash.io import atomic_write
+from deephash.io import atomic_write, file_digest
 
 
 def check_out_dir(out_dir: str, overwrite: bool = False) -> str:
@@ -219,14 +219,6 @@ class CorruptRunError(ValueError):
 MANIFEST = "manifest.json"
 
 
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(run_dir: str) -> dict:
     """Write ``run_dir/manifest.json``: the sha256 and size of every other file in the run
     directory (relative paths, ``/``-separated), atomically. Called last, on the staged
@@ -239,7 +231,7 @@ def write_manifest(run_dir: str) -> dict:
             rel = os.path.relpath(path, run_dir).replace(os.sep, "/")
             if rel == MANIFEST:
                 continue
-            files[rel] = {"sha256": _sha256_file(path), "size": os.path.getsize(path)}
+            files[rel] = {"sha256": file_digest(path), "size": os.path.getsize(path)}
     manifest = {"format": 1, "algorithm": "sha256", "files": files}
     from deephash.io import write_json
 
@@ -271,7 +263,7 @@ def verify_run(run_dir: str, files: Iterable[str] | None = None) -> bool:
                 raise CorruptRunError(f"{target}: not listed in {path} (added after the run finished)")
             continue
         try:
-            digest = _sha256_file(target)
+            digest = file_digest(target)
         except OSError as e:
             raise CorruptRunError(f"{target}: listed in {MANIFEST} but unreadable ({e.strerror or e})") from e
         if digest != entry.get("sha256"):

@@ -22,3 +22,17 @@ try:
     tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 except RuntimeError:  # runtime already initialised by an earlier import
     pass
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Downloads on (for a 127.0.0.1 server of the test) and back to the default afterwards."""
+    from deephash import downloads
+
+    monkeypatch.delenv("DEEPHASH_OFFLINE", raising=False)
+    downloads.set_network_allowed(None)
+    yield
+    downloads.set_network_allowed(None)

@@ -17,15 +17,6 @@ from deephash.backbones import pretrained
 PAYLOAD = bytes(range(256)) * 4099  # ~1 MB: more than one read chunk
 
 
-@pytest.fixture
-def online(monkeypatch):
-    """Downloads on (for the 127.0.0.1 server of the test) and restored afterwards."""
-    monkeypatch.delenv("DEEPHASH_OFFLINE", raising=False)
-    downloads.set_network_allowed(None)
-    yield
-    downloads.set_network_allowed(None)
-
-
 def _leftovers(directory):
     return sorted(n for n in os.listdir(directory) if n.endswith(".part"))
 

@@ -21,14 +21,6 @@ tfds = pytest.importorskip("tensorflow_datasets")
 tf = pytest.importorskip("tensorflow")
 
 
-@pytest.fixture
-def online(monkeypatch):
-    monkeypatch.delenv("DEEPHASH_OFFLINE", raising=False)
-    downloads.set_network_allowed(None)
-    yield
-    downloads.set_network_allowed(None)
-
-
 # ----------------------------------------------------------------------------- CIFAR-10
 def _cifar_archive():
     """A CIFAR-10 binary archive with 4 images per class (30 train in 5 batches, 10 test)."""

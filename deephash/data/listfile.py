@@ -21,7 +21,8 @@ import numpy as np
 
 from deephash.data.dataset import Dataset, Protocol, assemble
 from deephash.data.images import check_files_exist, verify_images as _verify_images
-from deephash.data.splits import cache_dir, file_sha256, load_or_create, protocol_split, verify_split
+from deephash.data.splits import cache_dir, load_or_create, protocol_split, verify_split
+from deephash.io import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def load_list_dataset(
         labels, keep = _select_labels(name, spec, labels)
         query, train, database = (_remap(positions[k], keep) for k in ("query", "train", "database"))
         rel, paths, sources = rel[keep], paths[keep], sources[keep]
-        fingerprint = {k: file_sha256(given[k]) for k in GIVEN_LISTS}
+        fingerprint = {k: file_digest(given[k]) for k in GIVEN_LISTS}
         params = dict(dataset=name, mode="given", num_items=int(len(rel)), lists=fingerprint)
         subdir = "given"
         if train_per_class is not None:  # e.g. DSEH's 100 per class from HashNet's 130-per-class list
@@ -224,7 +225,7 @@ def load_list_dataset(
             num_train=num_train if num_train is not None else (None if train_per_class else spec.num_train),
         )
         params = dict(dataset=name, mode="seeded", seed=int(seed), num_items=int(len(rel)),
-                      list=file_sha256(full_path), **counts)
+                      list=file_digest(full_path), **counts)
         directory = split_dir or os.path.join(root, "deephash_splits", name, f"seed{int(seed)}")
         q, t, d, checksum, directory = load_or_create(
             directory, lambda: protocol_split(labels, seed, **counts), params,

@@ -52,14 +52,6 @@ def split_checksum(query: np.ndarray, train: np.ndarray, database: np.ndarray) -
     return h.hexdigest()
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- making splits
 def protocol_split(
     labels: np.ndarray,
