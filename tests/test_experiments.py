@@ -126,6 +126,8 @@ def shallow_runs(tmp_path_factory):
 
 
 def test_sweep_runs_the_grid_and_reuses_finished_runs(shallow_runs):
+    from deephash import runs
+
     runs_dir, records, notes = shallow_runs
     assert [(r["spec"].method, r["spec"].bits) for r in records] == [("lsh", 8), ("lsh", 16), ("itq", 8), ("itq", 16)]
     assert not any(r["reused"] for r in records)
@@ -139,6 +141,8 @@ def test_sweep_runs_the_grid_and_reuses_finished_runs(shallow_runs):
     assert sweep.run_dir_for(runs_dir, other) != records[0]["run_dir"]
     with open(os.path.join(records[0]["run_dir"], "request.json"), "w") as f:
         json.dump({"method": "lsh"}, f)
+    runs.write_manifest(records[0]["run_dir"])  # a consistent directory of another request (hand edits without
+    # a new manifest are retrained: test_integrity.py::test_the_sweep_never_reuses_a_tampered_run)
     with pytest.raises(ValueError, match="different settings"):
         sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir, log=notes.append)
 
@@ -158,6 +162,7 @@ def test_sweep_notes_or_retrains_runs_trained_by_other_library_code(tmp_path):
     cfg["versions"]["deephash_source"] = "0123456789abcdef"
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
+    runs.write_manifest(first[0]["run_dir"])  # as that other code would have written it
     notes = []
     again = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append)
     assert [r["reused"] for r in again] == [True, True]
