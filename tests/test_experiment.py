@@ -183,7 +183,7 @@ def _check_train_build(train_script, tmp_path):
     for attr, value, match in [("method", "nope", "unknown method"), ("dataset", "nope", "unknown dataset"),
                                ("bits", 0, "bits"), ("ortho_weight", "lots", "ortho_weight"),
                                ("hparams", "bags", "key=value"), ("weights", "/no/such.h5", "weights"),
-                               ("bits", 100000, "at most 1024 bits"), ("backbone", "resnet", "unknown --backbone"),
+                               ("bits", 100000, "at most 4096 bits"), ("backbone", "resnet", "unknown --backbone"),
                                ("features", "gist", "shallow methods"), ("num_devices", -1, "num_devices"),
                                ("out", str(tmp_path / "file" / "run"), "is a file")]:
         (tmp_path / "file").write_text("")

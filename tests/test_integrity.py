@@ -252,7 +252,7 @@ def test_early_checks_before_any_training(tmp_path, small):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a directory"):
         experiment.run("lsh", small, 8, TINY, str(tmp_path / "file" / "run"))
-    with pytest.raises(ValueError, match="at most 1024 bits"):
+    with pytest.raises(ValueError, match="at most 4096 bits"):
         experiment.run("lsh", small, 100000, TINY, str(tmp_path / "b"))
     with pytest.raises(ValueError, match="unknown hyper-parameter 'foo'"):
         methods.create("lsh", bits=8, dataset=small, foo=1)

@@ -128,7 +128,7 @@ def load(path: str) -> "HashingMethod":
     raise ValueError(f"{path!r}: unknown saved-method format (known: {', '.join(_LOADERS)})")
 
 
-MAX_BITS = 1024  # longest code accepted: beyond it models and metrics outgrow memory before telling
+MAX_BITS = 4096  # longest code accepted: beyond it models and metrics outgrow memory before telling
 
 
 def check_bits(bits: Any, *, method: str, multiple_of: int = 1, maximum: int | None = None) -> int:
