@@ -29,6 +29,7 @@ scaled that way.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from typing import Any
@@ -359,6 +360,20 @@ class KerasHashingMethod(keras.Model):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+class _OncePerModelTracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about
+    :func:`_encode_function`: TensorFlow counts traces by the Python code object, so one
+    trace per model (each model needs its own graph) reads as retracing once several models
+    encode (hyper-parameter selection, a sweep). Any other function's warning passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("retracing" in message and "_encode_function" in message)
+
+
+logging.getLogger("tensorflow").addFilter(_OncePerModelTracing())
 
 
 def _encode_function(model: keras.Model, spec):
