@@ -22,6 +22,7 @@ to the best value for that configuration (median of ``--repeat`` runs).
 
 (run from the repository root with ``PYTHONPATH=.``). Ratios are measured, never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,10 +61,14 @@ def sweep(args) -> None:
     rng = np.random.default_rng(0)
     worst = {("scan", v): [] for v in SCAN_VALUES} | {("probe", v): [] for v in PROBE_VALUES}
     n = max(args.database)
-    print(f"N = {n}, {args.queries} queries, median of {args.repeat}; time / best time per configuration")
+    print(
+        f"N = {n}, {args.queries} queries, median of {args.repeat}; time / best time per configuration"
+    )
     head = " ".join(f"{'1/' + str(round(1 / v)) if v < 1 else '1':>7}" for v in SCAN_VALUES)
     head2 = " ".join(f"{'1/' + str(round(1 / v)) if v < 1 else '1':>7}" for v in PROBE_VALUES)
-    print(f"{'codes':>9} {'bits':>4} {'r':>2} {'hits/q':>8} | SCAN_FRACTION {head} | PROBE_FRACTION {head2} | best us/q")
+    print(
+        f"{'codes':>9} {'bits':>4} {'r':>2} {'hits/q':>8} | SCAN_FRACTION {head} | PROBE_FRACTION {head2} | best us/q"
+    )
     for kind in ("random", "clustered", "spread", "repeated"):
         for bits in args.bits:
             dp, qp = make_codes(kind, n, args.queries, bits, rng)
@@ -83,7 +88,9 @@ def sweep(args) -> None:
                         times.append(t)
                     if want is None:
                         want = got
-                    assert all(np.array_equal(a, b) for a, b in zip(got, want)), "results depend on the threshold"
+                    assert all(np.array_equal(a, b) for a, b in zip(got, want)), (
+                        "results depend on the threshold"
+                    )
                     return float(np.median(times))
 
                 # the scan threshold with table lookups allowed; the probe threshold with the default scan one
@@ -95,10 +102,14 @@ def sweep(args) -> None:
                 for v, t in zip(PROBE_VALUES, tp):
                     worst["probe", v].append(t / best_p)
                 hits = np.mean([len(a) for a in want])
-                print(f"{kind:>9} {bits:>4} {radius:>2} {hits:8.0f} | {'':13} "
-                      + " ".join(f"{t / best_s:7.2f}" for t in ts) + f" | {'':14} "
-                      + " ".join(f"{t / best_p:7.2f}" for t in tp) + f" | {min(best_s, best_p) * 1e6 / len(qp):8.1f}",
-                      flush=True)
+                print(
+                    f"{kind:>9} {bits:>4} {radius:>2} {hits:8.0f} | {'':13} "
+                    + " ".join(f"{t / best_s:7.2f}" for t in ts)
+                    + f" | {'':14} "
+                    + " ".join(f"{t / best_p:7.2f}" for t in tp)
+                    + f" | {min(best_s, best_p) * 1e6 / len(qp):8.1f}",
+                    flush=True,
+                )
     print("worst ratio to the best over all configurations (lower is better):")
     for (which, v), r in worst.items():
         print(f"  {which:>5} {v:.6f}: worst {max(r):.2f}x, median {np.median(r):.2f}x")
@@ -114,13 +125,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--bits", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--kinds", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
+    parser.add_argument(
+        "--kinds", nargs="+", default=["random", "clustered"], choices=["random", "clustered"]
+    )
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--radius", type=int, default=2)
-    parser.add_argument("--m", type=int, default=None, help="substrings (default: the paper's rule)")
+    parser.add_argument(
+        "--m", type=int, default=None, help="substrings (default: the paper's rule)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 20,000 codes, 100 queries")
-    parser.add_argument("--sweep", action="store_true", help="time MultiIndexHashing's scan thresholds (see above)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement in --sweep (median)")
+    parser.add_argument(
+        "--sweep", action="store_true", help="time MultiIndexHashing's scan thresholds (see above)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per measurement in --sweep (median)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.database, args.queries, args.repeat = [20_000], 100, 1
@@ -128,8 +147,10 @@ def main() -> None:
         sweep(args)
         return
     print(f"radius {args.radius}, {args.queries} queries, kernels={_kernels.resolve()}")
-    print(f"{'codes':>9} {'N':>9} {'bits':>4} {'m':>2} {'build s':>8} {'table MiB':>9} {'codes MiB':>9} "
-          f"{'lookup us/q':>11} {'scan us/q':>10} {'speed-up':>9} {'hits/q':>9}")
+    print(
+        f"{'codes':>9} {'N':>9} {'bits':>4} {'m':>2} {'build s':>8} {'table MiB':>9} {'codes MiB':>9} "
+        f"{'lookup us/q':>11} {'scan us/q':>10} {'speed-up':>9} {'hits/q':>9}"
+    )
     rng = np.random.default_rng(0)
     runs = [(k, n, b) for k in args.kinds for n in args.database for b in args.bits]
     for kind, n, bits in tqdm(runs, desc="configurations", leave=False):
@@ -143,11 +164,15 @@ def main() -> None:
         mih.range_search(qp[:2], args.radius, packed=True)
         want, t_scan = timed(flat.range_search, qp, args.radius, packed=True)
         got, t_mih = timed(mih.range_search, qp, args.radius, packed=True)
-        assert all(np.array_equal(a, b) for a, b in zip(got, want)), "lookup differs from range_search"
+        assert all(np.array_equal(a, b) for a, b in zip(got, want)), (
+            "lookup differs from range_search"
+        )
         hits = np.mean([len(a) for a in want])
         us = 1e6 / len(qp)
-        tqdm.write(f"{kind:>9} {n:>9} {bits:>4} {mih.m:>2} {t_build:8.3f} {mih.tables_nbytes / 2**20:9.1f} "
-              f"{dp.nbytes / 2**20:9.1f} {t_mih * us:11.1f} {t_scan * us:10.1f} {t_scan / t_mih:8.1f}x {hits:9.1f}")
+        tqdm.write(
+            f"{kind:>9} {n:>9} {bits:>4} {mih.m:>2} {t_build:8.3f} {mih.tables_nbytes / 2**20:9.1f} "
+            f"{dp.nbytes / 2**20:9.1f} {t_mih * us:11.1f} {t_scan * us:10.1f} {t_scan / t_mih:8.1f}x {hits:9.1f}"
+        )
 
 
 if __name__ == "__main__":

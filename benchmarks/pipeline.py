@@ -13,6 +13,7 @@ directories.
 
     python benchmarks/pipeline.py [--num_images=512] [--batch_size=64] [--stat_files=130000] [--output=pipeline.json]
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,9 @@ flags.DEFINE_integer("num_images", 512, "fake JPEG files to generate")
 flags.DEFINE_integer("batch_size", 64, "batch size (triplets or images)")
 flags.DEFINE_integer("threads", 2, "CPU threads TensorFlow may use")
 flags.DEFINE_float("seconds", 3.0, "minimum timed seconds per measurement")
-flags.DEFINE_integer("rounds", 3, "alternating rounds per Python/fast-path comparison (medians are reported)")
+flags.DEFINE_integer(
+    "rounds", 3, "alternating rounds per Python/fast-path comparison (medians are reported)"
+)
 flags.DEFINE_integer("stat_files", 0, "empty files for timing the verification check (0: skip)")
 flags.DEFINE_string("output", None, "optional JSON file for the figures")
 FLAGS = flags.FLAGS
@@ -60,11 +63,16 @@ def _compare(makers: dict, items_per_step: int, seconds: float, rounds: int) -> 
     rounds_rates = []
     for r in range(rounds):
         rates = {}
-        for k in names[r % len(names):] + names[:r % len(names)]:
+        for k in names[r % len(names) :] + names[: r % len(names)]:
             rates[k] = _rate(makers[k], items_per_step, seconds)
         rounds_rates.append(rates)
     median = {k: statistics.median(rr[k] for rr in rounds_rates) for k in names}
-    ratio = {(a, b): statistics.median(rr[a] / rr[b] for rr in rounds_rates) for a in names for b in names if a != b}
+    ratio = {
+        (a, b): statistics.median(rr[a] / rr[b] for rr in rounds_rates)
+        for a in names
+        for b in names
+        if a != b
+    }
     return median, ratio
 
 
@@ -109,7 +117,9 @@ def _stat_check(directory: str, n: int) -> dict[str, float]:
         paths.append(os.path.join(d, f"{i:07d}.jpg"))
         open(paths[-1], "wb").close()
     _age(paths)
-    images._record({p: [st.st_size, st.st_mtime_ns, True] for p, st in ((p, os.stat(p)) for p in paths)})
+    images._record(
+        {p: [st.st_size, st.st_mtime_ns, True] for p, st in ((p, os.stat(p)) for p in paths)}
+    )
     start = time.perf_counter()
     status = images.verification_status(paths)
     first = time.perf_counter() - start
@@ -117,8 +127,12 @@ def _stat_check(directory: str, n: int) -> dict[str, float]:
     start = time.perf_counter()
     images.verification_status(paths)
     again = time.perf_counter() - start
-    return {"stat_check_files": n, "stat_check_s": first, "stat_check_again_s": again,
-            "stat_check_us_per_file": 1e6 * again / n}
+    return {
+        "stat_check_files": n,
+        "stat_check_s": first,
+        "stat_check_again_s": again,
+        "stat_check_us_per_file": 1e6 * again / n,
+    }
 
 
 def main(argv) -> None:
@@ -137,14 +151,24 @@ def main(argv) -> None:
         digits = data.load("digits")
         small = data.for_backbone("small_cnn")
         results["digits_triplets_per_s"] = _rate(
-            lambda: iter(data.triplet_dataset(digits.train, b, preprocess=small, augment=True)), b, secs)
+            lambda: iter(data.triplet_dataset(digits.train, b, preprocess=small, augment=True)),
+            b,
+            secs,
+        )
         results["digits_images_per_s"] = _rate(
-            lambda: iter(data.image_dataset(digits.database, b, preprocess=small)), b, secs)
+            lambda: iter(data.image_dataset(digits.database, b, preprocess=small)), b, secs
+        )
 
         root = _fake_jpegs(os.path.join(tmp, "jpegs"), FLAGS.num_images)
         n = FLAGS.num_images
-        ds = data.load("imagenet100", root=root, query_per_class=None, train_per_class=None,
-                       num_query=n // 8, num_train=n // 2)
+        ds = data.load(
+            "imagenet100",
+            root=root,
+            query_per_class=None,
+            train_per_class=None,
+            num_query=n // 8,
+            num_train=n // 2,
+        )
         paths = list(ds.database.paths)
 
         def eager_loop():
@@ -156,9 +180,17 @@ def main(argv) -> None:
 
         def graph_decode():
             def load(p):
-                return tf.image.resize(tf.cast(tf.io.decode_jpeg(tf.io.read_file(p), channels=3), tf.float32), (224, 224))
-            return iter(tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-                        .batch(b).prefetch(tf.data.AUTOTUNE))
+                return tf.image.resize(
+                    tf.cast(tf.io.decode_jpeg(tf.io.read_file(p), channels=3), tf.float32),
+                    (224, 224),
+                )
+
+            return iter(
+                tf.data.Dataset.from_tensor_slices(paths)
+                .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+                .batch(b)
+                .prefetch(tf.data.AUTOTUNE)
+            )
 
         _age(paths)
         start = time.perf_counter()
@@ -169,26 +201,48 @@ def main(argv) -> None:
             assert graph.all(), "verified files should take the graph-only path"
         cnn_f, vgg = data.for_backbone("cnn_f"), data.for_backbone("vgg19")
         # decode + resize to 224x224 + batch, no preprocessing: the library's two paths against the plain graph map
-        rates, ratios = _compare({
-            "reference_graph_decode": graph_decode,
-            "python": lambda: iter(data.image_dataset(ds.database, b, image_size=(224, 224), decode="python")),
-            "fast": lambda: iter(data.image_dataset(ds.database, b, image_size=(224, 224), decode="auto")),
-        }, b, secs, FLAGS.rounds)
+        rates, ratios = _compare(
+            {
+                "reference_graph_decode": graph_decode,
+                "python": lambda: iter(
+                    data.image_dataset(ds.database, b, image_size=(224, 224), decode="python")
+                ),
+                "fast": lambda: iter(
+                    data.image_dataset(ds.database, b, image_size=(224, 224), decode="auto")
+                ),
+            },
+            b,
+            secs,
+            FLAGS.rounds,
+        )
         results["reference_graph_decode_images_per_s"] = rates["reference_graph_decode"]
         for tag in ("python", "fast"):
             results[f"jpeg_raw_images_per_s_{tag}"] = rates[tag]
-            results[f"jpeg_raw_images_{tag}_vs_graph_decode"] = ratios[(tag, "reference_graph_decode")]
+            results[f"jpeg_raw_images_{tag}_vs_graph_decode"] = ratios[
+                (tag, "reference_graph_decode")
+            ]
         results["jpeg_raw_images_fast_vs_python"] = ratios[("fast", "python")]
         streams = {
-            "images": lambda mode: data.image_dataset(ds.database, b, preprocess=cnn_f, decode=mode),
-            "triplets_noaug": lambda mode: data.triplet_dataset(ds.train, b, preprocess=cnn_f, decode=mode),
-            "triplets": lambda mode: data.triplet_dataset(ds.train, b, preprocess=cnn_f, augment=True, decode=mode),
-            "vgg19_triplets": lambda mode: data.triplet_dataset(ds.train, b, preprocess=vgg, augment=True,
-                                                                decode=mode),
+            "images": lambda mode: data.image_dataset(
+                ds.database, b, preprocess=cnn_f, decode=mode
+            ),
+            "triplets_noaug": lambda mode: data.triplet_dataset(
+                ds.train, b, preprocess=cnn_f, decode=mode
+            ),
+            "triplets": lambda mode: data.triplet_dataset(
+                ds.train, b, preprocess=cnn_f, augment=True, decode=mode
+            ),
+            "vgg19_triplets": lambda mode: data.triplet_dataset(
+                ds.train, b, preprocess=vgg, augment=True, decode=mode
+            ),
         }
         for what, make in streams.items():
-            rates, ratios = _compare({"python": lambda: iter(make("python")), "fast": lambda: iter(make("auto"))},
-                                     b, secs, FLAGS.rounds)
+            rates, ratios = _compare(
+                {"python": lambda: iter(make("python")), "fast": lambda: iter(make("auto"))},
+                b,
+                secs,
+                FLAGS.rounds,
+            )
             results[f"jpeg_{what}_per_s_python"] = rates["python"]
             results[f"jpeg_{what}_per_s_fast"] = rates["fast"]
             results[f"jpeg_{what}_fast_vs_python"] = ratios[("fast", "python")]

@@ -24,6 +24,7 @@ with and without counting repeated (code, label) queries once.
 Speed is reported as ratios measured in the same process, never asserted; the load average
 is printed with the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -131,24 +132,42 @@ def random_codes(args, rng, ql, dl) -> None:
         nn = max(1, min(nq, args.numpy_queries))
         t_np = float(np.median([numpy_floor(qw, dw, nn) for _ in range(rep)])) * nq / nn
         g = lambda t: pairs / t / 1e9
-        print(f"vectorised popcount floor {t_floor:7.2f} s wall {c_floor:7.2f} s cpu {g(t_floor):6.2f} Gpairs/s")
-        print(f"numpy bitwise_count, 1 thread {t_np:7.2f} s wall (scaled from {nn} queries) {g(t_np):6.2f} Gpairs/s")
+        print(
+            f"vectorised popcount floor {t_floor:7.2f} s wall {c_floor:7.2f} s cpu {g(t_floor):6.2f} Gpairs/s"
+        )
+        print(
+            f"numpy bitwise_count, 1 thread {t_np:7.2f} s wall (scaled from {nn} queries) {g(t_np):6.2f} Gpairs/s"
+        )
         kw = dict(n_bits=bits, packed=True)
-        m, t_map, c_map = median_time(metrics.mean_average_precision, qp, dp, ql, dl, repeat=rep, **kw)
+        m, t_map, c_map = median_time(
+            metrics.mean_average_precision, qp, dp, ql, dl, repeat=rep, **kw
+        )
         ev, t_eval, c_eval = median_time(metrics.evaluate, qp, dp, ql, dl, repeat=rep, **kw)
-        _, t_pr, c_pr = median_time(metrics.precision_recall_curve, qp, dp, ql, dl, repeat=rep, **kw)
-        for name, t, c in (("mAP@all", t_map, c_map), ("evaluate()", t_eval, c_eval), ("PR curve", t_pr, c_pr)):
-            print(f"{name:<12} {t:7.2f} s wall {c:7.2f} s cpu {g(t):6.2f} Gpairs/s | "
-                  f"time / popcount floor {t / t_floor:5.2f}x | throughput / numpy 1-thread {t_np / t:5.2f}x")
-        print(f"evaluate() / mAP@all {t_eval / t_map:.2f}x   (mAP {m:.4f}, P@r2 {ev['precision_radius_2']:.4f})")
+        _, t_pr, c_pr = median_time(
+            metrics.precision_recall_curve, qp, dp, ql, dl, repeat=rep, **kw
+        )
+        for name, t, c in (
+            ("mAP@all", t_map, c_map),
+            ("evaluate()", t_eval, c_eval),
+            ("PR curve", t_pr, c_pr),
+        ):
+            print(
+                f"{name:<12} {t:7.2f} s wall {c:7.2f} s cpu {g(t):6.2f} Gpairs/s | "
+                f"time / popcount floor {t / t_floor:5.2f}x | throughput / numpy 1-thread {t_np / t:5.2f}x"
+            )
+        print(
+            f"evaluate() / mAP@all {t_eval / t_map:.2f}x   (mAP {m:.4f}, P@r2 {ev['precision_radius_2']:.4f})"
+        )
         nr = min(args.reference_queries, nq)
         t = time.perf_counter()
         ref = reference_map(qb[:nr], dp, ql[:nr], dl)
         t_ref = (time.perf_counter() - t) * nq / nr
         check = metrics.mean_average_precision(qp[:nr], dp, ql[:nr], dl, **kw)
         assert abs(check - ref) < 1e-9, (check, ref)
-        print(f"argsort reference {t_ref:8.1f} s wall (scaled from {nr} queries, value checked): "
-              f"mAP@all is {t_ref / t_map:.0f}x faster")
+        print(
+            f"argsort reference {t_ref:8.1f} s wall (scaled from {nr} queries, value checked): "
+            f"mAP@all is {t_ref / t_map:.0f}x faster"
+        )
         index = HammingIndex(bits, backend="numpy")
         index.add(dp, packed=True)
         index.search(qp[:2], 100, packed=True)
@@ -169,7 +188,9 @@ def random_codes(args, rng, ql, dl) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"peak traced numpy memory during mAP@all: {peak / 1024**2:.0f} MiB; process max RSS so far: {rss:.2f} GiB")
+    print(
+        f"peak traced numpy memory during mAP@all: {peak / 1024**2:.0f} MiB; process max RSS so far: {rss:.2f} GiB"
+    )
 
 
 def clustered_codes(args, rng) -> None:
@@ -179,10 +200,14 @@ def clustered_codes(args, rng) -> None:
     centres = codes.pack(rng.integers(0, 2, (u, bits)).astype(bool))
     code_class = rng.integers(0, args.classes, u)
     gd, gq = rng.integers(0, u, ndb), rng.integers(0, u, nq)
-    noisy = lambda g: np.where(rng.random(g.size) < 0.1, rng.integers(0, args.classes, g.size), code_class[g])
+    noisy = lambda g: np.where(
+        rng.random(g.size) < 0.1, rng.integers(0, args.classes, g.size), code_class[g]
+    )
     dp, qp, dl, ql = centres[gd], centres[gq], noisy(gd), noisy(gq)
-    print(f"\n--- {bits} bits, clustered: {ndb} items with {u} distinct codes, {nq} queries "
-          f"drawn from them ({load()}) ---")
+    print(
+        f"\n--- {bits} bits, clustered: {ndb} items with {u} distinct codes, {nq} queries "
+        f"drawn from them ({load()}) ---"
+    )
     flat = HammingIndex(bits, backend="numpy")
     flat.add(dp, packed=True)
     grouped = HammingIndex(bits, backend="grouped")
@@ -194,15 +219,21 @@ def clustered_codes(args, rng) -> None:
     auto.add(dp, packed=True)
     t = time.perf_counter()
     assert auto.n_distinct == u  # "auto" groups these codes
-    print(f"grouping {ndb} codes into {u} (first search after add): {time.perf_counter() - t:.3f} s")
+    print(
+        f"grouping {ndb} codes into {u} (first search after add): {time.perf_counter() - t:.3f} s"
+    )
     for index in (flat, grouped):
         index.search(qp[:2], 100, packed=True)
     (fd, fi), t_flat, _ = median_time(flat.search, qp, 100, packed=True, repeat=rep)
     (gd_, gi), t_grp, _ = median_time(grouped.search, qp, 100, packed=True, repeat=rep)
-    assert np.array_equal(fd, gd_) and np.array_equal(fi, gi), "grouped search differs from the flat scan"
+    assert np.array_equal(fd, gd_) and np.array_equal(fi, gi), (
+        "grouped search differs from the flat scan"
+    )
     one = [median_time(ix.search, qp[:1], 100, packed=True, repeat=5)[1] for ix in (flat, grouped)]
-    line = (f"search k=100: flat scan {t_flat:.3f} s, grouped {t_grp:.4f} s -> grouped is {t_flat / t_grp:.0f}x faster"
-            f" (one query: {one[0] * 1e3:.2f} ms vs {one[1] * 1e3:.3f} ms, {one[0] / one[1]:.0f}x)")
+    line = (
+        f"search k=100: flat scan {t_flat:.3f} s, grouped {t_grp:.4f} s -> grouped is {t_flat / t_grp:.0f}x faster"
+        f" (one query: {one[0] * 1e3:.2f} ms vs {one[1] * 1e3:.3f} ms, {one[0] / one[1]:.0f}x)"
+    )
     try:
         import faiss
 
@@ -223,8 +254,10 @@ def clustered_codes(args, rng) -> None:
     every = lambda: _kernels.metric_counts(qw, dw, lw(ql), lw(dl), True, bits, ndb, [1], True)
     _, t_every, _ = median_time(every, repeat=rep)
     n_pairs = len(np.unique(np.stack([gq, ql]), axis=1).T)
-    print(f"mAP@all {m:.4f}: {t_map:.2f} s counting each of the {n_pairs} distinct (code, label) queries once, "
-          f"{t_every:.2f} s counting every query -> {t_every / t_map:.1f}x")
+    print(
+        f"mAP@all {m:.4f}: {t_map:.2f} s counting each of the {n_pairs} distinct (code, label) queries once, "
+        f"{t_every:.2f} s counting every query -> {t_every / t_map:.1f}x"
+    )
 
 
 def main() -> None:
@@ -232,18 +265,36 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--database", type=int, default=1_000_000)
     parser.add_argument("--bits", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median reported)")
-    parser.add_argument("--reference-queries", type=int, default=20, help="queries timed for the argsort reference")
-    parser.add_argument("--numpy-queries", type=int, default=50, help="queries timed for the numpy floor")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per measurement (median reported)"
+    )
+    parser.add_argument(
+        "--reference-queries", type=int, default=20, help="queries timed for the argsort reference"
+    )
+    parser.add_argument(
+        "--numpy-queries", type=int, default=50, help="queries timed for the numpy floor"
+    )
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--distinct", type=int, default=2000, help="distinct codes of the clustered database")
+    parser.add_argument(
+        "--distinct", type=int, default=2000, help="distinct codes of the clustered database"
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["random", "clustered"])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 200 queries x 20,000 codes")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 200 queries x 20,000 codes"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.queries, args.database, args.reference_queries, args.distinct, args.repeat = 200, 20_000, 10, 200, 1
-    print(f"{args.queries} queries x {args.database} database codes, {args.classes} classes, "
-          f"kernels={_kernels.resolve()}, {numba.get_num_threads()} threads, {os.cpu_count()} CPUs, {load()}")
+        args.queries, args.database, args.reference_queries, args.distinct, args.repeat = (
+            200,
+            20_000,
+            10,
+            200,
+            1,
+        )
+    print(
+        f"{args.queries} queries x {args.database} database codes, {args.classes} classes, "
+        f"kernels={_kernels.resolve()}, {numba.get_num_threads()} threads, {os.cpu_count()} CPUs, {load()}"
+    )
     rng = np.random.default_rng(0)
     ql = rng.integers(0, args.classes, args.queries)
     dl = rng.integers(0, args.classes, args.database)

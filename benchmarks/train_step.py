@@ -12,6 +12,7 @@ Reports images/s of each and the ratio (goal: DSRH costs at most 1.15x the refer
 
     python benchmarks/train_step.py --batch=6 --steps=5
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,9 @@ flags.DEFINE_integer("batch", 6, "images per step (a multiple of 3: batch/3 trip
 flags.DEFINE_integer("steps", 5, "timed steps per model (after 2 warm-up steps)")
 flags.DEFINE_integer("bits", 32, "DSRH code length")
 flags.DEFINE_integer("image_size", 224, "input height and width")
-flags.DEFINE_integer("rounds", 2, "alternate the two models this many times; the best round of each counts")
+flags.DEFINE_integer(
+    "rounds", 2, "alternate the two models this many times; the best round of each counts"
+)
 flags.DEFINE_float("weight_decay", 2e-4, "DSRH weight decay (the reference has none)")
 
 
@@ -76,7 +79,9 @@ def main(argv):
     training.set_seed(0)
 
     plain = keras.applications.VGG19(weights=None, input_shape=(s, s, 3))
-    plain.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9), loss="sparse_categorical_crossentropy")
+    plain.compile(
+        optimizer=keras.optimizers.SGD(0.001, momentum=0.9), loss="sparse_categorical_crossentropy"
+    )
     x = tf.constant(rng.normal(size=(b, s, s, 3)).astype("float32"))
     y = tf.constant(rng.integers(0, 1000, b))
     plain_ds = tf.data.Dataset.from_tensors((x, y)).repeat()
@@ -85,7 +90,7 @@ def main(argv):
     dsrh._weight_decay = FLAGS.weight_decay
     dsrh.compile(optimizer=training.make_optimizer(training.TrainConfig(lr=0.001)))
     labels = tf.one_hot(rng.integers(0, 10, 3 * m), 10)
-    trip = ((x[:m], x[m:2 * m], x[2 * m:]), (labels[:m], labels[m:2 * m], labels[2 * m:]))
+    trip = ((x[:m], x[m : 2 * m], x[2 * m :]), (labels[:m], labels[m : 2 * m], labels[2 * m :]))
     dsrh_ds = tf.data.Dataset.from_tensors(trip).repeat()
 
     for model, ds in ((plain, plain_ds), (dsrh, dsrh_ds)):
@@ -97,8 +102,10 @@ def main(argv):
             best[name] = min(best[name], t)
             print(f"round {r + 1} {name:5s}: {t:.3f} s/step, {b / t:.2f} images/s", flush=True)
     ratio = best["dsrh"] / best["plain"]
-    print(f"\nVGG-19 {s}x{s}, {b} images/step ({m} triplets), {FLAGS.bits} bits, device: "
-          f"{'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}")
+    print(
+        f"\nVGG-19 {s}x{s}, {b} images/step ({m} triplets), {FLAGS.bits} bits, device: "
+        f"{'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}"
+    )
     print(f"plain VGG19 step: {b / best['plain']:.2f} images/s")
     print(f"DSRH step:        {b / best['dsrh']:.2f} images/s")
     print(f"DSRH / plain time per image: {ratio:.3f}x (goal <= 1.15x)")

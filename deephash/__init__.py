@@ -7,18 +7,26 @@ Layers of the library, bottom up:
 ``codes`` / ``index`` / ``metrics`` (numpy only) · ``data`` · ``layers``, ``losses``,
 ``backbones`` · ``training`` · ``methods``.
 """
-from deephash._version import __version__
+
 from deephash._compat import check_tensorflow
+from deephash._version import __version__
 
 check_tensorflow()
 
-from deephash import codes, index, io, metrics  # noqa: E402  (numpy-only core)
-from deephash import downloads  # noqa: E402  (stdlib only: verified, cached downloads; the no-network switch)
-from deephash import data  # noqa: E402
-from deephash import layers, losses, backbones  # noqa: E402
-from deephash import training  # noqa: E402
-from deephash import early_stopping  # noqa: E402
-from deephash import methods  # noqa: E402
+from deephash import (  # noqa: E402  (numpy-only core)  # noqa: E402
+    backbones,
+    codes,
+    data,  # noqa: E402
+    downloads,  # noqa: E402  (stdlib only: verified, cached downloads; the no-network switch)
+    early_stopping,  # noqa: E402
+    index,
+    io,
+    layers,
+    losses,
+    methods,  # noqa: E402
+    metrics,
+    training,  # noqa: E402
+)
 from deephash.index import HammingIndex, MultiIndexHashing  # noqa: E402
 
 __all__ = [

@@ -1,4 +1,5 @@
 """Checks that the installed TensorFlow / Keras are in the tested range."""
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@ expands them to items in the order of the flat scan, (distance, index) ascending
 
 Results are identical to the flat kernels (``_kernels.knn`` / ``_kernels.range_search``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -153,7 +154,11 @@ def np_grouped_knn(qc, uc, members, gstart, k, n_bits):
                 if gs.size == 0:
                     continue
                 need = k - p
-                cand = np.sort(np.concatenate([members[gstart[g] : min(gstart[g + 1], gstart[g] + need)] for g in gs]))
+                cand = np.sort(
+                    np.concatenate(
+                        [members[gstart[g] : min(gstart[g + 1], gstart[g] + need)] for g in gs]
+                    )
+                )
                 take = cand[:need]
                 out_i[s + r, p : p + take.size] = take
                 out_d[s + r, p : p + take.size] = d
@@ -311,8 +316,12 @@ if _kernels.HAVE_NUMBA:
         return out_i, out_d
 
     nb_grouped_knn_serial = _kernels.serial_twin(nb_grouped_knn, "nb_grouped_knn_serial")
-    _nb_grouped_range_count_serial = _kernels.serial_twin(_nb_grouped_range_count, "_nb_grouped_range_count_serial")
-    _nb_grouped_range_fill_serial = _kernels.serial_twin(_nb_grouped_range_fill, "_nb_grouped_range_fill_serial")
+    _nb_grouped_range_count_serial = _kernels.serial_twin(
+        _nb_grouped_range_count, "_nb_grouped_range_count_serial"
+    )
+    _nb_grouped_range_fill_serial = _kernels.serial_twin(
+        _nb_grouped_range_fill, "_nb_grouped_range_fill_serial"
+    )
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -324,7 +333,9 @@ def knn(qc, uc, members, gstart, k, n_bits, kernels=None):
         with _kernels._LAUNCH_LOCK:
             if _kernels.small_call(qc.shape[0], uc.shape[0]) or qc.shape[0] <= 4:
                 return nb_grouped_knn_serial(qc, uc, members, gstart, int(k), int(n_bits), 1)
-            return nb_grouped_knn(qc, uc, members, gstart, int(k), int(n_bits), numba.get_num_threads())
+            return nb_grouped_knn(
+                qc, uc, members, gstart, int(k), int(n_bits), numba.get_num_threads()
+            )
     return np_grouped_knn(qc, uc, members, gstart, int(k), int(n_bits))
 
 

@@ -16,6 +16,7 @@ Inputs: ``qc``/``dbc`` uint64 ``(n, W)`` code words; ``ql``/``dbl`` uint64 ``(n,
 words, where ``eq=True`` means column 0 holds class ids (relevant iff equal) and
 ``eq=False`` means multi-hot bit words (relevant iff ``q & x != 0``).
 """
+
 from __future__ import annotations
 
 import os
@@ -99,7 +100,9 @@ def np_metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks):
         rows = np.arange(e - s)[:, None] * nb1
         flat = (rows + dist).ravel()
         hist_all[s:e] = np.bincount(flat, minlength=(e - s) * nb1).reshape(e - s, nb1)
-        hist_rel[s:e] = np.bincount(flat, weights=rel.ravel(), minlength=(e - s) * nb1).reshape(e - s, nb1)
+        hist_rel[s:e] = np.bincount(flat, weights=rel.ravel(), minlength=(e - s) * nb1).reshape(
+            e - s, nb1
+        )
         if not need_ranks:
             continue
         order = np.argsort(dist, axis=1, kind="stable")  # counting sort of small ints: O(N)
@@ -147,7 +150,7 @@ def np_range(qc, dbc, radius, n_bits):
             counts[s + r] = hit.size
     offsets = np.zeros(nq + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    cat = (lambda p, t: np.concatenate(p) if p else np.zeros(0, t))
+    cat = lambda p, t: np.concatenate(p) if p else np.zeros(0, t)
     return cat(idx_parts, np.int64), cat(d_parts, np.int32), offsets
 
 
@@ -520,7 +523,11 @@ if HAVE_NUMBA:
 
     def nb_range(qc, dbc, radius, n_bits, serial=False):
         """Items within ``radius`` (inclusive) per query, ordered by (distance, index)."""
-        count, fill = (_nb_range_count_serial, _nb_range_fill_serial) if serial else (_nb_range_count, _nb_range_fill)
+        count, fill = (
+            (_nb_range_count_serial, _nb_range_fill_serial)
+            if serial
+            else (_nb_range_count, _nb_range_fill)
+        )
         counts = count(qc, dbc, radius, n_bits)
         offsets = np.zeros(qc.shape[0] + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -542,8 +549,18 @@ def metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, kernels=N
             small = n_bits < 256 and dbc.shape[0] <= 1 << 23
             rproto = np.empty(0, np.int32 if small else np.int64)
             return nb_metric_counts(
-                qc, dbc, ql, dbl, bool(eq), int(n_bits), top_k, ns, bool(need_ranks), numba.get_num_threads(),
-                rproto, 8 if small else 16,
+                qc,
+                dbc,
+                ql,
+                dbl,
+                bool(eq),
+                int(n_bits),
+                top_k,
+                ns,
+                bool(need_ranks),
+                numba.get_num_threads(),
+                rproto,
+                8 if small else 16,
             )
     return np_metric_counts(qc, dbc, ql, dbl, bool(eq), int(n_bits), top_k, ns, bool(need_ranks))
 
@@ -557,7 +574,9 @@ def knn(qc, dbc, k, n_bits, kernels=None):
     """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest, by (distance, index)."""
     if resolve(kernels) == "numba":
         with _LAUNCH_LOCK:
-            if qc.shape[0] <= 16 or small_call(qc.shape[0], dbc.shape[0]):  # 16: nb_knn's query block
+            if qc.shape[0] <= 16 or small_call(
+                qc.shape[0], dbc.shape[0]
+            ):  # 16: nb_knn's query block
                 return nb_knn_serial(qc, dbc, int(k), int(n_bits), 1)
             return nb_knn(qc, dbc, int(k), int(n_bits), numba.get_num_threads())
     return np_knn(qc, dbc, int(k), int(n_bits))

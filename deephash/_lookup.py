@@ -21,6 +21,7 @@ database when a query needs more than ``N / 8`` probes, and the kernels scan for
 when its buckets hold more than ``scan_limit`` candidates (``N / 64`` by default). Results are identical either way:
 every item at distance ``<= r``, ordered by (distance, index).
 """
+
 from __future__ import annotations
 
 import math
@@ -112,11 +113,11 @@ class Tables:
     """``m`` CSR hash tables over substring keys (see module docstring)."""
 
     bounds: list
-    ukeys: np.ndarray   # uint64 (sum U_j,): sorted distinct keys of table j at tkoff[j]:tkoff[j+1]
-    tkoff: np.ndarray   # int64 (m + 1,)
+    ukeys: np.ndarray  # uint64 (sum U_j,): sorted distinct keys of table j at tkoff[j]:tkoff[j+1]
+    tkoff: np.ndarray  # int64 (m + 1,)
     bstart: np.ndarray  # int64 (sum U_j,): bucket b's ids are ids[bstart[b]:bend[b]]
     bend: np.ndarray
-    ids: np.ndarray     # int32 / int64 (m * N,): item ids, ascending within a bucket
+    ids: np.ndarray  # int32 / int64 (m * N,): item ids, ascending within a bucket
 
     @property
     def nbytes(self) -> int:
@@ -140,8 +141,14 @@ def build_tables(packed: np.ndarray, n_bits: int, m: int) -> Tables:
         bend.append(j * n + np.concatenate([cut, [n]]).astype(np.int64))
         ids[j * n : (j + 1) * n] = order
         tkoff.append(tkoff[-1] + starts.size)
-    return Tables(bounds, np.concatenate(ukeys), np.asarray(tkoff, np.int64), np.concatenate(bstart),
-                  np.concatenate(bend), ids)
+    return Tables(
+        bounds,
+        np.concatenate(ukeys),
+        np.asarray(tkoff, np.int64),
+        np.concatenate(bstart),
+        np.concatenate(bend),
+        ids,
+    )
 
 
 def _plan(tables: Tables, radius: int):
@@ -176,7 +183,9 @@ def np_mih_range(qkeys, qc, dbc, tables: Tables, radius, n_bits, scan_limit):
         if sum(e - s for s, e in ranges) > scan_limit:
             cand = np.arange(n)
         else:
-            cand = np.unique(np.concatenate([tables.ids[s:e] for s, e in ranges] or [np.zeros(0, np.int64)]))
+            cand = np.unique(
+                np.concatenate([tables.ids[s:e] for s, e in ranges] or [np.zeros(0, np.int64)])
+            )
         dist = np.bitwise_count(dbc[cand] ^ qc[q]).sum(axis=1, dtype=np.int64)
         keep = dist <= radius
         cand, dist = cand[keep].astype(np.int64), dist[keep]
@@ -208,8 +217,25 @@ if _kernels.HAVE_NUMBA:
         return grown
 
     @njit(parallel=True, cache=True)
-    def _nb_mih(qkeys, qc, dbc, ukeys, tkoff, bstart, bend, ids, masks, moff, radius, scan_limit, nthreads,
-                fill, offsets, out_i, out_d):
+    def _nb_mih(
+        qkeys,
+        qc,
+        dbc,
+        ukeys,
+        tkoff,
+        bstart,
+        bend,
+        ids,
+        masks,
+        moff,
+        radius,
+        scan_limit,
+        nthreads,
+        fill,
+        offsets,
+        out_i,
+        out_d,
+    ):
         """Per-query hit counts; with ``fill`` also writes hits at ``offsets`` by (distance, index).
 
         Per query: binary-search every probe key in its table, sum the bucket sizes; if they
@@ -294,13 +320,28 @@ if _kernels.HAVE_NUMBA:
         """Items within ``radius`` per query via the tables: flat ``(indices, distances, offsets)``."""
         masks, moff = _plan(tables, radius)
         t = tables
-        args = (qkeys, qc, dbc, t.ukeys, t.tkoff, t.bstart, t.bend, t.ids, masks, moff, int(radius),
-                int(scan_limit), _kernels.numba.get_num_threads())
+        args = (
+            qkeys,
+            qc,
+            dbc,
+            t.ukeys,
+            t.tkoff,
+            t.bstart,
+            t.bend,
+            t.ids,
+            masks,
+            moff,
+            int(radius),
+            int(scan_limit),
+            _kernels.numba.get_num_threads(),
+        )
         nq = qc.shape[0]
         # one thread for few queries (the lookups are microseconds; waking the pool is not),
         # or when even scanning every query would be a small call
         mih = _nb_mih_serial if nq <= 8 or _kernels.small_call(nq, dbc.shape[0]) else _nb_mih
-        counts = mih(*args, False, np.zeros(nq + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32))
+        counts = mih(
+            *args, False, np.zeros(nq + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
+        )
         offsets = np.zeros(nq + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         out_i = np.empty(offsets[-1], np.int64)

@@ -16,6 +16,7 @@ The rules:
 
 Call these while holding the directory's ``runs.DirectoryLock``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 
 MARKER = "run.json"
 # files the library writes into a checkpoint directory (and atomic_write's temporary files of them)
-_OURS = re.compile(r"^(run\.json|ckpt-\d+\.npz|best-\d+\.npz|cnnh_stage1\.npz)(\.[A-Za-z0-9_]{8}\.tmp)?$")
+_OURS = re.compile(
+    r"^(run\.json|ckpt-\d+\.npz|best-\d+\.npz|cnnh_stage1\.npz)(\.[A-Za-z0-9_]{8}\.tmp)?$"
+)
 
 
 def settings_key(fingerprint: dict) -> str:
@@ -50,15 +53,28 @@ def _flatten(d, prefix: str = "") -> dict:
 
 def differences(stored: dict, current: dict, limit: int = 6) -> str:
     """``"config.lr: 0.02 -> 0.05, bits: 16 -> 32"``: the settings that differ (dotted keys)."""
-    a, b = _flatten(json.loads(json.dumps(stored, default=str))), _flatten(json.loads(json.dumps(current, default=str)))
+    a, b = (
+        _flatten(json.loads(json.dumps(stored, default=str))),
+        _flatten(json.loads(json.dumps(current, default=str))),
+    )
     keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
-    text = ", ".join(f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}" for k in keys[:limit])
-    return text + (f" and {len(keys) - limit} more" if len(keys) > limit else "") if keys else "(unknown)"
+    text = ", ".join(
+        f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}" for k in keys[:limit]
+    )
+    return (
+        text + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+        if keys
+        else "(unknown)"
+    )
 
 
 def library_files(directory: str) -> list[str]:
     """Names of the files in ``directory`` that the library wrote there."""
-    return sorted(e for e in os.listdir(directory) if _OURS.match(e) and os.path.isfile(os.path.join(directory, e)))
+    return sorted(
+        e
+        for e in os.listdir(directory)
+        if _OURS.match(e) and os.path.isfile(os.path.join(directory, e))
+    )
 
 
 def prepare(directory: str, fingerprint: dict, overwrite: bool = False) -> str:
@@ -75,14 +91,20 @@ def prepare(directory: str, fingerprint: dict, overwrite: bool = False) -> str:
             raise ValueError(
                 f"checkpoint directory {directory!r} is not empty and holds no {MARKER}: it is not a deephash "
                 "checkpoint directory, and the library never deletes what it did not write; pass an empty or "
-                "new directory (--checkpoint_dir)")
+                "new directory (--checkpoint_dir)"
+            )
         try:
             with open(marker, encoding="utf-8") as f:
                 stored = json.load(f)
             if not isinstance(stored, dict) or not isinstance(stored.get("settings"), dict):
                 raise ValueError("no 'settings' object")
-            problem = None if stored.get("key") == key else (
-                f"its checkpoints belong to other settings ({differences(stored['settings'], fingerprint)})")
+            problem = (
+                None
+                if stored.get("key") == key
+                else (
+                    f"its checkpoints belong to other settings ({differences(stored['settings'], fingerprint)})"
+                )
+            )
         except (OSError, ValueError) as e:
             problem = f"its {MARKER} is damaged ({type(e).__name__}: {e}), so the checkpoints cannot be matched"
         if problem is None:
@@ -94,11 +116,16 @@ def prepare(directory: str, fingerprint: dict, overwrite: bool = False) -> str:
         elif not overwrite:
             raise ValueError(
                 f"checkpoint directory {directory!r}: {problem}. Nothing was deleted: pass overwrite_checkpoints=True "
-                "(--overwrite_checkpoints) to discard them, or use another checkpoint directory / --out")
+                "(--overwrite_checkpoints) to discard them, or use another checkpoint directory / --out"
+            )
         else:
             discard(directory)
             state = "discarded"
-            log.warning("checkpoint directory %s: %s; discarded them (overwrite_checkpoints)", directory, problem)
+            log.warning(
+                "checkpoint directory %s: %s; discarded them (overwrite_checkpoints)",
+                directory,
+                problem,
+            )
     os.makedirs(directory, exist_ok=True)
     write_json(marker, {"key": key, "settings": fingerprint})
     return state

@@ -15,6 +15,7 @@ mean difference is positive, and *clearly* holds where it exceeds the standard d
 (one seed: no spread, reported as such). The Table 2 ablation order is checked by
 ``experiments/dseh_ablation.py`` (its table states whether the paper's order holds).
 """
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,15 @@ def _diff(a: dict, b: dict) -> tuple[float, float, int] | None:
     return float(d.mean()), float(d.std()), len(seeds)
 
 
-def _best_of(vals: dict, dataset: str, bits: int, methods: Sequence[str]) -> tuple[str, dict] | None:
+def _best_of(
+    vals: dict, dataset: str, bits: int, methods: Sequence[str]
+) -> tuple[str, dict] | None:
     """The method with the highest mean among ``methods`` and its per-seed values."""
-    cands = [(np.mean(list(vals[(dataset, m, bits)].values())), m) for m in methods if (dataset, m, bits) in vals]
+    cands = [
+        (np.mean(list(vals[(dataset, m, bits)].values())), m)
+        for m in methods
+        if (dataset, m, bits) in vals
+    ]
     if not cands:
         return None
     _, m = max(cands)
@@ -78,28 +85,51 @@ def check(rows: Sequence[dict], paper: str | None, metric: str = "map") -> list[
 
     def add(claim, dataset, bits, comparison, d):
         if d is not None:
-            out.append({"claim": claim, "dataset": dataset, "bits": bits, "comparison": comparison,
-                        "difference": d, "verdict": _verdict(d)})
+            out.append(
+                {
+                    "claim": claim,
+                    "dataset": dataset,
+                    "bits": bits,
+                    "comparison": comparison,
+                    "difference": d,
+                    "verdict": _verdict(d),
+                }
+            )
 
     for dataset, bits in sorted(found):
         have = {m for d, m, b in vals if d == dataset and b == bits}
         if paper in (None, "dsrh"):
             for hi, lo in (("dsrh", "drh+"), ("drh+", "drh")):
                 if {hi, lo} <= have:
-                    add("DSRH > DRH+ > DRH", dataset, bits, f"{hi} - {lo}",
-                        _diff(vals[(dataset, hi, bits)], vals[(dataset, lo, bits)]))
+                    add(
+                        "DSRH > DRH+ > DRH",
+                        dataset,
+                        bits,
+                        f"{hi} - {lo}",
+                        _diff(vals[(dataset, hi, bits)], vals[(dataset, lo, bits)]),
+                    )
         shallow = [m for m in SHALLOW if m in have]
         best_shallow = _best_of(vals, dataset, bits, shallow)
         if best_shallow:
             for m in [m for m in DEEP if m in have]:
-                add("deep methods above shallow ones", dataset, bits, f"{m} - {best_shallow[0]} (best shallow)",
-                    _diff(vals[(dataset, m, bits)], best_shallow[1]))
+                add(
+                    "deep methods above shallow ones",
+                    dataset,
+                    bits,
+                    f"{m} - {best_shallow[0]} (best shallow)",
+                    _diff(vals[(dataset, m, bits)], best_shallow[1]),
+                )
         if paper in (None, "dseh") and "dseh" in have:
             others = [m for m in have if m != "dseh" and not m.startswith("dseh-")]
             best = _best_of(vals, dataset, bits, others)
             if best:
-                add("DSEH above every baseline", dataset, bits, f"dseh - {best[0]} (best baseline)",
-                    _diff(vals[(dataset, "dseh", bits)], best[1]))
+                add(
+                    "DSEH above every baseline",
+                    dataset,
+                    bits,
+                    f"dseh - {best[0]} (best baseline)",
+                    _diff(vals[(dataset, "dseh", bits)], best[1]),
+                )
     return out
 
 
@@ -107,27 +137,52 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
     """The claims as markdown: a summary line per claim and data set, then a table."""
     if not results:
         return ""
-    lines = [f"Differences in {metric_name}: mean over seeds of the per-seed difference ± its standard deviation "
-             "(runs paired by seed; each seed also draws the split). *holds clearly*: the mean difference exceeds "
-             "the spread; *within the seed spread*: positive but not beyond one standard deviation.", ""]
+    lines = [
+        f"Differences in {metric_name}: mean over seeds of the per-seed difference ± its standard deviation "
+        "(runs paired by seed; each seed also draws the split). *holds clearly*: the mean difference exceeds "
+        "the spread; *within the seed spread*: positive but not beyond one standard deviation.",
+        "",
+    ]
     groups: dict = defaultdict(list)
     for r in results:
         groups[(r["claim"], r["dataset"])].append(r)
     for (claim, dataset), rs in groups.items():
         held = sum(r["difference"][0] > 0 for r in rs)
-        lines.append(f"- **{claim}** on {dataset}: holds in {held} of {len(rs)} comparisons"
-                     + (f"; smallest margin {min(rs, key=lambda r: r['difference'][0])['comparison']} at "
-                        f"{min(rs, key=lambda r: r['difference'][0])['bits']} bits: "
-                        f"{_fmt(min(rs, key=lambda r: r['difference'][0])['difference'])}" if rs else ""))
-    lines += ["", "| claim | data set | bits | comparison | difference | verdict |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | {_fmt(r['difference'])} | "
-              f"{r['verdict']} |" for r in results]
+        lines.append(
+            f"- **{claim}** on {dataset}: holds in {held} of {len(rs)} comparisons"
+            + (
+                f"; smallest margin {min(rs, key=lambda r: r['difference'][0])['comparison']} at "
+                f"{min(rs, key=lambda r: r['difference'][0])['bits']} bits: "
+                f"{_fmt(min(rs, key=lambda r: r['difference'][0])['difference'])}"
+                if rs
+                else ""
+            )
+        )
+    lines += [
+        "",
+        "| claim | data set | bits | comparison | difference | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | {_fmt(r['difference'])} | "
+        f"{r['verdict']} |"
+        for r in results
+    ]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- retrieval figure
-def retrieval_figure(rows: Sequence[dict], dataset: str, bits: int, path: str, *, methods: Sequence[str] | None = None,
-                     num_queries: int = 3, top: int = 8, seed: int | None = None) -> str | None:
+def retrieval_figure(
+    rows: Sequence[dict],
+    dataset: str,
+    bits: int,
+    path: str,
+    *,
+    methods: Sequence[str] | None = None,
+    num_queries: int = 3,
+    top: int = 8,
+    seed: int | None = None,
+) -> str | None:
     """For ``num_queries`` fixed queries (the first query of each of the first classes, so
     the same images for every method), each method's ``top`` database items ranked by Hamming
     distance (ties: database index ascending), relevant ones framed green, others red;
@@ -141,14 +196,17 @@ def retrieval_figure(rows: Sequence[dict], dataset: str, bits: int, path: str, *
         return None
     seed = min(r["seed"] for r in mine) if seed is None else seed
     mine = [r for r in mine if r["seed"] == seed]
-    order = [m for m in (methods or []) if any(r["method"] == m for r in mine)] or \
-        list(dict.fromkeys(r["method"] for r in mine))
+    order = [m for m in (methods or []) if any(r["method"] == m for r in mine)] or list(
+        dict.fromkeys(r["method"] for r in mine)
+    )
     ds = data.load(dataset, seed=seed)
     if ds.query.images is None or ds.database.images is None:
         return None
     if ds.checksum != mine[0]["checksum"]:
-        raise ValueError(f"retrieval_figure: the runs of {dataset} seed {seed} were made on split "
-                         f"{mine[0]['checksum'][:12]}, the loader gives {ds.checksum[:12]}")
+        raise ValueError(
+            f"retrieval_figure: the runs of {dataset} seed {seed} were made on split "
+            f"{mine[0]['checksum'][:12]}, the loader gives {ds.checksum[:12]}"
+        )
     qlabels = ds.query.labels.astype(bool)
     picked: list[int] = []
     for c in range(qlabels.shape[1]):  # first query holding class c, classes in order
@@ -166,7 +224,9 @@ def retrieval_figure(rows: Sequence[dict], dataset: str, bits: int, path: str, *
         ranked[m] = np.argsort(dist, axis=1, kind="stable")[:, :top]
     plt = plots.pyplot()
     n_rows = len(picked) * len(order)
-    fig, axes = plt.subplots(n_rows, top + 1, figsize=(0.9 * (top + 1) + 1.2, 0.95 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, top + 1, figsize=(0.9 * (top + 1) + 1.2, 0.95 * n_rows), squeeze=False
+    )
     gray = ds.query.images.shape[-1] == 1
 
     def show(ax, img, colour=None):
@@ -187,13 +247,20 @@ def retrieval_figure(rows: Sequence[dict], dataset: str, bits: int, path: str, *
             axes[row][0].set_ylabel(m, rotation=0, ha="right", va="center", fontsize=8)
             for j, dpos in enumerate(ranked[m][qi]):
                 relevant = bool((qlabels[qpos] & ds.database.labels[dpos].astype(bool)).any())
-                show(axes[row][j + 1], ds.database.images[dpos], "tab:green" if relevant else "tab:red")
+                show(
+                    axes[row][j + 1],
+                    ds.database.images[dpos],
+                    "tab:green" if relevant else "tab:red",
+                )
             row += 1
     axes[0][0].set_title("query", fontsize=8)
     for j in range(top):
         axes[0][j + 1].set_title(f"#{j + 1}", fontsize=8)
-    fig.suptitle(f"Top {top} by Hamming distance, {bits} bits, {dataset} seed {seed} (green: relevant, red: not)",
-                 fontsize=9, y=1.0)
+    fig.suptitle(
+        f"Top {top} by Hamming distance, {bits} bits, {dataset} seed {seed} (green: relevant, red: not)",
+        fontsize=9,
+        y=1.0,
+    )
     return plots.save_png(fig, path)
 
 

@@ -14,6 +14,7 @@ array([[176]], dtype=uint8)
 >>> unpack(pack(np.array([[-1, 1, 1]])), 3)
 array([[False,  True,  True]])
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,11 +30,15 @@ def n_bytes(n_bits: int) -> int:
 def _check_packed(arr: np.ndarray, n_bits, name: str) -> np.ndarray:
     """Validate codes said to be packed: ``uint8 (n, ceil(n_bits/8))``, zero padding bits."""
     if n_bits is None:
-        raise ValueError(f"{name}: packed=True needs n_bits (the code length cannot be read from packed bytes)")
+        raise ValueError(
+            f"{name}: packed=True needs n_bits (the code length cannot be read from packed bytes)"
+        )
     if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
         raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
     if arr.ndim != 2 or arr.dtype != np.uint8:
-        raise ValueError(f"{name}: packed codes must be a uint8 array (n, bytes), got {arr.dtype} {arr.shape}")
+        raise ValueError(
+            f"{name}: packed codes must be a uint8 array (n, bytes), got {arr.dtype} {arr.shape}"
+        )
     if arr.shape[1] != n_bytes(n_bits):
         raise ValueError(
             f"{name}: packed codes have {arr.shape[1]} bytes, but {n_bits} bits need {n_bytes(n_bits)} "
@@ -49,7 +54,9 @@ def _check_packed(arr: np.ndarray, n_bits, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def as_bits(codes, n_bits: int | None = None, name: str = "codes", *, packed: bool = False) -> np.ndarray:
+def as_bits(
+    codes, n_bits: int | None = None, name: str = "codes", *, packed: bool = False
+) -> np.ndarray:
     """Validate codes and return them as ``bool (n, k)``.
 
     Args:
@@ -79,7 +86,9 @@ def _validate_bits(arr: np.ndarray, n_bits: int | None, name: str) -> np.ndarray
         raise ValueError(f"{name} is empty: got shape {arr.shape}")
     if n_bits is not None and arr.shape[1] != n_bits:
         hint = " (packed codes? say so with packed=True)" if arr.shape[1] == n_bytes(n_bits) else ""
-        raise ValueError(f"{name} have {arr.shape[1]} bits, expected {n_bits} (mismatched bit lengths){hint}")
+        raise ValueError(
+            f"{name} have {arr.shape[1]} bits, expected {n_bits} (mismatched bit lengths){hint}"
+        )
     if arr.dtype == np.bool_:
         return np.ascontiguousarray(arr)
     if arr.dtype.kind not in "biuf":
@@ -92,7 +101,9 @@ def _validate_bits(arr: np.ndarray, n_bits: int | None, name: str) -> np.ndarray
     bad = ~(pos | zero | neg)
     if bad.any():
         value = arr[bad].flat[0]
-        raise ValueError(f"{name} are not binary: found value {value!r} (expected bool, {{0,1}} or {{-1,+1}})")
+        raise ValueError(
+            f"{name} are not binary: found value {value!r} (expected bool, {{0,1}} or {{-1,+1}})"
+        )
     if np.any(neg) and np.any(zero):
         raise ValueError(f"{name} mix -1 and 0: use either {{0,1}} or {{-1,+1}}")
     return np.ascontiguousarray(pos)
@@ -109,7 +120,9 @@ def unpack(packed, n_bits: int) -> np.ndarray:
     if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
         raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
     if arr.ndim != 2 or arr.dtype != np.uint8:
-        raise ValueError(f"packed codes must be a uint8 array (n, bytes), got {arr.dtype} {arr.shape}")
+        raise ValueError(
+            f"packed codes must be a uint8 array (n, bytes), got {arr.dtype} {arr.shape}"
+        )
     if arr.shape[1] != n_bytes(n_bits):
         raise ValueError(
             f"packed codes have {arr.shape[1]} bytes, but {n_bits} bits need {n_bytes(n_bits)} (mismatched bit lengths)"

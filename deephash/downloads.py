@@ -18,6 +18,7 @@ Network access can be switched off for air-gapped machines and clusters, in whic
 
 Numpy-free and TensorFlow-free: the bottom layer of the library, like ``deephash.io``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,7 +72,9 @@ def set_network_allowed(allowed: bool | None) -> None:
     environment variable ``$DEEPHASH_OFFLINE``."""
     global _allowed_override
     if allowed is not None and not isinstance(allowed, bool):
-        raise ValueError(f"set_network_allowed expects True, False or None. Received: allowed={allowed!r}")
+        raise ValueError(
+            f"set_network_allowed expects True, False or None. Received: allowed={allowed!r}"
+        )
     _allowed_override = allowed
 
 
@@ -97,11 +100,18 @@ def hash_algorithm(file_hash: str) -> str:
     text = str(file_hash).strip().lower()
     if len(text) in (32, 64) and all(c in "0123456789abcdef" for c in text):
         return "sha256" if len(text) == 64 else "md5"
-    raise ValueError(f"a file hash must be 64 (sha256) or 32 (md5) hex digits. Received: file_hash={file_hash!r}")
+    raise ValueError(
+        f"a file hash must be 64 (sha256) or 32 (md5) hex digits. Received: file_hash={file_hash!r}"
+    )
 
 
-def verify(path: str, *, size: int | None = None, file_hash: str | None = None,
-           check: Callable[[str], None] | None = None) -> None:
+def verify(
+    path: str,
+    *,
+    size: int | None = None,
+    file_hash: str | None = None,
+    check: Callable[[str], None] | None = None,
+) -> None:
     """Raise ValueError unless ``path`` has ``size`` bytes, hash ``file_hash`` and passes ``check``."""
     if size is not None and os.path.getsize(path) != size:
         raise ValueError(f"{path}: {os.path.getsize(path)} bytes, expected {size}")
@@ -175,33 +185,49 @@ def _download(url, path, *, file_hash, size, check, what, timeout) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                response = urllib.request.urlopen(url, timeout=timeout)  # http(s):// and file:// by design
+                response = urllib.request.urlopen(
+                    url, timeout=timeout
+                )  # http(s):// and file:// by design
             except (urllib.error.URLError, OSError) as e:
                 raise DownloadError(f"could not download {what} from {url}: {e}") from e
             with response:
-                expected = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+                expected = (
+                    response.headers.get("Content-Length") if hasattr(response, "headers") else None
+                )
                 expected = int(expected) if expected and expected.isdigit() else None
                 received, next_report = 0, 0.1
                 try:
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         out.write(chunk)
                         received += len(chunk)
-                        if expected and expected > 10 * _CHUNK and received / expected >= next_report:
+                        if (
+                            expected
+                            and expected > 10 * _CHUNK
+                            and received / expected >= next_report
+                        ):
                             _say(f"  {int(100 * received / expected)}% of {expected / 1e6:.1f} MB")
                             next_report += 0.1
-                except Exception as e:  # OSError, http.client.IncompleteRead (an HTTPException), ...
-                    raise DownloadError(f"the download of {what} from {url} was interrupted after {received} "
-                                        f"bytes ({type(e).__name__}: {e}); nothing was saved") from e
+                except (
+                    Exception
+                ) as e:  # OSError, http.client.IncompleteRead (an HTTPException), ...
+                    raise DownloadError(
+                        f"the download of {what} from {url} was interrupted after {received} "
+                        f"bytes ({type(e).__name__}: {e}); nothing was saved"
+                    ) from e
             if expected is not None and received != expected:
-                raise DownloadError(f"the download of {what} from {url} stopped after {received} of {expected} "
-                                    "bytes; nothing was saved")
+                raise DownloadError(
+                    f"the download of {what} from {url} stopped after {received} of {expected} "
+                    "bytes; nothing was saved"
+                )
             out.flush()
             os.fsync(out.fileno())
         try:
             verify(tmp, size=size, file_hash=file_hash, check=check)
         except ValueError as e:
-            raise ValueError(f"the file downloaded from {url} for {what} is not the expected one ({e}); "
-                             "it was removed") from None
+            raise ValueError(
+                f"the file downloaded from {url} for {what} is not the expected one ({e}); "
+                "it was removed"
+            ) from None
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -25,6 +25,7 @@ carry in their history; the best weights survive in their own file, so a run kil
 resumed stops where an uninterrupted one stops and ends with the same best weights.
 :func:`fit` wraps ``method.fit_dataset`` with all of this.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +44,7 @@ from deephash.io import atomic_write
 
 log = logging.getLogger(__name__)
 
-MAX_VALIDATION_QUERIES = 500    # validation queries scored per check (a seeded subsample beyond)
+MAX_VALIDATION_QUERIES = 500  # validation queries scored per check (a seeded subsample beyond)
 MAX_VALIDATION_DATABASE = 5000  # database items (from the training part) per check
 CURVE_KEY = "val_map"
 _BEST = re.compile(r"^best-(\d+)\.npz$")
@@ -53,8 +54,8 @@ _BEST = re.compile(r"^best-(\d+)\.npz$")
 class Validation:
     """The validation queries, their database (training items) and the protocol's mAP depth."""
 
-    queries: Any        # data.Split
-    database: Any       # data.Split
+    queries: Any  # data.Split
+    database: Any  # data.Split
     top_k: int | None
     fraction: float
     seed: int
@@ -74,15 +75,28 @@ class Validation:
 
             q, d = self.queries, self.database
             cat = lambda a, b: None if a is None else np.concatenate([a, b])  # noqa: E731
-            object.__setattr__(self, "_combined", Split(
-                labels=cat(q.labels, d.labels), indices=cat(q.indices, d.indices), images=cat(q.images, d.images),
-                paths=cat(q.paths, d.paths), class_ids=cat(q.class_ids, d.class_ids)))
+            object.__setattr__(
+                self,
+                "_combined",
+                Split(
+                    labels=cat(q.labels, d.labels),
+                    indices=cat(q.indices, d.indices),
+                    images=cat(q.images, d.images),
+                    paths=cat(q.paths, d.paths),
+                    class_ids=cat(q.class_ids, d.class_ids),
+                ),
+            )
         return self.__dict__["_combined"]
 
     def summary(self) -> dict:
-        return {"fraction": self.fraction, "seed": self.seed, "queries": len(self.queries),
-                "database": len(self.database), "checksum": self.checksum(),
-                "database_is": "the training items left after the validation queries were carved out"}
+        return {
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "queries": len(self.queries),
+            "database": len(self.database),
+            "checksum": self.checksum(),
+            "database_is": "the training items left after the validation queries were carved out",
+        }
 
 
 def carve(dataset, fraction: float = 0.2, seed: int = 0) -> tuple[Any, Validation]:
@@ -91,12 +105,20 @@ def carve(dataset, fraction: float = 0.2, seed: int = 0) -> tuple[Any, Validatio
     are capped at :data:`MAX_VALIDATION_QUERIES` / :data:`MAX_VALIDATION_DATABASE` items."""
     fit, val = dataset.validation_split(fraction=fraction, seed=seed)
     rng = np.random.default_rng([int(seed), 0x7A1])
-    queries = val if len(val) <= MAX_VALIDATION_QUERIES else \
-        val.subset(np.sort(rng.permutation(len(val))[:MAX_VALIDATION_QUERIES]))
-    database = fit if len(fit) <= MAX_VALIDATION_DATABASE else \
-        fit.subset(np.sort(rng.permutation(len(fit))[:MAX_VALIDATION_DATABASE]))
+    queries = (
+        val
+        if len(val) <= MAX_VALIDATION_QUERIES
+        else val.subset(np.sort(rng.permutation(len(val))[:MAX_VALIDATION_QUERIES]))
+    )
+    database = (
+        fit
+        if len(fit) <= MAX_VALIDATION_DATABASE
+        else fit.subset(np.sort(rng.permutation(len(fit))[:MAX_VALIDATION_DATABASE]))
+    )
     trained = dataclasses.replace(dataset, train=fit)
-    return trained, Validation(queries, database, dataset.protocol.map_depth, float(fraction), int(seed))
+    return trained, Validation(
+        queries, database, dataset.protocol.map_depth, float(fraction), int(seed)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +126,8 @@ class State:
     """Early-stopping state after the validations of ``curve`` (validation numbers from 1)."""
 
     best: float | None
-    best_validation: int          # 0: none yet
-    since_best: int               # validations without improvement since the best
+    best_validation: int  # 0: none yet
+    since_best: int  # validations without improvement since the best
     stopped: bool
 
 
@@ -152,8 +174,10 @@ def save_best(model, directory: str, validation: int, keep: int) -> str:
 def load_best(directory: str, validation: int) -> list[np.ndarray]:
     path = _best_path(directory, validation)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: the best weights of validation {validation} are missing from the "
-                                "checkpoint directory; remove the directory to train afresh")
+        raise FileNotFoundError(
+            f"{path}: the best weights of validation {validation} are missing from the "
+            "checkpoint directory; remove the directory to train afresh"
+        )
     with np.load(path, allow_pickle=False) as z:
         return [z[f"arr_{i}"] for i in range(len(z.files))]
 
@@ -163,9 +187,12 @@ def validation_map(model, validation: Validation) -> float:
     from deephash import metrics
 
     codes = fast_encode(model, validation.combined())
-    q, db = codes[:len(validation.queries)], codes[len(validation.queries):]
-    return float(metrics.mean_average_precision(q, db, validation.queries.labels, validation.database.labels,
-                                                top_k=validation.top_k))
+    q, db = codes[: len(validation.queries)], codes[len(validation.queries) :]
+    return float(
+        metrics.mean_average_precision(
+            q, db, validation.queries.labels, validation.database.labels, top_k=validation.top_k
+        )
+    )
 
 
 _BLOCK = 1024
@@ -176,8 +203,11 @@ def fast_encode(model, split) -> np.ndarray:
     (which costs more than a few epochs of training on the embedded sets): one traced
     function (preprocessing + the code logits), applied in blocks. Other inputs, and
     models without ``code_logits_model``, go through ``encode``."""
-    if getattr(split, "images", None) is None or not hasattr(model, "code_logits_model") \
-            or not hasattr(model, "_cached"):
+    if (
+        getattr(split, "images", None) is None
+        or not hasattr(model, "code_logits_model")
+        or not hasattr(model, "_cached")
+    ):
         return model.encode(split)
     import tensorflow as tf
 
@@ -194,7 +224,7 @@ def fast_encode(model, split) -> np.ndarray:
 
         object.__setattr__(model, "_validation_codes", fn)
     images = np.asarray(split.images, np.float32)
-    out = [fn(tf.constant(images[i:i + _BLOCK])).numpy() for i in range(0, len(images), _BLOCK)]
+    out = [fn(tf.constant(images[i : i + _BLOCK])).numpy() for i in range(0, len(images), _BLOCK)]
     return np.concatenate(out) > model.code_threshold
 
 
@@ -215,8 +245,19 @@ class ValidationMAP(_callback_base()):
     phase (DSEH's LabNet phases); those epochs are not validated.
     """
 
-    def __init__(self, validation: Validation, *, patience: int | None, min_delta: float = 0.0, every: int = 1,
-                 prior=(), epochs_done: int = 0, directory: str | None = None, write: bool = True, skip=None):
+    def __init__(
+        self,
+        validation: Validation,
+        *,
+        patience: int | None,
+        min_delta: float = 0.0,
+        every: int = 1,
+        prior=(),
+        epochs_done: int = 0,
+        directory: str | None = None,
+        write: bool = True,
+        skip=None,
+    ):
         super().__init__()
         self.validation = validation
         self.patience = patience
@@ -252,10 +293,16 @@ class ValidationMAP(_callback_base()):
         if now.best_validation != before.best_validation:
             self._best_weights = [np.array(w) for w in self.model.get_weights()]
             if self.directory and self.write:
-                save_best(self.model, self.directory, now.best_validation, keep=before.best_validation)
+                save_best(
+                    self.model, self.directory, now.best_validation, keep=before.best_validation
+                )
         if now.stopped:
-            log.info("early stopping: validation mAP has not improved for %d validations (best %.4f at %d)",
-                     now.since_best, now.best, now.best_validation)
+            log.info(
+                "early stopping: validation mAP has not improved for %d validations (best %.4f at %d)",
+                now.since_best,
+                now.best,
+                now.best_validation,
+            )
             self.model.stop_training = True
 
     def restore_best(self, model=None) -> bool:
@@ -267,7 +314,9 @@ class ValidationMAP(_callback_base()):
         return True
 
 
-def fit(method, dataset, config: training.TrainConfig, validation: Validation, callbacks=()) -> tuple[dict, dict]:
+def fit(
+    method, dataset, config: training.TrainConfig, validation: Validation, callbacks=()
+) -> tuple[dict, dict]:
     """``method.fit_dataset(dataset, config)`` with validation mAP, early stopping (when
     ``config.patience`` is set) and the best weights restored. ``config.epochs`` caps the
     training. Returns ``(history, record)``; ``record`` is what metrics.json shows:
@@ -278,9 +327,17 @@ def fit(method, dataset, config: training.TrainConfig, validation: Validation, c
     prior_history = checkpoint_history(config.checkpoint_dir)
     prior = prior_history.get(CURVE_KEY, [])
     st = state(prior, config.patience, config.min_delta)
-    cb = ValidationMAP(validation, patience=config.patience, min_delta=config.min_delta, every=every, prior=prior,
-                       epochs_done=_validated_epochs(prior_history), directory=config.checkpoint_dir, write=training.is_chief(config.strategy),
-                       skip=_labnet_phase(method))
+    cb = ValidationMAP(
+        validation,
+        patience=config.patience,
+        min_delta=config.min_delta,
+        every=every,
+        prior=prior,
+        epochs_done=_validated_epochs(prior_history),
+        directory=config.checkpoint_dir,
+        write=training.is_chief(config.strategy),
+        skip=_labnet_phase(method),
+    )
     run_config = config
     if st.stopped:  # a resumed run that had already stopped: restore, do not train further
         done = max(len(v) for v in prior_history.values()) if prior_history else 0
@@ -330,5 +387,15 @@ def _epochs_run(history: dict) -> int:
     return max(lengths) if lengths else 0
 
 
-__all__ = ["Validation", "State", "ValidationMAP", "carve", "state", "fit", "validation_map",
-           "checkpoint_history", "MAX_VALIDATION_QUERIES", "MAX_VALIDATION_DATABASE"]
+__all__ = [
+    "Validation",
+    "State",
+    "ValidationMAP",
+    "carve",
+    "state",
+    "fit",
+    "validation_map",
+    "checkpoint_history",
+    "MAX_VALIDATION_QUERIES",
+    "MAX_VALIDATION_DATABASE",
+]

@@ -4,6 +4,7 @@ it under the data set's protocol, and write a run directory (see ``deephash.runs
 ``run`` validates everything it can before any work (unknown method or data set, a bad
 code length, an existing run directory without ``overwrite``) and raises ValueError.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,12 +95,40 @@ def run(
     A NaN or infinite loss stops training with ``training.NonFiniteLossError``.
     """
     with contextlib.ExitStack() as locks:
-        return _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, features, root, extra_json,
-                    overwrite_checkpoints, hparam_selection, sources)
+        return _run(
+            locks,
+            method,
+            dataset,
+            bits,
+            config,
+            out_dir,
+            hparams,
+            overwrite,
+            features,
+            root,
+            extra_json,
+            overwrite_checkpoints,
+            hparam_selection,
+            sources,
+        )
 
 
-def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, features, root, extra_json,
-         overwrite_checkpoints, hparam_selection, sources):
+def _run(
+    locks,
+    method,
+    dataset,
+    bits,
+    config,
+    out_dir,
+    hparams,
+    overwrite,
+    features,
+    root,
+    extra_json,
+    overwrite_checkpoints,
+    hparam_selection,
+    sources,
+):
     from deephash import data, methods, metrics
 
     # ---- validate before any work
@@ -111,9 +140,13 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
     family = methods.family(name)  # ValueError for unknown methods
     if isinstance(dataset, str):
         if dataset not in data.available():
-            raise ValueError(f"unknown dataset {dataset!r}; available: {', '.join(data.available())}")
+            raise ValueError(
+                f"unknown dataset {dataset!r}; available: {', '.join(data.available())}"
+            )
     elif not hasattr(dataset, "protocol"):
-        raise ValueError(f"dataset must be a name or a deephash.data.Dataset, got {type(dataset).__name__}")
+        raise ValueError(
+            f"dataset must be a name or a deephash.data.Dataset, got {type(dataset).__name__}"
+        )
     methods.check_bits(bits, method=name)
     if out_dir is not None:
         out_dir = runs.check_out_dir(out_dir, overwrite)
@@ -121,15 +154,34 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
         raise ValueError(f"--features applies to shallow methods; {name!r} is a deep method")
     from deephash import features as features_lib
 
-    if features is not None and not features_lib.is_recipe(features) and not os.path.isdir(features):
-        raise FileNotFoundError(f"no feature directory at {features!r} (computed features: "
-                                f"{', '.join(features_lib.RECIPES)})")
-    reserved = {"config.json", "split.json", "codes.npz", "history.json", "metrics.json", runs.MANIFEST}
+    if (
+        features is not None
+        and not features_lib.is_recipe(features)
+        and not os.path.isdir(features)
+    ):
+        raise FileNotFoundError(
+            f"no feature directory at {features!r} (computed features: "
+            f"{', '.join(features_lib.RECIPES)})"
+        )
+    reserved = {
+        "config.json",
+        "split.json",
+        "codes.npz",
+        "history.json",
+        "metrics.json",
+        runs.MANIFEST,
+    }
     for filename in extra_json or {}:
-        if (not isinstance(filename, str) or not filename.endswith(".json") or os.path.basename(filename) != filename
-                or filename in reserved):
-            raise ValueError(f"extra_json: {filename!r} must be a plain *.json file name other than "
-                             f"{', '.join(sorted(reserved))}")
+        if (
+            not isinstance(filename, str)
+            or not filename.endswith(".json")
+            or os.path.basename(filename) != filename
+            or filename in reserved
+        ):
+            raise ValueError(
+                f"extra_json: {filename!r} must be a plain *.json file name other than "
+                f"{', '.join(sorted(reserved))}"
+            )
     hparams = dict(hparams or {})
     if out_dir is not None and (family != "deep" or training.is_chief(config.strategy)):
         locks.enter_context(runs.DirectoryLock(out_dir, "run directory"))
@@ -150,8 +202,10 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
             )
 
     if family == "deep" and len(fit_ds.train) < config.batch_size:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the training set of {ds.name} "
-                         f"({len(fit_ds.train)} items): an epoch would have no steps")
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the training set of {ds.name} "
+            f"({len(fit_ds.train)} items): an epoch would have no steps"
+        )
 
     # ---- model
     selection: dict = {}
@@ -169,7 +223,9 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
             model = methods.create(name, bits=bits, dataset=fit_ds, **hparams)
     else:
         model = methods.create(name, bits=bits, dataset=fit_ds, **hparams)
-    model_hparams = model.hparams() if hasattr(model, "hparams") and callable(model.hparams) else dict(hparams)
+    model_hparams = (
+        model.hparams() if hasattr(model, "hparams") and callable(model.hparams) else dict(hparams)
+    )
 
     # ---- train
     ckpt_default = False
@@ -181,17 +237,30 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
         locks.enter_context(runs.DirectoryLock(config.checkpoint_dir, "checkpoint directory"))
         _prepare_checkpoints(
             config.checkpoint_dir,
-            {"method": name, "bits": bits, "dataset": ds.name, "checksum": ds.checksum,
-             "config": {k: v for k, v in config.to_dict().items() if k not in ("verbose", "checkpoint_dir")},
-             "hparams": model_hparams},
+            {
+                "method": name,
+                "bits": bits,
+                "dataset": ds.name,
+                "checksum": ds.checksum,
+                "config": {
+                    k: v
+                    for k, v in config.to_dict().items()
+                    if k not in ("verbose", "checkpoint_dir")
+                },
+                "hparams": model_hparams,
+            },
             overwrite=overwrite_checkpoints,
         )
     if family == "deep":  # the other workers resume only after the chief has sorted the checkpoints
         training.same_on_all_workers(1, "reaching training", config.strategy)
     t0 = time.perf_counter()
     stopping: dict = {}
-    if family == "deep" and config.patience is not None:  # to the validation plateau (deephash.early_stopping)
-        trained_ds, validation = early_stopping.carve(fit_ds, config.validation_fraction, config.seed)
+    if (
+        family == "deep" and config.patience is not None
+    ):  # to the validation plateau (deephash.early_stopping)
+        trained_ds, validation = early_stopping.carve(
+            fit_ds, config.validation_fraction, config.seed
+        )
         history, stopping = early_stopping.fit(model, trained_ds, config, validation)
     else:
         history = model.fit_dataset(fit_ds, config) or {}
@@ -204,9 +273,13 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
     db_codes = model.encode(fit_ds.database)
     encode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = metrics.evaluate(q_codes, db_codes, ds.query.labels, ds.database.labels, top_k=ds.protocol.map_depth)
+    result = metrics.evaluate(
+        q_codes, db_codes, ds.query.labels, ds.database.labels, top_k=ds.protocol.map_depth
+    )
     eval_s = time.perf_counter() - t0
-    extra = model.extra_metrics(fit_ds, q_codes, db_codes) if hasattr(model, "extra_metrics") else {}
+    extra = (
+        model.extra_metrics(fit_ds, q_codes, db_codes) if hasattr(model, "extra_metrics") else {}
+    )
     summary = {
         "method": name,
         "dataset": ds.name,
@@ -215,7 +288,11 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
         **result,
         **(extra or {}),
         "mixed_precision": mixed,
-        "timing_s": {"train": round(train_s, 3), "encode": round(encode_s, 3), "evaluate": round(eval_s, 3)},
+        "timing_s": {
+            "train": round(train_s, 3),
+            "encode": round(encode_s, 3),
+            "evaluate": round(eval_s, 3),
+        },
     }
     selection = {**(hparam_selection or {}), **selection}
     if selection:
@@ -231,26 +308,49 @@ def _run(locks, method, dataset, bits, config, out_dir, hparams, overwrite, feat
         if ckpt_default:
             resolved["checkpoint_dir"] = None
         with runs.staged_dir(out_dir, overwrite) as tmp:
-            io.write_json(os.path.join(tmp, "config.json"), {
-                "method": name, "family": family, "dataset": ds.name, "bits": int(bits),
-                "train": resolved, "hparams": model_hparams, "features": features,
-                "versions": runs.versions(), **({"sources": sources} if sources else {}),
-            })
+            io.write_json(
+                os.path.join(tmp, "config.json"),
+                {
+                    "method": name,
+                    "family": family,
+                    "dataset": ds.name,
+                    "bits": int(bits),
+                    "train": resolved,
+                    "hparams": model_hparams,
+                    "features": features,
+                    "versions": runs.versions(),
+                    **({"sources": sources} if sources else {}),
+                },
+            )
             io.write_json(os.path.join(tmp, "split.json"), _dataset_summary(ds))
             model.save(os.path.join(tmp, "model.keras" if family == "deep" else "model.npz"))
-            runs.save_codes(os.path.join(tmp, "codes.npz"), q_codes, db_codes, ds.query.labels, ds.database.labels)
+            runs.save_codes(
+                os.path.join(tmp, "codes.npz"),
+                q_codes,
+                db_codes,
+                ds.query.labels,
+                ds.database.labels,
+            )
             io.write_json(os.path.join(tmp, "history.json"), history)
             io.write_json(os.path.join(tmp, "metrics.json"), summary)
             for filename, content in (extra_json or {}).items():
                 io.write_json(os.path.join(tmp, filename), content)
             title = f"{name} · {ds.name} · {bits} bits"
             if "pr_curve" in result:
-                plots.pr_curve(result["pr_curve"], os.path.join(tmp, "pr_curve.png"), title=f"PR curve: {title}")
+                plots.pr_curve(
+                    result["pr_curve"],
+                    os.path.join(tmp, "pr_curve.png"),
+                    title=f"PR curve: {title}",
+                )
             if history:
                 curve = stopping.get("validation_curve", {})
-                plots.training_curves(history, os.path.join(tmp, "training_curve.png"), title=f"Training: {title}",
-                                      epochs={early_stopping.CURVE_KEY: curve["epoch"]} if curve else None,
-                                      best_epoch=stopping.get("best_epoch"))
+                plots.training_curves(
+                    history,
+                    os.path.join(tmp, "training_curve.png"),
+                    title=f"Training: {title}",
+                    epochs={early_stopping.CURVE_KEY: curve["epoch"]} if curve else None,
+                    best_epoch=stopping.get("best_epoch"),
+                )
             runs.write_manifest(tmp)  # last: hashes of everything above
         if ckpt_default:
             checkpoints.remove(config.checkpoint_dir)
@@ -266,12 +366,20 @@ def format_table(results: list[dict], metrics_keys=("map", "precision_radius_2")
     for r in results:
         conv = r.get("conventions", {})
         depth = conv.get("top_k", "all")
-        rows.append([
-            r["method"], r["dataset"], str(r["bits"]),
-            *[f"{float(r[k]):.4f}" if k in r else "-" for k in metrics_keys],
-            "all" if depth is None else str(depth), r["checksum"][:12],
-        ])
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+        rows.append(
+            [
+                r["method"],
+                r["dataset"],
+                str(r["bits"]),
+                *[f"{float(r[k]):.4f}" if k in r else "-" for k in metrics_keys],
+                "all" if depth is None else str(depth),
+                r["checksum"][:12],
+            ]
+        )
+    widths = [
+        max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+        for i, h in enumerate(header)
+    ]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 

@@ -22,6 +22,7 @@ On disk (``save_features`` / ``load_features``) a feature directory holds, per s
 protocol, dimension, sizes and where the features came from), written last. Every file
 is written atomically.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,7 +52,9 @@ log = logging.getLogger(__name__)
 def feature_matrix(split: Split) -> np.ndarray:
     """The ``(n, d)`` float32 feature vectors of a feature split (or flattened images)."""
     if split.images is None:
-        raise ValueError("this split holds image paths, not feature vectors; run extract_features first")
+        raise ValueError(
+            "this split holds image paths, not feature vectors; run extract_features first"
+        )
     return split.images.reshape(len(split), -1)
 
 
@@ -81,14 +84,20 @@ def _feature_model(backbone: Any, layer: str | None, weights, input_shape):
     if isinstance(backbone, str):
         model = backbones.get(backbone, input_shape=input_shape, weights=weights)
     elif weights is not None:
-        raise ValueError("weights applies to a backbone given by name; load them into your model instead")
+        raise ValueError(
+            "weights applies to a backbone given by name; load them into your model instead"
+        )
     if not isinstance(model, keras.Model):
-        raise ValueError(f"backbone must be a keras.Model or a name ({', '.join(backbones.available())}, pixels, gist)")
+        raise ValueError(
+            f"backbone must be a keras.Model or a name ({', '.join(backbones.available())}, pixels, gist)"
+        )
     if layer is None:
         return model
     names = [lay.name for lay in model.layers]
     if layer not in names:
-        raise ValueError(f"backbone {model.name!r} has no layer {layer!r}; layers: {', '.join(names)}")
+        raise ValueError(
+            f"backbone {model.name!r} has no layer {layer!r}; layers: {', '.join(names)}"
+        )
     return keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
 
 
@@ -123,8 +132,12 @@ def _gist_split(split: Split, params, batch_size: int | None) -> np.ndarray:
     out = []
     starts = range(0, len(split), GIST_FILE_CHUNK)
     for i in tqdm(starts, desc="GIST (files)", unit="chunk", leave=False, disable=len(starts) < 4):
-        chunk = np.concatenate([gist.prepare(decode_file(str(p), channels=3)[None], params.image_size)
-                                for p in split.paths[i:i + GIST_FILE_CHUNK]])
+        chunk = np.concatenate(
+            [
+                gist.prepare(decode_file(str(p), channels=3)[None], params.image_size)
+                for p in split.paths[i : i + GIST_FILE_CHUNK]
+            ]
+        )
         out.append(gist.gist(chunk, **kwargs, progress=False))
     return np.concatenate(out)
 
@@ -132,8 +145,10 @@ def _gist_split(split: Split, params, batch_size: int | None) -> np.ndarray:
 def _run(model, split: Split, batch_size: int, preprocess) -> np.ndarray:
     from deephash.data.pipelines import image_dataset
 
-    out = [np.asarray(model(batch, training=False)).reshape(batch.shape[0], -1)
-           for batch in image_dataset(split, batch_size, preprocess=preprocess)]
+    out = [
+        np.asarray(model(batch, training=False)).reshape(batch.shape[0], -1)
+        for batch in image_dataset(split, batch_size, preprocess=preprocess)
+    ]
     if not out:
         raise ValueError("cannot extract features of an empty split")
     return np.concatenate(out).astype(np.float32)
@@ -169,26 +184,41 @@ def extract_features(
     Returns a ``Dataset`` with features ``(n, 1, 1, d)`` in each split's ``images``.
     Items shared by the training and database splits are computed once.
     """
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     from deephash.gist import GistParams
 
-    if isinstance(backbone_model_or_name, GistParams) or (isinstance(backbone_model_or_name, str)
-                                                         and backbone_model_or_name.lower() == GIST):
+    if isinstance(backbone_model_or_name, GistParams) or (
+        isinstance(backbone_model_or_name, str) and backbone_model_or_name.lower() == GIST
+    ):
         if layer is not None or weights is not None or preprocess is not None:
-            raise ValueError("GIST features take no layer, weights or preprocess (pass a deephash.gist.GistParams "
-                             "to change its parameters)")
-        params = backbone_model_or_name if isinstance(backbone_model_or_name, GistParams) else GistParams()
-        return _feature_dataset(dataset, _per_split(dataset, lambda s: _gist_split(s, params, batch_size)))
-    if backbone_model_or_name is None or (isinstance(backbone_model_or_name, str)
-                                          and backbone_model_or_name.lower() in RAW):
+            raise ValueError(
+                "GIST features take no layer, weights or preprocess (pass a deephash.gist.GistParams "
+                "to change its parameters)"
+            )
+        params = (
+            backbone_model_or_name
+            if isinstance(backbone_model_or_name, GistParams)
+            else GistParams()
+        )
+        return _feature_dataset(
+            dataset, _per_split(dataset, lambda s: _gist_split(s, params, batch_size))
+        )
+    if backbone_model_or_name is None or (
+        isinstance(backbone_model_or_name, str) and backbone_model_or_name.lower() in RAW
+    ):
         if layer is not None or weights is not None:
             raise ValueError("raw pixel features take no layer or weights")
         for name in SPLITS:
             if getattr(dataset, name).images is None:
-                raise ValueError(f"raw pixel features need an in-memory data set; {dataset.name!r} holds image "
-                                 "files: choose a backbone")
+                raise ValueError(
+                    f"raw pixel features need an in-memory data set; {dataset.name!r} holds image "
+                    "files: choose a backbone"
+                )
         return _feature_dataset(dataset, {n: feature_matrix(getattr(dataset, n)) for n in SPLITS})
 
     if preprocess is None and isinstance(backbone_model_or_name, str):
@@ -203,13 +233,21 @@ def extract_features(
             meta = matconvnet_metadata(weights)
             mean = meta["average_image"] if np.ndim(meta["average_image"]) == 3 else meta["mean"]
         preprocess = for_backbone(backbone_model_or_name, input_shape=shape, mean=mean)
-    input_shape = getattr(preprocess, "input_shape", None) if isinstance(backbone_model_or_name, str) else None
+    input_shape = (
+        getattr(preprocess, "input_shape", None)
+        if isinstance(backbone_model_or_name, str)
+        else None
+    )
     model = _feature_model(backbone_model_or_name, layer, weights, input_shape)
     batch_size = 64 if batch_size is None else batch_size
-    return _feature_dataset(dataset, _per_split(dataset, lambda s: _run(model, s, batch_size, preprocess)))
+    return _feature_dataset(
+        dataset, _per_split(dataset, lambda s: _run(model, s, batch_size, preprocess))
+    )
 
 
-def save_features(dataset: Dataset, directory: str | os.PathLike, source: dict | None = None) -> str:
+def save_features(
+    dataset: Dataset, directory: str | os.PathLike, source: dict | None = None
+) -> str:
     """Write a feature data set to ``directory`` (layout in the module docstring); returns it.
 
     ``source`` (e.g. ``{"backbone": "cnn_f", "layer": "fc7", "weights": path}``) is
@@ -223,7 +261,11 @@ def save_features(dataset: Dataset, directory: str | os.PathLike, source: dict |
         feats = feature_matrix(split)
         dims.add(int(feats.shape[1]))
         sizes[name] = len(split)
-        arrays = {"features": feats.astype(np.float32), "labels": split.labels, "indices": split.indices}
+        arrays = {
+            "features": feats.astype(np.float32),
+            "labels": split.labels,
+            "indices": split.indices,
+        }
         if split.class_ids is not None:
             arrays["class_ids"] = split.class_ids
         for key, arr in arrays.items():
@@ -231,25 +273,30 @@ def save_features(dataset: Dataset, directory: str | os.PathLike, source: dict |
                 np.save(f, arr, allow_pickle=False)
     if len(dims) != 1:
         raise ValueError(f"feature dimensions differ between splits: {sorted(dims)}")
-    write_json(os.path.join(directory, META_FILE), {
-        "format_version": FORMAT_VERSION,
-        "dataset": dataset.name,
-        "checksum": dataset.checksum,
-        "dim": dims.pop(),
-        "sizes": sizes,
-        "single_label": dataset.query.class_ids is not None,
-        "protocol": dataclasses.asdict(dataset.protocol),
-        "root": dataset.root,
-        "source": dict(source or {}),
-    })
+    write_json(
+        os.path.join(directory, META_FILE),
+        {
+            "format_version": FORMAT_VERSION,
+            "dataset": dataset.name,
+            "checksum": dataset.checksum,
+            "dim": dims.pop(),
+            "sizes": sizes,
+            "single_label": dataset.query.class_ids is not None,
+            "protocol": dataclasses.asdict(dataset.protocol),
+            "root": dataset.root,
+            "source": dict(source or {}),
+        },
+    )
     return directory
 
 
 def _load_array(directory: str, filename: str) -> np.ndarray:
     path = os.path.join(directory, filename)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"feature file {path!r} is missing (written by deephash.features.save_features "
-                                "or experiments/extract_features.py)")
+        raise FileNotFoundError(
+            f"feature file {path!r} is missing (written by deephash.features.save_features "
+            "or experiments/extract_features.py)"
+        )
     return np.load(path, allow_pickle=False)
 
 
@@ -260,15 +307,19 @@ def load_features(directory: str | os.PathLike) -> Dataset:
     directory = os.fspath(directory)
     meta_path = os.path.join(directory, META_FILE)
     if not os.path.exists(meta_path):
-        raise FileNotFoundError(f"{meta_path!r} is missing: {directory!r} is not a complete feature directory "
-                                "(written by deephash.features.save_features)")
+        raise FileNotFoundError(
+            f"{meta_path!r} is missing: {directory!r} is not a complete feature directory "
+            "(written by deephash.features.save_features)"
+        )
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
     except ValueError as e:
         raise ValueError(f"{meta_path!r}: damaged JSON ({e})") from e
     if not isinstance(meta, dict):
-        raise ValueError(f"{meta_path!r}: not a feature-directory manifest (a JSON object expected)")
+        raise ValueError(
+            f"{meta_path!r}: not a feature-directory manifest (a JSON object expected)"
+        )
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{meta_path!r}: unknown format_version {meta.get('format_version')!r}")
     splits = {}
@@ -276,23 +327,42 @@ def load_features(directory: str | os.PathLike) -> Dataset:
         feats = _load_array(directory, f"{name}_features.npy")
         labels = _load_array(directory, f"{name}_labels.npy")
         indices = _load_array(directory, f"{name}_indices.npy")
-        class_ids = _load_array(directory, f"{name}_class_ids.npy") if meta["single_label"] else None
+        class_ids = (
+            _load_array(directory, f"{name}_class_ids.npy") if meta["single_label"] else None
+        )
         n = meta["sizes"][name]
         if feats.shape != (n, meta["dim"]) or labels.shape[0] != n or indices.shape != (n,):
-            raise ValueError(f"{directory!r}: {name} arrays have shapes {feats.shape}, {labels.shape}, "
-                             f"{indices.shape}; {META_FILE} says {n} items of dimension {meta['dim']}")
+            raise ValueError(
+                f"{directory!r}: {name} arrays have shapes {feats.shape}, {labels.shape}, "
+                f"{indices.shape}; {META_FILE} says {n} items of dimension {meta['dim']}"
+            )
         if not np.all(np.isfinite(feats)):
             raise ValueError(f"{directory!r}: {name}_features.npy contains NaN or infinite values")
-        split = Split(labels=labels, indices=indices, images=np.ones((n, 1, 1, 1), np.float32), class_ids=class_ids)
+        split = Split(
+            labels=labels,
+            indices=indices,
+            images=np.ones((n, 1, 1, 1), np.float32),
+            class_ids=class_ids,
+        )
         splits[name] = _with_features(split, feats)
-    checksum = split_checksum(splits["query"].indices, splits["train"].indices, splits["database"].indices)
+    checksum = split_checksum(
+        splits["query"].indices, splits["train"].indices, splits["database"].indices
+    )
     if checksum != meta["checksum"]:
-        raise ValueError(f"{directory!r}: the index lists give split checksum {checksum[:12]}..., "
-                         f"{META_FILE} records {meta['checksum'][:12]}...")
+        raise ValueError(
+            f"{directory!r}: the index lists give split checksum {checksum[:12]}..., "
+            f"{META_FILE} records {meta['checksum'][:12]}..."
+        )
     proto = meta["protocol"]
     protocol = Protocol(**{**proto, "class_names": tuple(proto["class_names"])})
-    return Dataset(name=meta["dataset"], protocol=protocol, checksum=meta["checksum"],
-                   image_shape=(1, 1, int(meta["dim"])), root=meta.get("root"), **splits)
+    return Dataset(
+        name=meta["dataset"],
+        protocol=protocol,
+        checksum=meta["checksum"],
+        image_shape=(1, 1, int(meta["dim"])),
+        root=meta.get("root"),
+        **splits,
+    )
 
 
 def is_recipe(features: Any) -> bool:
@@ -319,18 +389,24 @@ def cached_features(recipe: str, dataset: Dataset) -> Dataset:
     (e.g. a truncated file) is recomputed, with a warning.
     """
     if not is_recipe(recipe):
-        raise ValueError(f"unknown feature recipe {recipe!r}; computed features: {', '.join(RECIPES)} "
-                         "(or give a feature directory)")
+        raise ValueError(
+            f"unknown feature recipe {recipe!r}; computed features: {', '.join(RECIPES)} "
+            "(or give a feature directory)"
+        )
     recipe = recipe.lower()
     settings = _recipe_settings(recipe)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    where = os.path.join(cache_dir("features"), f"{dataset.name}-{dataset.checksum[:16]}-{recipe}-{digest}")
+    where = os.path.join(
+        cache_dir("features"), f"{dataset.name}-{dataset.checksum[:16]}-{recipe}-{digest}"
+    )
     if os.path.exists(os.path.join(where, META_FILE)):
         try:
             cached = load_features(where)
             if cached.checksum == dataset.checksum:
                 return cached
-            log.warning("cached %s features in %s belong to another split; recomputing", recipe, where)
+            log.warning(
+                "cached %s features in %s belong to another split; recomputing", recipe, where
+            )
         except (OSError, ValueError, KeyError) as e:
             log.warning("cached %s features in %s do not load (%s); recomputing", recipe, where, e)
     feats = extract_features(recipe, dataset)

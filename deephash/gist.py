@@ -33,6 +33,7 @@ Differences from MATLAB: :func:`resize_crop` re-implements ``imresizecrop`` with
 results can differ slightly from MATLAB's ``imresize`` (single precision, rounding), and
 not at all when the image already has ``image_size`` (no resampling; CIFAR-10 at 32).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,17 +67,30 @@ class GistParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"GIST {name} must be a positive integer, got {value!r}")
-        if isinstance(self.boundary, bool) or not isinstance(self.boundary, (int, np.integer)) or self.boundary < 0:
+        if (
+            isinstance(self.boundary, bool)
+            or not isinstance(self.boundary, (int, np.integer))
+            or self.boundary < 0
+        ):
             raise ValueError(f"GIST boundary must be a non-negative integer, got {self.boundary!r}")
-        if not self.orientations or any(isinstance(o, bool) or not isinstance(o, (int, np.integer)) or o < 1
-                                        for o in self.orientations):
-            raise ValueError(f"GIST orientations must be positive integers (one per scale), got {self.orientations!r}")
-        if not (isinstance(self.fc_prefilt, (int, float, np.number)) and math.isfinite(self.fc_prefilt)
-                and self.fc_prefilt > 0):
+        if not self.orientations or any(
+            isinstance(o, bool) or not isinstance(o, (int, np.integer)) or o < 1
+            for o in self.orientations
+        ):
+            raise ValueError(
+                f"GIST orientations must be positive integers (one per scale), got {self.orientations!r}"
+            )
+        if not (
+            isinstance(self.fc_prefilt, (int, float, np.number))
+            and math.isfinite(self.fc_prefilt)
+            and self.fc_prefilt > 0
+        ):
             raise ValueError(f"GIST fc_prefilt must be a positive number, got {self.fc_prefilt!r}")
         if self.blocks > self.image_size:
-            raise ValueError(f"GIST blocks ({self.blocks}) must not exceed image_size ({self.image_size}): "
-                             "some blocks would be empty")
+            raise ValueError(
+                f"GIST blocks ({self.blocks}) must not exceed image_size ({self.image_size}): "
+                "some blocks would be empty"
+            )
 
     @property
     def num_filters(self) -> int:
@@ -85,7 +99,7 @@ class GistParams:
     @property
     def dim(self) -> int:
         """Descriptor length: filters x blocks^2 (512 for the defaults)."""
-        return self.num_filters * self.blocks ** 2
+        return self.num_filters * self.blocks**2
 
     @property
     def filter_size(self) -> int:
@@ -93,15 +107,23 @@ class GistParams:
         return self.image_size + 2 * self.boundary
 
     def to_dict(self) -> dict:
-        return {"image_size": int(self.image_size), "orientations": [int(o) for o in self.orientations],
-                "blocks": int(self.blocks), "fc_prefilt": float(self.fc_prefilt), "boundary": int(self.boundary)}
+        return {
+            "image_size": int(self.image_size),
+            "orientations": [int(o) for o in self.orientations],
+            "blocks": int(self.blocks),
+            "fc_prefilt": float(self.fc_prefilt),
+            "boundary": int(self.boundary),
+        }
 
 
 def filter_parameters(orientations: Sequence[int]) -> np.ndarray:
     """createGabor's ``param``: float64 ``(sum(orientations), 4)`` rows
     ``[0.35, 0.3 / 1.85^(i-1), 16 or_i^2 / 32^2, pi / or_i (j-1)]``, scale-major."""
-    rows = [[0.35, 0.3 / 1.85 ** i, 16.0 * o ** 2 / 32.0 ** 2, math.pi / o * j]
-            for i, o in enumerate(orientations) for j in range(o)]
+    rows = [
+        [0.35, 0.3 / 1.85**i, 16.0 * o**2 / 32.0**2, math.pi / o * j]
+        for i, o in enumerate(orientations)
+        for j in range(o)
+    ]
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -114,12 +136,14 @@ def _centred_grid(n: int) -> np.ndarray:
 def _gabor_filters(orientations: tuple[int, ...], n: int) -> np.ndarray:
     param = filter_parameters(orientations)
     fx, fy = np.meshgrid(_centred_grid(n), _centred_grid(n))  # fx along columns, fy along rows
-    fr = np.fft.fftshift(np.sqrt(fx ** 2 + fy ** 2))
+    fr = np.fft.fftshift(np.sqrt(fx**2 + fy**2))
     t = np.fft.fftshift(np.arctan2(fy, fx))
     tr = t[None] + param[:, 3, None, None]
     tr = tr + 2 * np.pi * (tr < -np.pi) - 2 * np.pi * (tr > np.pi)
-    g = np.exp(-10 * param[:, 0, None, None] * (fr[None] / n / param[:, 1, None, None] - 1) ** 2
-               - 2 * param[:, 2, None, None] * np.pi * tr ** 2)
+    g = np.exp(
+        -10 * param[:, 0, None, None] * (fr[None] / n / param[:, 1, None, None] - 1) ** 2
+        - 2 * param[:, 2, None, None] * np.pi * tr**2
+    )
     g.setflags(write=False)
     return g
 
@@ -160,7 +184,9 @@ def _resize_matrix(in_len: int, out_len: int) -> np.ndarray:
     dist = (u[:, None] - taps) * kernel_scale
     w = kernel_scale * np.clip(1 - np.abs(dist), 0, None)
     w /= w.sum(axis=1, keepdims=True)
-    idx = _symmetric_index(in_len, 0, in_len)[(taps.astype(np.int64) - 1) % (2 * in_len)]  # 1-based taps
+    idx = _symmetric_index(in_len, 0, in_len)[
+        (taps.astype(np.int64) - 1) % (2 * in_len)
+    ]  # 1-based taps
     out = np.zeros((out_len, in_len))
     np.add.at(out, (np.repeat(np.arange(out_len), taps.shape[1]), idx.ravel()), w.ravel())
     return out
@@ -169,7 +195,7 @@ def _resize_matrix(in_len: int, out_len: int) -> np.ndarray:
 @functools.lru_cache(maxsize=32)
 def _resize_crop_matrix(in_len: int, new_len: int, size: int) -> np.ndarray:
     start = (new_len - size) // 2
-    m = _resize_matrix(in_len, new_len)[start:start + size]
+    m = _resize_matrix(in_len, new_len)[start : start + size]
     m.setflags(write=False)
     return m
 
@@ -185,7 +211,9 @@ def resize_crop(images: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == (size, size):
         return images
     scale = max(size / h, size / w)
-    new_h, new_w = (int(math.floor(v * scale + 0.5)) for v in (h, w))  # MATLAB round (half away from 0)
+    new_h, new_w = (
+        int(math.floor(v * scale + 0.5)) for v in (h, w)
+    )  # MATLAB round (half away from 0)
     rh = _resize_crop_matrix(h, max(new_h, size), size)
     rw = _resize_crop_matrix(w, max(new_w, size), size)
     return rh @ images @ rw.T
@@ -206,8 +234,10 @@ def prepare(images: np.ndarray, image_size: int) -> np.ndarray:
 def _prefilter_gaussian(n: int, fc: float) -> np.ndarray:
     s1 = fc / math.sqrt(math.log(2))
     fx, fy = np.meshgrid(_centred_grid(n), _centred_grid(n))
-    gf = np.fft.fftshift(np.exp(-(fx ** 2 + fy ** 2) / s1 ** 2))
-    gf = np.ascontiguousarray(gf[:, : n // 2 + 1])  # gf is even, so the half-spectrum filter is exact
+    gf = np.fft.fftshift(np.exp(-(fx**2 + fy**2) / s1**2))
+    gf = np.ascontiguousarray(
+        gf[:, : n // 2 + 1]
+    )  # gf is even, so the half-spectrum filter is exact
     gf.setflags(write=False)
     return gf
 
@@ -229,8 +259,8 @@ def prefilter(images: np.ndarray, fc: float = 4.0) -> np.ndarray:
         return scipy.fft.irfft2(scipy.fft.rfft2(x) * gf, s=(n, n))
 
     out = img - lowpass(img)
-    out = out / (0.2 + np.sqrt(np.abs(lowpass(out ** 2))))
-    return out[:, w:w + s, w:w + s]
+    out = out / (0.2 + np.sqrt(np.abs(lowpass(out**2))))
+    return out[:, w : w + s, w : w + s]
 
 
 def block_edges(size: int, blocks: int) -> np.ndarray:
@@ -254,10 +284,12 @@ def _descriptor(prepared: np.ndarray, params: GistParams) -> np.ndarray:
     spectrum = scipy.fft.fft2(img)  # complex64 (single precision, as gistGabor)
     prod = spectrum[:, None] * g[None]  # (b, filters, N, N)
     # ifft2 restricted to the cropped window: columns first, keep the image's columns, then rows
-    cols = scipy.fft.ifft(prod, axis=-1, workers=_WORKERS)[..., be:be + s]
-    resp = np.abs(scipy.fft.ifft(cols, axis=-2, workers=_WORKERS)[..., be:be + s, :])
+    cols = scipy.fft.ifft(prod, axis=-1, workers=_WORKERS)[..., be : be + s]
+    resp = np.abs(scipy.fft.ifft(cols, axis=-2, workers=_WORKERS)[..., be : be + s, :])
     means = _block_means(resp, params.blocks)  # (b, filters, row, col)
-    return means.transpose(0, 1, 3, 2).reshape(len(prepared), -1).astype(np.float32)  # MATLAB column-major
+    return (
+        means.transpose(0, 1, 3, 2).reshape(len(prepared), -1).astype(np.float32)
+    )  # MATLAB column-major
 
 
 def _check_images(images) -> np.ndarray:
@@ -268,7 +300,9 @@ def _check_images(images) -> np.ndarray:
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ValueError(f"GIST images must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim not in (3, 4):
-        raise ValueError(f"GIST images must have shape (n, h, w) or (n, h, w, channels), got {arr.shape}")
+        raise ValueError(
+            f"GIST images must have shape (n, h, w) or (n, h, w, channels), got {arr.shape}"
+        )
     if arr.shape[0] == 0:
         raise ValueError("GIST of an empty image array (n = 0)")
     if min(arr.shape[1:]) == 0:
@@ -278,9 +312,17 @@ def _check_images(images) -> np.ndarray:
     return arr
 
 
-def gist(images: np.ndarray, *, image_size: int = 32, orientations: Sequence[int] = (8, 8, 8, 8),
-         blocks: int = 4, fc_prefilt: float = 4.0, boundary: int = 32, batch_size: int = 16,
-         progress: bool | None = None) -> np.ndarray:
+def gist(
+    images: np.ndarray,
+    *,
+    image_size: int = 32,
+    orientations: Sequence[int] = (8, 8, 8, 8),
+    blocks: int = 4,
+    fc_prefilt: float = 4.0,
+    boundary: int = 32,
+    batch_size: int = 16,
+    progress: bool | None = None,
+) -> np.ndarray:
     """GIST descriptors (module docstring) of ``images``.
 
     Args:
@@ -299,7 +341,11 @@ def gist(images: np.ndarray, *, image_size: int = 32, orientations: Sequence[int
     order. ValueError for bad shapes, NaN / infinite values, empty input or bad parameters.
     """
     params = GistParams(image_size, tuple(orientations), blocks, fc_prefilt, boundary)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     arr = _check_images(images)
     n = len(arr)
@@ -310,9 +356,17 @@ def gist(images: np.ndarray, *, image_size: int = 32, orientations: Sequence[int
 
         starts = tqdm(starts, desc="GIST", unit="batch", leave=False)
     for i in starts:
-        out[i:i + batch_size] = _descriptor(prepare(arr[i:i + batch_size], image_size), params)
+        out[i : i + batch_size] = _descriptor(prepare(arr[i : i + batch_size], image_size), params)
     return out
 
 
-__all__ = ["GistParams", "gist", "gabor_filters", "filter_parameters", "prefilter", "prepare", "resize_crop",
-           "block_edges"]
+__all__ = [
+    "GistParams",
+    "gist",
+    "gabor_filters",
+    "filter_parameters",
+    "prefilter",
+    "prepare",
+    "resize_crop",
+    "block_edges",
+]

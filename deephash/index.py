@@ -29,6 +29,7 @@ scans with ``"numpy"`` (exact by construction, no slower than faiss' flat index 
 >>> index.search(np.array([[0, 0, 0, 1]]), k=2)
 (array([[1, 1]], dtype=int32), array([[0, 1]]))
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,7 @@ import os
 import numpy as np
 
 from deephash import _grouped, _kernels, _lookup
-from deephash.codes import as_words, bytes_to_words, n_bytes, pack, unpack
-from deephash.codes import as_bits
+from deephash.codes import as_bits, as_words, bytes_to_words, n_bytes, pack, unpack
 from deephash.io import atomic_write
 
 __all__ = ["HammingIndex", "MultiIndexHashing"]
@@ -168,7 +168,12 @@ class HammingIndex:
         return _kernels.knn(bytes_to_words(qp), self._db_words(), k, self.n_bits, kernels)
 
     def range_search(
-        self, queries, radius: int, return_distances: bool = False, kernels: str | None = None, *,
+        self,
+        queries,
+        radius: int,
+        return_distances: bool = False,
+        kernels: str | None = None,
+        *,
         packed: bool = False,
     ):
         """Every item at distance ``<= radius`` per query (a list of int64 arrays), ordered by
@@ -180,7 +185,9 @@ class HammingIndex:
         if self.backend == "faiss":
             idx, dist, lims = self._faiss_range(qp, int(radius))
         elif groups is not None:
-            idx, dist, lims = _grouped.range_search(bytes_to_words(qp), *groups, int(radius), self.n_bits, kernels)
+            idx, dist, lims = _grouped.range_search(
+                bytes_to_words(qp), *groups, int(radius), self.n_bits, kernels
+            )
         else:
             idx, dist, lims = _kernels.range_search(
                 bytes_to_words(qp), self._db_words(), int(radius), self.n_bits, kernels
@@ -262,21 +269,29 @@ class HammingIndex:
             header = json.loads(rest[:line_end].decode("utf-8"))
             version, n_bits, size = header["format_version"], header["n_bits"], header["size"]
             checksum = header["sha256"]
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (version, n_bits, size)):
+            if not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in (version, n_bits, size)
+            ):
                 raise TypeError("format_version, n_bits and size must be integers")
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path!r}: corrupt Hamming index header ({e})") from e
         if version not in (1, _FORMAT_VERSION):
-            raise ValueError(f"{path!r}: unsupported Hamming index format version {version} (this is {_FORMAT_VERSION})")
+            raise ValueError(
+                f"{path!r}: unsupported Hamming index format version {version} (this is {_FORMAT_VERSION})"
+            )
         payload = rest[line_end + 1 :]
         want = hashlib.sha256(payload).hexdigest() if version == 1 else _digest(header, payload)
         if want != checksum:
-            raise ValueError(f"{path!r}: corrupt Hamming index (its header or codes do not match the checksum)")
+            raise ValueError(
+                f"{path!r}: corrupt Hamming index (its header or codes do not match the checksum)"
+            )
         if n_bits < 1 or size < 0 or len(payload) != size * n_bytes(n_bits):
             raise ValueError(f"{path!r}: corrupt Hamming index (size mismatch)")
         index = cls(n_bits, backend=backend or header.get("backend", "auto"))
         if size:
-            index.add(np.frombuffer(payload, np.uint8).reshape(size, n_bytes(n_bits)).copy(), packed=True)
+            index.add(
+                np.frombuffer(payload, np.uint8).reshape(size, n_bytes(n_bits)).copy(), packed=True
+            )
         return index
 
 
@@ -338,19 +353,37 @@ class MultiIndexHashing(HammingIndex):
         return 0 if self._tables is None else self._tables.nbytes
 
     def _uses_tables(self, radius: int) -> bool:
-        return _lookup.n_probes(radius, _lookup.split_bits(self.n_bits, self.m)) <= len(self) * self.PROBE_FRACTION
+        return (
+            _lookup.n_probes(radius, _lookup.split_bits(self.n_bits, self.m))
+            <= len(self) * self.PROBE_FRACTION
+        )
 
     def _range_flat(self, qp: np.ndarray, radius: int, kernels):
         if not self._uses_tables(radius):
-            return _kernels.range_search(bytes_to_words(qp), self._db_words(), radius, self.n_bits, kernels)
+            return _kernels.range_search(
+                bytes_to_words(qp), self._db_words(), radius, self.n_bits, kernels
+            )
         self.build()
         qkeys = _lookup.substring_keys(qp, self.n_bits, self._tables.bounds)
         scan_limit = int(min(len(self) * self.SCAN_FRACTION, 2**62))
-        return _lookup.mih_range(qkeys, bytes_to_words(qp), self._db_words(), self._tables, radius,
-                                 self.n_bits, scan_limit, kernels)
+        return _lookup.mih_range(
+            qkeys,
+            bytes_to_words(qp),
+            self._db_words(),
+            self._tables,
+            radius,
+            self.n_bits,
+            scan_limit,
+            kernels,
+        )
 
     def range_search(
-        self, queries, radius: int, return_distances: bool = False, kernels: str | None = None, *,
+        self,
+        queries,
+        radius: int,
+        return_distances: bool = False,
+        kernels: str | None = None,
+        *,
         packed: bool = False,
     ):
         """Every item at distance ``<= radius`` per query, by (distance, index); see the class docstring."""
@@ -393,7 +426,9 @@ class MultiIndexHashing(HammingIndex):
         return out_d, out_i
 
     @classmethod
-    def load(cls, path: str | os.PathLike, backend: str | None = None, m: int | None = None) -> "MultiIndexHashing":
+    def load(
+        cls, path: str | os.PathLike, backend: str | None = None, m: int | None = None
+    ) -> "MultiIndexHashing":
         """Read a file written by ``save`` (of either class) and index it with ``m`` substrings."""
         index = super().load(path, backend=backend)
         if m is not None:

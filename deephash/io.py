@@ -1,5 +1,6 @@
 """Atomic file writing: results are written to a temporary file and renamed, so a
 crash never leaves a half-written file behind."""
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,10 @@ def dumps_strict(obj: Any, what: str = "JSON", **kwargs) -> str:
         return json.dumps(obj, allow_nan=False, default=_to_builtin, **kwargs)
     except ValueError as e:
         where = _first_non_finite(json.loads(json.dumps(obj, default=_to_builtin)), "")
-        raise ValueError(f"{what}: refusing to write a non-finite number{f' at {where}' if where else ''} "
-                         f"(NaN/Infinity are not valid JSON): {e}") from None
+        raise ValueError(
+            f"{what}: refusing to write a non-finite number{f' at {where}' if where else ''} "
+            f"(NaN/Infinity are not valid JSON): {e}"
+        ) from None
 
 
 def _first_non_finite(obj: Any, where: str) -> str | None:
@@ -70,7 +73,9 @@ def _first_non_finite(obj: Any, where: str) -> str | None:
 
     if isinstance(obj, float) and not math.isfinite(obj):
         return where or "the top level"
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
     for k, v in items:
         found = _first_non_finite(v, f"{where}[{k!r}]")
         if found:

@@ -20,6 +20,7 @@ AP@all = (1/2 + 2/3) / 2 = 7/12.
 >>> round(mean_average_precision(q, db, np.array([0]), np.array([0, 1, 0])), 6)
 0.583333
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -51,7 +52,9 @@ def _prepare_codes(query_codes, db_codes, n_bits, packed=False):
     qw, kq = as_words(query_codes, n_bits, "query_codes", packed=packed)
     dw, kd = as_words(db_codes, n_bits, "db_codes", packed=packed)
     if kq != kd:
-        raise ValueError(f"query_codes have {kq} bits but db_codes have {kd} (mismatched bit lengths)")
+        raise ValueError(
+            f"query_codes have {kq} bits but db_codes have {kd} (mismatched bit lengths)"
+        )
     if kq >= 1 << 16:
         raise ValueError(f"codes of {kq} bits are too long (at most 65535)")
     return qw, dw, kq
@@ -84,19 +87,27 @@ def _ids(labels: np.ndarray, name: str) -> np.ndarray:
             )
         frac = labels != np.round(labels)
         if frac.any():
-            raise ValueError(f"{name} are 1-D but not integer class ids: Received: {labels[frac].flat[0]!r}")
+            raise ValueError(
+                f"{name} are 1-D but not integer class ids: Received: {labels[frac].flat[0]!r}"
+            )
         return labels.astype(np.int64).view(np.uint64).reshape(-1, 1)
-    raise ValueError(f"{name} must be integer class ids (n,) or multi-hot (n, c), got dtype {labels.dtype}")
+    raise ValueError(
+        f"{name} must be integer class ids (n,) or multi-hot (n, c), got dtype {labels.dtype}"
+    )
 
 
 def _prepare_labels(query_labels, db_labels, nq, ndb):
     ql, dl = np.asarray(query_labels), np.asarray(db_labels)
     for arr, name, n in ((ql, "query_labels", nq), (dl, "db_labels", ndb)):
         if arr.ndim not in (1, 2):
-            raise ValueError(f"{name} must be class ids (n,) or multi-hot (n, c), got shape {arr.shape}")
+            raise ValueError(
+                f"{name} must be class ids (n,) or multi-hot (n, c), got shape {arr.shape}"
+            )
         if arr.shape[0] != n:
             codes = "query_codes" if name.startswith("query") else "db_codes"
-            raise ValueError(f"{name} has {arr.shape[0]} rows but {codes} has {n} (label count mismatch)")
+            raise ValueError(
+                f"{name} has {arr.shape[0]} rows but {codes} has {n} (label count mismatch)"
+            )
     if ql.ndim != dl.ndim:
         raise ValueError(
             f"query_labels {ql.shape} and db_labels {dl.shape} differ in form: both class ids (n,) or both multi-hot (n, c)"
@@ -104,7 +115,9 @@ def _prepare_labels(query_labels, db_labels, nq, ndb):
     if ql.ndim == 1:
         return _ids(ql, "query_labels"), _ids(dl, "db_labels"), True
     if ql.shape[1] != dl.shape[1] or ql.shape[1] == 0:
-        raise ValueError(f"query_labels have {ql.shape[1]} classes but db_labels have {dl.shape[1]} (label shape mismatch)")
+        raise ValueError(
+            f"query_labels have {ql.shape[1]} classes but db_labels have {dl.shape[1]} (label shape mismatch)"
+        )
     return _labels_to_words(ql, "query_labels"), _labels_to_words(dl, "db_labels"), False
 
 
@@ -128,7 +141,9 @@ def _check_ns(ns) -> np.ndarray:
     return np.array([_check_positive_int(n, "each n in ns") for n in ns], np.int64)
 
 
-def _counts(query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, need_ranks, kernels, packed):
+def _counts(
+    query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, need_ranks, kernels, packed
+):
     qw, dw, k = _prepare_codes(query_codes, db_codes, n_bits, packed)
     ql, dl, eq = _prepare_labels(query_labels, db_labels, qw.shape[0], dw.shape[0])
     if top_k is not None:
@@ -138,7 +153,9 @@ def _counts(query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, n
     # count each distinct (code, labels) once (learned codes repeat a lot), then expand
     first, inverse = _distinct_rows(np.concatenate([qw, ql], axis=1))
     if first.size < qw.shape[0]:
-        out = _kernels.metric_counts(qw[first], dw, ql[first], dl, eq, k, kk, ns, need_ranks, kernels)
+        out = _kernels.metric_counts(
+            qw[first], dw, ql[first], dl, eq, k, kk, ns, need_ranks, kernels
+        )
         return k, dw.shape[0], tuple(a[inverse] for a in out)
     out = _kernels.metric_counts(qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels)
     return k, dw.shape[0], out
@@ -147,7 +164,11 @@ def _counts(query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, n
 def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the first occurrence of each distinct row of ``uint64 (n, w)`` and, per row,
     which of them it equals."""
-    void = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    void = (
+        np.ascontiguousarray(rows)
+        .view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
+        .ravel()
+    )
     _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
     return first, inverse.ravel()
 
@@ -246,7 +267,9 @@ def precision_at_radius(
     """
     _check_choice(empty, EMPTY, "empty")
     radius = _check_positive_int(radius, "radius", allow_zero=True)
-    _, _, (ha, hr, *_rest) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels, packed)
+    _, _, (ha, hr, *_rest) = _counts(
+        query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels, packed
+    )
     return _radius(ha, hr, radius, empty)[0]
 
 
@@ -267,7 +290,9 @@ def precision_recall_curve(
     recall: relevant within r / all relevant (queries with no relevant item: 0 or skipped).
     """
     _check_choice(empty, EMPTY, "empty")
-    _, _, (ha, hr, *_rest) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels, packed)
+    _, _, (ha, hr, *_rest) = _counts(
+        query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels, packed
+    )
     p, r = _pr(ha, hr, empty)
     return np.array(p), np.array(r)
 
@@ -288,7 +313,9 @@ def precision_at_n(
     When ``n`` exceeds the database size the whole database is the top ``n`` (divided by its size).
     """
     ns = _check_ns(ns)
-    _, n_db, (*_rest, rel_n) = _counts(query_codes, db_codes, query_labels, db_labels, n_bits, 1, ns, True, kernels, packed)
+    _, n_db, (*_rest, rel_n) = _counts(
+        query_codes, db_codes, query_labels, db_labels, n_bits, 1, ns, True, kernels, packed
+    )
     return np.array(_pan(rel_n, ns, n_db))
 
 
@@ -327,7 +354,16 @@ def evaluate(
     ns = _check_ns(ns)
     kernels_used = _kernels.resolve(kernels)
     k, n_db, (ha, hr, s, c, rel_n) = _counts(
-        query_codes, db_codes, query_labels, db_labels, n_bits, top_k, ns, True, kernels_used, packed
+        query_codes,
+        db_codes,
+        query_labels,
+        db_labels,
+        n_bits,
+        top_k,
+        ns,
+        True,
+        kernels_used,
+        packed,
     )
     m, empty_map = _map(hr, s, c, top_k, n_db, normalize, empty)
     pr, empty_radius = _radius(ha, hr, radius, empty)

@@ -4,6 +4,7 @@
 * :func:`training_curves` — each training-history series against the epoch;
 * :func:`metric_vs_bits` — a metric (e.g. mAP) against the code length, one line per method.
 """
+
 from __future__ import annotations
 
 import io
@@ -32,8 +33,11 @@ def save_png(fig, path: str) -> str:
     return path
 
 
-def pr_curve(curves: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, Sequence[float]], path: str,
-             title: str = "Precision-recall (Hamming radius 0..k)") -> str:
+def pr_curve(
+    curves: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, Sequence[float]],
+    path: str,
+    title: str = "Precision-recall (Hamming radius 0..k)",
+) -> str:
     """Plot one PR curve (``{"precision": [...], "recall": [...]}``) or several
     (``{label: curve}``) and write a PNG to ``path``."""
     if "precision" in curves and "recall" in curves:
@@ -56,8 +60,13 @@ def pr_curve(curves: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, 
     return save_png(fig, path)
 
 
-def training_curves(history: Mapping[str, Sequence[float]], path: str, title: str = "Training",
-                    epochs: Mapping[str, Sequence[int]] | None = None, best_epoch: int | None = None) -> str:
+def training_curves(
+    history: Mapping[str, Sequence[float]],
+    path: str,
+    title: str = "Training",
+    epochs: Mapping[str, Sequence[int]] | None = None,
+    best_epoch: int | None = None,
+) -> str:
     """One subplot per history series (loss terms, validation mAP, ...) against the epoch.
     ``epochs``: the epoch of each value of a series not recorded every epoch (e.g.
     ``{"val_map": [5, 10, ...]}``); ``best_epoch``: drawn as a dashed line in every subplot
@@ -71,10 +80,18 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str, title: st
     for ax, (name, values) in zip(axes[0], series.items()):
         xs = list((epochs or {}).get(name, [])) or list(range(1, len(values) + 1))
         if len(xs) != len(values):
-            raise ValueError(f"training_curves: {name!r} has {len(values)} values but {len(xs)} epochs")
+            raise ValueError(
+                f"training_curves: {name!r} has {len(values)} values but {len(xs)} epochs"
+            )
         ax.plot(xs, values, marker=".")
         if best_epoch is not None:
-            ax.axvline(best_epoch, color="tab:red", linestyle="--", linewidth=1, label=f"best epoch {best_epoch}")
+            ax.axvline(
+                best_epoch,
+                color="tab:red",
+                linestyle="--",
+                linewidth=1,
+                label=f"best epoch {best_epoch}",
+            )
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -84,8 +101,12 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str, title: st
     return save_png(fig, path)
 
 
-def metric_vs_bits(results: Mapping[str, Mapping[int, float]], path: str, metric: str = "mAP",
-                   title: str | None = None) -> str:
+def metric_vs_bits(
+    results: Mapping[str, Mapping[int, float]],
+    path: str,
+    metric: str = "mAP",
+    title: str | None = None,
+) -> str:
     """``results = {method: {bits: value}}``: one line per method."""
     if not results:
         raise ValueError("metric_vs_bits: no results to plot")
@@ -93,7 +114,12 @@ def metric_vs_bits(results: Mapping[str, Mapping[int, float]], path: str, metric
     fig, ax = plt.subplots(figsize=(5, 4))
     for method, by_bits in results.items():
         bits = sorted(int(b) for b in by_bits)
-        ax.plot(bits, [by_bits[b] if b in by_bits else by_bits[str(b)] for b in bits], marker="o", label=method)
+        ax.plot(
+            bits,
+            [by_bits[b] if b in by_bits else by_bits[str(b)] for b in bits],
+            marker="o",
+            label=method,
+        )
         ax.set_xticks(bits)
     ax.set_xlabel("bits")
     ax.set_ylabel(metric)

@@ -21,6 +21,7 @@ uses under ``--preset=quick`` or ``--preset=paper`` (:func:`spec` -> :class:`Run
 ``paper`` selects which paper an experiment reproduces ("dsrh" or "dseh"); it decides the
 protocol options (NUS-WIDE mAP depth) and the deep baselines' backbone.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,19 @@ DSEH_FAMILY = ("dseh", "dseh-s", "dseh-ss", "dseh-l", "dseh-a")
 # the methods and code lengths of each figure / table
 DSRH_FIGURE_METHODS = ("dsrh", "drh+", "drh", "ninh", "ksh", "itq", "sh", "lsh", "pcah")
 DSRH_BITS = (12, 24, 32, 48)
-DSEH_TABLE1_METHODS = ("dseh", "hashnet", "dhn", "dpsh", "cnnh", "sdh", "itq-cca", "ksh", "itq", "sh", "lsh")
+DSEH_TABLE1_METHODS = (
+    "dseh",
+    "hashnet",
+    "dhn",
+    "dpsh",
+    "cnnh",
+    "sdh",
+    "itq-cca",
+    "ksh",
+    "itq",
+    "sh",
+    "lsh",
+)
 DSEH_BITS = (16, 32, 48, 64)
 DSEH_FIGURE_BITS = 32
 DSRH_PR_BITS = 48
@@ -57,7 +70,11 @@ QUICK_BATCH = 64
 # DPSH: in-batch pairs on the embedded data; its default, the reference's table of all training
 # outputs, gave every digits_multi image one code from small_cnn's random start (docs/baselines.md)
 QUICK_HPARAMS = {"dpsh": {"eta": 0.002, "pairs": "batch"}, "dhn": {"quantization_weight": 0.005}}
-QUICK_DSEH = {"rounds": 3, "labnet_epochs": 9, "imgnet_epochs": 8}  # "dseh-a": 1 round (no alternation)
+QUICK_DSEH = {
+    "rounds": 3,
+    "labnet_epochs": 9,
+    "imgnet_epochs": 8,
+}  # "dseh-a": 1 round (no alternation)
 QUICK_SINGLE_LABEL_SIMILARITY = 5.0  # DSEH family on single-label data sets
 QUICK_SHALLOW = {"ksh": {"n_anchors": 150, "n_labeled": 500, "max_iter": 10}}
 # Deep methods other than the DSEH family train to the validation plateau (issue 14;
@@ -80,9 +97,9 @@ HASHNET_SCHEDULE = {"iterations": 10000, "beta_step": 200, "gamma": 0.005}
 # DSRH: iterations of the step schedule; total training = 2x the decay point (our choice)
 PAPER_DSRH_DECAY = {"cifar10": 5000, "nuswide21": 20000}
 PAPER_TRAIN_SIZE = {"cifar10": 5000, "nuswide21": 10500, "imagenet100": 13000, "coco": 10000}
-PAPER_DSEH_EPOCHS = 20       # per phase and round (not stated in the paper; our choice)
-PAPER_DSEH_LR = 1e-3         # within the paper's search range 1e-2..1e-6 (choose on validation)
-PAPER_BASELINE_EPOCHS = 50   # deep baselines (not stated in DSEH; our choice)
+PAPER_DSEH_EPOCHS = 20  # per phase and round (not stated in the paper; our choice)
+PAPER_DSEH_LR = 1e-3  # within the paper's search range 1e-2..1e-6 (choose on validation)
+PAPER_BASELINE_EPOCHS = 50  # deep baselines (not stated in DSEH; our choice)
 # DSEH section 4.1 trains on 100 ImageNet images per class (10,000); HashNet's lists hold 130
 # (13,000): every method of a DSEH experiment gets the paper's 100 (dataset_options)
 PAPER_DSEH_OPTIONS = {"nuswide21": {"map_depth": 5000}, "imagenet100": {"train_per_class": 100}}
@@ -94,13 +111,19 @@ PAPER_POSITIVE_SIMILARITY = {"imagenet100": 5.0}
 # has the knob-by-knob table).
 DSEH_SETTINGS = ("authors", "paper_text")
 PAPER_DSEH_SETTING = "authors"
-_AUTHORS_DECAY = 10 ** -0.5  # main.py: lr lists 0.1 ** (x0, x0 + 0.5, ...), indexed by epoch // 10 + round
+_AUTHORS_DECAY = (
+    10**-0.5
+)  # main.py: lr lists 0.1 ** (x0, x0 + 0.5, ...), indexed by epoch // 10 + round
 # main.py 'lr': LabNet 1e-3 everywhere; ImgNet's new layers 1e-4 / 10^-3.5 / 10^-4.5. On NUS-WIDE and
 # MS-COCO DSEH.py trains CNN-F's layers at 0.1x that rate (two Adam optimisers); on ImageNet one
 # optimiser at the same rate for all layers, with the gradients clipped.
-AUTHORS_DSEH_IMGNET_LR = {"nuswide21": 1e-4, "coco": 10 ** -3.5, "imagenet100": 10 ** -4.5}
+AUTHORS_DSEH_IMGNET_LR = {"nuswide21": 1e-4, "coco": 10**-3.5, "imagenet100": 10**-4.5}
 # DSEH.py train_label: LabNet epochs of round r = 30 - 10r (NUS-WIDE), 40 - 10r (COCO), 4 - r (ImageNet)
-AUTHORS_DSEH_LABNET_EPOCHS = {"nuswide21": (30, 20, 10), "coco": (40, 30, 20), "imagenet100": (4, 3, 2)}
+AUTHORS_DSEH_LABNET_EPOCHS = {
+    "nuswide21": (30, 20, 10),
+    "coco": (40, 30, 20),
+    "imagenet100": (4, 3, 2),
+}
 AUTHORS_DSEH_IMGNET_EPOCHS = 40  # DSEH.py train_image: n = 40 every round
 # main.py 's' (label_fea / label_hash; ImgNet's J1 uses 0.999 on every set, DSEH.py image_loss)
 AUTHORS_DSEH_SIMILARITY = {"nuswide21": 0.999, "coco": 0.8, "imagenet100": 5.0}
@@ -147,11 +170,19 @@ class RunSpec:
 
     def request(self) -> dict:
         """The settings that identify this run (for reuse of run directories)."""
-        cfg = {k: v for k, v in self.config.to_dict().items() if k not in ("verbose", "checkpoint_dir")}
+        cfg = {
+            k: v for k, v in self.config.to_dict().items() if k not in ("verbose", "checkpoint_dir")
+        }
         return {
-            "method": self.method, "dataset": self.dataset, "bits": int(self.bits), "seed": int(self.seed),
-            "config": cfg, "hparams": dict(sorted(self.hparams.items())), "features": self.features,
-            "root": self.root, "dataset_options": dict(sorted(self.dataset_options.items())),
+            "method": self.method,
+            "dataset": self.dataset,
+            "bits": int(self.bits),
+            "seed": int(self.seed),
+            "config": cfg,
+            "hparams": dict(sorted(self.hparams.items())),
+            "features": self.features,
+            "root": self.root,
+            "dataset_options": dict(sorted(self.dataset_options.items())),
         }
 
 
@@ -174,10 +205,22 @@ def dataset_options(dataset: str, paper: str, preset: str) -> dict:
     return {}
 
 
-def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: str = "dsrh", seed: int = 0,
-         features: str | None = None, root: str | None = None, weights: str | None = None,
-         epochs: int | None = None, lr: float | None = None, verbose: int = 0,
-         hparams: dict | None = None) -> RunSpec:
+def spec(
+    method: str,
+    dataset: str,
+    bits: int,
+    *,
+    preset: str = "quick",
+    paper: str = "dsrh",
+    seed: int = 0,
+    features: str | None = None,
+    root: str | None = None,
+    weights: str | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    verbose: int = 0,
+    hparams: dict | None = None,
+) -> RunSpec:
     """The :class:`RunSpec` of one run under ``preset``. ``weights``: a local backbone
     weight file (VGG-19 .h5 for the DSRH family, CNN-F .mat otherwise; paper preset);
     ``epochs``/``lr`` override the preset's (for the DSEH family ``epochs`` is every phase's
@@ -196,7 +239,9 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
     hparams = dict(hparams or {})
     dseh_setting = hparams.pop("dseh_setting", PAPER_DSEH_SETTING)
     if dseh_setting not in DSEH_SETTINGS:
-        raise ValueError(f"unknown DSEH setting {dseh_setting!r}; choose one of {', '.join(DSEH_SETTINGS)}")
+        raise ValueError(
+            f"unknown DSEH setting {dseh_setting!r}; choose one of {', '.join(DSEH_SETTINGS)}"
+        )
     group = _group(name, family)
     hp: dict[str, Any] = {}
     selection: dict[str, Any] = {}
@@ -219,8 +264,14 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
             # its fixed alternating schedule on the whole training split: a validation carve that
             # never stops it would only cost it a fifth of its data (test_dseh's short run: mAP
             # 0.50 instead of about 0.8 on digits_multi)
-            config = training.TrainConfig(epochs=QUICK_EPOCHS[group], batch_size=QUICK_BATCH, lr=QUICK_LR[group],
-                                          lr_decay_steps=None, seed=seed, verbose=verbose)
+            config = training.TrainConfig(
+                epochs=QUICK_EPOCHS[group],
+                batch_size=QUICK_BATCH,
+                lr=QUICK_LR[group],
+                lr_decay_steps=None,
+                seed=seed,
+                verbose=verbose,
+            )
         else:
             config, schedule = quick_schedule(name, group, dataset, bits, seed, verbose)
             hp.update(schedule)
@@ -242,7 +293,9 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
         if group == "dseh_family":  # every LabNet and ImgNet phase gets `epochs`
             hp.pop("labnet_epochs", None)
             hp.pop("imgnet_epochs", None)
-            if config.patience is not None:  # validated, never stopped early: patience covers the schedule
+            if (
+                config.patience is not None
+            ):  # validated, never stopped early: patience covers the schedule
                 config = config.replace(patience=int(epochs) * int(hp.get("rounds", 1)))
     if lr is not None:
         config = config.replace(lr=float(lr))
@@ -250,13 +303,25 @@ def spec(method: str, dataset: str, bits: int, *, preset: str = "quick", paper: 
     hp.update(hparams or {})
     for key in hparams or {}:
         selection.pop(key, None)
-    return RunSpec(name, dataset, int(bits), int(seed), config, hp,
-                   features if group == "shallow" else None, root, dataset_options(dataset, paper, preset),
-                   selection)
+    return RunSpec(
+        name,
+        dataset,
+        int(bits),
+        int(seed),
+        config,
+        hp,
+        features if group == "shallow" else None,
+        root,
+        dataset_options(dataset, paper, preset),
+        selection,
+    )
 
 
-def quick_steps_per_epoch(dataset: str, validation_fraction: float = QUICK_VALIDATION_FRACTION,
-                          batch_size: int = QUICK_BATCH) -> int:
+def quick_steps_per_epoch(
+    dataset: str,
+    validation_fraction: float = QUICK_VALIDATION_FRACTION,
+    batch_size: int = QUICK_BATCH,
+) -> int:
     """Optimiser steps per epoch of a quick run on ``dataset`` (the training split less the
     validation items; sizes of the embedded sets, else the papers' training sizes)."""
     n = QUICK_TRAIN_SIZE.get(dataset, PAPER_TRAIN_SIZE.get(dataset, 5000))
@@ -281,9 +346,17 @@ def quick_schedule(name: str, group: str, dataset: str, bits: int, seed: int, ve
     run_steps = epochs * per_epoch
     every = max(1, int(round(QUICK_VALIDATE_STEPS / per_epoch)))
     decay = scale_schedule(5000, 10000, run_steps) if group == "dsrh_family" else None
-    config = training.TrainConfig(epochs=epochs, batch_size=QUICK_BATCH, lr=QUICK_LR[group], lr_decay_steps=decay,
-                                  seed=seed, verbose=verbose, patience=QUICK_PATIENCE, validation_every=every,
-                                  validation_fraction=QUICK_VALIDATION_FRACTION)
+    config = training.TrainConfig(
+        epochs=epochs,
+        batch_size=QUICK_BATCH,
+        lr=QUICK_LR[group],
+        lr_decay_steps=decay,
+        seed=seed,
+        verbose=verbose,
+        patience=QUICK_PATIENCE,
+        validation_every=every,
+        validation_fraction=QUICK_VALIDATION_FRACTION,
+    )
     hp: dict[str, Any] = {}
     if name == "hashnet":
         s = HASHNET_SCHEDULE
@@ -292,19 +365,37 @@ def quick_schedule(name: str, group: str, dataset: str, bits: int, seed: int, ve
     return config, hp
 
 
-def dseh_paper(name: str, dataset: str, setting: str = PAPER_DSEH_SETTING, *, seed: int = 0,
-               verbose: int = 0) -> tuple[training.TrainConfig, dict]:
+def dseh_paper(
+    name: str, dataset: str, setting: str = PAPER_DSEH_SETTING, *, seed: int = 0, verbose: int = 0
+) -> tuple[training.TrainConfig, dict]:
     """(config, hparams) of a DSEH-family run under ``--preset=paper``. ``setting="authors"``
     (the default): the released code's configuration (data sets other than NUS-WIDE, ImageNet-100
     and MS-COCO get NUS-WIDE's); ``"paper_text"``: the paper's stated settings, SGD, sums."""
     if setting not in DSEH_SETTINGS:
-        raise ValueError(f"unknown DSEH setting {setting!r}; choose one of {', '.join(DSEH_SETTINGS)}")
+        raise ValueError(
+            f"unknown DSEH setting {setting!r}; choose one of {', '.join(DSEH_SETTINGS)}"
+        )
     rounds = {} if name == "dseh-a" else {"rounds": 3}
     if setting == "paper_text":
-        config = training.TrainConfig(epochs=PAPER_DSEH_EPOCHS, batch_size=128, lr=PAPER_DSEH_LR, momentum=0.9,
-                                      weight_decay=5e-4, lr_decay_steps=None, seed=seed, verbose=verbose)
-        hp = {"backbone": "cnn_f", "labnet_batch_size": 32, "alpha": 1.0, "beta": 0.005, "gamma": 1.0, "eta": 1.0,
-              **rounds}
+        config = training.TrainConfig(
+            epochs=PAPER_DSEH_EPOCHS,
+            batch_size=128,
+            lr=PAPER_DSEH_LR,
+            momentum=0.9,
+            weight_decay=5e-4,
+            lr_decay_steps=None,
+            seed=seed,
+            verbose=verbose,
+        )
+        hp = {
+            "backbone": "cnn_f",
+            "labnet_batch_size": 32,
+            "alpha": 1.0,
+            "beta": 0.005,
+            "gamma": 1.0,
+            "eta": 1.0,
+            **rounds,
+        }
         if dataset in PAPER_POSITIVE_SIMILARITY:
             hp["positive_similarity"] = PAPER_POSITIVE_SIMILARITY[dataset]
         return config, hp
@@ -312,50 +403,111 @@ def dseh_paper(name: str, dataset: str, setting: str = PAPER_DSEH_SETTING, *, se
     imagenet = key == "imagenet100"
     multiplier = 1.0 if imagenet else 10.0
     labnet_epochs = AUTHORS_DSEH_LABNET_EPOCHS[key]
-    config = training.TrainConfig(epochs=AUTHORS_DSEH_IMGNET_EPOCHS, batch_size=128,
-                                  lr=AUTHORS_DSEH_IMGNET_LR[key] / multiplier, weight_decay=0.0,
-                                  lr_decay_steps=None, seed=seed, verbose=verbose)
+    config = training.TrainConfig(
+        epochs=AUTHORS_DSEH_IMGNET_EPOCHS,
+        batch_size=128,
+        lr=AUTHORS_DSEH_IMGNET_LR[key] / multiplier,
+        weight_decay=0.0,
+        lr_decay_steps=None,
+        seed=seed,
+        verbose=verbose,
+    )
     hp = {
-        "backbone": "cnn_f", "labnet_batch_size": 32, "labnet_lr": 1e-3, "lr_multiplier": multiplier,
-        "alpha": 1.0, "beta": 0.01, "gamma": 0.1 if imagenet else 1.0, "eta": 1.0,
+        "backbone": "cnn_f",
+        "labnet_batch_size": 32,
+        "labnet_lr": 1e-3,
+        "lr_multiplier": multiplier,
+        "alpha": 1.0,
+        "beta": 0.01,
+        "gamma": 0.1 if imagenet else 1.0,
+        "eta": 1.0,
         "labnet_semantic_weight": 0.0 if imagenet else 1.0,
-        "positive_similarity": AUTHORS_DSEH_SIMILARITY[key], "imgnet_similarity": 0.999,
-        "loss_scale": "authors", "code_logit_scale": 10.0, "code_target": 0.999,
-        "semantic_activation": "relu", "hash_input": "pre_activation", "labnet_hidden": 2048, "labnet_lrn": True,
-        "optimizer": "adam", "clip_value": 1.0, "imgnet_clip_value": 1.0 if imagenet else None,
-        "lr_decay_epochs": 10, "lr_decay_rate": _AUTHORS_DECAY, "round_lr_decay": _AUTHORS_DECAY,
-        "joint_table": "imgnet", "evaluation": "authors", "augment": True,
+        "positive_similarity": AUTHORS_DSEH_SIMILARITY[key],
+        "imgnet_similarity": 0.999,
+        "loss_scale": "authors",
+        "code_logit_scale": 10.0,
+        "code_target": 0.999,
+        "semantic_activation": "relu",
+        "hash_input": "pre_activation",
+        "labnet_hidden": 2048,
+        "labnet_lrn": True,
+        "optimizer": "adam",
+        "clip_value": 1.0,
+        "imgnet_clip_value": 1.0 if imagenet else None,
+        "lr_decay_epochs": 10,
+        "lr_decay_rate": _AUTHORS_DECAY,
+        "round_lr_decay": _AUTHORS_DECAY,
+        "joint_table": "imgnet",
+        "evaluation": "authors",
+        "augment": True,
         "labnet_epochs": list(labnet_epochs) if name != "dseh-a" else labnet_epochs[0],
-        "imgnet_epochs": AUTHORS_DSEH_IMGNET_EPOCHS, **rounds,
+        "imgnet_epochs": AUTHORS_DSEH_IMGNET_EPOCHS,
+        **rounds,
     }
     return config, hp
 
 
 def _features_required(name: str) -> str:
-    msg = (f"--preset=paper: the shallow method {name!r} is fit on feature vectors; give a feature directory "
-           "with --features")
-    return (f"{msg} (experiments/extract_features.py), or --features=gist for 512-d GIST features computed "
-            f"from the images and cached")
+    msg = (
+        f"--preset=paper: the shallow method {name!r} is fit on feature vectors; give a feature directory "
+        "with --features"
+    )
+    return (
+        f"{msg} (experiments/extract_features.py), or --features=gist for 512-d GIST features computed "
+        f"from the images and cached"
+    )
 
 
 def _paper_deep(name: str, group: str, dataset: str, paper: str, seed: int, verbose: int):
     if group == "dsrh_family":
         decay = PAPER_DSRH_DECAY.get(dataset, 5000)
         steps_per_epoch = max(1, PAPER_TRAIN_SIZE.get(dataset, 5000) // 64)
-        config = training.TrainConfig(epochs=math.ceil(2 * decay / steps_per_epoch), batch_size=64, lr=0.01,
-                                      momentum=0.9, weight_decay=2e-4, lr_decay_steps=decay, lr_decay_rate=0.1,
-                                      seed=seed, verbose=verbose)
+        config = training.TrainConfig(
+            epochs=math.ceil(2 * decay / steps_per_epoch),
+            batch_size=64,
+            lr=0.01,
+            momentum=0.9,
+            weight_decay=2e-4,
+            lr_decay_steps=decay,
+            lr_decay_rate=0.1,
+            seed=seed,
+            verbose=verbose,
+        )
         hp = {"backbone": "vgg19", "bags": 30}
         if name != "drh":
             hp["ortho_weight"] = 0.25
         return config, hp
     if group == "dseh_family":
         return dseh_paper(name, dataset, seed=seed, verbose=verbose)
-    config = training.TrainConfig(epochs=PAPER_BASELINE_EPOCHS, batch_size=128, lr=1e-3, momentum=0.9,
-                                  weight_decay=5e-4, lr_decay_steps=None, seed=seed, verbose=verbose)
+    config = training.TrainConfig(
+        epochs=PAPER_BASELINE_EPOCHS,
+        batch_size=128,
+        lr=1e-3,
+        momentum=0.9,
+        weight_decay=5e-4,
+        lr_decay_steps=None,
+        seed=seed,
+        verbose=verbose,
+    )
     return config, ({"backbone": "cnn_f"} if paper == "dseh" else {})
 
 
-__all__ = ["PRESETS", "PAPERS", "RunSpec", "spec", "quick_schedule", "scale_schedule", "quick_steps_per_epoch",
-           "dataset_options", "dseh_paper", "DSEH_SETTINGS", "PAPER_NOTES", "DSRH_FIGURE_METHODS",
-           "DSRH_BITS", "DSEH_TABLE1_METHODS", "DSEH_BITS", "DSEH_FIGURE_BITS", "DSRH_PR_BITS"]
+__all__ = [
+    "PRESETS",
+    "PAPERS",
+    "RunSpec",
+    "spec",
+    "quick_schedule",
+    "scale_schedule",
+    "quick_steps_per_epoch",
+    "dataset_options",
+    "dseh_paper",
+    "DSEH_SETTINGS",
+    "PAPER_NOTES",
+    "DSRH_FIGURE_METHODS",
+    "DSRH_BITS",
+    "DSEH_TABLE1_METHODS",
+    "DSEH_BITS",
+    "DSEH_FIGURE_BITS",
+    "DSRH_PR_BITS",
+]

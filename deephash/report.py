@@ -29,6 +29,7 @@ it never aborts the report nor enters a table.
 Paper numbers come from ``deephash.published``; for the embedded sets the paper's numbers
 of the real data set they stand in for are shown, labelled with that data set's name.
 """
+
 from __future__ import annotations
 
 import csv
@@ -72,7 +73,9 @@ def find_runs(paths: Iterable[str]) -> list[str]:
                 found.add(os.path.abspath(dirpath))
                 dirnames[:] = []
     if not found:
-        raise FileNotFoundError(f"no run directories (with metrics.json) under {', '.join(map(str, paths))}")
+        raise FileNotFoundError(
+            f"no run directories (with metrics.json) under {', '.join(map(str, paths))}"
+        )
     return sorted(found)
 
 
@@ -92,22 +95,30 @@ def collect(run_dirs: Iterable[str], skipped: list | None = None) -> list[dict]:
         except (OSError, ValueError, KeyError, TypeError) as e:
             if skipped is None:
                 raise
-            skipped.append((os.path.abspath(d), str(e) if isinstance(e, (OSError, ValueError)) else
-                            f"{os.path.join(d, 'metrics.json')}: missing or malformed field {e}"))
+            skipped.append(
+                (
+                    os.path.abspath(d),
+                    str(e)
+                    if isinstance(e, (OSError, ValueError))
+                    else f"{os.path.join(d, 'metrics.json')}: missing or malformed field {e}",
+                )
+            )
             continue
         m, cfg, split = r["metrics"], r.get("config", {}), r.get("split", {})
-        rows.append({
-            "run_dir": r["dir"],
-            "dataset": m["dataset"],
-            "method": m["method"],
-            "bits": int(m["bits"]),
-            "seed": int(cfg.get("train", {}).get("seed", 0)),
-            "checksum": m.get("checksum", split.get("checksum", "")),
-            "conventions": m.get("conventions", {}),
-            "protocol": split.get("protocol", {}),
-            "sizes": split.get("sizes", {}),
-            "metrics": m,
-        })
+        rows.append(
+            {
+                "run_dir": r["dir"],
+                "dataset": m["dataset"],
+                "method": m["method"],
+                "bits": int(m["bits"]),
+                "seed": int(cfg.get("train", {}).get("seed", 0)),
+                "checksum": m.get("checksum", split.get("checksum", "")),
+                "conventions": m.get("conventions", {}),
+                "protocol": split.get("protocol", {}),
+                "sizes": split.get("sizes", {}),
+                "metrics": m,
+            }
+        )
     return rows
 
 
@@ -154,7 +165,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
 
 
 def infer_paper(method_names: Iterable[str]) -> str:
-    """"dsrh" when any DSRH-family or NINH/PCAH run is present (DSRH's figures), else "dseh"."""
+    """ "dsrh" when any DSRH-family or NINH/PCAH run is present (DSRH's figures), else "dseh"."""
     names = set(method_names)
     return "dsrh" if names & {"dsrh", "drh", "drh+", "ninh", "pcah"} else "dseh"
 
@@ -176,8 +187,15 @@ def _cell(metric: str, a: dict, spread: bool) -> str:
     return text
 
 
-def table_rows(agg: dict, dataset: str, metric: str, method_order: Sequence[str], bits: Sequence[int],
-               paper: str | None, spread: bool = False) -> list[list[str]]:
+def table_rows(
+    agg: dict,
+    dataset: str,
+    metric: str,
+    method_order: Sequence[str],
+    bits: Sequence[int],
+    paper: str | None,
+    spread: bool = False,
+) -> list[list[str]]:
     """Rows ``[method, source, value per bits...]`` of one metric table: a "this run" row
     per method with results, and a "paper (<data set>)" row when the paper's table has
     that method (``n/t`` = in the paper, not transcribed here). ``spread``: cells averaged
@@ -190,13 +208,32 @@ def table_rows(agg: dict, dataset: str, metric: str, method_order: Sequence[str]
     for m in method_order:
         cells = [agg.get((dataset, m, b), {}).get(metric) for b in bits]
         if any(c is not None for c in cells):
-            rows.append([m, "this run", *(_cell(metric, agg.get((dataset, m, b), {}), spread) for b in bits)])
+            rows.append(
+                [
+                    m,
+                    "this run",
+                    *(_cell(metric, agg.get((dataset, m, b), {}), spread) for b in bits),
+                ]
+            )
         if ref:
             recs = {r.bits: r for r in published.lookup(ref, m, metric=metric, tables=tables)}
             if recs:
-                rows.append([m, label, *(
-                    (NOT_TRANSCRIBED if recs[b].value is None else _fmt(metric, recs[b].value)) if b in recs else ""
-                    for b in bits)])
+                rows.append(
+                    [
+                        m,
+                        label,
+                        *(
+                            (
+                                NOT_TRANSCRIBED
+                                if recs[b].value is None
+                                else _fmt(metric, recs[b].value)
+                            )
+                            if b in recs
+                            else ""
+                            for b in bits
+                        ),
+                    ]
+                )
     return rows
 
 
@@ -229,8 +266,8 @@ def dataset_header(rows: Sequence[dict], dataset: str) -> str:
         f"database {sizes.get('database', '?')})",
         f"**protocol**: {proto.get('description', '?')}; mAP depth: {'all' if depth is None else depth}",
         "**split checksum**: " + ", ".join(f"seed {s}: `{c[:16]}`" for s, c in sums),
-        "**metric conventions**: " + " | ".join(
-            ", ".join(f"{k}={v}" for k, v in json.loads(c).items()) for c in convs),
+        "**metric conventions**: "
+        + " | ".join(", ".join(f"{k}={v}" for k, v in json.loads(c).items()) for c in convs),
     ]
     return "  \n".join(lines)
 
@@ -242,8 +279,17 @@ _plt, _save_png = plots.pyplot, plots.save_png
 _MARKERS = "osD^v<>pPX*h"
 
 
-def line_plot(series: dict, path: str, *, xlabel: str, ylabel: str, title: str, xticks=None,
-              xlim=None, ylim=(0, 1.02)) -> str:
+def line_plot(
+    series: dict,
+    path: str,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    xticks=None,
+    xlim=None,
+    ylim=(0, 1.02),
+) -> str:
     """``series = {label: (x, y)}``: one line per label, each with its own colour and
     marker (up to 20 distinguishable), the legend outside the axes; PNG to ``path``."""
     if not series:
@@ -254,7 +300,14 @@ def line_plot(series: dict, path: str, *, xlabel: str, ylabel: str, title: str, 
     for i, (label, (x, y)) in enumerate(series.items()):
         if len(x) != len(y):
             raise ValueError(f"line_plot: {label!r} has {len(x)} x values but {len(y)} y values")
-        ax.plot(x, y, marker=_MARKERS[i % len(_MARKERS)], markersize=4, color=cmap(i % cmap.N), label=label)
+        ax.plot(
+            x,
+            y,
+            marker=_MARKERS[i % len(_MARKERS)],
+            markersize=4,
+            color=cmap(i % cmap.N),
+            label=label,
+        )
     if xticks is not None:
         ax.set_xticks(list(xticks))
     if xlim is not None:
@@ -271,9 +324,13 @@ def line_plot(series: dict, path: str, *, xlabel: str, ylabel: str, title: str, 
 
 def precision_at_n_plot(curves: dict, path: str, title: str) -> str:
     """``curves = {method: {N: precision}}``: precision of the top N against N."""
-    series = {label: ([int(n) for n in sorted(pn, key=int)], [pn[n] for n in sorted(pn, key=int)])
-              for label, pn in curves.items()}
-    return line_plot(series, path, xlabel="N (top returned items)", ylabel="precision@N", title=title)
+    series = {
+        label: ([int(n) for n in sorted(pn, key=int)], [pn[n] for n in sorted(pn, key=int)])
+        for label, pn in curves.items()
+    }
+    return line_plot(
+        series, path, xlabel="N (top returned items)", ylabel="precision@N", title=title
+    )
 
 
 def pr_plot(curves: dict, path: str, title: str) -> str:
@@ -286,15 +343,31 @@ def metric_vs_bits_plot(results: dict, path: str, metric: str, title: str) -> st
     """``results = {method: {bits: value}}``; n_h is plotted on its own scale."""
     bits = sorted({b for v in results.values() for b in v})
     series = {m: (sorted(v), [v[b] for b in sorted(v)]) for m, v in results.items()}
-    return line_plot(series, path, xlabel="bits", ylabel=METRIC_NAMES.get(metric, metric), title=title,
-                     xticks=bits, ylim=(0, 1.02) if metric in UNIT_METRICS else None)
+    return line_plot(
+        series,
+        path,
+        xlabel="bits",
+        ylabel=METRIC_NAMES.get(metric, metric),
+        title=title,
+        xticks=bits,
+        ylim=(0, 1.02) if metric in UNIT_METRICS else None,
+    )
 
 
 # --------------------------------------------------------------------------- report
-def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto", title: str | None = None,
-                 methods: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
-                 curve_bits: Sequence[int] | None = None, plots: bool = True, retrieval_bits: int | None = None,
-                 with_claims: bool = True) -> dict:
+def write_report(
+    run_dirs: Sequence[str],
+    out: str,
+    *,
+    paper: str | None = "auto",
+    title: str | None = None,
+    methods: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    curve_bits: Sequence[int] | None = None,
+    plots: bool = True,
+    retrieval_bits: int | None = None,
+    with_claims: bool = True,
+) -> dict:
     """Write ``out/report.md``, one CSV per (data set, metric) and the PNG plots.
 
     ``paper``: "dsrh", "dseh", None (no paper rows) or "auto" (:func:`infer_paper`).
@@ -309,11 +382,14 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
     skipped: list = []
     rows = collect(find_runs(run_dirs), skipped)
     if not rows:
-        raise ValueError("no usable run directories: " + "; ".join(f"{d}: {why}" for d, why in skipped))
+        raise ValueError(
+            "no usable run directories: " + "; ".join(f"{d}: {why}" for d, why in skipped)
+        )
     agg = aggregate(rows)
     found_methods = list(dict.fromkeys(r["method"] for r in rows))
-    order = [m for m in (methods or found_methods) if m in found_methods] + \
-        [m for m in found_methods if methods and m not in methods]
+    order = [m for m in (methods or found_methods) if m in found_methods] + [
+        m for m in found_methods if methods and m not in methods
+    ]
     if paper == "auto":
         paper = infer_paper(found_methods)
     if paper not in (None, "dsrh", "dseh"):
@@ -324,8 +400,11 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
     headers: dict = {}
     md = [f"# {title or 'Retrieval results'}", ""]
     if paper:
-        md += [f"Published numbers: {paper.upper()} ({', '.join(published.PAPER_TABLES[paper])} in "
-               "`deephash.published`); `n/t` = in the paper, not transcribed here; `-` = not run / not published.", ""]
+        md += [
+            f"Published numbers: {paper.upper()} ({', '.join(published.PAPER_TABLES[paper])} in "
+            "`deephash.published`); `n/t` = in the paper, not transcribed here; `-` = not run / not published.",
+            "",
+        ]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
         bits = sorted({r["bits"] for r in mine})
@@ -333,17 +412,27 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
         ref = published.reference_dataset(dataset, paper) if paper else None
         head = [dataset_header(rows, dataset)]
         if ref and ref != dataset:
-            head.append(f"The embedded set `{dataset}` stands in for {published.dataset_name(ref)}: the paper rows "
-                        f"are {published.dataset_name(ref)} numbers, for scale only (a different data set).")
+            head.append(
+                f"The embedded set `{dataset}` stands in for {published.dataset_name(ref)}: the paper rows "
+                f"are {published.dataset_name(ref)} numbers, for scale only (a different data set)."
+            )
         if n_seeds > 1:
             counts = sorted({agg[k]["n"] for k in agg if k[0] == dataset})
-            head.append(f"Values are mean ± standard deviation over the seeds (each seed also draws the split): "
-                        f"{' or '.join(map(str, counts))} seed(s) per cell"
-                        + (" (fewer seeds where a cell has no ±)" if len(counts) > 1 else "") + ".")
+            head.append(
+                f"Values are mean ± standard deviation over the seeds (each seed also draws the split): "
+                f"{' or '.join(map(str, counts))} seed(s) per cell"
+                + (" (fewer seeds where a cell has no ±)" if len(counts) > 1 else "")
+                + "."
+            )
         headers[dataset] = "\n\n".join(head)
         md += [f"## {dataset}", "", headers[dataset], ""]
-        present = [m for m in METRICS if any((dataset, mm, b) in agg and m in agg[(dataset, mm, b)]
-                                             for mm in order for b in bits)]
+        present = [
+            m
+            for m in METRICS
+            if any(
+                (dataset, mm, b) in agg and m in agg[(dataset, mm, b)] for mm in order for b in bits
+            )
+        ]
         for metric in [m for m in (metrics or present) if m in present]:
             header = ["method", "source", *(f"{b} bits" for b in bits)]
             trows = table_rows(agg, dataset, metric, order, bits, paper, spread=True)
@@ -351,53 +440,107 @@ def write_report(run_dirs: Sequence[str], out: str, *, paper: str | None = "auto
             md += [f"### {METRIC_NAMES.get(metric, metric)}", "", markdown_table(header, trows), ""]
             path = os.path.join(out, f"{dataset}_{metric}.csv")
             with atomic_write(path, "w", encoding="utf-8") as f:  # numbers only: the means
-                f.write(_csv_text(["method", "source", *map(str, bits)],
-                                  table_rows(agg, dataset, metric, order, bits, paper)))
+                f.write(
+                    _csv_text(
+                        ["method", "source", *map(str, bits)],
+                        table_rows(agg, dataset, metric, order, bits, paper),
+                    )
+                )
             files.append(path)
         if plots:
             figs = []
             for metric in ("map", "precision_radius_2"):
-                series = {m: {b: agg[(dataset, m, b)][metric] for b in bits
-                              if metric in agg.get((dataset, m, b), {})} for m in order}
+                series = {
+                    m: {
+                        b: agg[(dataset, m, b)][metric]
+                        for b in bits
+                        if metric in agg.get((dataset, m, b), {})
+                    }
+                    for m in order
+                }
                 series = {m: v for m, v in series.items() if v}
                 if series and metric in (metrics or present) and len(bits) > 1:
-                    p = metric_vs_bits_plot(series, os.path.join(out, f"{dataset}_{metric}_vs_bits.png"), metric,
-                                            title=f"{METRIC_NAMES[metric]} vs code length: {dataset}")
+                    p = metric_vs_bits_plot(
+                        series,
+                        os.path.join(out, f"{dataset}_{metric}_vs_bits.png"),
+                        metric,
+                        title=f"{METRIC_NAMES[metric]} vs code length: {dataset}",
+                    )
                     figs.append(p)
             for b in [b for b in bits if curve_bits is None or b in curve_bits]:
-                pr = {m: agg[(dataset, m, b)]["pr_curve"] for m in order if "pr_curve" in agg.get((dataset, m, b), {})}
+                pr = {
+                    m: agg[(dataset, m, b)]["pr_curve"]
+                    for m in order
+                    if "pr_curve" in agg.get((dataset, m, b), {})
+                }
                 if pr:
-                    figs.append(pr_plot(pr, os.path.join(out, f"{dataset}_pr_{b}b.png"),
-                                        title=f"Precision-recall @ {b} bits: {dataset}"))
-                pn = {m: agg[(dataset, m, b)]["precision_at_n"] for m in order
-                      if agg.get((dataset, m, b), {}).get("precision_at_n")}
+                    figs.append(
+                        pr_plot(
+                            pr,
+                            os.path.join(out, f"{dataset}_pr_{b}b.png"),
+                            title=f"Precision-recall @ {b} bits: {dataset}",
+                        )
+                    )
+                pn = {
+                    m: agg[(dataset, m, b)]["precision_at_n"]
+                    for m in order
+                    if agg.get((dataset, m, b), {}).get("precision_at_n")
+                }
                 if pn:
-                    figs.append(precision_at_n_plot(pn, os.path.join(out, f"{dataset}_precision_at_n_{b}b.png"),
-                                                    title=f"Precision@N @ {b} bits: {dataset}"))
+                    figs.append(
+                        precision_at_n_plot(
+                            pn,
+                            os.path.join(out, f"{dataset}_precision_at_n_{b}b.png"),
+                            title=f"Precision@N @ {b} bits: {dataset}",
+                        )
+                    )
             if retrieval_bits is not None and retrieval_bits in bits:
-                fig = claims.retrieval_figure(rows, dataset, retrieval_bits,
-                                              os.path.join(out, f"{dataset}_retrieval_{retrieval_bits}b.png"),
-                                              methods=order)
+                fig = claims.retrieval_figure(
+                    rows,
+                    dataset,
+                    retrieval_bits,
+                    os.path.join(out, f"{dataset}_retrieval_{retrieval_bits}b.png"),
+                    methods=order,
+                )
                 if fig:
                     figs.append(fig)
             if figs:
-                md += ["### plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figs] + [""]
+                md += (
+                    ["### plots", ""]
+                    + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figs]
+                    + [""]
+                )
             files += figs
     found_claims = claims.check(rows, paper) if with_claims else []
     if found_claims:
         claims_md = claims.markdown(found_claims)
         headers["claims"] = claims_md
         md += ["## the papers' claims on these runs", "", claims_md, ""]
-    md += ["## runs", "", *(f"- `{os.path.relpath(r['run_dir'], os.path.abspath(out))}`" for r in rows), ""]
+    md += [
+        "## runs",
+        "",
+        *(f"- `{os.path.relpath(r['run_dir'], os.path.abspath(out))}`" for r in rows),
+        "",
+    ]
     if skipped:
-        md += ["## skipped run directories", "",
-               *(f"- `{os.path.relpath(d, os.path.abspath(out))}`: {why}" for d, why in skipped), ""]
+        md += [
+            "## skipped run directories",
+            "",
+            *(f"- `{os.path.relpath(d, os.path.abspath(out))}`: {why}" for d, why in skipped),
+            "",
+        ]
     text = "\n".join(md)
     path = os.path.join(out, "report.md")
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(text)
     files.insert(0, path)
-    return {"markdown": text, "files": files, "tables": tables, "headers": headers, "skipped": skipped}
+    return {
+        "markdown": text,
+        "files": files,
+        "tables": tables,
+        "headers": headers,
+        "skipped": skipped,
+    }
 
 
 def format_tables(report: dict) -> str:
@@ -408,9 +551,14 @@ def format_tables(report: dict) -> str:
     for (dataset, metric), (header, rows) in report["tables"].items():
         if dataset not in shown and dataset in report.get("headers", {}):
             shown.add(dataset)
-            out += [report["headers"][dataset].replace("**", "").replace("`", "").replace("  \n", "\n"), ""]
-        widths = [max(len(str(h)), *(len(str(r[i]) or "-") for r in rows)) if rows else len(h)
-                  for i, h in enumerate(header)]
+            out += [
+                report["headers"][dataset].replace("**", "").replace("`", "").replace("  \n", "\n"),
+                "",
+            ]
+        widths = [
+            max(len(str(h)), *(len(str(r[i]) or "-") for r in rows)) if rows else len(h)
+            for i, h in enumerate(header)
+        ]
         out.append(f"{dataset} - {METRIC_NAMES.get(metric, metric)}")
         out.append("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
         out += ["  ".join((str(c) or "-").ljust(w) for c, w in zip(r, widths)) for r in rows]
@@ -421,18 +569,31 @@ def format_tables(report: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m deephash.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m deephash.report", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("run_dirs", nargs="+", help="run directories, or directories holding them")
-    parser.add_argument("--out", required=True, help="output directory for report.md, CSV and PNG files")
-    parser.add_argument("--paper", default="auto", choices=["auto", "dsrh", "dseh", "none"],
-                        help="whose published numbers to show beside the runs")
+    parser.add_argument(
+        "--out", required=True, help="output directory for report.md, CSV and PNG files"
+    )
+    parser.add_argument(
+        "--paper",
+        default="auto",
+        choices=["auto", "dsrh", "dseh", "none"],
+        help="whose published numbers to show beside the runs",
+    )
     parser.add_argument("--title", default=None)
     parser.add_argument("--methods", default=None, help="comma-separated row order")
-    parser.add_argument("--curve_bits", default=None, help="comma-separated code lengths of the PR / P@N plots")
+    parser.add_argument(
+        "--curve_bits", default=None, help="comma-separated code lengths of the PR / P@N plots"
+    )
     args = parser.parse_args(argv)
     try:
         rep = write_report(
-            args.run_dirs, args.out, paper=None if args.paper == "none" else args.paper, title=args.title,
+            args.run_dirs,
+            args.out,
+            paper=None if args.paper == "none" else args.paper,
+            title=args.title,
             methods=args.methods.split(",") if args.methods else None,
             curve_bits=[int(b) for b in args.curve_bits.split(",")] if args.curve_bits else None,
         )
@@ -450,5 +611,20 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["find_runs", "collect", "aggregate", "infer_paper", "table_rows", "markdown_table", "dataset_header",
-           "line_plot", "precision_at_n_plot", "pr_plot", "metric_vs_bits_plot", "write_report", "format_tables", "main", "METRICS"]
+__all__ = [
+    "find_runs",
+    "collect",
+    "aggregate",
+    "infer_paper",
+    "table_rows",
+    "markdown_table",
+    "dataset_header",
+    "line_plot",
+    "precision_at_n_plot",
+    "pr_plot",
+    "metric_vs_bits_plot",
+    "write_report",
+    "format_tables",
+    "main",
+    "METRICS",
+]

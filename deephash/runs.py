@@ -18,6 +18,7 @@ run's staging directory ``.NAME.XXXXXXXX.tmp`` is removed by the next run of the
 directory, :func:`remove_stale`). One process at a time writes a run directory and its
 checkpoints (:class:`DirectoryLock`, an OS lock on ``.NAME.lock`` beside it).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,7 +46,9 @@ def check_out_dir(out_dir: str, overwrite: bool = False) -> str:
         if not os.path.isdir(out_dir):
             raise ValueError(f"run directory {out_dir!r} exists and is not a directory")
         if not overwrite and os.listdir(out_dir):
-            raise ValueError(f"run directory {out_dir!r} already exists (pass overwrite to replace it)")
+            raise ValueError(
+                f"run directory {out_dir!r} already exists (pass overwrite to replace it)"
+            )
     check_writable(os.path.dirname(out_dir), f"run directory {out_dir!r}")
     return out_dir
 
@@ -67,7 +70,9 @@ def check_writable(directory: str, what: str) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise ValueError(f"cannot write {what}: {probe!r} is not writable ({e.strerror or e})") from None
+        raise ValueError(
+            f"cannot write {what}: {probe!r} is not writable ({e.strerror or e})"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -85,7 +90,9 @@ def staged_dir(out_dir: str, overwrite: bool = False) -> Iterator[str]:
         yield tmp
         old = None
         if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".old", dir=parent)
+            old = tempfile.mkdtemp(
+                prefix=f".{os.path.basename(out_dir)}.", suffix=".old", dir=parent
+            )
             os.rmdir(old)
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)
@@ -128,10 +135,20 @@ def _git_commit() -> str | None:
     if not os.path.exists(os.path.join(root, ".git")):
         return None
     try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "deephash"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "deephash"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
@@ -197,7 +214,11 @@ def load_run(run_dir: str) -> dict:
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"no run directory at {run_dir!r}")
     out: dict = {"dir": os.path.abspath(run_dir)}
-    names = [n for n in ("config", "split", "metrics", "history") if os.path.exists(os.path.join(run_dir, f"{n}.json"))]
+    names = [
+        n
+        for n in ("config", "split", "metrics", "history")
+        if os.path.exists(os.path.join(run_dir, f"{n}.json"))
+    ]
     out["verified"] = verify_run(run_dir, [f"{n}.json" for n in names])
     for name in names:
         out[name] = read_json(os.path.join(run_dir, f"{name}.json"), f"{name}.json")
@@ -255,20 +276,26 @@ def verify_run(run_dir: str, files: Iterable[str] | None = None) -> bool:
             raise TypeError("'files' is not an object")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CorruptRunError(f"{path}: damaged manifest ({type(e).__name__}: {e})") from e
-    for name in (listed if files is None else files):
+    for name in listed if files is None else files:
         entry = listed.get(name)
         target = os.path.join(run_dir, *name.split("/"))
         if entry is None:
             if os.path.exists(target):
-                raise CorruptRunError(f"{target}: not listed in {path} (added after the run finished)")
+                raise CorruptRunError(
+                    f"{target}: not listed in {path} (added after the run finished)"
+                )
             continue
         try:
             digest = file_digest(target)
         except OSError as e:
-            raise CorruptRunError(f"{target}: listed in {MANIFEST} but unreadable ({e.strerror or e})") from e
+            raise CorruptRunError(
+                f"{target}: listed in {MANIFEST} but unreadable ({e.strerror or e})"
+            ) from e
         if digest != entry.get("sha256"):
-            raise CorruptRunError(f"{target}: content differs from the sha256 recorded in {MANIFEST} "
-                                  "(the file was edited or damaged after the run finished)")
+            raise CorruptRunError(
+                f"{target}: content differs from the sha256 recorded in {MANIFEST} "
+                "(the file was edited or damaged after the run finished)"
+            )
     return True
 
 
@@ -279,7 +306,9 @@ def read_json(path: str, what: str = "JSON file") -> dict:
         with open(path, encoding="utf-8") as f:
             return json.load(f, parse_constant=_reject_constant)
     except UnicodeDecodeError as e:
-        raise CorruptRunError(f"{path}: damaged {what} (not UTF-8 text: {e.reason} at byte {e.start})") from e
+        raise CorruptRunError(
+            f"{path}: damaged {what} (not UTF-8 text: {e.reason} at byte {e.start})"
+        ) from e
     except ValueError as e:
         raise CorruptRunError(f"{path}: damaged {what} ({e})") from e
 
@@ -331,7 +360,8 @@ class DirectoryLock:
                 os.close(fd)
                 raise DirectoryLockedError(
                     f"{self.what} {self.directory!r} is in use by another run{holder}: one writer at a time "
-                    f"(lock file {self.path})") from None
+                    f"(lock file {self.path})"
+                ) from None
             except BaseException:
                 os.close(fd)
                 raise

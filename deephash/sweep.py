@@ -19,6 +19,7 @@ it came from other code, ``"same_code"`` retrains such a run and replaces its di
     results = sweep.run_grid(["dsrh", "itq"], "digits", [16, 32], seeds=[0], preset="quick",
                              paper="dsrh", runs_dir="results/runs")
 """
+
 from __future__ import annotations
 
 import gc
@@ -40,8 +41,12 @@ def run_key(spec: presets.RunSpec) -> str:
 def run_dir_for(runs_dir: str, spec: presets.RunSpec) -> str:
     """Where the run of ``spec`` lives under ``runs_dir``."""
     safe = spec.method.replace("+", "_plus")
-    return os.path.join(os.path.abspath(runs_dir), spec.dataset, safe,
-                        f"{spec.bits}b-seed{spec.seed}-{run_key(spec)[:12]}")
+    return os.path.join(
+        os.path.abspath(runs_dir),
+        spec.dataset,
+        safe,
+        f"{spec.bits}b-seed{spec.seed}-{run_key(spec)[:12]}",
+    )
 
 
 def finished(run_dir: str, spec: presets.RunSpec) -> bool:
@@ -54,17 +59,22 @@ def finished(run_dir: str, spec: presets.RunSpec) -> bool:
         return False
     req_path = os.path.join(run_dir, "request.json")
     if not os.path.exists(os.path.join(run_dir, "metrics.json")) or not os.path.exists(req_path):
-        raise ValueError(f"{run_dir!r} exists but is not a finished sweep run (no metrics.json / request.json); "
-                         "remove it to retrain")
+        raise ValueError(
+            f"{run_dir!r} exists but is not a finished sweep run (no metrics.json / request.json); "
+            "remove it to retrain"
+        )
     runs.verify_run(run_dir, [n for n in CHECKED if os.path.exists(os.path.join(run_dir, n))])
     stored = runs.read_json(req_path, "request.json")
     if json.loads(json.dumps(spec.request(), default=str)) != stored:
-        raise ValueError(f"{run_dir!r} holds a run with different settings than requested; remove it to retrain")
+        raise ValueError(
+            f"{run_dir!r} holds a run with different settings than requested; remove it to retrain"
+        )
     return True
 
 
-def check_methods(names: Iterable[str], allow_missing: bool = False,
-                  log: Callable[[str], None] = print) -> list[str]:
+def check_methods(
+    names: Iterable[str], allow_missing: bool = False, log: Callable[[str], None] = print
+) -> list[str]:
     """The registered names among ``names`` (lower-cased, order kept). A name that is not
     registered raises ValueError, or with ``allow_missing`` is skipped with a printed note."""
     from deephash import methods
@@ -78,11 +88,15 @@ def check_methods(names: Iterable[str], allow_missing: bool = False,
         if key in known:
             out.append(key)
         elif allow_missing:
-            log(f"note: method {key!r} is not registered in this installation; skipped "
-                f"(registered: {', '.join(sorted(known))})")
+            log(
+                f"note: method {key!r} is not registered in this installation; skipped "
+                f"(registered: {', '.join(sorted(known))})"
+            )
         else:
-            raise ValueError(f"method {key!r} is not registered (registered: {', '.join(sorted(known))}); "
-                             "pass --allow_missing to skip methods that are not available")
+            raise ValueError(
+                f"method {key!r} is not registered (registered: {', '.join(sorted(known))}); "
+                "pass --allow_missing to skip methods that are not available"
+            )
     return out
 
 
@@ -102,7 +116,11 @@ class DatasetCache:
 
 
 REUSE = ("any", "same_code")
-CHECKED = ("request.json", "metrics.json", "config.json")  # files the reuse check verifies against manifest.json
+CHECKED = (
+    "request.json",
+    "metrics.json",
+    "config.json",
+)  # files the reuse check verifies against manifest.json
 
 
 def trained_by(run_dir: str) -> str | None:
@@ -115,8 +133,13 @@ def trained_by(run_dir: str) -> str | None:
         return None
 
 
-def run_spec(spec: presets.RunSpec, runs_dir: str, datasets: DatasetCache | None = None,
-             log: Callable[[str], None] = print, reuse: str = "any") -> dict:
+def run_spec(
+    spec: presets.RunSpec,
+    runs_dir: str,
+    datasets: DatasetCache | None = None,
+    log: Callable[[str], None] = print,
+    reuse: str = "any",
+) -> dict:
     """Train and evaluate ``spec`` (or reuse its finished run, see ``reuse`` in the module
     docstring). Returns ``{"run_dir", "reused", "metrics", "spec"}``."""
     from deephash import experiment, runs
@@ -128,7 +151,9 @@ def run_spec(spec: presets.RunSpec, runs_dir: str, datasets: DatasetCache | None
     replace = False
     try:
         done = finished(out, spec)
-    except runs.CorruptRunError as e:  # never reuse a damaged run: retrain it (the old one stays until then)
+    except (
+        runs.CorruptRunError
+    ) as e:  # never reuse a damaged run: retrain it (the old one stays until then)
         log(f"  retrain {what}: its run directory is damaged: {e}")
         done, replace = False, True
     if done:
@@ -137,24 +162,43 @@ def run_spec(spec: presets.RunSpec, runs_dir: str, datasets: DatasetCache | None
             m = runs.read_json(os.path.join(out, "metrics.json"), "metrics.json")
             log(f"  reuse  {what}: mAP {m['map']:.4f}")
             if stored != current:
-                log(f"  note: that run was trained by other library code (source {stored or 'not recorded'}, "
-                    f"now {current}); pass reuse='same_code' (--reuse=same_code) to retrain it")
+                log(
+                    f"  note: that run was trained by other library code (source {stored or 'not recorded'}, "
+                    f"now {current}); pass reuse='same_code' (--reuse=same_code) to retrain it"
+                )
             return {"run_dir": out, "reused": True, "metrics": m, "spec": spec}
-        log(f"  retrain {what}: its run was trained by other library code (source {stored or 'not recorded'}, "
-            f"now {current})")
+        log(
+            f"  retrain {what}: its run was trained by other library code (source {stored or 'not recorded'}, "
+            f"now {current})"
+        )
         replace = True
     datasets = datasets or DatasetCache()
     ds = datasets.get(spec.dataset, spec.seed, spec.root, spec.dataset_options)
     t0 = time.perf_counter()
-    result = experiment.run(spec.method, ds, spec.bits, spec.config, out, hparams=dict(spec.hparams),
-                            features=spec.features, overwrite=replace, extra_json={"request.json": spec.request()},
-                            hparam_selection=spec.selection)
+    result = experiment.run(
+        spec.method,
+        ds,
+        spec.bits,
+        spec.config,
+        out,
+        hparams=dict(spec.hparams),
+        features=spec.features,
+        overwrite=replace,
+        extra_json={"request.json": spec.request()},
+        hparam_selection=spec.selection,
+    )
     result.pop("model", None)
     _release()
-    log(f"  trained {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: mAP {result['map']:.4f} "
-        f"({time.perf_counter() - t0:.1f} s)")
-    return {"run_dir": out, "reused": False, "metrics": {k: v for k, v in result.items() if k != "run_dir"},
-            "spec": spec}
+    log(
+        f"  trained {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: mAP {result['map']:.4f} "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
+    return {
+        "run_dir": out,
+        "reused": False,
+        "metrics": {k: v for k, v in result.items() if k != "run_dir"},
+        "spec": spec,
+    }
 
 
 def _release() -> None:
@@ -166,12 +210,26 @@ def _release() -> None:
     gc.collect()
 
 
-def run_grid(method_names: Sequence[str], dataset: str, bits: Sequence[int], *, seeds: Sequence[int] = (0,),
-             preset: str = "quick", paper: str = "dsrh", runs_dir: str = "results/runs",
-             allow_missing: bool = False, features: str | None = None, root: str | None = None,
-             weights: str | None = None, epochs: int | None = None, lr: float | None = None,
-             hparams: dict[str, dict] | None = None, datasets: DatasetCache | None = None,
-             log: Callable[[str], None] = print, reuse: str = "any") -> list[dict]:
+def run_grid(
+    method_names: Sequence[str],
+    dataset: str,
+    bits: Sequence[int],
+    *,
+    seeds: Sequence[int] = (0,),
+    preset: str = "quick",
+    paper: str = "dsrh",
+    runs_dir: str = "results/runs",
+    allow_missing: bool = False,
+    features: str | None = None,
+    root: str | None = None,
+    weights: str | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    hparams: dict[str, dict] | None = None,
+    datasets: DatasetCache | None = None,
+    log: Callable[[str], None] = print,
+    reuse: str = "any",
+) -> list[dict]:
     """Every method x bits x seed through :func:`run_spec`; returns the run records in
     that order. ``hparams`` maps a method name to hyper-parameters merged over the
     preset's. All specs are built (and validated) before any training starts."""
@@ -182,9 +240,25 @@ def run_grid(method_names: Sequence[str], dataset: str, bits: Sequence[int], *, 
         raise ValueError("run_grid: no code lengths given")
     if not seeds:
         raise ValueError("run_grid: no seeds given")
-    specs = [presets.spec(m, dataset, int(b), preset=preset, paper=paper, seed=int(s), features=features,
-                          root=root, weights=weights, epochs=epochs, lr=lr, hparams=(hparams or {}).get(m))
-             for m in names for b in bits for s in seeds]
+    specs = [
+        presets.spec(
+            m,
+            dataset,
+            int(b),
+            preset=preset,
+            paper=paper,
+            seed=int(s),
+            features=features,
+            root=root,
+            weights=weights,
+            epochs=epochs,
+            lr=lr,
+            hparams=(hparams or {}).get(m),
+        )
+        for m in names
+        for b in bits
+        for s in seeds
+    ]
     from deephash import methods
 
     for s in specs:
@@ -193,4 +267,14 @@ def run_grid(method_names: Sequence[str], dataset: str, bits: Sequence[int], *, 
     return [run_spec(s, runs_dir, datasets, log, reuse) for s in specs]
 
 
-__all__ = ["REUSE", "run_key", "run_dir_for", "finished", "trained_by", "check_methods", "DatasetCache", "run_spec", "run_grid"]
+__all__ = [
+    "REUSE",
+    "run_key",
+    "run_dir_for",
+    "finished",
+    "trained_by",
+    "check_methods",
+    "DatasetCache",
+    "run_spec",
+    "run_grid",
+]

@@ -18,6 +18,7 @@ Conventions (see docs/training.md):
 * **Learning rate**: ``lr * lr_decay_rate ** floor(step / lr_decay_steps)`` (a step
   schedule; ``lr_decay_steps=None`` keeps it constant).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,7 +52,9 @@ def simulate_devices(n: int) -> None:
         raise ValueError(f"simulate_devices: n must be a positive integer, got {n!r}")
     cpus = tf.config.list_physical_devices("CPU")
     try:
-        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(n))
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(n)
+        )
     except RuntimeError as e:
         have = len(tf.config.list_logical_devices("CPU"))
         if have != n:
@@ -92,7 +95,9 @@ def _new_strategy(key: str):
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         if len(devices) == 1 and not gpus:
-            log.warning("mirrored strategy over a single CPU device; use simulate_devices(n) for more")
+            log.warning(
+                "mirrored strategy over a single CPU device; use simulate_devices(n) for more"
+            )
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -225,14 +230,16 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool = False
     checkpoint_dir: str | None = None
-    verbose: int | str = 1  # 0 silent, 1 Keras step bar, 2 a line per epoch, "epochs" one tqdm bar per fit
+    verbose: int | str = (
+        1  # 0 silent, 1 Keras step bar, 2 a line per epoch, "epochs" one tqdm bar per fit
+    )
     # early stopping on validation mAP (deephash.early_stopping; experiment.run carves the split):
     # None = train exactly `epochs`; else stop after `patience` validations without improvement
     # by more than `min_delta`, restore the best weights; `epochs` is then the cap
     patience: int | None = None
     min_delta: float = 0.0
     validation_fraction: float = 0.2  # of the training split, held out as validation queries
-    validation_every: int = 1          # epochs between validations
+    validation_every: int = 1  # epochs between validations
 
     def __post_init__(self):
         self.validate()
@@ -256,19 +263,33 @@ class TrainConfig:
             if not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"TrainConfig.{name} must be a non-negative number, got {v!r}")
         if str(self.strategy).lower() not in STRATEGIES:
-            raise ValueError(f"TrainConfig.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(
+                f"TrainConfig.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or self.seed < 0
+        ):
             raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
         if self.patience is not None:
             positive_int("patience")
         positive_int("validation_every")
-        if not isinstance(self.min_delta, (int, float)) or not np.isfinite(self.min_delta) or self.min_delta < 0:
-            raise ValueError(f"TrainConfig.min_delta must be a non-negative number, got {self.min_delta!r}")
+        if (
+            not isinstance(self.min_delta, (int, float))
+            or not np.isfinite(self.min_delta)
+            or self.min_delta < 0
+        ):
+            raise ValueError(
+                f"TrainConfig.min_delta must be a non-negative number, got {self.min_delta!r}"
+            )
         f = self.validation_fraction
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
             raise ValueError(f"TrainConfig.validation_fraction must be in (0, 1), got {f!r}")
         if self.verbose not in (0, 1, 2, "epochs"):
-            raise ValueError(f"TrainConfig.verbose must be 0, 1, 2 or 'epochs', got {self.verbose!r}")
+            raise ValueError(
+                f"TrainConfig.verbose must be 0, 1, 2 or 'epochs', got {self.verbose!r}"
+            )
         return self
 
     def replace(self, **overrides) -> "TrainConfig":
@@ -289,7 +310,9 @@ class TrainConfig:
         return cls(**d)
 
 
-def progress(config: TrainConfig, epochs: int, initial_epoch: int = 0, desc: str = "training") -> tuple[int, list]:
+def progress(
+    config: TrainConfig, epochs: int, initial_epoch: int = 0, desc: str = "training"
+) -> tuple[int, list]:
     """``(verbose, callbacks)`` for ``keras.Model.fit`` from ``config.verbose``: Keras' own
     output for 0/1/2; for ``"epochs"`` Keras stays silent and one tqdm bar counts the
     epochs of the fit, the latest losses beside it (compact for scripts running many fits).
@@ -303,10 +326,14 @@ def progress(config: TrainConfig, epochs: int, initial_epoch: int = 0, desc: str
 
     class EpochBar(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.bar = tqdm(total=epochs, initial=initial_epoch, desc=desc, unit="epoch", leave=False)
+            self.bar = tqdm(
+                total=epochs, initial=initial_epoch, desc=desc, unit="epoch", leave=False
+            )
 
         def on_epoch_end(self, epoch, logs=None):
-            self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in (logs or {}).items()}, refresh=False)
+            self.bar.set_postfix(
+                {k: f"{float(v):.4g}" for k, v in (logs or {}).items()}, refresh=False
+            )
             self.bar.update(1)
 
         def on_train_end(self, logs=None):
@@ -322,7 +349,10 @@ def make_optimizer(config: TrainConfig):
     lr: Any = float(config.lr)
     if config.lr_decay_steps:
         lr = keras.optimizers.schedules.ExponentialDecay(
-            float(config.lr), int(config.lr_decay_steps), float(config.lr_decay_rate), staircase=True
+            float(config.lr),
+            int(config.lr_decay_steps),
+            float(config.lr_decay_rate),
+            staircase=True,
         )
     return keras.optimizers.SGD(learning_rate=lr, momentum=float(config.momentum))
 
@@ -373,16 +403,25 @@ def save_checkpoint(model, directory: str, epoch: int, history: dict | None = No
     opt = getattr(model, "optimizer", None)
     opt_vars = list(opt.variables) if opt is not None else []
     arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(opt_vars)})
-    meta = {"epoch": int(epoch), "num_weights": len(variables), "num_opt": len(opt_vars), "history": history or {}}
-    arrays["__meta__"] = np.frombuffer(dumps_strict(meta, what=f"checkpoint metadata (epoch {epoch})").encode(),
-                                       dtype=np.uint8)
+    meta = {
+        "epoch": int(epoch),
+        "num_weights": len(variables),
+        "num_opt": len(opt_vars),
+        "history": history or {},
+    }
+    arrays["__meta__"] = np.frombuffer(
+        dumps_strict(meta, what=f"checkpoint metadata (epoch {epoch})").encode(), dtype=np.uint8
+    )
     path = os.path.join(directory, f"ckpt-{int(epoch)}.npz")
     with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
     read_checkpoint(path)  # verify what was written before anything older is removed
     # keep the newest older checkpoint as a fallback (resume uses it if this one is damaged later)
-    older = sorted((int(m.group(1)), p) for p in glob.glob(os.path.join(directory, "ckpt-*.npz"))
-                   if (m := _CKPT.match(os.path.basename(p))) and int(m.group(1)) < epoch)
+    older = sorted(
+        (int(m.group(1)), p)
+        for p in glob.glob(os.path.join(directory, "ckpt-*.npz"))
+        if (m := _CKPT.match(os.path.basename(p))) and int(m.group(1)) < epoch
+    )
     for _, old in older[:-1]:
         os.unlink(old)
     return path
@@ -404,7 +443,9 @@ def read_checkpoint(path: str) -> tuple[dict, list, list]:
         int(meta["epoch"])
     except Exception as e:  # BadZipFile, EOFError, KeyError, zlib.error, ValueError, OSError...
         size = os.path.getsize(path) if os.path.exists(path) else None
-        raise CorruptCheckpointError(f"{path}: damaged checkpoint ({type(e).__name__}: {e}; {size} bytes)") from e
+        raise CorruptCheckpointError(
+            f"{path}: damaged checkpoint ({type(e).__name__}: {e}; {size} bytes)"
+        ) from e
     return meta, weights, opt_state
 
 
@@ -422,7 +463,8 @@ def check_finite(logs: dict | None, where: str) -> None:
             raise NonFiniteLossError(
                 f"training diverged: {k} is {values[bad[0]]} {where}"
                 f"{f' (entry {int(bad[0]) + 1})' if values.size > 1 else ''}; nothing was saved for it. "
-                "Lower the learning rate (--lr) or check the data")
+                "Lower the learning rate (--lr) or check the data"
+            )
 
 
 def finite_loss_guard():
@@ -456,7 +498,9 @@ def checkpoints(directory: str | None) -> list[str]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def resume(model, checkpoint_dir: str | None, strategy=None, unit: str = "epoch") -> tuple[int, dict[str, list[float]]]:
+def resume(
+    model, checkpoint_dir: str | None, strategy=None, unit: str = "epoch"
+) -> tuple[int, dict[str, list[float]]]:
     """Restore the latest checkpoint in ``checkpoint_dir`` into ``model``, if there is one.
     Returns ``(epochs already done, history so far)`` — ``(0, {})`` for a fresh start.
 
@@ -480,10 +524,16 @@ def resume(model, checkpoint_dir: str | None, strategy=None, unit: str = "epoch"
     else:
         if damaged:
             raise CorruptCheckpointError(
-                f"no readable checkpoint in {checkpoint_dir!r}: " + "; ".join(damaged)
-                + ". Remove the damaged files (or pass --overwrite_checkpoints) to start over")
-    same_on_all_workers(done, f"the {unit} to resume from in {checkpoint_dir!r} (it must be a directory every "
-                        "worker sees)", strategy)
+                f"no readable checkpoint in {checkpoint_dir!r}: "
+                + "; ".join(damaged)
+                + ". Remove the damaged files (or pass --overwrite_checkpoints) to start over"
+            )
+    same_on_all_workers(
+        done,
+        f"the {unit} to resume from in {checkpoint_dir!r} (it must be a directory every "
+        "worker sees)",
+        strategy,
+    )
     return done, history
 
 
@@ -494,10 +544,14 @@ def restore_checkpoint(model, path: str) -> dict:
     meta, weights, opt_state = read_checkpoint(path)
     variables = list(model.variables)
     if len(weights) != len(variables):
-        raise ValueError(f"{path}: checkpoint has {len(weights)} variables, the model {len(variables)}")
+        raise ValueError(
+            f"{path}: checkpoint has {len(weights)} variables, the model {len(variables)}"
+        )
     for v, w in zip(variables, weights):
         if tuple(v.shape) != w.shape:
-            raise ValueError(f"{path}: weight {v.path} has shape {tuple(v.shape)}, checkpoint {w.shape}")
+            raise ValueError(
+                f"{path}: weight {v.path} has shape {tuple(v.shape)}, checkpoint {w.shape}"
+            )
         v.assign(w)
     opt = getattr(model, "optimizer", None)
     if opt_state:
@@ -507,7 +561,9 @@ def restore_checkpoint(model, path: str) -> dict:
             with model.distribute_strategy.scope():
                 opt.build(model.trainable_variables)
         if len(opt.variables) != len(opt_state):
-            raise ValueError(f"{path}: optimiser state has {len(opt_state)} variables, the optimiser {len(opt.variables)}")
+            raise ValueError(
+                f"{path}: optimiser state has {len(opt_state)} variables, the optimiser {len(opt.variables)}"
+            )
         for v, w in zip(opt.variables, opt_state):
             v.assign(w)
     return meta

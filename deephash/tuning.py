@@ -20,6 +20,7 @@ Each grid point is one quick-preset run (early stopping on the validation split,
 are carved from the training split and searched against the rest of it. The query split
 plays no part.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,8 +49,16 @@ REPRESENTATIVE = {"dsrh_family": "drh", "deep": "dpsh"}
 MARGIN_METHODS = {"drh": "drh", "drh+": "drh", "ninh": "ninh"}  # method -> whose selection it uses
 ORTHO_METHODS = ("dsrh", "drh+")
 DSRH_FAMILY = ("dsrh", "drh", "drh+")
-LR_FAMILY_OF = {"dsrh": "dsrh_family", "drh": "dsrh_family", "drh+": "dsrh_family", "ninh": "deep", "cnnh": "deep",
-                "dpsh": "deep", "dhn": "deep", "hashnet": "deep"}
+LR_FAMILY_OF = {
+    "dsrh": "dsrh_family",
+    "drh": "dsrh_family",
+    "drh+": "dsrh_family",
+    "ninh": "deep",
+    "cnnh": "deep",
+    "dpsh": "deep",
+    "dhn": "deep",
+    "hashnet": "deep",
+}
 
 _cache: dict = {}
 
@@ -63,8 +72,10 @@ def load_table(path: str = TABLE) -> dict:
             with open(path, encoding="utf-8") as f:
                 table = json.load(f)
             if table.get("version") != VERSION:
-                raise ValueError(f"{path}: tuning table version {table.get('version')!r}, this library reads "
-                                 f"version {VERSION}; recompute it with experiments/select_hparams.py")
+                raise ValueError(
+                    f"{path}: tuning table version {table.get('version')!r}, this library reads "
+                    f"version {VERSION}; recompute it with experiments/select_hparams.py"
+                )
             _cache[path] = table
     return _cache[path]
 
@@ -78,7 +89,10 @@ def quick_choice(method: str, bits: int, path: str = TABLE) -> tuple[dict, dict]
     stages = table.get("stages", {})
     values: dict = {}
     record: dict = {}
-    how = {k: table.get(k) for k in ("version", "dataset", "bits", "seed", "selected_on", "command", "created")}
+    how = {
+        k: table.get(k)
+        for k in ("version", "dataset", "bits", "seed", "selected_on", "command", "created")
+    }
     family = LR_FAMILY_OF.get(method)
     lr = stages.get("lr", {}).get(family) if family else None
     if lr:
@@ -88,8 +102,13 @@ def quick_choice(method: str, bits: int, path: str = TABLE) -> tuple[dict, dict]
     margin = stages.get("margin_per_bit", {}).get(margin_from) if margin_from else None
     if margin:
         values["margin"] = float(margin["chosen"]) * int(bits)
-        record["margin"] = {**margin, "margin": values["margin"], "margin_is": "margin_per_bit * bits",
-                            "selected_for": margin_from, "table": how}
+        record["margin"] = {
+            **margin,
+            "margin": values["margin"],
+            "margin_is": "margin_per_bit * bits",
+            "selected_for": margin_from,
+            "table": how,
+        }
     ortho = stages.get("ortho_weight", {}).get(method) if method in ORTHO_METHODS else None
     if ortho:
         values["ortho_weight"] = float(ortho["chosen"])
@@ -103,9 +122,17 @@ def _choose(scores: dict) -> float:
     return float(max(items, key=lambda kv: (kv[1], -items.index(kv)))[0])
 
 
-def select(dataset: str = "digits", bits: int = 32, seed: int = 0, runs_dir: str = "runs/tuning",
-           log: Callable[[str], None] = print, path: str | None = TABLE, grid: dict | None = None,
-           methods_: dict | None = None, stages: tuple = STAGES) -> dict:
+def select(
+    dataset: str = "digits",
+    bits: int = 32,
+    seed: int = 0,
+    runs_dir: str = "runs/tuning",
+    log: Callable[[str], None] = print,
+    path: str | None = TABLE,
+    grid: dict | None = None,
+    methods_: dict | None = None,
+    stages: tuple = STAGES,
+) -> dict:
     """Recompute the table (module docstring) with quick-preset runs on ``dataset`` at
     ``bits`` and ``seed`` through ``sweep`` (finished runs in ``runs_dir`` are reused), and
     write it to ``path`` (None: do not write). ``stages``: which of :data:`STAGES` to select
@@ -131,31 +158,50 @@ def select(dataset: str = "digits", bits: int = 32, seed: int = 0, runs_dir: str
         log(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {value:.4f}")
         return float(value)
 
-    for family, method in (reps.items() if "lr" in wanted else ()):
+    for family, method in reps.items() if "lr" in wanted else ():
         scores = {repr(float(lr)): score(method, float(lr), {}) for lr in grid["lr"][family]}
-        found["lr"][family] = {"grid": grid["lr"][family], "validation_map": scores, "chosen": _choose(scores),
-                                "selected_on": method}
+        found["lr"][family] = {
+            "grid": grid["lr"][family],
+            "validation_map": scores,
+            "chosen": _choose(scores),
+            "selected_on": method,
+        }
     lr_of = {m: found["lr"][f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in found["lr"]}
-    for method in (margin_methods if "margin_per_bit" in wanted else ()):
-        scores = {repr(float(v)): score(method, lr_of.get(method), {"margin": float(v) * bits})
-                  for v in grid["margin_per_bit"]}
-        found["margin_per_bit"][method] = {"grid": grid["margin_per_bit"], "validation_map": scores,
-                                            "chosen": _choose(scores)}
-    for method in (ortho_methods if "ortho_weight" in wanted else ()):
+    for method in margin_methods if "margin_per_bit" in wanted else ():
+        scores = {
+            repr(float(v)): score(method, lr_of.get(method), {"margin": float(v) * bits})
+            for v in grid["margin_per_bit"]
+        }
+        found["margin_per_bit"][method] = {
+            "grid": grid["margin_per_bit"],
+            "validation_map": scores,
+            "chosen": _choose(scores),
+        }
+    for method in ortho_methods if "ortho_weight" in wanted else ():
         hp: dict = {}
         if method in MARGIN_METHODS and MARGIN_METHODS[method] in found["margin_per_bit"]:
             hp["margin"] = found["margin_per_bit"][MARGIN_METHODS[method]]["chosen"] * bits
-        scores = {repr(float(v)): score(method, lr_of.get(method), {**hp, "ortho_weight": float(v)})
-                  for v in grid["ortho_weight"]}
-        found["ortho_weight"][method] = {"grid": grid["ortho_weight"], "validation_map": scores,
-                                          "chosen": _choose(scores)}
+        scores = {
+            repr(float(v)): score(method, lr_of.get(method), {**hp, "ortho_weight": float(v)})
+            for v in grid["ortho_weight"]
+        }
+        found["ortho_weight"][method] = {
+            "grid": grid["ortho_weight"],
+            "validation_map": scores,
+            "chosen": _choose(scores),
+        }
     table = {
-        "version": VERSION, "dataset": dataset, "bits": int(bits), "seed": int(seed),
-        "selected_on": ("best validation mAP of a quick-preset run with early stopping; validation queries "
-                        f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
-                        "database = the rest of the training split; the queries are never used"),
+        "version": VERSION,
+        "dataset": dataset,
+        "bits": int(bits),
+        "seed": int(seed),
+        "selected_on": (
+            "best validation mAP of a quick-preset run with early stopping; validation queries "
+            f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
+            "database = the rest of the training split; the queries are never used"
+        ),
         "command": f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
-                   + ("" if set(wanted) == set(STAGES) else f" --stages={','.join(wanted)}"),
+        + ("" if set(wanted) == set(STAGES) else f" --stages={','.join(wanted)}"),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "applies_to": "the quick preset on every data set and code length (margins scale with the code length)",
         "stages": found,

@@ -18,6 +18,7 @@ validation split -- pass the one you chose with --lr). Runs go through ``deephas
 run directory is keyed by its complete request, so a finished run is reused only when its
 settings match, and runs are shared with the other scripts given the same --runs_dir.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,24 +42,54 @@ flags.DEFINE_string("root", None, "directory holding the data set's files (file-
 flags.DEFINE_integer("bits", 32, "code length")
 flags.DEFINE_integer("seeds", 3, "number of seeds (0, 1, ..., seeds-1)")
 flags.DEFINE_string("out", None, "output directory (required)")
-flags.DEFINE_string("runs_dir", None, "run directories, shared with the other scripts (default OUT/runs)")
-flags.DEFINE_enum("reuse", "any", ["any", "same_code"], "finished runs in --runs_dir trained by other library "
-                  "code: 'any' reuses them (with a note), 'same_code' retrains them")
+flags.DEFINE_string(
+    "runs_dir", None, "run directories, shared with the other scripts (default OUT/runs)"
+)
+flags.DEFINE_enum(
+    "reuse",
+    "any",
+    ["any", "same_code"],
+    "finished runs in --runs_dir trained by other library "
+    "code: 'any' reuses them (with a note), 'same_code' retrains them",
+)
 flags.DEFINE_enum("preset", "quick", list(PRESETS), "training preset (deephash.presets)")
 flags.DEFINE_list("variants", list(VARIANTS), "variants to run")
-flags.DEFINE_integer("epochs", None, "epochs of every LabNet and ImgNet phase (overrides the preset)")
-flags.DEFINE_bool("equal_budget", False, "give dseh-a (one round) rounds x the epochs of each phase, "
-                  "i.e. the same number of epochs as the alternating variants")
+flags.DEFINE_integer(
+    "epochs", None, "epochs of every LabNet and ImgNet phase (overrides the preset)"
+)
+flags.DEFINE_bool(
+    "equal_budget",
+    False,
+    "give dseh-a (one round) rounds x the epochs of each phase, "
+    "i.e. the same number of epochs as the alternating variants",
+)
 flags.DEFINE_float("lr", None, "learning rate of the backbone (overrides the preset)")
-flags.DEFINE_string("weights", None, "'imagenet' (MatConvNet's imagenet-vgg-f.mat, downloaded once) or a local "
-                    "copy, for the cnn_f backbone (paper preset)")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy")
+flags.DEFINE_string(
+    "weights",
+    None,
+    "'imagenet' (MatConvNet's imagenet-vgg-f.mat, downloaded once) or a local "
+    "copy, for the cnn_f backbone (paper preset)",
+)
+flags.DEFINE_enum(
+    "strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy"
+)
 flags.DEFINE_integer("verbose", 0, "Keras progress output")
 
 
-def spec(variant: str, dataset: str, bits: int, seed: int, preset: str = "quick", epochs: int | None = None,
-         lr: float | None = None, weights: str | None = None, strategy: str = "default", verbose: int = 0,
-         equal_budget: bool = False, root: str | None = None):
+def spec(
+    variant: str,
+    dataset: str,
+    bits: int,
+    seed: int,
+    preset: str = "quick",
+    epochs: int | None = None,
+    lr: float | None = None,
+    weights: str | None = None,
+    strategy: str = "default",
+    verbose: int = 0,
+    equal_budget: bool = False,
+    root: str | None = None,
+):
     """The ``presets.RunSpec`` of one (variant, seed): ``presets.spec(..., paper="dseh")`` with
     the strategy set and, with ``equal_budget``, ``dseh-a`` given 3x the epochs of each phase
     (the alternating variants' 3 rounds)."""
@@ -66,12 +97,26 @@ def spec(variant: str, dataset: str, bits: int, seed: int, preset: str = "quick"
     from deephash.backbones.pretrained import check_weights_arg
 
     check_weights_arg(weights)
-    s = presets.spec(variant, dataset, bits, preset=preset, paper="dseh", seed=seed, root=root, weights=weights,
-                     epochs=epochs, lr=lr, verbose=verbose)
+    s = presets.spec(
+        variant,
+        dataset,
+        bits,
+        preset=preset,
+        paper="dseh",
+        seed=seed,
+        root=root,
+        weights=weights,
+        epochs=epochs,
+        lr=lr,
+        verbose=verbose,
+    )
     s = dataclasses.replace(s, config=s.config.replace(strategy=strategy))
     if variant == "dseh-a" and equal_budget:
-        rounds = int(presets.spec("dseh", dataset, bits, preset=preset, paper="dseh", epochs=epochs)
-                     .hparams.get("rounds", 3))
+        rounds = int(
+            presets.spec(
+                "dseh", dataset, bits, preset=preset, paper="dseh", epochs=epochs
+            ).hparams.get("rounds", 3)
+        )
         hp = dict(s.hparams)
         for key in ("labnet_epochs", "imgnet_epochs"):
             hp[key] = rounds * int(hp.get(key) or s.config.epochs)
@@ -93,8 +138,11 @@ def run_all(specs, runs_dir: str, reuse: str = "any") -> dict[str, list[dict]]:
     datasets = sweep.DatasetCache()
     for s in specs:
         result = sweep.run_spec(s, runs_dir, datasets, log=_notes_only, reuse=reuse)["metrics"]
-        print(f"{s.method:8s} seed {s.seed}: n_h={result['n_h']:5d}  map_l={result['map_l']:.4f}  "
-              f"map_i={result['map_i']:.4f}", flush=True)
+        print(
+            f"{s.method:8s} seed {s.seed}: n_h={result['n_h']:5d}  map_l={result['map_l']:.4f}  "
+            f"map_i={result['map_i']:.4f}",
+            flush=True,
+        )
         results.setdefault(s.method, []).append(result)
     return results
 
@@ -131,6 +179,7 @@ def _fmt(column: str, value, digits: int = 0) -> str:
 
 def _ranking(rows: dict, column: str) -> str:
     """Variants from best to worst by ``column`` (mean for ours); equal values joined by "="."""
+
     def value(v):
         x = rows[v][column]
         return round(float(x[0] if isinstance(x, tuple) else x), 4)
@@ -144,7 +193,9 @@ def _ranking(rows: dict, column: str) -> str:
     return text
 
 
-def markdown(summary: dict, dataset: str, bits: int, ref: str | None, paper: dict, preset: str) -> str:
+def markdown(
+    summary: dict, dataset: str, bits: int, ref: str | None, paper: dict, preset: str
+) -> str:
     from deephash import published
 
     ref_name = published.dataset_name(ref) if ref else None
@@ -164,16 +215,21 @@ def markdown(summary: dict, dataset: str, bits: int, ref: str | None, paper: dic
             cells += [_fmt(c, paper.get(variant, {}).get(c)) for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = sorted({row["seeds"] for row in summary.values()})
-    lines += ["", f"Ours: mean ± sample standard deviation over {', '.join(map(str, seeds))} seed(s) "
-              "(each seed also draws the data split). n_h = distinct LabNet codes of the TRAINING labels (as the "
-              "authors' DSEH.py counts them; runs made before this count report the database labels'); "
-              "map_l = mAP of LabNet codes of the query labels against those of the database labels; "
-              "map_i = mAP of ImgNet codes of the images. --preset=quick ranks the protocol's database at its "
-              "depth; --preset=paper ranks as the authors' evaluate.py does: map_i against the training + "
-              "database images, both at full depth (DSEH evaluation=\"authors\")."]
+    lines += [
+        "",
+        f"Ours: mean ± sample standard deviation over {', '.join(map(str, seeds))} seed(s) "
+        "(each seed also draws the data split). n_h = distinct LabNet codes of the TRAINING labels (as the "
+        "authors' DSEH.py counts them; runs made before this count report the database labels'); "
+        "map_l = mAP of LabNet codes of the query labels against those of the database labels; "
+        "map_i = mAP of ImgNet codes of the images. --preset=quick ranks the protocol's database at its "
+        "depth; --preset=paper ranks as the authors' evaluate.py does: map_i against the training + "
+        'database images, both at full depth (DSEH evaluation="authors").',
+    ]
     if stand_in:
-        lines.append(f"The paper has no {dataset}; its {ref_name} numbers stand beside ours for orientation only "
-                     "(different data, backbone and scale).")
+        lines.append(
+            f"The paper has no {dataset}; its {ref_name} numbers stand beside ours for orientation only "
+            "(different data, backbone and scale)."
+        )
     lines += ["", f"Ordering by map_i, ours: {_ranking(summary, 'map_i')}"]
     if ref:
         lines.append(f"Ordering by map_i, paper ({ref_name}): {_ranking(paper, 'map_i')}")
@@ -186,11 +242,28 @@ def markdown(summary: dict, dataset: str, bits: int, ref: str | None, paper: dic
 def csv_text(summary: dict, ref: str | None, paper: dict) -> str:
     buf = _io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["method", "seeds", *(f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")), "paper_dataset",
-                *(f"paper_{c}" for c in COLUMNS)])
+    w.writerow(
+        [
+            "method",
+            "seeds",
+            *(f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")),
+            "paper_dataset",
+            *(f"paper_{c}" for c in COLUMNS),
+        ]
+    )
     for variant, row in summary.items():
-        w.writerow([variant, row["seeds"], *(f"{x:.6g}" for c in COLUMNS for x in row[c]), ref or "",
-                    *("" if paper.get(variant, {}).get(c) is None else paper[variant][c] for c in COLUMNS)])
+        w.writerow(
+            [
+                variant,
+                row["seeds"],
+                *(f"{x:.6g}" for c in COLUMNS for x in row[c]),
+                ref or "",
+                *(
+                    "" if paper.get(variant, {}).get(c) is None else paper[variant][c]
+                    for c in COLUMNS
+                ),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -203,17 +276,36 @@ def main(argv):
         if not FLAGS.out:
             raise ValueError("--out is required")
         if FLAGS.dataset not in data.available():
-            raise ValueError(f"unknown dataset {FLAGS.dataset!r}; available: {', '.join(data.available())}")
+            raise ValueError(
+                f"unknown dataset {FLAGS.dataset!r}; available: {', '.join(data.available())}"
+            )
         if FLAGS.seeds < 1:
             raise ValueError("--seeds must be >= 1")
         unknown = set(FLAGS.variants) - set(VARIANTS)
         if unknown:
-            raise ValueError(f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(VARIANTS)}")
+            raise ValueError(
+                f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(VARIANTS)}"
+            )
         methods.check_bits(FLAGS.bits, method="dseh")
         variants = [v for v in VARIANTS if v in FLAGS.variants]
-        specs = [spec(v, FLAGS.dataset, FLAGS.bits, seed, FLAGS.preset, FLAGS.epochs, FLAGS.lr, FLAGS.weights,
-                      FLAGS.strategy, FLAGS.verbose, FLAGS.equal_budget, FLAGS.root)
-                 for v in variants for seed in range(FLAGS.seeds)]
+        specs = [
+            spec(
+                v,
+                FLAGS.dataset,
+                FLAGS.bits,
+                seed,
+                FLAGS.preset,
+                FLAGS.epochs,
+                FLAGS.lr,
+                FLAGS.weights,
+                FLAGS.strategy,
+                FLAGS.verbose,
+                FLAGS.equal_budget,
+                FLAGS.root,
+            )
+            for v in variants
+            for seed in range(FLAGS.seeds)
+        ]
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     results = run_all(specs, FLAGS.runs_dir or os.path.join(FLAGS.out, "runs"), FLAGS.reuse)

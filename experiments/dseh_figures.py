@@ -9,16 +9,19 @@ The paper publishes these figures as plots only; the printed table is mAP (and p
 within radius 2) at 32 bits beside Table 1's 32-bit column. Writes OUT/report.md,
 OUT/<dataset>_pr_32b.png and OUT/<dataset>_precision_at_n_32b.png.
 """
+
 from __future__ import annotations
 
 import sys
 
+import _flags
 from absl import app
 
-import _flags
 from deephash import presets
 
-_flags.define("digits_multi", "results/dseh_figures", presets.DSEH_TABLE1_METHODS, [presets.DSEH_FIGURE_BITS])
+_flags.define(
+    "digits_multi", "results/dseh_figures", presets.DSEH_TABLE1_METHODS, [presets.DSEH_FIGURE_BITS]
+)
 
 
 def main(argv):

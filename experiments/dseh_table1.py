@@ -9,13 +9,14 @@ KSH, ITQ, SH and LSH.
 Prints the table with the paper's numbers beside it ("paper" / "this run") and writes
 OUT/report.md and OUT/<dataset>_map.csv.
 """
+
 from __future__ import annotations
 
 import sys
 
+import _flags
 from absl import app
 
-import _flags
 from deephash import presets
 
 _flags.define("digits_multi", "results/dseh_table1", presets.DSEH_TABLE1_METHODS, presets.DSEH_BITS)

@@ -10,17 +10,20 @@ DRH, NINH, KSH, ITQ, SH, LSH and PCAH.
 Writes OUT/report.md, OUT/<dataset>_{map,precision_radius_2}.csv and the plots, and prints
 each table with the paper's numbers beside it ("paper" / "this run").
 """
+
 from __future__ import annotations
 
 import sys
 
+import _flags
 from absl import app, flags
 
-import _flags
 from deephash import presets
 
 _flags.define("digits", "results/dsrh_figures", presets.DSRH_FIGURE_METHODS, presets.DSRH_BITS)
-flags.DEFINE_integer("pr_bits", presets.DSRH_PR_BITS, "code length of the precision-recall curves (panel c)")
+flags.DEFINE_integer(
+    "pr_bits", presets.DSRH_PR_BITS, "code length of the precision-recall curves (panel c)"
+)
 
 
 def main(argv):

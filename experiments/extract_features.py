@@ -14,6 +14,7 @@ preprocessing and, with ``--layer``, that layer's output (cnn_f ``fc7`` = DSEH's
 features; vgg19 ``fc2`` = VGG's fc7). The directory layout is described in
 ``deephash.features`` and docs/baselines.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,14 +28,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits", "data set name (see deephash.data.available())")
 flags.DEFINE_string("root", None, "directory holding the data set's files (file-based sets)")
-flags.DEFINE_string("backbone", "pixels", "'pixels' (raw images, in-memory sets), 'gist' (512-d GIST) or a "
-                    "backbone name")
-flags.DEFINE_string("weights", None, "pretrained weights for the backbone: 'imagenet' (published, downloaded once) "
-                    "or a local file")
-flags.DEFINE_bool("download", True, "allow downloads (tfds data sets, published weights); --download=false (or "
-                  "DEEPHASH_OFFLINE=1) fails instead, naming the command to run on a machine with internet")
+flags.DEFINE_string(
+    "backbone",
+    "pixels",
+    "'pixels' (raw images, in-memory sets), 'gist' (512-d GIST) or a backbone name",
+)
+flags.DEFINE_string(
+    "weights",
+    None,
+    "pretrained weights for the backbone: 'imagenet' (published, downloaded once) or a local file",
+)
+flags.DEFINE_bool(
+    "download",
+    True,
+    "allow downloads (tfds data sets, published weights); --download=false (or "
+    "DEEPHASH_OFFLINE=1) fails instead, naming the command to run on a machine with internet",
+)
 flags.DEFINE_string("layer", None, "layer whose output to take (default: the backbone output)")
-flags.DEFINE_integer("batch_size", None, "images per forward pass (default 64; GIST: deephash.gist's default)")
+flags.DEFINE_integer(
+    "batch_size", None, "images per forward pass (default 64; GIST: deephash.gist's default)"
+)
 flags.DEFINE_integer("seed", 0, "data split seed (and initialisation of an unweighted backbone)")
 flags.DEFINE_string("out", None, "output directory (required)")
 
@@ -61,19 +74,31 @@ def main(argv):
     start = time.perf_counter()
     try:
         dataset = data.load(FLAGS.dataset, root=FLAGS.root, seed=FLAGS.seed)
-        feats = extract_features(FLAGS.backbone, dataset, layer=FLAGS.layer, batch_size=FLAGS.batch_size,
-                                 weights=FLAGS.weights)
+        feats = extract_features(
+            FLAGS.backbone,
+            dataset,
+            layer=FLAGS.layer,
+            batch_size=FLAGS.batch_size,
+            weights=FLAGS.weights,
+        )
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
-    source = {"backbone": FLAGS.backbone, "layer": FLAGS.layer, "weights": FLAGS.weights, "seed": FLAGS.seed}
+    source = {
+        "backbone": FLAGS.backbone,
+        "layer": FLAGS.layer,
+        "weights": FLAGS.weights,
+        "seed": FLAGS.seed,
+    }
     if FLAGS.backbone.lower() == "gist":
         from deephash.gist import GistParams
 
         source["gist"] = GistParams().to_dict()
     save_features(feats, FLAGS.out, source=source)
     dim = feature_matrix(feats.query).shape[1]
-    print(f"{dataset.summary()}\n{dim}-d features from {FLAGS.backbone}"
-          f"{'/' + FLAGS.layer if FLAGS.layer else ''} -> {FLAGS.out} ({time.perf_counter() - start:.1f} s)")
+    print(
+        f"{dataset.summary()}\n{dim}-d features from {FLAGS.backbone}"
+        f"{'/' + FLAGS.layer if FLAGS.layer else ''} -> {FLAGS.out} ({time.perf_counter() - start:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ digits (single label) stands in for CIFAR-10 (DSRH) and ImageNet (DSEH); digits_
 Trained runs are kept in --runs_dir and reused by a second invocation (only the reports
 are rebuilt). OUT/README.md indexes the results (tables and plots).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,16 +31,37 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", os.path.join(REPO, "docs", "results"), "where the reports go")
-flags.DEFINE_string("runs_dir", os.path.join(REPO, "runs", "experiments"), "run directories (kept and reused)")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds (each also draws the split); tables show mean ± std")
-flags.DEFINE_list("seed_bits", ["32"], "code lengths run with every seed; the others with the first seed only "
-                  "(empty: every seed at every code length)")
-flags.DEFINE_enum("reuse", "any", ["any", "same_code"], "finished runs in --runs_dir trained by other library "
-                  "code: 'any' reuses them (with a note), 'same_code' retrains them")
-flags.DEFINE_bool("allow_missing", False, "skip (with a note) methods not registered in this installation")
-flags.DEFINE_list("only", [], "run only these experiments (names as in OUT/: dsrh_fig3, dsrh_fig4, "
-                  "dseh_table1, dseh_figures, dseh_table2)")
-flags.DEFINE_integer("epochs", None, "override the quick preset's epochs of every deep method (tests)")
+flags.DEFINE_string(
+    "runs_dir", os.path.join(REPO, "runs", "experiments"), "run directories (kept and reused)"
+)
+flags.DEFINE_list(
+    "seeds", ["0", "1", "2"], "seeds (each also draws the split); tables show mean ± std"
+)
+flags.DEFINE_list(
+    "seed_bits",
+    ["32"],
+    "code lengths run with every seed; the others with the first seed only "
+    "(empty: every seed at every code length)",
+)
+flags.DEFINE_enum(
+    "reuse",
+    "any",
+    ["any", "same_code"],
+    "finished runs in --runs_dir trained by other library "
+    "code: 'any' reuses them (with a note), 'same_code' retrains them",
+)
+flags.DEFINE_bool(
+    "allow_missing", False, "skip (with a note) methods not registered in this installation"
+)
+flags.DEFINE_list(
+    "only",
+    [],
+    "run only these experiments (names as in OUT/: dsrh_fig3, dsrh_fig4, "
+    "dseh_table1, dseh_figures, dseh_table2)",
+)
+flags.DEFINE_integer(
+    "epochs", None, "override the quick preset's epochs of every deep method (tests)"
+)
 flags.DEFINE_list("dsrh_methods", [], "override the DSRH figures' methods (tests)")
 flags.DEFINE_list("dseh_methods", [], "override DSEH Table 1's methods (tests)")
 flags.DEFINE_list("dsrh_bits", [], "override the DSRH figures' code lengths (tests)")
@@ -64,8 +86,16 @@ def _ablation(dataset: str, out: str, seeds: list[int], log) -> str | None:
         log(f"note: {script} is not present; DSEH Table 2 skipped")
         return None
     work = os.path.join(FLAGS.runs_dir, f"dseh_table2_{dataset}")
-    cmd = [sys.executable, script, f"--dataset={dataset}", "--preset=quick", f"--out={work}",
-           f"--runs_dir={FLAGS.runs_dir}", f"--seeds={len(seeds)}", f"--reuse={FLAGS.reuse}"]
+    cmd = [
+        sys.executable,
+        script,
+        f"--dataset={dataset}",
+        "--preset=quick",
+        f"--out={work}",
+        f"--runs_dir={FLAGS.runs_dir}",
+        f"--seeds={len(seeds)}",
+        f"--reuse={FLAGS.reuse}",
+    ]
     if FLAGS.epochs:
         cmd.append(f"--epochs={FLAGS.epochs}")
     log("$ " + " ".join(cmd[1:]))
@@ -91,8 +121,16 @@ def main(argv):
         print(msg, flush=True)
 
     seed_bits = [int(b) for b in FLAGS.seed_bits] or None
-    common = dict(preset="quick", runs_dir=FLAGS.runs_dir, seeds=seeds, allow_missing=FLAGS.allow_missing,
-                  epochs=FLAGS.epochs, log=log, reuse=FLAGS.reuse, seed_bits=seed_bits)
+    common = dict(
+        preset="quick",
+        runs_dir=FLAGS.runs_dir,
+        seeds=seeds,
+        allow_missing=FLAGS.allow_missing,
+        epochs=FLAGS.epochs,
+        log=log,
+        reuse=FLAGS.reuse,
+        seed_bits=seed_bits,
+    )
     dsrh_methods = FLAGS.dsrh_methods or list(presets.DSRH_FIGURE_METHODS)
     dseh_methods = FLAGS.dseh_methods or list(presets.DSEH_TABLE1_METHODS)
     dsrh_bits = [int(b) for b in FLAGS.dsrh_bits] or list(presets.DSRH_BITS)
@@ -106,21 +144,47 @@ def main(argv):
 
     if _selected("dsrh_fig3"):
         out = os.path.join(FLAGS.out, "dsrh_fig3_digits")
-        record("dsrh_fig3", "DSRH Fig. 3 (CIFAR-10 stand-in: digits)",
-               reproduce.dsrh_figures(SINGLE, out=out, methods=dsrh_methods, bits=dsrh_bits, pr_bits=pr_bits, **common))
+        record(
+            "dsrh_fig3",
+            "DSRH Fig. 3 (CIFAR-10 stand-in: digits)",
+            reproduce.dsrh_figures(
+                SINGLE, out=out, methods=dsrh_methods, bits=dsrh_bits, pr_bits=pr_bits, **common
+            ),
+        )
     if _selected("dsrh_fig4"):
         out = os.path.join(FLAGS.out, "dsrh_fig4_digits_multi")
-        record("dsrh_fig4", "DSRH Fig. 4 (NUS-WIDE stand-in: digits_multi)",
-               reproduce.dsrh_figures(MULTI, out=out, methods=dsrh_methods, bits=dsrh_bits, pr_bits=pr_bits, **common))
+        record(
+            "dsrh_fig4",
+            "DSRH Fig. 4 (NUS-WIDE stand-in: digits_multi)",
+            reproduce.dsrh_figures(
+                MULTI, out=out, methods=dsrh_methods, bits=dsrh_bits, pr_bits=pr_bits, **common
+            ),
+        )
     for ds, stand_in in ((MULTI, "NUS-WIDE"), (SINGLE, "ImageNet")):
         if _selected("dseh_table1"):
-            record("dseh_table1", f"DSEH Table 1 ({stand_in} stand-in: {ds})",
-                   reproduce.dseh_table1(ds, out=os.path.join(FLAGS.out, f"dseh_table1_{ds}"), methods=dseh_methods,
-                                         bits=dseh_bits, **common))
+            record(
+                "dseh_table1",
+                f"DSEH Table 1 ({stand_in} stand-in: {ds})",
+                reproduce.dseh_table1(
+                    ds,
+                    out=os.path.join(FLAGS.out, f"dseh_table1_{ds}"),
+                    methods=dseh_methods,
+                    bits=dseh_bits,
+                    **common,
+                ),
+            )
         if _selected("dseh_figures"):
-            record("dseh_figures", f"DSEH Fig. 3 / Fig. 4 at {fig_bits} bits ({stand_in} stand-in: {ds})",
-                   reproduce.dseh_figures(ds, out=os.path.join(FLAGS.out, f"dseh_figures_{ds}"), methods=dseh_methods,
-                                          bits=fig_bits, **common))
+            record(
+                "dseh_figures",
+                f"DSEH Fig. 3 / Fig. 4 at {fig_bits} bits ({stand_in} stand-in: {ds})",
+                reproduce.dseh_figures(
+                    ds,
+                    out=os.path.join(FLAGS.out, f"dseh_figures_{ds}"),
+                    methods=dseh_methods,
+                    bits=fig_bits,
+                    **common,
+                ),
+            )
     ablations = []
     if _selected("dseh_table2"):
         for ds in (MULTI, SINGLE):
@@ -146,49 +210,73 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None) -> list[str]:
     runs = [r for _, _, rep in done for r in rep["runs"]]
     trained = len({r["run_dir"] for r in runs if not r["reused"]})
     total = len({r["run_dir"] for r in runs})
-    lines = ["# Results on the embedded data sets", "",
-             f"Generated by `python experiments/run_all.py` (quick preset, seeds {', '.join(map(str, seeds))}) in "
-             f"{wall / 60:.1f} minutes on {os.cpu_count()} CPU core(s) ({platform.machine()}); {trained} of the "
-             f"{total} runs behind the tables and figures were trained in this invocation"
-             + (f", {total - trained} reused from an earlier one" if total > trained else "")
-             + " (DSEH Table 2 adds its variants' runs; its DSEH runs are Table 1's 32-bit ones).",
-             "",
-             "digits stands in for CIFAR-10 (DSRH) and ImageNet (DSEH), digits_multi for NUS-WIDE; the paper rows "
-             "are the real data sets' published numbers, shown for scale only (`n/t`: in the paper, not "
-             "transcribed here).", "",
-             (f"Seeds {', '.join(map(str, seeds))} (each seed also draws the split) at "
-              f"{', '.join(map(str, seed_bits))} bits, seed {seeds[0]} only at the other code lengths (to fit the "
-              "time budget): cells with `±` are mean ± standard deviation over the seeds, cells without are one seed."
-              if seed_bits and len(seeds) > 1 else
-              f"Seeds {', '.join(map(str, seeds))}; cells are means" + (" ± standard deviation" if len(seeds) > 1
-                                                                        else "") + "."),
-             "", "Deep methods (except the DSEH family, which keeps its alternating rounds) train to the validation "
-             "plateau: early stopping on validation mAP (a seeded split carved from the training split, never the "
-             "queries), best weights restored; the quick preset's learning rates, margins and lambdas were chosen "
-             "on validation data (`deephash/tuned/quick.json`, `experiments/select_hparams.py`).", ""]
+    lines = [
+        "# Results on the embedded data sets",
+        "",
+        f"Generated by `python experiments/run_all.py` (quick preset, seeds {', '.join(map(str, seeds))}) in "
+        f"{wall / 60:.1f} minutes on {os.cpu_count()} CPU core(s) ({platform.machine()}); {trained} of the "
+        f"{total} runs behind the tables and figures were trained in this invocation"
+        + (f", {total - trained} reused from an earlier one" if total > trained else "")
+        + " (DSEH Table 2 adds its variants' runs; its DSEH runs are Table 1's 32-bit ones).",
+        "",
+        "digits stands in for CIFAR-10 (DSRH) and ImageNet (DSEH), digits_multi for NUS-WIDE; the paper rows "
+        "are the real data sets' published numbers, shown for scale only (`n/t`: in the paper, not "
+        "transcribed here).",
+        "",
+        (
+            f"Seeds {', '.join(map(str, seeds))} (each seed also draws the split) at "
+            f"{', '.join(map(str, seed_bits))} bits, seed {seeds[0]} only at the other code lengths (to fit the "
+            "time budget): cells with `±` are mean ± standard deviation over the seeds, cells without are one seed."
+            if seed_bits and len(seeds) > 1
+            else f"Seeds {', '.join(map(str, seeds))}; cells are means"
+            + (" ± standard deviation" if len(seeds) > 1 else "")
+            + "."
+        ),
+        "",
+        "Deep methods (except the DSEH family, which keeps its alternating rounds) train to the validation "
+        "plateau: early stopping on validation mAP (a seeded split carved from the training split, never the "
+        "queries), best weights restored; the quick preset's learning rates, margins and lambdas were chosen "
+        "on validation data (`deephash/tuned/quick.json`, `experiments/select_hparams.py`).",
+        "",
+    ]
     for name, title, rep in done:
         sub = os.path.basename(os.path.dirname(rep["files"][0]))
         lines += [f"## {title}", "", f"Full report: [{sub}/report.md]({sub}/report.md)", ""]
         lines += [h for h in rep.get("headers", {}).values()] + [""]
         if name != "dseh_figures":  # its tables repeat Table 1's column; the figures are the point
             for (dataset, metric), (header, rows) in rep["tables"].items():
-                lines += [f"**{report.METRIC_NAMES.get(metric, metric)}**", "", report.markdown_table(header, rows), ""]
+                lines += [
+                    f"**{report.METRIC_NAMES.get(metric, metric)}**",
+                    "",
+                    report.markdown_table(header, rows),
+                    "",
+                ]
         pngs = [p for p in rep["files"] if p.endswith(".png")]
         lines += [f"![{os.path.basename(p)}]({sub}/{os.path.basename(p)})" for p in pngs] + [""]
     for ds, path in ablations:
         sub = os.path.basename(path)
-        lines += [f"## DSEH Table 2 (ablations at 32 bits, {ds})", "",
-                  f"From `experiments/dseh_ablation.py`: [{sub}/table.md]({sub}/table.md), "
-                  f"[{sub}/table.csv]({sub}/table.csv)", ""]
+        lines += [
+            f"## DSEH Table 2 (ablations at 32 bits, {ds})",
+            "",
+            f"From `experiments/dseh_ablation.py`: [{sub}/table.md]({sub}/table.md), "
+            f"[{sub}/table.csv]({sub}/table.csv)",
+            "",
+        ]
         with open(os.path.join(path, "table.md"), encoding="utf-8") as f:
             table = [line for line in f.read().splitlines() if not line.startswith("# ")]
         lines += table
-        orders = {("paper" if ", paper" in line else "ours"): line.split(": ", 1)[1]
-                  for line in table if line.startswith("Ordering by map_i")}
+        orders = {
+            ("paper" if ", paper" in line else "ours"): line.split(": ", 1)[1]
+            for line in table
+            if line.startswith("Ordering by map_i")
+        }
         if len(orders) == 2:
-            lines += ["", "The paper's ordering by map_i " + ("holds" if orders["ours"] == orders["paper"] else
-                                                                "does **not** hold")
-                      + f" with seed(s) {', '.join(map(str, seeds))} (docs/dseh.md: digits_multi over 5 seeds)."]
+            lines += [
+                "",
+                "The paper's ordering by map_i "
+                + ("holds" if orders["ours"] == orders["paper"] else "does **not** hold")
+                + f" with seed(s) {', '.join(map(str, seeds))} (docs/dseh.md: digits_multi over 5 seeds).",
+            ]
         lines.append("")
     return lines
 

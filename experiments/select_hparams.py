@@ -7,6 +7,7 @@ Each grid point is a quick-preset run (early stopping on a validation split carv
 training split) scored by its best validation mAP; the queries are never used. Finished runs
 in --runs_dir are reused. ``deephash.tuning`` documents the grid and the stages.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,19 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits", "data set the settings are selected on")
 flags.DEFINE_integer("bits", 32, "code length of the selection runs (margins are stored per bit)")
 flags.DEFINE_integer("seed", 0, "seed of the split, the validation split and the runs")
-flags.DEFINE_list("stages", ["lr", "margin_per_bit", "ortho_weight"], "stages to select (the others keep the "
-                  "presets' values)")
+flags.DEFINE_list(
+    "stages",
+    ["lr", "margin_per_bit", "ortho_weight"],
+    "stages to select (the others keep the presets' values)",
+)
 flags.DEFINE_list("margin_methods", [], "only these methods' margins (default: drh, ninh)")
 flags.DEFINE_list("ortho_methods", [], "only these methods' lambdas (default: dsrh, drh+)")
-flags.DEFINE_string("runs_dir", "runs/tuning", "run directories of the grid points (kept and reused)")
-flags.DEFINE_string("out", None, "table to write (default: the package's deephash/tuned/quick.json)")
+flags.DEFINE_string(
+    "runs_dir", "runs/tuning", "run directories of the grid points (kept and reused)"
+)
+flags.DEFINE_string(
+    "out", None, "table to write (default: the package's deephash/tuned/quick.json)"
+)
 
 
 def main(argv):
@@ -34,17 +42,28 @@ def main(argv):
 
     unknown = set(FLAGS.stages) - set(tuning.STAGES)
     if unknown:
-        sys.exit(f"error: unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(tuning.STAGES)}")
+        sys.exit(
+            f"error: unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(tuning.STAGES)}"
+        )
     narrow = {}
     if FLAGS.margin_methods:
         narrow["margin"] = FLAGS.margin_methods
     if FLAGS.ortho_methods:
         narrow["ortho"] = FLAGS.ortho_methods
-    table = tuning.select(FLAGS.dataset, FLAGS.bits, FLAGS.seed, runs_dir=FLAGS.runs_dir,
-                          path=FLAGS.out or tuning.TABLE, methods_=narrow or None, stages=tuple(FLAGS.stages))
+    table = tuning.select(
+        FLAGS.dataset,
+        FLAGS.bits,
+        FLAGS.seed,
+        runs_dir=FLAGS.runs_dir,
+        path=FLAGS.out or tuning.TABLE,
+        methods_=narrow or None,
+        stages=tuple(FLAGS.stages),
+    )
     for stage, entries in table["stages"].items():
         for who, e in entries.items():
-            print(f"{stage:<15} {who:<12} chosen {e['chosen']:g}  validation mAP {e['validation_map']}")
+            print(
+                f"{stage:<15} {who:<12} chosen {e['chosen']:g}  validation mAP {e['validation_map']}"
+            )
     print(f"table: {FLAGS.out or tuning.TABLE}")
 
 

@@ -1,5 +1,6 @@
 """A file server on 127.0.0.1 for download tests: serves in-memory files, counts requests
 and can cut a response short (full Content-Length, half the body, then close)."""
+
 from __future__ import annotations
 
 import http.server

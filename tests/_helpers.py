@@ -1,5 +1,6 @@
 """Helpers shared by the test modules (imported as ``from _helpers import ...``; pytest puts
 ``tests/`` on ``sys.path`` since it has no ``__init__.py``)."""
+
 import contextlib
 import importlib.util
 

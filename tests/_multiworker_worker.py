@@ -6,6 +6,7 @@ weights to ``<result_dir>/weights-<tag>.npz`` and what it returned to ``summary-
 
 Usage: python tests/_multiworker_worker.py RUN_DIR CHECKPOINT_DIR RESULT_DIR STRATEGY TAG
 """
+
 import os
 import sys
 
@@ -34,20 +35,34 @@ def small_digits():
 def config(strategy: str, checkpoint_dir: str):
     from deephash import training
 
-    return training.TrainConfig(epochs=EPOCHS, batch_size=BATCH, strategy=strategy, seed=0,
-                                checkpoint_dir=checkpoint_dir, verbose=0)
+    return training.TrainConfig(
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        strategy=strategy,
+        seed=0,
+        checkpoint_dir=checkpoint_dir,
+        verbose=0,
+    )
 
 
 def main(run_dir: str, checkpoint_dir: str, result_dir: str, strategy: str, tag: str) -> None:
     from deephash import experiment, io, training
 
-    result = experiment.run("dsrh", small_digits(), BITS, config(strategy, checkpoint_dir), out_dir=run_dir,
-                            hparams={"backbone": "small_cnn"})
+    result = experiment.run(
+        "dsrh",
+        small_digits(),
+        BITS,
+        config(strategy, checkpoint_dir),
+        out_dir=run_dir,
+        hparams={"backbone": "small_cnn"},
+    )
     weights = {f"w{i}": w for i, w in enumerate(result["model"].get_weights())}
     with io.atomic_write(os.path.join(result_dir, f"weights-{tag}.npz"), "wb") as f:
         np.savez(f, **weights)
-    io.write_json(os.path.join(result_dir, f"summary-{tag}.json"),
-                  {"map": result["map"], "is_chief": training.is_chief(), "run_dir": result["run_dir"]})
+    io.write_json(
+        os.path.join(result_dir, f"summary-{tag}.json"),
+        {"map": result["map"], "is_chief": training.is_chief(), "run_dir": result["run_dir"]},
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Test configuration: two logical CPU devices (to test MirroredStrategy without GPUs)
 and quiet TensorFlow logs. Must run before TensorFlow initialises its runtime."""
+
 import os
 import tempfile
 
@@ -19,7 +20,9 @@ import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
 try:
-    tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
 except RuntimeError:  # runtime already initialised by an earlier import
     pass
 

@@ -1,4 +1,5 @@
 """Backbones: small CNN, VGG-19 through fc7 and its weights-file loader, dispatch by name."""
+
 import json
 import logging
 import os
@@ -48,7 +49,9 @@ def _write_keras_applications_h5(path, arrays, style="W_1"):
     names += ["flatten", "fc1", "fc2", "predictions"]
     rng = np.random.default_rng(0)
     fc = arrays["fc2"][1].shape[0]
-    arrays = dict(arrays, predictions=[rng.normal(size=(fc, 10)).astype("float32"), np.zeros(10, "float32")])
+    arrays = dict(
+        arrays, predictions=[rng.normal(size=(fc, 10)).astype("float32"), np.zeros(10, "float32")]
+    )
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = np.array([n.encode() for n in names])
         f.attrs["backend"] = b"tensorflow"
@@ -200,7 +203,10 @@ def test_save_vgg19_weights_round_trips_through_the_loader(tmp_path):
         np.testing.assert_array_equal(a, b)
     with h5py.File(path) as f:  # the published file's layout: layer_names / weight_names
         assert [n.decode() for n in f.attrs["layer_names"]] == vgg19_layer_names()
-        assert [n.decode() for n in f["fc2"].attrs["weight_names"]] == ["fc2/kernel:0", "fc2/bias:0"]
+        assert [n.decode() for n in f["fc2"].attrs["weight_names"]] == [
+            "fc2/kernel:0",
+            "fc2/bias:0",
+        ]
     with pytest.raises(ValueError, match="no VGG-19 layers"):
         backbones.save_vgg19_weights(backbones.small_cnn((8, 8, 1)), tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
@@ -226,7 +232,9 @@ def test_load_vgg19_weights_errors(tmp_path):
     before = narrow.get_layer("block1_conv1").get_weights()[0].copy()
     with pytest.raises(ValueError, match="'fc1'"):
         load_vgg19_weights(narrow, good)
-    np.testing.assert_array_equal(narrow.get_layer("block1_conv1").get_weights()[0], before)  # untouched
+    np.testing.assert_array_equal(
+        narrow.get_layer("block1_conv1").get_weights()[0], before
+    )  # untouched
     # a file without block5_conv4
     arrays = _random_arrays(model, seed=9)
     del arrays["block5_conv4"]
@@ -272,17 +280,21 @@ def test_backbone_inside_a_model_saves_and_reloads_in_a_fresh_process(tmp_path):
         import numpy as np, keras
         import deephash
         model = keras.models.load_model({str(path)!r})
-        np.save({str(tmp_path / 'y.npy')!r}, keras.ops.convert_to_numpy(model(np.load({str(tmp_path / 'x.npy')!r}))))
+        np.save({str(tmp_path / "y.npy")!r}, keras.ops.convert_to_numpy(model(np.load({str(tmp_path / "x.npy")!r}))))
         """
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(deephash.__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), _np(model(x)))
 
 
-@pytest.mark.parametrize("name, kwargs", [("small_cnn", {"input_shape": (16, 16, 1)}), ("vgg19", SMALL_VGG)])
+@pytest.mark.parametrize(
+    "name, kwargs", [("small_cnn", {"input_shape": (16, 16, 1)}), ("vgg19", SMALL_VGG)]
+)
 def test_backbone_get_config_json_round_trip(name, kwargs):
     model = backbones.get(name, **kwargs)
     config = json.loads(json.dumps(model.get_config()))

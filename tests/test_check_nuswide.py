@@ -1,11 +1,14 @@
 """The NUS-WIDE folder checker (python -m deephash.data.check_nuswide)."""
+
 import numpy as np
 
 from deephash.data import check_nuswide
 
 
 def _write(root, name, rows):
-    (root / name).write_text("".join(f"{p} {' '.join(str(int(v)) for v in lab)}\n" for p, lab in rows))
+    (root / name).write_text(
+        "".join(f"{p} {' '.join(str(int(v)) for v in lab)}\n" for p, lab in rows)
+    )
 
 
 def _rows(n, width, seed, prefix):
@@ -31,7 +34,9 @@ def test_given_lists_report_missing_images_with_their_list_line(tmp_path, capsys
     report = check_nuswide.check(str(tmp_path))
     assert report.mode == "given" and not report.ok and report.listed_images == 21
     assert report.lists == {"train.txt": 5, "test.txt": 4, "database.txt": 12}
-    assert report.missing_images == [(str(tmp_path / "q" / "0001.jpg"), f"{tmp_path / 'test.txt'}, line 2")]
+    assert report.missing_images == [
+        (str(tmp_path / "q" / "0001.jpg"), f"{tmp_path / 'test.txt'}, line 2")
+    ]
     assert report.empty_images == [str(tmp_path / "db" / "0003.jpg")]
     assert check_nuswide.main([str(tmp_path)]) == 1
     out = capsys.readouterr().out
@@ -43,8 +48,15 @@ def test_complete_full_list_with_81_labels_is_ok_and_counts_the_21_kept(tmp_path
     _write(tmp_path, "all.txt", rows)
     _touch(tmp_path, rows)
     report = check_nuswide.check(str(tmp_path), query_per_class=0, train_per_class=1)
-    assert report.ok and report.mode == "full" and report.lists == {"all.txt": 30} and not report.missing_images
-    assert len(report.label_counts) == 21 and check_nuswide.main([str(tmp_path), "--no_images"]) == 1  # DSRH needs 600/label
+    assert (
+        report.ok
+        and report.mode == "full"
+        and report.lists == {"all.txt": 30}
+        and not report.missing_images
+    )
+    assert (
+        len(report.label_counts) == 21 and check_nuswide.main([str(tmp_path), "--no_images"]) == 1
+    )  # DSRH needs 600/label
 
 
 def test_missing_lists_unreadable_lists_and_short_labels_are_problems(tmp_path):

@@ -5,12 +5,13 @@ names, pads and strides but few filters and a non-square 127x95 input so that an
 in/out mix-up changes the output), builds the model from them and compares a forward pass
 with an independent numpy computation of MatConvNet's layers.
 """
+
+import keras
 import numpy as np
 import pytest
 import scipy.io
 
 import deephash  # noqa: F401  (registers the layers)
-import keras
 from deephash.backbones.cnn_f import cnn_f, load_matconvnet_weights, matconvnet_metadata
 from deephash.layers.lrn import LocalResponseNormalization
 
@@ -37,7 +38,9 @@ def np_lrn(x, n, kappa, alpha, beta):
     out = np.empty_like(x)
     for k in range(d):
         lo, hi = max(0, k - (n - 1) // 2), min(d - 1, k + int(np.ceil((n - 1) / 2)))
-        out[..., k] = x[..., k] * (kappa + alpha * np.sum(x[..., lo : hi + 1] ** 2, axis=-1)) ** -beta
+        out[..., k] = (
+            x[..., k] * (kappa + alpha * np.sum(x[..., lo : hi + 1] ** 2, axis=-1)) ** -beta
+        )
     return out
 
 
@@ -48,7 +51,9 @@ def np_maxpool(x, pool, stride, pad):
     out = np.empty((oh, ow, x.shape[2]))
     for i in range(oh):
         for j in range(ow):
-            out[i, j] = x[i * stride[0] : i * stride[0] + pool[0], j * stride[1] : j * stride[1] + pool[1]].max(axis=(0, 1))
+            out[i, j] = x[
+                i * stride[0] : i * stride[0] + pool[0], j * stride[1] : j * stride[1] + pool[1]
+            ].max(axis=(0, 1))
     return out
 
 
@@ -115,8 +120,15 @@ def _cell(items):
 
 
 def write_mat(path, layers, layout, average_image):
-    classes = {"name": _cell(["n001", "n002", "n003", "n004", "n005"]), "description": _cell(["a", "b", "c", "d", "e"])}
-    normalization = {"averageImage": average_image, "imageSize": np.array([127.0, 95.0, 3.0]), "interpolation": "bilinear"}
+    classes = {
+        "name": _cell(["n001", "n002", "n003", "n004", "n005"]),
+        "description": _cell(["a", "b", "c", "d", "e"]),
+    }
+    normalization = {
+        "averageImage": average_image,
+        "imageSize": np.array([127.0, 95.0, 3.0]),
+        "interpolation": "bilinear",
+    }
     structs = []
     for layer in layers:
         s = {"name": layer["name"], "type": layer["type"]}
@@ -129,15 +141,26 @@ def write_mat(path, layers, layout, average_image):
                 s["filters"], s["biases"] = layer["f"], layer["b"][None, :]
             s["stride"], s["pad"] = np.array(layer["stride"], float), np.array(layer["pad"], float)
         elif layer["type"] == "pool":
-            s.update(method="max", pool=np.array(layer["pool"], float), stride=np.array(layer["stride"], float),
-                     pad=np.array(layer["pad"], float))
+            s.update(
+                method="max",
+                pool=np.array(layer["pool"], float),
+                stride=np.array(layer["stride"], float),
+                pad=np.array(layer["pad"], float),
+            )
         elif layer["type"] == "lrn":
             s["param"] = np.array(layer["param"], float)
             if layout in ("old", "beta12"):
                 s["type"] = "normalize"  # MatConvNet's name before vl_simplenn_tidy
         structs.append(s)
     if layout == "tidy":
-        content = {"layers": _cell(structs), "meta": {"normalization": normalization, "classes": classes, "inputs": {"name": "data"}}}
+        content = {
+            "layers": _cell(structs),
+            "meta": {
+                "normalization": normalization,
+                "classes": classes,
+                "inputs": {"name": "data"},
+            },
+        }
     else:
         content = {"layers": _cell(structs), "normalization": normalization, "classes": classes}
     scipy.io.savemat(path, content)
@@ -173,7 +196,9 @@ def test_lrn_matches_matconvnet_formula_including_edge_channels():
     param = (5, 2.0, 0.05, 0.75)
     layer = LocalResponseNormalization.from_matconvnet(param)
     assert (layer.depth_radius, layer.bias, layer.alpha, layer.beta) == (2, 2.0, 0.05, 0.75)
-    np.testing.assert_allclose(layer(x).numpy(), np_lrn(x.astype(np.float64), *param), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        layer(x).numpy(), np_lrn(x.astype(np.float64), *param), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_lrn_config_round_trip_and_bad_parameters():
@@ -235,7 +260,9 @@ def test_every_importer_version_is_recognised_and_loads_into_one_model(mats):
         assert matconvnet_metadata(paths[layout])["importer"] == importer
         info = load_matconvnet_weights(model, paths[layout])
         assert info["importer"] == importer and info["loaded"][-1] == "fc7"
-        np.testing.assert_allclose(_features(model, image), np_forward(net, image), rtol=2e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            _features(model, image), np_forward(net, image), rtol=2e-4, atol=1e-4
+        )
 
 
 def test_pool_padding_that_reads_the_same_windows_is_accepted(tmp_path, mats):
@@ -244,7 +271,9 @@ def test_pool_padding_that_reads_the_same_windows_is_accepted(tmp_path, mats):
     paths, _, average = mats
     # CNN-F at 224: pool2 reads a 27x27 map; beta17+ files pad it [0 1 0 1], older ones [0 0 0 0]
     assert same_windows((0, 1, 0, 1), (0, 0, 0, 0), (3, 3), (2, 2), (27, 27))
-    assert not same_windows((0, 1, 0, 1), (0, 0, 0, 0), (3, 3), (2, 2), (28, 28))  # one more output row
+    assert not same_windows(
+        (0, 1, 0, 1), (0, 0, 0, 0), (3, 3), (2, 2), (28, 28)
+    )  # one more output row
     assert not same_windows((1, 0, 1, 0), (0, 1, 0, 1), (3, 3), (2, 2), (27, 27))  # shifted windows
     assert not same_windows((0, 1, 0, 1), (0, 0, 0, 0), (3, 3), (2, 2), (None, 27))
     # the small net's pool2 reads a 15x11 map: pad [0 1 0 1] gives the same 7x5 output
@@ -256,7 +285,9 @@ def test_pool_padding_that_reads_the_same_windows_is_accepted(tmp_path, mats):
     model = cnn_f(INPUT, weights=paths["tidy"])  # built with pool2 pad [0 0 0 0]
     assert load_matconvnet_weights(model, padded)["loaded"][0] == "conv1"
     image = np.random.default_rng(6).uniform(-100, 100, INPUT)
-    np.testing.assert_allclose(_features(model, image), np_forward(net, image), rtol=2e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        _features(model, image), np_forward(net, image), rtol=2e-4, atol=1e-4
+    )
     pool2["pad"] = (1, 0, 1, 0)  # same output size, shifted windows: refused
     shifted = str(tmp_path / "pool2-shifted.mat")
     write_mat(shifted, net, "tidy", average)
@@ -323,7 +354,9 @@ def test_extract_features_subtracts_the_files_full_average_image(tmp_path, monke
         if layer["name"] == "fc6":
             rng = np.random.default_rng(9)
             net[i] = dict(layer, f=rng.normal(0, 0.1, (6, 6, 6, 8)).astype(np.float32))
-    average = np.broadcast_to(np.linspace(0, 255, 224, dtype=np.float32)[:, None, None], (224, 224, 3)).copy()
+    average = np.broadcast_to(
+        np.linspace(0, 255, 224, dtype=np.float32)[:, None, None], (224, 224, 3)
+    ).copy()
     path = str(tmp_path / "vgg-f-224.mat")
     write_mat(path, net, "tidy", average)
     seen = {}

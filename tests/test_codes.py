@@ -1,4 +1,5 @@
 """deephash.codes: validation, packing order, round trips."""
+
 import numpy as np
 import pytest
 
@@ -22,7 +23,13 @@ def test_pack_uses_packbits_bit_order():
 
 def test_accepts_bool_01_and_pm1_equally():
     b = np.array([[True, False, True], [False, False, True]])
-    for form in (b, b.astype(np.int8), b.astype(np.float32), np.where(b, 1, -1), np.where(b, 1.0, -1.0)):
+    for form in (
+        b,
+        b.astype(np.int8),
+        b.astype(np.float32),
+        np.where(b, 1, -1),
+        np.where(b, 1.0, -1.0),
+    ):
         np.testing.assert_array_equal(codes.as_bits(form), b)
         np.testing.assert_array_equal(codes.pack(form), codes.pack(b))
 

@@ -1,5 +1,6 @@
 """Graph-only decoding of verified image files: the verification manifest, the choice of
 decoding path per file, and equality with the Python path."""
+
 import json
 import logging
 import os
@@ -53,7 +54,9 @@ def _write_images(directory, n, seed=0):
 def _split(paths):
     n = len(paths)
     labels = np.eye(3, dtype=np.uint8)[np.arange(n) % 3]
-    return data.Split(labels=labels, indices=np.arange(n), paths=np.array(paths), class_ids=np.arange(n) % 3)
+    return data.Split(
+        labels=labels, indices=np.arange(n), paths=np.array(paths), class_ids=np.arange(n) % 3
+    )
 
 
 def _images(split, decode, **kw):
@@ -81,7 +84,10 @@ def test_verified_files_take_the_graph_path_and_give_the_python_path_images_bit_
     graph, corrupt = decode_plan(verified.paths)
     assert graph.all() and not corrupt.any()
     assert not decode_plan(verified.paths, "python")[0].any()
-    for kw in (dict(image_size=(9, 16)), dict(preprocess=data.for_backbone("vgg19", input_shape=(14, 14, 3)))):
+    for kw in (
+        dict(image_size=(9, 16)),
+        dict(preprocess=data.for_backbone("vgg19", input_shape=(14, 14, 3))),
+    ):
         python = _images(verified, "python", **kw)
         np.testing.assert_array_equal(_images(verified, "auto", **kw), python)
         np.testing.assert_array_equal(_images(verified, "graph", **kw), python)
@@ -90,7 +96,9 @@ def test_verified_files_take_the_graph_path_and_give_the_python_path_images_bit_
     kw = dict(seed=3, preprocess=pre, augment=True)
     python = list(data.triplet_dataset(verified, 4, decode="python", **kw).take(3))
     _assert_same(_flat(data.triplet_dataset(verified, 4, **kw).take(3)), _flat(python))
-    _assert_same(_flat(data.triplet_dataset(verified, 4, start_step=2, **kw).take(1)), _flat(python[2:]))
+    _assert_same(
+        _flat(data.triplet_dataset(verified, 4, start_step=2, **kw).take(1)), _flat(python[2:])
+    )
     kw = dict(seed=1, repeat=True, preprocess=pre, augment=True)
     python = list(data.labeled_dataset(verified, 5, decode="python", **kw).take(4))
     _assert_same(_flat(data.labeled_dataset(verified, 5, **kw).take(4)), _flat(python))
@@ -98,7 +106,9 @@ def test_verified_files_take_the_graph_path_and_give_the_python_path_images_bit_
         data.image_dataset(verified, 4, decode="fast")
 
 
-def test_auto_decodes_changed_and_new_files_in_python_and_says_why(verified, tmp_path, caplog, monkeypatch):
+def test_auto_decodes_changed_and_new_files_in_python_and_says_why(
+    verified, tmp_path, caplog, monkeypatch
+):
     paths = list(verified.paths)
     python = _images(verified, "python", image_size=(8, 8))
     os.utime(paths[1])  # touched: same bytes, new time
@@ -109,18 +119,26 @@ def test_auto_decodes_changed_and_new_files_in_python_and_says_why(verified, tmp
     new = _write_images(str(tmp_path / "new"), 1, seed=5)[0]
     split = _split(paths + [new])
     status = dimages.verification_status(split.paths)
-    assert status.tolist() == [dimages.VERIFIED, dimages.CHANGED, dimages.CHANGED] + [dimages.VERIFIED] * 9 + [
-        dimages.UNVERIFIED]
+    assert status.tolist() == [dimages.VERIFIED, dimages.CHANGED, dimages.CHANGED] + [
+        dimages.VERIFIED
+    ] * 9 + [dimages.UNVERIFIED]
     graph, _ = decode_plan(split.paths)
     assert np.flatnonzero(~graph).tolist() == [1, 2, 12]
     with caplog.at_level(logging.WARNING, logger="deephash.data.pipelines"):
-        mixed = _images(split, "auto", image_size=(8, 8))  # graph and Python decoding in one pipeline
+        mixed = _images(
+            split, "auto", image_size=(8, 8)
+        )  # graph and Python decoding in one pipeline
     np.testing.assert_array_equal(mixed[:12], python)
-    assert "3 of 13 image files in Python" in caplog.text and "2 changed since verification" in caplog.text
+    assert (
+        "3 of 13 image files in Python" in caplog.text
+        and "2 changed since verification" in caplog.text
+    )
     # verifying again decodes only what changed or is new, and restores the graph path
     calls = []
     real = dimages.decode_file
-    monkeypatch.setattr(dimages, "decode_file", lambda p, channels=3: calls.append(p) or real(p, channels))
+    monkeypatch.setattr(
+        dimages, "decode_file", lambda p, channels=3: calls.append(p) or real(p, channels)
+    )
     _age([paths[1], paths[2], new])
     assert data.verify_images(split.paths, progress=False) == []
     assert sorted(calls) == sorted([paths[1], paths[2], new])
@@ -131,7 +149,9 @@ def test_the_graph_path_is_really_taken_and_trusts_size_and_time(verified):
     path = verified.paths[0]
     size, mtime = os.path.getsize(path), os.stat(path).st_mtime_ns
     with open(path, "wb") as f:
-        f.write(b"\0" * size)  # garbage of the same size, time restored: the manifest still vouches for it
+        f.write(
+            b"\0" * size
+        )  # garbage of the same size, time restored: the manifest still vouches for it
     os.utime(path, ns=(mtime, mtime))
     with pytest.raises(tf.errors.OpError) as graph_error:
         _images(verified, "auto", image_size=(8, 8))
@@ -193,7 +213,10 @@ def test_an_interrupted_verification_keeps_what_it_checked(tmp_path, monkeypatch
     monkeypatch.setattr(dimages, "decode_file", interrupt_at_third)
     with pytest.raises(KeyboardInterrupt):
         data.verify_images(paths, progress=False)
-    assert dimages.verification_status(paths).tolist() == [dimages.VERIFIED] * 2 + [dimages.UNVERIFIED] * 2
+    assert (
+        dimages.verification_status(paths).tolist()
+        == [dimages.VERIFIED] * 2 + [dimages.UNVERIFIED] * 2
+    )
 
 
 def test_manifest_records_size_and_time_and_is_written_atomically(verified, monkeypatch):
@@ -203,19 +226,27 @@ def test_manifest_records_size_and_time_and_is_written_atomically(verified, monk
         stored = json.load(f)
     st = os.stat(verified.paths[3])
     assert stored["directory"] == directory and stored["format"] == dimages.MANIFEST_FORMAT
-    assert stored["files"][os.path.basename(verified.paths[3])] == [st.st_size, st.st_mtime_ns, True]
+    assert stored["files"][os.path.basename(verified.paths[3])] == [
+        st.st_size,
+        st.st_mtime_ns,
+        True,
+    ]
     with open(manifest, "rb") as f:
         before = f.read()
 
     def crash(*args, **kwargs):
         raise RuntimeError("crash while writing")
 
-    monkeypatch.setattr("deephash.io.os.fsync", crash)  # after the new text is written, before the rename
+    monkeypatch.setattr(
+        "deephash.io.os.fsync", crash
+    )  # after the new text is written, before the rename
     with pytest.raises(RuntimeError, match="crash"):
         data.verify_images(verified.paths, recheck=True, progress=False)
     with open(manifest, "rb") as f:
         assert f.read() == before  # the old manifest is intact
-    assert os.listdir(os.path.dirname(manifest)) == [os.path.basename(manifest)]  # no temporary file left
+    assert os.listdir(os.path.dirname(manifest)) == [
+        os.path.basename(manifest)
+    ]  # no temporary file left
 
 
 @pytest.mark.parametrize("garbage", ["{not json", "[1, 2]", '{"format": 1, "files": "x"}', None])
@@ -231,8 +262,11 @@ def test_a_garbled_manifest_is_ignored_with_a_warning(verified, caplog, garbage)
     with caplog.at_level(logging.WARNING, logger="deephash.data.images"):
         graph, _ = decode_plan(verified.paths)
     assert "verification manifest" in caplog.text
-    assert not graph[0] and (graph[1:].all() if "garbled entries" in caplog.text else not graph.any())
-    np.testing.assert_array_equal(_images(verified, "auto", image_size=(8, 8)),
-                                  _images(verified, "python", image_size=(8, 8)))
+    assert not graph[0] and (
+        graph[1:].all() if "garbled entries" in caplog.text else not graph.any()
+    )
+    np.testing.assert_array_equal(
+        _images(verified, "auto", image_size=(8, 8)), _images(verified, "python", image_size=(8, 8))
+    )
     data.verify_images(verified.paths, progress=False)  # verification repairs it
     assert decode_plan(verified.paths)[0].all()

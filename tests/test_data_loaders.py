@@ -1,5 +1,6 @@
 """Loaders on small fake data in the exact on-disk formats: tfds mock data for CIFAR-10,
 list files with real JPEG files for NUS-WIDE-21, ImageNet-100 and MS-COCO."""
+
 import os
 
 import numpy as np
@@ -125,7 +126,9 @@ def test_nuswide_from_81_labels_keeps_the_21_most_frequent(tmp_path):
         if i % 10 == 0:
             vec[[c for c in range(81) if c not in frequent][i % 60]] = 1  # a rare label
         rows.append((f"img/{i}.jpg", vec))
-    rows.append(("img/rare_only.jpg", np.eye(81, dtype=int)[[c for c in range(81) if c not in frequent][0]]))
+    rows.append(
+        ("img/rare_only.jpg", np.eye(81, dtype=int)[[c for c in range(81) if c not in frequent][0]])
+    )
     write_list(os.path.join(root, "all.txt"), rows)
     ds = data.load("nuswide21", root=root, query_per_class=1, train_per_class=2, check_files=False)
     assert ds.protocol.num_classes == 21 and ds.database.labels.shape[1] == 21
@@ -133,14 +136,18 @@ def test_nuswide_from_81_labels_keeps_the_21_most_frequent(tmp_path):
     assert total == 120  # the image with only a rare label is gone
     assert len(ds.query) == 21 and len(ds.train) == 42
     full = np.array([r[1] for r in rows[:120]])
-    assert np.array_equal(ds.database.labels.sum(0) + ds.query.labels.sum(0), full[:, np.sort(frequent)].sum(0))
+    assert np.array_equal(
+        ds.database.labels.sum(0) + ds.query.labels.sum(0), full[:, np.sort(frequent)].sum(0)
+    )
 
 
 def test_missing_root_and_missing_list_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load("nuswide21", root=str(tmp_path / "absent"))
     with pytest.raises(ValueError, match="pass root"):
-        data.load("nuswide21")  # coco/imagenet100 without root come from tfds (tests/test_tfds_sources.py)
+        data.load(
+            "nuswide21"
+        )  # coco/imagenet100 without root come from tfds (tests/test_tfds_sources.py)
     with pytest.raises(FileNotFoundError, match="all.txt"):
         data.load("nuswide21", root=str(tmp_path))
     write_list(str(tmp_path / "test.txt"), fake_rows(3, 21, 0, True))
@@ -164,7 +171,9 @@ def test_label_vector_of_wrong_length_names_file_and_line(tmp_path):
     rows = fake_rows(10, 100, 1, False)
     rows[4] = (rows[4][0], np.zeros(99, int))
     write_list(os.path.join(root, "all.txt"), rows)
-    with pytest.raises(ValueError, match=r"all\.txt, line 5: label vector has 99 entries, expected 100"):
+    with pytest.raises(
+        ValueError, match=r"all\.txt, line 5: label vector has 99 entries, expected 100"
+    ):
         data.load("imagenet100", root=root)
     write_list(os.path.join(root, "all.txt"), [("a.jpg", np.zeros(20, int))])
     with pytest.raises(ValueError, match=r"line 1: label vector has 20 entries, expected 21 or 81"):
@@ -187,7 +196,9 @@ def test_corrupt_jpeg_is_reported_up_front_when_verifying(tmp_path):
     bad = corrupt_set(str(tmp_path))
     with pytest.raises(ValueError, match=os.path.basename(bad)):
         data.load("coco", root=str(tmp_path), num_query=5, num_train=10, verify_images=True)
-    data.load("coco", root=str(tmp_path), num_query=5, num_train=10)  # not decoded without verify_images
+    data.load(
+        "coco", root=str(tmp_path), num_query=5, num_train=10
+    )  # not decoded without verify_images
 
 
 def test_corrupt_jpeg_in_the_pipeline_raises_naming_the_file_or_is_skipped(tmp_path):
@@ -203,12 +214,18 @@ def test_corrupt_jpeg_in_the_pipeline_raises_naming_the_file_or_is_skipped(tmp_p
     with pytest.raises(tf.errors.OpError, match=os.path.basename(bad)):
         for _ in data.image_dataset(split, 8, image_size=(8, 8)):
             pass
-    batches = list(data.labeled_dataset(split, 8, shuffle=False, on_corrupt="skip", image_size=(8, 8)))
+    batches = list(
+        data.labeled_dataset(split, 8, shuffle=False, on_corrupt="skip", image_size=(8, 8))
+    )
     assert sum(int(x.shape[0]) for x, _ in batches) == len(split) - 1
     assert bad in data.skipped_files()
-    (a, p, n), (ya, yp, yn) = next(iter(data.triplet_dataset(split, 64, on_corrupt="skip", image_size=(8, 8))))
+    (a, p, n), (ya, yp, yn) = next(
+        iter(data.triplet_dataset(split, 64, on_corrupt="skip", image_size=(8, 8)))
+    )
     assert a.shape == (64, 8, 8, 3)
-    assert ((ya.numpy() * yp.numpy()).sum(1) > 0).all() and ((ya.numpy() * yn.numpy()).sum(1) == 0).all()
+    assert ((ya.numpy() * yp.numpy()).sum(1) > 0).all() and (
+        (ya.numpy() * yn.numpy()).sum(1) == 0
+    ).all()
 
 
 def test_jpeg_decoding_round_trip(tmp_path):
@@ -216,12 +233,25 @@ def test_jpeg_decoding_round_trip(tmp_path):
     rows = fake_rows(12, 100, 1, False)
     for i, (rel, _) in enumerate(rows):
         os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
-        Image.fromarray(np.full((6, 9, 3), 20 * i, np.uint8)).save(os.path.join(root, rel), quality=100)
+        Image.fromarray(np.full((6, 9, 3), 20 * i, np.uint8)).save(
+            os.path.join(root, rel), quality=100
+        )
     write_list(os.path.join(root, "all.txt"), rows)
-    ds = data.load("imagenet100", root=root, query_per_class=None, num_query=2, train_per_class=None,
-                   num_train=4, verify_images=True)
-    images = np.concatenate([b.numpy() for b in data.image_dataset(ds.database, 4, image_size=(6, 9))])
-    expected = np.array([20.0 * int(os.path.basename(p).split("_")[-1][:4]) for p in ds.database.paths])
+    ds = data.load(
+        "imagenet100",
+        root=root,
+        query_per_class=None,
+        num_query=2,
+        train_per_class=None,
+        num_train=4,
+        verify_images=True,
+    )
+    images = np.concatenate(
+        [b.numpy() for b in data.image_dataset(ds.database, 4, image_size=(6, 9))]
+    )
+    expected = np.array(
+        [20.0 * int(os.path.basename(p).split("_")[-1][:4]) for p in ds.database.paths]
+    )
     assert images.shape == (10, 6, 9, 3)
     np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), expected, atol=2.0)
 
@@ -236,15 +266,26 @@ def test_file_triplets_are_resumable_and_distribute(tmp_path):
     ds = data.load("coco", root=root, num_query=4, num_train=30)
     pre = data.for_backbone("cnn_f", input_shape=(16, 16, 3))
     full = list(data.triplet_dataset(ds.train, 8, seed=2, preprocess=pre, augment=True).take(3))
-    resumed = next(iter(data.triplet_dataset(ds.train, 8, seed=2, preprocess=pre, augment=True, start_step=2)))
+    resumed = next(
+        iter(data.triplet_dataset(ds.train, 8, seed=2, preprocess=pre, augment=True, start_step=2))
+    )
     for u, v in zip(tf.nest.flatten(full[2]), tf.nest.flatten(resumed)):
         np.testing.assert_array_equal(u.numpy(), v.numpy())
     (a, _, _), (ya, yp, yn) = full[0]
     assert a.shape == (8, 16, 16, 3)
-    assert ((ya.numpy() * yp.numpy()).sum(1) > 0).all() and ((ya.numpy() * yn.numpy()).sum(1) == 0).all()
-    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")[:2]])
-    dist = next(iter(strategy.experimental_distribute_dataset(
-        data.triplet_dataset(ds.train, 8, seed=2, preprocess=pre, augment=True))))
+    assert ((ya.numpy() * yp.numpy()).sum(1) > 0).all() and (
+        (ya.numpy() * yn.numpy()).sum(1) == 0
+    ).all()
+    strategy = tf.distribute.MirroredStrategy(
+        [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+    )
+    dist = next(
+        iter(
+            strategy.experimental_distribute_dataset(
+                data.triplet_dataset(ds.train, 8, seed=2, preprocess=pre, augment=True)
+            )
+        )
+    )
     parts = strategy.experimental_local_results(dist[1][0])
     assert [p.shape[0] for p in parts] == [4, 4]
     np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), ya.numpy())
@@ -262,7 +303,9 @@ def _given_set(root, query_spelling):
     return db
 
 
-@pytest.mark.parametrize("alias", ["./images/img_1_0003.jpg", "images/../images/img_1_0003.jpg", "ABS"])
+@pytest.mark.parametrize(
+    "alias", ["./images/img_1_0003.jpg", "images/../images/img_1_0003.jpg", "ABS"]
+)
 def test_a_query_aliasing_a_database_image_is_rejected(tmp_path, alias):
     root = str(tmp_path)
     if alias == "ABS":
@@ -306,7 +349,9 @@ def test_a_path_with_a_space_is_named_in_the_error(tmp_path):
     rows = fake_rows(10, 80, 0, True)
     rows[2] = ("images/my holiday.jpg", rows[2][1])
     write_list(os.path.join(root, "all.txt"), rows)
-    with pytest.raises(ValueError, match=r"line 3: the image path 'images/my holiday.jpg' contains whitespace"):
+    with pytest.raises(
+        ValueError, match=r"line 3: the image path 'images/my holiday.jpg' contains whitespace"
+    ):
         data.load("coco", root=root, num_query=5, num_train=3, check_files=False)
     rows[2] = ("images/x.jpg", np.r_[rows[2][1][:-1], 2])  # a bad label value keeps its own message
     write_list(os.path.join(root, "all.txt"), rows)

@@ -1,5 +1,6 @@
 """tf.data pipelines: triplet validity, stateless resumable sampling, distribution, and
 preprocessing per backbone."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -52,40 +53,71 @@ def test_multilabel_triplets_valid_over_many_batches(digits_multi):
 def test_anchors_without_positive_or_negative_are_counted_and_never_drawn():
     def split_of(rows):
         labels = np.array(rows, np.uint8)
-        return Split(labels=labels, indices=np.arange(len(rows)),
-                     images=np.arange(len(rows), dtype=np.float32).reshape(-1, 1, 1, 1))
+        return Split(
+            labels=labels,
+            indices=np.arange(len(rows)),
+            images=np.arange(len(rows), dtype=np.float32).reshape(-1, 1, 1, 1),
+        )
 
     # item 4 is alone with its label (no positive)
     lonely = split_of([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]])
-    assert data.triplet_statistics(lonely) == {"num_items": 5, "num_valid_anchors": 4, "num_without_positive": 1,
-                                               "num_without_negative": 0, "num_invalid_anchors": 1}
+    assert data.triplet_statistics(lonely) == {
+        "num_items": 5,
+        "num_valid_anchors": 4,
+        "num_without_positive": 1,
+        "num_without_negative": 0,
+        "num_invalid_anchors": 1,
+    }
     # item 4 shares a label with everything (no negative)
     universal = split_of([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1]])
-    assert data.triplet_statistics(universal) == {"num_items": 5, "num_valid_anchors": 4, "num_without_positive": 0,
-                                                  "num_without_negative": 1, "num_invalid_anchors": 1}
+    assert data.triplet_statistics(universal) == {
+        "num_items": 5,
+        "num_valid_anchors": 4,
+        "num_without_positive": 0,
+        "num_without_negative": 1,
+        "num_invalid_anchors": 1,
+    }
     for split in (lonely, universal):
         anchors = set()
         for (a, p, q), (ya, yp, yn) in data.triplet_dataset(split, 16, seed=1).take(20):
             anchors |= set(a.numpy().reshape(-1).astype(int).tolist())
             assert ((ya * yp).numpy().sum(1) > 0).all() and ((ya * yn).numpy().sum(1) == 0).all()
         assert anchors == {0, 1, 2, 3}
-    single = Split(labels=np.eye(2, dtype=np.uint8)[[0, 0, 1]], indices=np.arange(3),
-                   images=np.zeros((3, 1, 1, 1)), class_ids=[0, 0, 1])
+    single = Split(
+        labels=np.eye(2, dtype=np.uint8)[[0, 0, 1]],
+        indices=np.arange(3),
+        images=np.zeros((3, 1, 1, 1)),
+        class_ids=[0, 0, 1],
+    )
     assert data.triplet_statistics(single)["num_without_positive"] == 1
     with pytest.raises(ValueError, match="can anchor a triplet"):
-        data.triplet_dataset(Split(labels=np.ones((3, 1), np.uint8), indices=np.arange(3),
-                                   images=np.zeros((3, 1, 1, 1))), 4)
+        data.triplet_dataset(
+            Split(
+                labels=np.ones((3, 1), np.uint8),
+                indices=np.arange(3),
+                images=np.zeros((3, 1, 1, 1)),
+            ),
+            4,
+        )
 
 
 def test_single_label_sampling_is_uniform_over_positives_and_negatives():
     class_ids = np.array([0, 0, 0, 1, 1, 2])
-    split = Split(labels=np.eye(3, dtype=np.uint8)[class_ids], indices=np.arange(6),
-                  images=np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1), class_ids=class_ids)
+    split = Split(
+        labels=np.eye(3, dtype=np.uint8)[class_ids],
+        indices=np.arange(6),
+        images=np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1),
+        class_ids=class_ids,
+    )
     sampler = data.TripletSampler(split, 4000, seed=0)
     a, p, q = (t.numpy() for t in sampler.sample(tf.constant(0, tf.int64)))
     mask = a == 0
-    np.testing.assert_allclose(np.bincount(p[mask], minlength=6)[[1, 2]] / mask.sum(), [0.5, 0.5], atol=0.08)
-    np.testing.assert_allclose(np.bincount(q[mask], minlength=6)[[3, 4, 5]] / mask.sum(), [1 / 3] * 3, atol=0.08)
+    np.testing.assert_allclose(
+        np.bincount(p[mask], minlength=6)[[1, 2]] / mask.sum(), [0.5, 0.5], atol=0.08
+    )
+    np.testing.assert_allclose(
+        np.bincount(q[mask], minlength=6)[[3, 4, 5]] / mask.sum(), [1 / 3] * 3, atol=0.08
+    )
     assert set(np.unique(a)) == {0, 1, 2, 3, 4}  # item 5 has no positive
 
 
@@ -93,7 +125,9 @@ def test_batches_depend_only_on_seed_and_step_so_resuming_rebuilds_them(digits_m
     split = digits_multi.train
     pre = data.for_backbone("small_cnn")
     full = list(data.triplet_dataset(split, 16, seed=7, preprocess=pre, augment=True).take(6))
-    resumed = list(data.triplet_dataset(split, 16, seed=7, preprocess=pre, augment=True, start_step=4).take(2))
+    resumed = list(
+        data.triplet_dataset(split, 16, seed=7, preprocess=pre, augment=True, start_step=4).take(2)
+    )
     for x, y in zip(full[4:], resumed):
         for u, v in zip(tf.nest.flatten(x), tf.nest.flatten(y)):
             np.testing.assert_array_equal(u.numpy(), v.numpy())
@@ -111,9 +145,13 @@ def test_triplets_distribute_over_two_replicas(digits):
     batch = next(dist)
     parts = strategy.experimental_local_results(batch[0][0])
     assert [p.shape[0] for p in parts] == [4, 4]
-    np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), reference[0][0].numpy())
+    np.testing.assert_array_equal(
+        np.concatenate([p.numpy() for p in parts]), reference[0][0].numpy()
+    )
     labels = strategy.experimental_local_results(batch[1][2])
-    np.testing.assert_array_equal(np.concatenate([p.numpy() for p in labels]), reference[1][2].numpy())
+    np.testing.assert_array_equal(
+        np.concatenate([p.numpy() for p in labels]), reference[1][2].numpy()
+    )
 
 
 def _positions(split, batches):
@@ -129,7 +167,7 @@ def test_labeled_dataset_covers_each_item_once_per_epoch_with_a_fresh_permutatio
     batches = list(data.labeled_dataset(split, 64, seed=1, repeat=True).take(3 * 8))
     assert [int(x.shape[0]) for x, _ in batches] == ([64] * 7 + [52]) * 3
     pos = _positions(split, batches)
-    epochs = [np.concatenate(pos[8 * e: 8 * e + 8]) for e in range(3)]
+    epochs = [np.concatenate(pos[8 * e : 8 * e + 8]) for e in range(3)]
     for e, order in enumerate(epochs):
         np.testing.assert_array_equal(np.sort(order), np.arange(500))
         # the documented definition: epoch e is epoch_permutation(n, seed, e) cut into batches
@@ -154,12 +192,16 @@ def test_labeled_dataset_in_order_and_drop_remainder_leave_out_the_tail_of_each_
     tail = list(data.labeled_dataset(split, 128, shuffle=False, repeat=True).take(5))
     assert [int(x.shape[0]) for x, _ in tail] == [128, 128, 128, 116, 128]
     np.testing.assert_array_equal(tail[4][0].numpy(), split.images[:128])  # epoch 1 starts afresh
-    dropped = list(data.labeled_dataset(split, 128, seed=3, repeat=True, drop_remainder=True).take(6))
+    dropped = list(
+        data.labeled_dataset(split, 128, seed=3, repeat=True, drop_remainder=True).take(6)
+    )
     assert [int(x.shape[0]) for x, _ in dropped] == [128] * 6
     pos = _positions(split, dropped)
     for e in range(2):  # 3 steps per epoch: 384 distinct items, the permutation's last 116 left out
-        order = np.concatenate(pos[3 * e: 3 * e + 3])
-        np.testing.assert_array_equal(order, data.pipelines.epoch_permutation(500, 3, e).numpy()[:384])
+        order = np.concatenate(pos[3 * e : 3 * e + 3])
+        np.testing.assert_array_equal(
+            order, data.pipelines.epoch_permutation(500, 3, e).numpy()[:384]
+        )
         assert len(np.unique(order)) == 384
     assert data.pipelines.labeled_steps_per_epoch(500, 128, drop_remainder=True) == 3
     assert data.pipelines.labeled_steps_per_epoch(500, 128) == 4
@@ -173,10 +215,15 @@ def test_labeled_dataset_in_order_and_drop_remainder_leave_out_the_tail_of_each_
 def test_labeled_batches_depend_only_on_seed_and_step_so_resuming_rebuilds_them(digits_multi):
     split = digits_multi.train  # 1000 items, batch 96: 11 steps per epoch (the last of 40 items)
     pre = data.for_backbone("small_cnn")
-    full = list(data.labeled_dataset(split, 96, seed=7, repeat=True, preprocess=pre, augment=True).take(26))
+    full = list(
+        data.labeled_dataset(split, 96, seed=7, repeat=True, preprocess=pre, augment=True).take(26)
+    )
     for start in (5, 11, 20):  # mid-epoch, an epoch boundary, in the third epoch
-        resumed = list(data.labeled_dataset(split, 96, seed=7, repeat=True, preprocess=pre, augment=True,
-                                            start_step=start).take(26 - start))
+        resumed = list(
+            data.labeled_dataset(
+                split, 96, seed=7, repeat=True, preprocess=pre, augment=True, start_step=start
+            ).take(26 - start)
+        )
         assert len(resumed) == 26 - start
         for x, y in zip(full[start:], resumed):
             for u, v in zip(tf.nest.flatten(x), tf.nest.flatten(y)):
@@ -196,8 +243,15 @@ def test_labeled_global_batches_are_the_same_on_two_mirrored_devices(digits, dro
     pre = data.for_backbone("small_cnn")
 
     def make():
-        return data.labeled_dataset(digits.train, 64, seed=4, repeat=True, preprocess=pre, augment=True,
-                                    drop_remainder=drop_remainder)
+        return data.labeled_dataset(
+            digits.train,
+            64,
+            seed=4,
+            repeat=True,
+            preprocess=pre,
+            augment=True,
+            drop_remainder=drop_remainder,
+        )
 
     steps = 3 * data.pipelines.labeled_steps_per_epoch(500, 64, drop_remainder)  # three epochs
     reference = list(make().take(steps))
@@ -207,13 +261,17 @@ def test_labeled_global_batches_are_the_same_on_two_mirrored_devices(digits, dro
         for part, ref in ((x, reference[i][0]), (y, reference[i][1])):
             local = strategy.experimental_local_results(part)
             assert len(local) == 2
-            np.testing.assert_array_equal(np.concatenate([p.numpy() for p in local]), ref.numpy(), err_msg=f"step {i}")
+            np.testing.assert_array_equal(
+                np.concatenate([p.numpy() for p in local]), ref.numpy(), err_msg=f"step {i}"
+            )
 
 
 def test_labeled_dataset_from_files_matches_memory_and_skips_unreadable_files(digits, tmp_path):
     from PIL import Image
 
-    images = np.repeat(digits.train.images[:21].astype(np.uint8), 3, axis=-1)  # (21, 8, 8, 3), exact in uint8
+    images = np.repeat(
+        digits.train.images[:21].astype(np.uint8), 3, axis=-1
+    )  # (21, 8, 8, 3), exact in uint8
     paths = []
     for i, im in enumerate(images):
         paths.append(str(tmp_path / f"{i}.png"))
@@ -253,14 +311,18 @@ def test_vgg19_preprocessing_resize_crop_bgr_and_caffe_mean():
     img[..., 0], img[..., 1], img[..., 2] = 10.0, 20.0, 30.0  # constant R, G, B
     out = pre(img).numpy()
     assert out.shape == (2, 224, 224, 3)
-    np.testing.assert_allclose(out[0, 100, 100], [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-5)
+    np.testing.assert_allclose(
+        out[0, 100, 100], [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-5
+    )
     gray = pre(np.full((1, 40, 20, 1), 50.0, np.float32)).numpy()  # gray -> RGB, non-square
     np.testing.assert_allclose(gray[0, 0, 0], [50 - 103.939, 50 - 116.779, 50 - 123.68], rtol=1e-5)
 
 
 def test_vgg19_centre_crop_at_test_and_random_crop_when_training():
     pre = data.for_backbone("vgg19")
-    ramp = np.broadcast_to(np.arange(256, dtype=np.float32)[None, None, :, None], (1, 256, 256, 3)).copy()
+    ramp = np.broadcast_to(
+        np.arange(256, dtype=np.float32)[None, None, :, None], (1, 256, 256, 3)
+    ).copy()
     test = pre(ramp).numpy()
     np.testing.assert_allclose(test[0, 0, :, 2] + 123.68, np.arange(16, 240), atol=1e-3)
     batch = np.repeat(ramp, 8, axis=0)

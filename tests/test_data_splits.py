@@ -1,4 +1,5 @@
 """Protocol splits: counts, leak checks, reproducible index-list files and checksums."""
+
 import hashlib
 import json
 import os
@@ -17,7 +18,14 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_available_names_and_unknown_name():
-    assert data.available() == ["digits", "digits_multi", "cifar10", "nuswide21", "imagenet100", "coco"]
+    assert data.available() == [
+        "digits",
+        "digits_multi",
+        "cifar10",
+        "nuswide21",
+        "imagenet100",
+        "coco",
+    ]
     with pytest.raises(ValueError, match="unknown data set 'mnist'"):
         data.load("mnist")
 
@@ -29,9 +37,15 @@ def test_digits_protocol_counts_and_leak_free(cache):
     assert np.bincount(ds.query.class_ids, minlength=10).tolist() == [20] * 10
     assert np.bincount(ds.train.class_ids, minlength=10).tolist() == [50] * 10
     assert not np.intersect1d(ds.query.indices, ds.train.indices).size
-    assert np.array_equal(np.sort(np.concatenate([ds.query.indices, ds.database.indices])), np.arange(1797))
+    assert np.array_equal(
+        np.sort(np.concatenate([ds.query.indices, ds.database.indices])), np.arange(1797)
+    )
     assert np.isin(ds.train.indices, ds.database.indices).all()
-    assert ds.train.images.dtype == np.float32 and ds.train.images.max() == 255.0 and ds.train.images.min() == 0.0
+    assert (
+        ds.train.images.dtype == np.float32
+        and ds.train.images.max() == 255.0
+        and ds.train.images.min() == 0.0
+    )
     assert ds.train.labels.dtype == np.uint8 and (ds.train.labels.sum(1) == 1).all()
     assert np.array_equal(ds.train.labels.argmax(1), ds.train.class_ids)
     assert not ds.protocol.multilabel and ds.protocol.map_depth is None
@@ -41,8 +55,10 @@ def test_split_files_reload_identically_and_checksum_is_over_the_files(cache):
     a = data.load("digits", seed=1)
     directory = cache / "splits" / "digits" / "seed1"
     assert a.split_dir == str(directory)
-    raw = b"".join(name.encode() + b"\n" + (directory / f"{name}.txt").read_bytes()
-                   for name in ("query", "train", "database"))
+    raw = b"".join(
+        name.encode() + b"\n" + (directory / f"{name}.txt").read_bytes()
+        for name in ("query", "train", "database")
+    )
     assert a.checksum == hashlib.sha256(raw).hexdigest()
     assert json.loads((directory / "split.json").read_text())["checksum"] == a.checksum
     stamp = os.stat(directory / "train.txt").st_mtime_ns
@@ -73,7 +89,9 @@ def test_split_file_that_leaks_queries_into_training_is_rejected(cache):
     with open(os.path.join(directory, "split.json")) as f:
         params = json.load(f)["params"]
     train = ds.train.indices.copy()
-    train[0] = ds.query.indices[0]  # same class counts would still need checking; the leak must be caught
+    train[0] = ds.query.indices[
+        0
+    ]  # same class counts would still need checking; the leak must be caught
     splits.write_split(directory, ds.query.indices, train, ds.database.indices, {"params": params})
     with pytest.raises(ValueError, match="query items are also in training"):
         data.load("digits", seed=0)
@@ -87,17 +105,34 @@ def test_split_file_for_other_protocol_parameters_is_rejected(cache):
 
 def test_verify_split_checks_database_rule_and_counts():
     labels = np.eye(2, dtype=np.uint8)[[0, 0, 0, 1, 1, 1]]
-    splits.verify_split(np.array([0, 3]), np.array([1, 4]), np.array([1, 2, 4, 5]), 6, labels=labels,
-                        query_per_class=1, train_per_class=1)
+    splits.verify_split(
+        np.array([0, 3]),
+        np.array([1, 4]),
+        np.array([1, 2, 4, 5]),
+        6,
+        labels=labels,
+        query_per_class=1,
+        train_per_class=1,
+    )
     with pytest.raises(ValueError, match="every non-query item"):
         splits.verify_split(np.array([0, 3]), np.array([1, 4]), np.array([1, 4]), 6)
     with pytest.raises(ValueError, match="also in the database"):
-        splits.verify_split(np.array([0, 3]), np.array([1]), np.array([0, 1, 2, 4, 5]), 6, database_rule="given")
+        splits.verify_split(
+            np.array([0, 3]), np.array([1]), np.array([0, 1, 2, 4, 5]), 6, database_rule="given"
+        )
     with pytest.raises(ValueError, match="class 0 has 0 query"):
-        splits.verify_split(np.array([3, 4]), np.array([0]), np.array([0, 1, 2, 5]), 6, labels=labels,
-                            query_per_class=1)
+        splits.verify_split(
+            np.array([3, 4]),
+            np.array([0]),
+            np.array([0, 1, 2, 5]),
+            6,
+            labels=labels,
+            query_per_class=1,
+        )
     with pytest.raises(ValueError, match="duplicate"):
-        splits.verify_split(np.array([0, 0]), np.array([1]), np.array([1, 2, 3, 4, 5]), 6, database_rule="given")
+        splits.verify_split(
+            np.array([0, 0]), np.array([1]), np.array([1, 2, 3, 4, 5]), 6, database_rule="given"
+        )
 
 
 def test_protocol_split_multilabel_per_class_draw():
@@ -142,7 +177,10 @@ def test_validation_split_is_deterministic_disjoint_and_from_train(cache):
     fit, val = ds.validation_split(0.1, seed=4)
     assert len(val) == 50 and len(fit) == 450
     assert not np.intersect1d(fit.indices, val.indices).size
-    assert np.isin(val.indices, ds.train.indices).all() and not np.isin(val.indices, ds.query.indices).any()
+    assert (
+        np.isin(val.indices, ds.train.indices).all()
+        and not np.isin(val.indices, ds.query.indices).any()
+    )
     assert np.bincount(val.class_ids, minlength=10).tolist() == [5] * 10
     fit2, val2 = ds.validation_split(0.1, seed=4)
     assert np.array_equal(val.indices, val2.indices)
@@ -152,8 +190,12 @@ def test_validation_split_is_deterministic_disjoint_and_from_train(cache):
 
 
 def test_split_subset_and_validation():
-    s = data.Split(labels=np.eye(3, dtype=np.uint8), indices=[5, 6, 7], images=np.zeros((3, 2, 2, 1)),
-                   class_ids=[0, 1, 2])
+    s = data.Split(
+        labels=np.eye(3, dtype=np.uint8),
+        indices=[5, 6, 7],
+        images=np.zeros((3, 2, 2, 1)),
+        class_ids=[0, 1, 2],
+    )
     sub = s.subset([2, 0])
     assert sub.indices.tolist() == [7, 5] and sub.class_ids.tolist() == [2, 0] and len(sub) == 2
     assert s.subset(np.array([True, False, True])).indices.tolist() == [5, 7]

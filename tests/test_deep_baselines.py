@@ -1,6 +1,7 @@
 """Deep baselines NINH, CNNH, DPSH, DHN, HashNet: architecture, loss terms against numpy
 references, CNNH's stage 1 against brute force, MirroredStrategy == one device (DPSH),
 saving/loading (fresh process for NINH), train.py end to end, and learning on digits."""
+
 import dataclasses
 import json
 import math
@@ -13,14 +14,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _helpers import Interrupt, StopAt, approx_history
 
 import deephash  # noqa: F401
 from deephash import data, methods, metrics, training
 from deephash.layers import BagHash
 from deephash.methods import cnnh as cnnh_mod
 from deephash.methods.ninh import PiecewiseThreshold
-
-from _helpers import Interrupt, StopAt, approx_history
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ("ninh", "cnnh", "dpsh", "dhn", "hashnet")
@@ -68,7 +68,10 @@ def test_ninh_divides_the_backbone_features_with_no_fc_layer_in_front(digits):
     assert [layer.name for layer in m.layers] == ["images", "small_cnn", "divide_encode", "codes"]
     # 24 bits of 256 features: slices of 10, the last 16 features unused
     m24 = _create("ninh", digits, bits=24)
-    assert m24.get_layer("divide_encode").bags == 10 and m24.get_layer("divided_features").output.shape[-1] == 240
+    assert (
+        m24.get_layer("divide_encode").bags == 10
+        and m24.get_layer("divided_features").output.shape[-1] == 240
+    )
     with pytest.raises(ValueError, match="backbone features"):
         _create("ninh", digits, bits=512)
 
@@ -85,12 +88,20 @@ def test_pairwise_baselines_put_one_hash_layer_on_the_backbone(digits):
 
 @pytest.mark.parametrize(
     "name, hparams, match",
-    [("dpsh", {"eta": -1.0}, "eta"), ("dhn", {"hash_activation": "relu"}, "hash_activation"),
-     ("dhn", {"quantization_weight": float("nan")}, "quantization_weight"), ("hashnet", {"beta_step": 0}, "beta_step"),
-     ("hashnet", {"alpha": 0.0}, "alpha"), ("cnnh", {"with_labels": "yes"}, "with_labels"), ("cnnh", {"sweeps": 0}, "sweeps"),
-     ("ninh", {"threshold_epsilon": 0.7}, "threshold_epsilon"), ("ninh", {"margin": -1}, "margin"),
-     ("dpsh", {"lamda": 1.0}, "unknown hyper-parameter"), ("ninh", {"bags": 3}, "unknown hyper-parameter"),
-     ("dpsh", {"backbone": 3}, "backbone")],
+    [
+        ("dpsh", {"eta": -1.0}, "eta"),
+        ("dhn", {"hash_activation": "relu"}, "hash_activation"),
+        ("dhn", {"quantization_weight": float("nan")}, "quantization_weight"),
+        ("hashnet", {"beta_step": 0}, "beta_step"),
+        ("hashnet", {"alpha": 0.0}, "alpha"),
+        ("cnnh", {"with_labels": "yes"}, "with_labels"),
+        ("cnnh", {"sweeps": 0}, "sweeps"),
+        ("ninh", {"threshold_epsilon": 0.7}, "threshold_epsilon"),
+        ("ninh", {"margin": -1}, "margin"),
+        ("dpsh", {"lamda": 1.0}, "unknown hyper-parameter"),
+        ("ninh", {"bags": 3}, "unknown hyper-parameter"),
+        ("dpsh", {"backbone": 3}, "backbone"),
+    ],
 )
 def test_bad_hyper_parameters_raise_value_error(digits, name, hparams, match):
     with pytest.raises(ValueError, match=match):
@@ -114,7 +125,12 @@ def test_dpsh_terms_match_a_numpy_reference(digits):
     m = _create("dpsh", digits, eta=0.3)
     images, y = _labeled_batch(digits, m)
     u = m(images)["hash"].numpy().astype(np.float64)
-    terms = {k: float(v) for k, v in m.loss_terms({"hash": tf.constant(u, tf.float32)}, tf.constant(y), False).items()}
+    terms = {
+        k: float(v)
+        for k, v in m.loss_terms(
+            {"hash": tf.constant(u, tf.float32)}, tf.constant(y), False
+        ).items()
+    }
 
     def like(a, b, s, i, j):
         theta = 0.5 * a @ b
@@ -135,7 +151,9 @@ def test_dpsh_pairs_each_batch_item_with_a_table_of_all_training_outputs(digits)
     m.refresh_table(ds.train)
     m.refresh_table()
     table = m._table["codes"].numpy().astype(np.float64)
-    np.testing.assert_allclose(table, m._predict(m.code_logits_model(), ds.train, 64), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        table, m._predict(m.code_logits_model(), ds.train, 64), rtol=1e-5, atol=1e-6
+    )
     images, y = _labeled_batch(ds, m)
     u = m(images)["hash"].numpy().astype(np.float64)
     terms = m.loss_terms({"hash": tf.constant(u, tf.float32)}, tf.constant(y), True)
@@ -143,8 +161,11 @@ def test_dpsh_pairs_each_batch_item_with_a_table_of_all_training_outputs(digits)
     theta = 0.5 * u @ table.T
     assert float(terms["likelihood"]) == pytest.approx(np.mean(_sp(theta) - s * theta), rel=1e-5)
     batch = _create("dpsh", ds, eta=0.3, pairs="batch")
-    assert float(batch.loss_terms({"hash": tf.constant(u, tf.float32)}, tf.constant(y), True)["likelihood"]) == \
-        pytest.approx(_pair_reference(u, y, lambda a, b, s_, i, j: _sp(0.5 * a @ b) - s_ * 0.5 * a @ b), rel=1e-5)
+    assert float(
+        batch.loss_terms({"hash": tf.constant(u, tf.float32)}, tf.constant(y), True)["likelihood"]
+    ) == pytest.approx(
+        _pair_reference(u, y, lambda a, b, s_, i, j: _sp(0.5 * a @ b) - s_ * 0.5 * a @ b), rel=1e-5
+    )
     # a fit refreshes the table every epoch and leaves no table behind
     refreshed = []
     original = m.refresh_table
@@ -160,14 +181,21 @@ def test_dhn_terms_match_a_numpy_reference(digits, activation):
     m = _create("dhn", digits, hash_activation=activation)
     images, y = _labeled_batch(digits, m)
     logits = 3.0 * m(images)["hash"].numpy().astype(np.float64)  # larger codes: |z| around 1
-    terms = {k: float(v) for k, v in m.loss_terms({"hash": tf.constant(logits, tf.float32)}, tf.constant(y), False).items()}
+    terms = {
+        k: float(v)
+        for k, v in m.loss_terms(
+            {"hash": tf.constant(logits, tf.float32)}, tf.constant(y), False
+        ).items()
+    }
     z = np.tanh(logits) if activation == "tanh" else logits
 
     def ce(a, b, s, i, j):
         return _sp(a @ b) - s * (a @ b)
 
     assert terms["cross_entropy"] == pytest.approx(_pair_reference(z, y, ce), rel=1e-5)
-    assert terms["quantization"] == pytest.approx(np.mean(np.sum(np.log(np.cosh(np.abs(z) - 1)), axis=1)), rel=1e-5)
+    assert terms["quantization"] == pytest.approx(
+        np.mean(np.sum(np.log(np.cosh(np.abs(z) - 1)), axis=1)), rel=1e-5
+    )
 
 
 def test_hashnet_terms_match_a_numpy_reference_at_the_scheduled_beta(digits):
@@ -176,7 +204,12 @@ def test_hashnet_terms_match_a_numpy_reference_at_the_scheduled_beta(digits):
     m.optimizer.iterations.assign(450)  # beta = (1 + 0.005 * 400)^0.5 = sqrt(3)
     images, y = _labeled_batch(digits, m)
     z = 5.0 * m(images)["hash"].numpy().astype(np.float64)
-    terms = {k: float(v) for k, v in m.loss_terms({"hash": tf.constant(z, tf.float32)}, tf.constant(y), False).items()}
+    terms = {
+        k: float(v)
+        for k, v in m.loss_terms(
+            {"hash": tf.constant(z, tf.float32)}, tf.constant(y), False
+        ).items()
+    }
     beta, alpha = math.sqrt(3.0), 10.0 / 8
     assert terms["beta"] == pytest.approx(beta, rel=1e-6)
     h = np.tanh(beta * z)
@@ -187,7 +220,9 @@ def test_hashnet_terms_match_a_numpy_reference_at_the_scheduled_beta(digits):
         theta = alpha * h[i] @ h[j]
         return _sp(theta) - s * theta
 
-    expected = np.mean([pair(i, j, 1.0) for i, j in sim]) + np.mean([pair(i, j, 0.0) for i, j in dis])
+    expected = np.mean([pair(i, j, 1.0) for i, j in sim]) + np.mean(
+        [pair(i, j, 0.0) for i, j in dis]
+    )
     assert terms["weighted_likelihood"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -204,7 +239,9 @@ def test_ninh_loss_is_the_triplet_hinge_on_the_relaxed_codes(digits):
 def test_piecewise_threshold_is_eq_4_in_training_and_identity_at_inference():
     layer = PiecewiseThreshold(0.1)
     s = tf.constant([[0.1, 0.39, 0.4, 0.5, 0.6, 0.61, 0.95]])
-    np.testing.assert_allclose(layer(s, training=True).numpy(), [[0.0, 0.0, 0.4, 0.5, 0.6, 1.0, 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(
+        layer(s, training=True).numpy(), [[0.0, 0.0, 0.4, 0.5, 0.6, 1.0, 1.0]], rtol=1e-6
+    )
     np.testing.assert_array_equal(layer(s, training=False).numpy(), s.numpy())
     with pytest.raises(ValueError, match="epsilon"):
         PiecewiseThreshold(0.6)
@@ -217,10 +254,12 @@ def test_cubic_roots_match_numpy():
     for _ in range(200):
         a, b, c = rng.normal(0, 3, 3)
         k = cnnh_mod._cubic_real_roots(a, b, c, out)
-        expected = np.sort(np.roots([1.0, a, b, c]).real[np.abs(np.roots([1.0, a, b, c]).imag) < 1e-7])
+        expected = np.sort(
+            np.roots([1.0, a, b, c]).real[np.abs(np.roots([1.0, a, b, c]).imag) < 1e-7]
+        )
         assert k == len(expected) or (k == 3 and len(expected) == 1)  # near-double roots
         for r in out[:k]:
-            assert abs(r ** 3 + a * r ** 2 + b * r + c) < 1e-6 * max(1.0, abs(r) ** 3)
+            assert abs(r**3 + a * r**2 + b * r + c) < 1e-6 * max(1.0, abs(r) ** 3)
 
 
 def test_each_coordinate_step_finds_the_brute_force_minimum():
@@ -245,7 +284,11 @@ def test_each_coordinate_step_finds_the_brute_force_minimum():
 
 def test_stage1_objective_never_rises_and_its_codes_preserve_the_labels(digits):
     codes, trace = cnnh_mod.approximate_codes(digits.train.labels, 16, seed=0, sweeps=8)
-    assert codes.dtype == np.int8 and codes.shape == (len(digits.train), 16) and set(np.unique(codes)) <= {-1, 1}
+    assert (
+        codes.dtype == np.int8
+        and codes.shape == (len(digits.train), 16)
+        and set(np.unique(codes)) <= {-1, 1}
+    )
     assert all(b <= a + 1e-9 for a, b in zip(trace, trace[1:]))
     assert trace[-1] < 0.8 * trace[0]
     y = digits.train.labels
@@ -258,14 +301,20 @@ def test_stage1_objective_never_rises_and_its_codes_preserve_the_labels(digits):
     np.testing.assert_allclose(fast[1], slow[1], rtol=1e-12)
 
 
-def test_cnnh_fit_runs_both_stages_and_reuses_stage1_from_the_checkpoint_dir(digits, tmp_path, monkeypatch):
+def test_cnnh_fit_runs_both_stages_and_reuses_stage1_from_the_checkpoint_dir(
+    digits, tmp_path, monkeypatch
+):
     ds = _small(digits, 64)
-    config = training.TrainConfig(epochs=1, batch_size=16, lr=0.05, verbose=0, checkpoint_dir=str(tmp_path))
+    config = training.TrainConfig(
+        epochs=1, batch_size=16, lr=0.05, verbose=0, checkpoint_dir=str(tmp_path)
+    )
     m = _create("cnnh", ds, bits=8, with_labels=True)
     history = m.fit_dataset(ds, config)
     assert {"stage1_objective", "loss", "codes", "classification"} <= set(history)
     assert os.path.exists(tmp_path / "cnnh_stage1.npz")
-    monkeypatch.setattr(cnnh_mod, "approximate_codes", lambda *a, **k: pytest.fail("stage 1 ran again"))
+    monkeypatch.setattr(
+        cnnh_mod, "approximate_codes", lambda *a, **k: pytest.fail("stage 1 ran again")
+    )
     again = _create("cnnh", ds, bits=8, with_labels=True)
     h2 = again.fit_dataset(ds, config.replace(epochs=2))
     assert h2["stage1_objective"] == history["stage1_objective"]
@@ -289,12 +338,17 @@ def test_dpsh_on_two_mirrored_devices_matches_one_device(digits):
     h1 = one.fit_dataset(ds, config)
     h2 = two.fit_dataset(ds, config)
     assert max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(one.weights, start)) > 1e-3
-    assert max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one.weights, two.weights)) < 1e-5
+    assert (
+        max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one.weights, two.weights))
+        < 1e-5
+    )
     for k in h1:
         assert h1[k] == pytest.approx(h2[k], rel=1e-5)
 
 
-def test_interrupted_dpsh_resumes_to_the_weights_of_an_uninterrupted_run(digits, tmp_path, monkeypatch):
+def test_interrupted_dpsh_resumes_to_the_weights_of_an_uninterrupted_run(
+    digits, tmp_path, monkeypatch
+):
     """The resumed run rebuilds the shuffled stream at batch epoch * steps (start_step),
     so it sees exactly the later batches of the uninterrupted run."""
     ds = _small(digits, 48)  # 3 steps per epoch, reshuffled each epoch
@@ -302,15 +356,26 @@ def test_interrupted_dpsh_resumes_to_the_weights_of_an_uninterrupted_run(digits,
     full = _create("dpsh", ds, eta=0.5)
     h_full = full.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "a")))
     with pytest.raises(Interrupt):  # dies in the middle of epoch 2
-        _create("dpsh", ds, eta=0.5).fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")),
-                                                 callbacks=[StopAt(5)])
+        _create("dpsh", ds, eta=0.5).fit_dataset(
+            ds, config.replace(checkpoint_dir=str(tmp_path / "b")), callbacks=[StopAt(5)]
+        )
     starts = []
     build = data.labeled_dataset
-    monkeypatch.setattr(data, "labeled_dataset", lambda *a, **k: starts.append(k.get("start_step")) or build(*a, **k))
+    monkeypatch.setattr(
+        data,
+        "labeled_dataset",
+        lambda *a, **k: starts.append(k.get("start_step")) or build(*a, **k),
+    )
     resumed = _create("dpsh", ds, eta=0.5)
     h_resumed = resumed.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
     assert starts == [3]  # after epoch 1's checkpoint
-    assert max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(full.weights, resumed.weights)) < 1e-6
+    assert (
+        max(
+            float(np.max(np.abs(a.numpy() - b.numpy())))
+            for a, b in zip(full.weights, resumed.weights)
+        )
+        < 1e-6
+    )
     assert int(resumed.optimizer.iterations.numpy()) == 9
     assert h_resumed == approx_history(h_full)
 
@@ -331,22 +396,33 @@ def test_triplet_and_pairwise_baselines_train_under_the_mixed_float16_policy(dig
         keras.mixed_precision.set_global_policy("mixed_float16")
         m = _create(name, ds)
         start = [w.numpy() for w in m.trainable_weights]
-        history = m.fit_dataset(ds, training.TrainConfig(epochs=1, batch_size=16, lr=0.1, verbose=0))
+        history = m.fit_dataset(
+            ds, training.TrainConfig(epochs=1, batch_size=16, lr=0.1, verbose=0)
+        )
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert type(m.optimizer).__name__ == "LossScaleOptimizer"
     head = m.get_layer("divide_encode" if name == "ninh" else "hash")
-    assert m.backbone.get_layer("conv1").compute_dtype == "float16" and head.compute_dtype == "float32"
+    assert (
+        m.backbone.get_layer("conv1").compute_dtype == "float16" and head.compute_dtype == "float32"
+    )
     assert all(np.isfinite(v[-1]) for v in history.values())
-    assert max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(m.trainable_weights, start)) > 1e-4
+    assert (
+        max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(m.trainable_weights, start)) > 1e-4
+    )
     assert m.encode(ds.query.images[:4]).dtype == bool
 
 
 # ----------------------------------------------------------------------------- config and saving
 @pytest.mark.parametrize("name", NAMES)
 def test_get_config_is_json_and_save_load_round_trips(digits, name, tmp_path):
-    extra = {"ninh": {"margin": 0.5}, "cnnh": {"with_labels": True, "sweeps": 3}, "dpsh": {"eta": 0.2},
-             "dhn": {"hash_activation": "tanh"}, "hashnet": {"alpha": 0.3, "beta_step": 7}}[name]
+    extra = {
+        "ninh": {"margin": 0.5},
+        "cnnh": {"with_labels": True, "sweeps": 3},
+        "dpsh": {"eta": 0.2},
+        "dhn": {"hash_activation": "tanh"},
+        "hashnet": {"alpha": 0.3, "beta_step": 7},
+    }[name]
     m = _create(name, digits, bits=8, **extra)
     config = json.loads(json.dumps(m.get_config()))
     clone = type(m).from_config(config)
@@ -361,11 +437,15 @@ def test_get_config_is_json_and_save_load_round_trips(digits, name, tmp_path):
     loaded = methods.load(path)
     assert type(loaded) is type(m)
     np.testing.assert_array_equal(loaded.encode(digits.query), codes)
-    assert json.loads(json.dumps(m.hparams()))["bits"] == 8 and m.hparams()["backbone"] == "small_cnn"
+    assert (
+        json.loads(json.dumps(m.hparams()))["bits"] == 8 and m.hparams()["backbone"] == "small_cnn"
+    )
 
 
 def test_ninh_reloads_in_a_fresh_process_with_identical_codes(digits, tmp_path):
-    m = _create("ninh", digits, bits=24, threshold_epsilon=0.05)  # 24 bits: the remainder is cropped
+    m = _create(
+        "ninh", digits, bits=24, threshold_epsilon=0.05
+    )  # 24 bits: the remainder is cropped
     m.fit_dataset(_small(digits, 64), training.TrainConfig(epochs=1, batch_size=16, verbose=0))
     path = str(tmp_path / "ninh.keras")
     m.save(path)
@@ -374,11 +454,17 @@ def test_ninh_reloads_in_a_fresh_process_with_identical_codes(digits, tmp_path):
         import numpy as np, keras
         import deephash
         model = keras.models.load_model({path!r})
-        np.save({str(tmp_path / 'codes.npy')!r}, model.encode(np.load({str(tmp_path / 'images.npy')!r})))
+        np.save({str(tmp_path / "codes.npy")!r}, model.encode(np.load({str(tmp_path / "images.npy")!r})))
         print(type(model).__name__, model.threshold_epsilon)
     """)
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": REPO})
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["NINH", "0.05"]
     np.testing.assert_array_equal(np.load(tmp_path / "codes.npy"), m.encode(digits.query))
@@ -387,23 +473,57 @@ def test_ninh_reloads_in_a_fresh_process_with_identical_codes(digits, tmp_path):
 def test_train_script_writes_the_same_run_directory_as_dsrh(tmp_path, digits):
     out = tmp_path / "dhn_digits_16"
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "experiments", "train.py"), "--method=dhn", "--dataset=digits", "--bits=16",
-         "--epochs=2", "--batch_size=64", "--lr=0.05", f"--out={out}", "--verbose=0",
-         "--hparams=quantization_weight=0.005"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        [
+            sys.executable,
+            os.path.join(REPO, "experiments", "train.py"),
+            "--method=dhn",
+            "--dataset=digits",
+            "--bits=16",
+            "--epochs=2",
+            "--batch_size=64",
+            "--lr=0.05",
+            f"--out={out}",
+            "--verbose=0",
+            "--hparams=quantization_weight=0.005",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(os.listdir(out)) == sorted(["config.json", "split.json", "model.keras", "codes.npz", "history.json",
-                                              "metrics.json", "pr_curve.png", "training_curve.png", "manifest.json"])
+    assert sorted(os.listdir(out)) == sorted(
+        [
+            "config.json",
+            "split.json",
+            "model.keras",
+            "codes.npz",
+            "history.json",
+            "metrics.json",
+            "pr_curve.png",
+            "training_curve.png",
+            "manifest.json",
+        ]
+    )
     assert sorted(os.listdir(tmp_path)) == ["dhn_digits_16"]
     m = json.loads((out / "metrics.json").read_text())
-    assert (m["method"], m["dataset"], m["bits"], m["checksum"]) == ("dhn", "digits", 16, digits.checksum)
+    assert (m["method"], m["dataset"], m["bits"], m["checksum"]) == (
+        "dhn",
+        "digits",
+        16,
+        digits.checksum,
+    )
     for key in ("map", "precision_radius_2", "pr_curve", "precision_at_n", "conventions"):
         assert key in m
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hparams"]["quantization_weight"] == 0.005 and cfg["train"]["epochs"] == 2
     assert cfg["hparams"]["backbone"] == "small_cnn"
-    assert set(json.loads((out / "history.json").read_text())) == {"loss", "cross_entropy", "quantization"}
+    assert set(json.loads((out / "history.json").read_text())) == {
+        "loss",
+        "cross_entropy",
+        "quantization",
+    }
 
 
 # ----------------------------------------------------------------------------- learning
@@ -424,17 +544,27 @@ LEARNING = {
 def test_each_baseline_learns_codes_far_better_than_random_and_untrained(digits, name):
     hparams, lr = LEARNING[name]
     rng = np.random.default_rng(0)
-    random_map = metrics.evaluate(rng.random((len(digits.query), 32)) > 0.5, rng.random((len(digits.database), 32)) > 0.5,
-                                  digits.query.labels, digits.database.labels)["map"]
+    random_map = metrics.evaluate(
+        rng.random((len(digits.query), 32)) > 0.5,
+        rng.random((len(digits.database), 32)) > 0.5,
+        digits.query.labels,
+        digits.database.labels,
+    )["map"]
     assert random_map < 0.15
     m = _create(name, digits, bits=32, **hparams)
 
     def score():
-        return metrics.evaluate(m.encode(digits.query), m.encode(digits.database),
-                                digits.query.labels, digits.database.labels)["map"]
+        return metrics.evaluate(
+            m.encode(digits.query),
+            m.encode(digits.database),
+            digits.query.labels,
+            digits.database.labels,
+        )["map"]
 
     untrained = score()
-    history = m.fit_dataset(digits, training.TrainConfig(epochs=50, lr=lr, lr_decay_steps=None, verbose=0))
+    history = m.fit_dataset(
+        digits, training.TrainConfig(epochs=50, lr=lr, lr_decay_steps=None, verbose=0)
+    )
     assert history["loss"][-1] < history["loss"][0]
     trained = score()
     assert trained > 0.55 and trained > untrained + 0.2, (name, untrained, trained)
@@ -443,7 +573,9 @@ def test_each_baseline_learns_codes_far_better_than_random_and_untrained(digits,
 def test_deep_benchmark_reports_ratios_to_drh():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_baselines", os.path.join(REPO, "benchmarks", "baselines.py"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_baselines", os.path.join(REPO, "benchmarks", "baselines.py")
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = bench.bench_deep(["drh", "dpsh"], [64], [], 8, 0, repeats=1, epochs=2, batch_size=16)

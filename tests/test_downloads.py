@@ -2,6 +2,7 @@
 weights (deephash.backbones.pretrained), against files served from 127.0.0.1 or file://
 (never the internet: conftest.py sets DEEPHASH_OFFLINE=1; these tests lift it for their
 own local server only)."""
+
 import dataclasses
 import hashlib
 import os
@@ -25,7 +26,9 @@ def _leftovers(directory):
 def test_fetch_downloads_once_then_serves_the_cached_copy_without_network(tmp_path, online):
     sha = hashlib.sha256(PAYLOAD).hexdigest()
     with FileServer({"/w.bin": PAYLOAD}) as srv:
-        path = downloads.fetch(srv.url("/w.bin"), tmp_path / "cache" / "w.bin", file_hash=sha, size=len(PAYLOAD))
+        path = downloads.fetch(
+            srv.url("/w.bin"), tmp_path / "cache" / "w.bin", file_hash=sha, size=len(PAYLOAD)
+        )
         assert Path(path).read_bytes() == PAYLOAD and srv.hits["/w.bin"] == 1
         again = downloads.fetch(srv.url("/w.bin"), tmp_path / "cache" / "w.bin", file_hash=sha)
         assert again == path and srv.hits["/w.bin"] == 1  # verified cache hit, no request
@@ -45,7 +48,12 @@ def test_fetch_accepts_md5_like_keras_and_file_urls(tmp_path, online):
 def test_hash_mismatch_is_a_clear_error_and_leaves_no_file(tmp_path, online):
     wrong = hashlib.sha256(b"something else").hexdigest()
     target = tmp_path / "c" / "w.bin"
-    with FileServer({"/w.bin": PAYLOAD}) as srv, pytest.raises(ValueError, match=r"not the expected one .*sha256 .* expected " + wrong + r".*removed"):
+    with (
+        FileServer({"/w.bin": PAYLOAD}) as srv,
+        pytest.raises(
+            ValueError, match=r"not the expected one .*sha256 .* expected " + wrong + r".*removed"
+        ),
+    ):
         downloads.fetch(srv.url("/w.bin"), target, file_hash=wrong)
     assert not target.exists() and _leftovers(target.parent) == []
 
@@ -87,13 +95,18 @@ def test_a_corrupted_cached_copy_is_replaced(tmp_path, online):
 
 
 def test_http_errors_are_download_errors(tmp_path, online):
-    with FileServer({}) as srv, pytest.raises(downloads.DownloadError, match="could not download .*404"):
+    with (
+        FileServer({}) as srv,
+        pytest.raises(downloads.DownloadError, match="could not download .*404"),
+    ):
         downloads.fetch(srv.url("/missing.bin"), tmp_path / "m.bin")
     assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("how", ["env", "switch", "context"])
-def test_no_network_switch_forbids_downloads_and_names_the_command(tmp_path, monkeypatch, online, how):
+def test_no_network_switch_forbids_downloads_and_names_the_command(
+    tmp_path, monkeypatch, online, how
+):
     target = tmp_path / "w.bin"
     if how == "env":
         monkeypatch.setenv("DEEPHASH_OFFLINE", "1")
@@ -136,34 +149,48 @@ def vgg_file(tmp_path_factory):
     rng = np.random.default_rng(5)
     for layer in donor.layers:
         if layer.weights:
-            layer.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in layer.get_weights()])
+            layer.set_weights(
+                [rng.normal(0, 0.05, w.shape).astype("float32") for w in layer.get_weights()]
+            )
     path = tmp_path_factory.mktemp("vgg") / "vgg19.h5"
     backbones.save_vgg19_weights(donor, path)
     return path.read_bytes(), donor
 
 
-def test_vgg19_imagenet_is_fetched_like_keras_applications_and_cached(tmp_path, monkeypatch, online, vgg_file):
+def test_vgg19_imagenet_is_fetched_like_keras_applications_and_cached(
+    tmp_path, monkeypatch, online, vgg_file
+):
     body, donor = vgg_file
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     with FileServer({"/vgg19.h5": body}) as srv:
-        published = dataclasses.replace(pretrained.VGG19_IMAGENET, url=srv.url("/vgg19.h5"),
-                                        file_hash=hashlib.md5(body).hexdigest())
+        published = dataclasses.replace(
+            pretrained.VGG19_IMAGENET,
+            url=srv.url("/vgg19.h5"),
+            file_hash=hashlib.md5(body).hexdigest(),
+        )
         monkeypatch.setitem(pretrained.PUBLISHED, "vgg19", published)
         model = backbones.get("vgg19", weights="imagenet", **SMALL_VGG)
         for a, b in zip(model.get_weights(), donor.get_weights()):
             np.testing.assert_array_equal(a, b)
         cached = tmp_path / "keras" / "models" / "vgg19_weights_tf_dim_ordering_tf_kernels.h5"
         assert cached.read_bytes() == body  # where keras.utils.get_file would have put it
-        backbones.vgg19(weights="imagenet", **SMALL_VGG)  # the builder itself accepts "imagenet" too
+        backbones.vgg19(
+            weights="imagenet", **SMALL_VGG
+        )  # the builder itself accepts "imagenet" too
         assert srv.hits["/vgg19.h5"] == 1
 
 
-def test_vgg19_imagenet_with_a_wrong_published_hash_fails_and_keeps_nothing(tmp_path, monkeypatch, online, vgg_file):
+def test_vgg19_imagenet_with_a_wrong_published_hash_fails_and_keeps_nothing(
+    tmp_path, monkeypatch, online, vgg_file
+):
     body, _ = vgg_file
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     with FileServer({"/vgg19.h5": body}) as srv:
-        monkeypatch.setitem(pretrained.PUBLISHED, "vgg19",
-                            dataclasses.replace(pretrained.VGG19_IMAGENET, url=srv.url("/vgg19.h5")))
+        monkeypatch.setitem(
+            pretrained.PUBLISHED,
+            "vgg19",
+            dataclasses.replace(pretrained.VGG19_IMAGENET, url=srv.url("/vgg19.h5")),
+        )
         with pytest.raises(ValueError, match="md5 .* expected cbe5617147190e668d6c5d5026f83318"):
             backbones.get("vgg19", weights="imagenet", **SMALL_VGG)
     assert os.listdir(tmp_path / "keras" / "models") == []
@@ -193,21 +220,35 @@ def cnn_f_files(tmp_path_factory):
     return good.read_bytes(), other.read_bytes()
 
 
-def test_cnn_f_imagenet_is_content_checked_hash_recorded_and_cached(tmp_path, monkeypatch, online, cnn_f_files):
+def test_cnn_f_imagenet_is_content_checked_hash_recorded_and_cached(
+    tmp_path, monkeypatch, online, cnn_f_files
+):
     good, _ = cnn_f_files
     monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(pretrained.CNN_F_SHA256_ENV, raising=False)
     with FileServer({"/imagenet-vgg-f.mat": good}) as srv:
-        monkeypatch.setitem(pretrained.PUBLISHED, "cnn_f", dataclasses.replace(
-            pretrained.CNN_F_IMAGENET, url=srv.url("/imagenet-vgg-f.mat")))
+        monkeypatch.setitem(
+            pretrained.PUBLISHED,
+            "cnn_f",
+            dataclasses.replace(pretrained.CNN_F_IMAGENET, url=srv.url("/imagenet-vgg-f.mat")),
+        )
         model = backbones.get("cnn_f", weights="imagenet", input_shape=(127, 95, 3))
         path = tmp_path / "cache" / "weights" / "imagenet-vgg-f.mat"
-        assert path.read_bytes() == good and model.get_layer("conv1").get_weights()[0].shape == (11, 11, 3, 4)
-        record = (tmp_path / "cache" / "weights" / "imagenet-vgg-f.mat.sha256").read_text().split()[0]
+        assert path.read_bytes() == good and model.get_layer("conv1").get_weights()[0].shape == (
+            11,
+            11,
+            3,
+            4,
+        )
+        record = (
+            (tmp_path / "cache" / "weights" / "imagenet-vgg-f.mat.sha256").read_text().split()[0]
+        )
         assert record == hashlib.sha256(good).hexdigest()
         backbones.get("cnn_f", weights="imagenet", input_shape=(127, 95, 3))
         assert srv.hits["/imagenet-vgg-f.mat"] == 1
-        path.write_bytes(good[:-10] + b"0123456789")  # later corruption: caught by the recorded hash
+        path.write_bytes(
+            good[:-10] + b"0123456789"
+        )  # later corruption: caught by the recorded hash
         pretrained.fetch("cnn_f")
         assert srv.hits["/imagenet-vgg-f.mat"] == 2 and path.read_bytes() == good
 
@@ -217,10 +258,15 @@ def test_cnn_f_download_that_is_not_cnn_f_is_rejected(tmp_path, monkeypatch, onl
     monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path / "cache"))
     files = {"/other.mat": other, "/page.html": b"<html>moved</html>"}
     with FileServer(files) as srv:
-        for name, match in (("/other.mat", "conv1 has .*CNN-F has 11x11x3 filters at stride 4"),
-                            ("/page.html", "not a MatConvNet model")):
-            monkeypatch.setitem(pretrained.PUBLISHED, "cnn_f", dataclasses.replace(
-                pretrained.CNN_F_IMAGENET, url=srv.url(name)))
+        for name, match in (
+            ("/other.mat", "conv1 has .*CNN-F has 11x11x3 filters at stride 4"),
+            ("/page.html", "not a MatConvNet model"),
+        ):
+            monkeypatch.setitem(
+                pretrained.PUBLISHED,
+                "cnn_f",
+                dataclasses.replace(pretrained.CNN_F_IMAGENET, url=srv.url(name)),
+            )
             with pytest.raises(ValueError, match=match):
                 pretrained.fetch("cnn_f")
     assert os.listdir(tmp_path / "cache" / "weights") == []
@@ -231,13 +277,18 @@ def test_cnn_f_pinned_hash_is_enforced(tmp_path, monkeypatch, online, cnn_f_file
     monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(pretrained.CNN_F_SHA256_ENV, hashlib.sha256(b"another release").hexdigest())
     with FileServer({"/f.mat": good}) as srv:
-        monkeypatch.setitem(pretrained.PUBLISHED, "cnn_f",
-                            dataclasses.replace(pretrained.CNN_F_IMAGENET, url=srv.url("/f.mat")))
+        monkeypatch.setitem(
+            pretrained.PUBLISHED,
+            "cnn_f",
+            dataclasses.replace(pretrained.CNN_F_IMAGENET, url=srv.url("/f.mat")),
+        )
         with pytest.raises(ValueError, match="DEEPHASH_CNN_F_SHA256"):
             pretrained.fetch("cnn_f")
         good_sha = hashlib.sha256(good).hexdigest()
         assert pretrained.fetch("cnn_f", file_hash=good_sha).endswith("imagenet-vgg-f.mat")
-        monkeypatch.delenv(pretrained.CNN_F_SHA256_ENV)  # the pinned hash was recorded: later uses check it
+        monkeypatch.delenv(
+            pretrained.CNN_F_SHA256_ENV
+        )  # the pinned hash was recorded: later uses check it
         record = tmp_path / "cache" / "weights" / "imagenet-vgg-f.mat.sha256"
         assert record.read_text().split()[0] == good_sha
         pretrained.fetch("cnn_f")
@@ -246,9 +297,13 @@ def test_cnn_f_pinned_hash_is_enforced(tmp_path, monkeypatch, online, cnn_f_file
 
 def test_imagenet_weights_offline_message_names_the_fetch_command(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # DEEPHASH_OFFLINE=1 from conftest
-    with pytest.raises(FileNotFoundError, match=r"python -m deephash.backbones.pretrained vgg19") as info:
+    with pytest.raises(
+        FileNotFoundError, match=r"python -m deephash.backbones.pretrained vgg19"
+    ) as info:
         backbones.get("vgg19", weights="imagenet", **SMALL_VGG)
-    assert pretrained.VGG19_IMAGENET.url in str(info.value) and "DEEPHASH_OFFLINE" in str(info.value)
+    assert pretrained.VGG19_IMAGENET.url in str(info.value) and "DEEPHASH_OFFLINE" in str(
+        info.value
+    )
 
 
 def test_resolve_and_flag_check():

@@ -1,6 +1,7 @@
 """DSEH: objective vs a numpy reference, ablation switches, Algorithm 1's schedule, the
 learning-rate multiplier, MirroredStrategy == one device, resume, learning on digits_multi
 through experiments/train.py with a reload in a fresh process, and the PCA notebook."""
+
 import dataclasses
 import json
 import os
@@ -11,12 +12,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _helpers import approx_history
 
 import deephash  # noqa: F401
 from deephash import data, methods, metrics, runs, training
 from deephash.methods.dseh import DSEH, VARIANTS
-
-from _helpers import approx_history
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +67,9 @@ def test_every_variant_is_registered_with_its_settings(digits_multi):
 
 def test_bad_arguments_are_rejected(digits_multi):
     with pytest.raises(ValueError, match="variant"):
-        DSEH(bits=8, num_classes=10, backbone="small_cnn", variant="dseh-x", image_shape=(16, 16, 1))
+        DSEH(
+            bits=8, num_classes=10, backbone="small_cnn", variant="dseh-x", image_shape=(16, 16, 1)
+        )
     with pytest.raises(ValueError, match="rounds"):
         _tiny(digits_multi, "dseh-a", rounds=3)
     with pytest.raises(ValueError, match="beta"):
@@ -84,14 +86,23 @@ def test_bad_arguments_are_rejected(digits_multi):
 def test_lr_multiplier_defaults_to_ten_with_pretrained_weights(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_cnn_f_tests", os.path.join(REPO, "tests", "test_cnn_f.py"))
+    spec = importlib.util.spec_from_file_location(
+        "_cnn_f_tests", os.path.join(REPO, "tests", "test_cnn_f.py")
+    )
     helpers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helpers)  # the small .mat writer of the CNN-F tests
     INPUT, small_net, write_mat = helpers.INPUT, helpers.small_net, helpers.write_mat
     path = str(tmp_path / "vgg-f.mat")
     write_mat(path, small_net(0), "tidy", np.full(INPUT, 100.0, np.float32))
-    m = DSEH(bits=8, num_classes=3, backbone="cnn_f", weights=path, input_shape=INPUT,
-             labnet_hidden=16, semantic_dim=8)
+    m = DSEH(
+        bits=8,
+        num_classes=3,
+        backbone="cnn_f",
+        weights=path,
+        input_shape=INPUT,
+        labnet_hidden=16,
+        semantic_dim=8,
+    )
     assert m.lr_multiplier == 10.0
     # the file's FULL average image, as MatConvNet and the authors' DSEH.py subtract it
     np.testing.assert_array_equal(np.asarray(m.image_mean), np.full(INPUT, 100.0, np.float32))
@@ -129,15 +140,22 @@ def test_objective_matches_numpy_reference(digits_multi, variant):
     weights = {"semantic": 1.0, "hash": 0.7, "quantization": 0.3, "label": 1.3}
     np.testing.assert_allclose(
         m._labnet_total({k: tf.constant(v) for k, v in terms.items()}).numpy(),
-        sum(weights[k] * v for k, v in expected.items()), rtol=1e-5)
+        sum(weights[k] * v for k, v in expected.items()),
+        rtol=1e-5,
+    )
 
     pre = m.preprocessor()
     images = pre(tf.constant(ds.train.images[:8]), training=False)
     img = m.imgnet(images, training=False)
-    terms = {k: v.numpy() for k, v in m.imgnet_losses(images, tf.constant(y), training_mode=False).items()}
+    terms = {
+        k: v.numpy()
+        for k, v in m.imgnet_losses(images, tf.constant(y), training_mode=False).items()
+    }
     z, t = img["hash"].numpy().astype(np.float64), (lab["codes"] > 0).astype(np.float64)
-    expected = {"semantic": _pair_mean(img["semantic"].numpy(), lab_all["semantic"], s),
-                "codes": (_softplus(z) - t * z).sum(axis=1)}
+    expected = {
+        "semantic": _pair_mean(img["semantic"].numpy(), lab_all["semantic"], s),
+        "codes": (_softplus(z) - t * z).sum(axis=1),
+    }
     if variant in ("dseh-s", "dseh-ss"):
         del expected["semantic"]
     assert set(terms) == set(expected)
@@ -158,10 +176,22 @@ def test_imgnet_step_gives_new_layers_the_lr_multiplier(digits_multi, monkeypatc
     before = [v.numpy() for v in base + head]
     monkeypatch.setattr(m, "phases", lambda config: [("imgnet", 1)])
     lr = 0.05
-    m.fit_dataset(ds, training.TrainConfig(epochs=1, batch_size=32, lr=lr, momentum=0.0, weight_decay=0.0,
-                                           lr_decay_steps=None, verbose=0))
+    m.fit_dataset(
+        ds,
+        training.TrainConfig(
+            epochs=1,
+            batch_size=32,
+            lr=lr,
+            momentum=0.0,
+            weight_decay=0.0,
+            lr_decay_steps=None,
+            verbose=0,
+        ),
+    )
     for v, b, g, factor in zip(base + head, before, grads, [1.0] * len(base) + [10.0] * len(head)):
-        np.testing.assert_allclose(v.numpy(), b - lr * factor * g, rtol=1e-4, atol=1e-6, err_msg=v.path)
+        np.testing.assert_allclose(
+            v.numpy(), b - lr * factor * g, rtol=1e-4, atol=1e-6, err_msg=v.path
+        )
 
 
 # ----------------------------------------------------------------------------- training machinery
@@ -173,14 +203,19 @@ def test_mirrored_training_over_two_devices_matches_one_device(digits_multi):
     batches depend only on (seed, step), whatever the strategy); LabNet's order is
     strategy-independent by construction."""
     ds = _small(digits_multi, 32)
-    config = training.TrainConfig(epochs=2, batch_size=8, lr=0.05, weight_decay=1e-2, lr_decay_steps=None, verbose=0)
+    config = training.TrainConfig(
+        epochs=2, batch_size=8, lr=0.05, weight_decay=1e-2, lr_decay_steps=None, verbose=0
+    )
     one = _tiny(ds, rounds=2)
     two = _tiny(ds, rounds=2, strategy=training.get_strategy("mirrored"))
     assert two.distribute_strategy.num_replicas_in_sync == 2
     start = [w.numpy() for w in one.weights]
     h1, h2 = one.fit_dataset(ds, config), two.fit_dataset(ds, config)
     assert max(float(np.abs(w.numpy() - s).max()) for w, s in zip(one.weights, start)) > 1e-3
-    assert max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(one.weights, two.weights)) < 1e-5
+    assert (
+        max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(one.weights, two.weights))
+        < 1e-5
+    )
     assert len(h1["labnet_loss"]) == len(h1["imgnet_loss"]) == 4
     for k in h1:
         assert h1[k] == pytest.approx(h2[k], rel=1e-4), k
@@ -207,11 +242,18 @@ def test_interrupted_training_resumes_after_the_last_finished_phase(digits_multi
     full = _tiny(ds, rounds=2)
     h_full = full.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "a")))
     with pytest.raises(_Interrupt):  # dies at the start of round 2's LabNet phase
-        _tiny(ds, rounds=2).fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")),
-                                        callbacks=[_StopAtPhase(3)])
+        _tiny(ds, rounds=2).fit_dataset(
+            ds, config.replace(checkpoint_dir=str(tmp_path / "b")), callbacks=[_StopAtPhase(3)]
+        )
     resumed = _tiny(ds, rounds=2)
     h_resumed = resumed.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
-    assert max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(full.weights, resumed.weights)) < 1e-6
+    assert (
+        max(
+            float(np.abs(a.numpy() - b.numpy()).max())
+            for a, b in zip(full.weights, resumed.weights)
+        )
+        < 1e-6
+    )
     assert h_resumed == approx_history(h_full)
 
 
@@ -222,7 +264,9 @@ def test_two_identical_fits_give_identical_weights_and_codes(digits_multi):
     import random
 
     ds = _small(digits_multi, 48)
-    config = training.TrainConfig(epochs=1, batch_size=16, lr=0.05, lr_decay_steps=None, verbose=0, seed=3)
+    config = training.TrainConfig(
+        epochs=1, batch_size=16, lr=0.05, lr_decay_steps=None, verbose=0, seed=3
+    )
     a = _tiny(ds, rounds=2)
     h_a = a.fit_dataset(ds, config)
     b = _tiny(ds, rounds=2)
@@ -233,7 +277,9 @@ def test_two_identical_fits_give_identical_weights_and_codes(digits_multi):
     for wa, wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(wa.numpy(), wb.numpy(), err_msg=wa.path)
     np.testing.assert_array_equal(a.encode(ds.query), b.encode(ds.query))
-    np.testing.assert_array_equal(a.encode_labels(ds.query.labels), b.encode_labels(ds.query.labels))
+    np.testing.assert_array_equal(
+        a.encode_labels(ds.query.labels), b.encode_labels(ds.query.labels)
+    )
 
 
 # ----------------------------------------------------------------------------- learning, run directory, reload
@@ -244,12 +290,27 @@ def trained_run(tmp_path_factory):
     """experiments/train.py --method=dseh on digits_multi: shorter than the quick preset (2
     rounds of 3 LabNet + 8 ImgNet epochs; LabNet at lr 0.03 to make up for it)."""
     out = str(tmp_path_factory.mktemp("dseh") / "run")
-    cmd = [sys.executable, os.path.join(REPO, "experiments", "train.py"), "--method=dseh", "--dataset=digits_multi",
-           "--bits=32", "--lr=0.01", "--lr_decay_steps=0", "--batch_size=64",
-           "--hparams=rounds=2,labnet_epochs=3,imgnet_epochs=8,labnet_lr=0.03",
-           "--verbose=0", f"--out={out}"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": REPO})
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "experiments", "train.py"),
+        "--method=dseh",
+        "--dataset=digits_multi",
+        "--bits=32",
+        "--lr=0.01",
+        "--lr_decay_steps=0",
+        "--batch_size=64",
+        "--hparams=rounds=2,labnet_epochs=3,imgnet_epochs=8,labnet_lr=0.03",
+        "--verbose=0",
+        f"--out={out}",
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -259,9 +320,12 @@ def test_dseh_learns_on_digits_multi(trained_run, digits_multi):
         result = json.load(f)
     ds = digits_multi
     rng = np.random.default_rng(0)
-    random_map = metrics.mean_average_precision(rng.random((len(ds.query), 32)) > 0.5,
-                                                rng.random((len(ds.database), 32)) > 0.5,
-                                                ds.query.labels, ds.database.labels)
+    random_map = metrics.mean_average_precision(
+        rng.random((len(ds.query), 32)) > 0.5,
+        rng.random((len(ds.database), 32)) > 0.5,
+        ds.query.labels,
+        ds.database.labels,
+    )
     assert result["map_i"] == result["map"]
     assert result["map_l"] > 0.95  # label codes retrieve labels almost perfectly
     assert result["map_i"] > random_map + 0.2, (result["map_i"], random_map)
@@ -283,7 +347,9 @@ def test_saved_run_reloads_with_identical_codes(trained_run, digits_multi):
     assert extra["n_h"] == result["n_h"] and extra["map_l"] == pytest.approx(result["map_l"])
     lab_codes = model.encode_labels(digits_multi.query.labels)
     assert lab_codes.shape == (len(digits_multi.query), 32) and lab_codes.dtype == bool
-    f_img, f_lab = model.semantic_features(images=digits_multi.query.images[:5], labels=digits_multi.query.labels[:5])
+    f_img, f_lab = model.semantic_features(
+        images=digits_multi.query.images[:5], labels=digits_multi.query.labels[:5]
+    )
     assert f_img.shape == f_lab.shape == (5, 512)
 
 
@@ -296,8 +362,12 @@ def test_pca_notebook_runs_headless():
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = REPO + (os.pathsep + old if old else "")
     try:
-        NotebookClient(nb, timeout=120, kernel_name="python3",
-                       resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=120,
+            kernel_name="python3",
+            resources={"metadata": {"path": os.path.dirname(path)}},
+        ).execute()
     finally:
         if old is None:
             os.environ.pop("PYTHONPATH")
@@ -312,7 +382,9 @@ def ablation():
     """experiments/dseh_ablation.py as a module; its absl flags are unregistered afterwards."""
     from _helpers import script_module
 
-    with script_module(os.path.join(REPO, "experiments", "dseh_ablation.py"), "dseh_ablation_under_test") as module:
+    with script_module(
+        os.path.join(REPO, "experiments", "dseh_ablation.py"), "dseh_ablation_under_test"
+    ) as module:
         yield module
 
 
@@ -332,7 +404,11 @@ def test_ablation_takes_its_settings_from_the_presets(ablation):
     equal = ablation.spec("dseh-a", "digits_multi", 32, seed=0, equal_budget=True).hparams
     assert (equal["labnet_epochs"], equal["imgnet_epochs"]) == (27, 24)
     short = ablation.spec("dseh", "digits_multi", 32, seed=0, epochs=2)
-    assert short.config.epochs == 2 and "labnet_epochs" not in short.hparams and "imgnet_epochs" not in short.hparams
+    assert (
+        short.config.epochs == 2
+        and "labnet_epochs" not in short.hparams
+        and "imgnet_epochs" not in short.hparams
+    )
 
 
 def test_ablation_script_writes_table_2_beside_the_paper(trained_run, tmp_path, ablation):
@@ -349,15 +425,31 @@ def test_ablation_script_writes_table_2_beside_the_paper(trained_run, tmp_path, 
     with open(os.path.join(run_dir, "request.json"), "w") as f:
         json.dump(s.request(), f)
     runs.write_manifest(run_dir)  # as the sweep files it: request.json among the hashed files
-    cmd = [sys.executable, os.path.join(REPO, "experiments", "dseh_ablation.py"), "--dataset=digits_multi",
-           "--seeds=1", "--variants=dseh", f"--out={out}"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": REPO})
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "experiments", "dseh_ablation.py"),
+        "--dataset=digits_multi",
+        "--seeds=1",
+        "--variants=dseh",
+        f"--out={out}",
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(os.listdir(out / "runs" / "digits_multi" / "dseh")) == [os.path.basename(run_dir)]  # no new run
+    assert sorted(os.listdir(out / "runs" / "digits_multi" / "dseh")) == [
+        os.path.basename(run_dir)
+    ]  # no new run
     result = json.load(open(os.path.join(trained_run, "metrics.json")))
     md = (out / "table.md").read_text()
-    assert "| DSEH | " in md and "NUS-WIDE" in md and "0.7312" in md  # the paper's DSEH map_i on NUS-WIDE
+    assert (
+        "| DSEH | " in md and "NUS-WIDE" in md and "0.7312" in md
+    )  # the paper's DSEH map_i on NUS-WIDE
     assert f"{result['map_i']:.4f} ± 0.0000" in md
     rows = (out / "table.csv").read_text().splitlines()
     assert rows[0].split(",")[:4] == ["method", "seeds", "n_h_mean", "n_h_std"]

@@ -1,6 +1,7 @@
 """DSRH / DRH / DRH+: architecture, losses against an independent reference, one SGD step
 against reference gradients, encoding, saving/loading (fresh process), lambda selection
 and a learning test on digits."""
+
 import dataclasses
 import json
 import os
@@ -59,9 +60,15 @@ def test_variants_are_registered_and_built_from_the_dataset(digits):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"variant": "dsrh2"}, "variant"), ({"bits": 0}, "bits"), ({"bags": 0}, "bags"),
-     ({"ortho_weight": -1.0}, "ortho_weight"), ({"triplet_on": "hamming"}, "triplet_on"),
-     ({"num_classes": 0}, "num_classes"), ({"backbone": 3}, "backbone")],
+    [
+        ({"variant": "dsrh2"}, "variant"),
+        ({"bits": 0}, "bits"),
+        ({"bags": 0}, "bags"),
+        ({"ortho_weight": -1.0}, "ortho_weight"),
+        ({"triplet_on": "hamming"}, "triplet_on"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"backbone": 3}, "backbone"),
+    ],
 )
 def test_bad_hyper_parameters_raise_value_error(kwargs, match):
     args = {"bits": 8, "backbone": "small_cnn", "image_shape": (8, 8, 1), **kwargs}
@@ -81,9 +88,12 @@ def _np_sigmoid(x):
 
 def _reference_terms(h, logits, y, variant, multilabel, m):
     """Slow numpy DSRH loss terms; ``h`` (3m, k) sigmoid codes, rows anchors|pos|neg."""
-    ha, hp, hn = h[:m], h[m:2 * m], h[2 * m:]
+    ha, hp, hn = h[:m], h[m : 2 * m], h[2 * m :]
     c = lambda t: 2 * t - 1  # noqa: E731
-    trip = [max(0.0, 1 - np.sum((c(ha[i]) - c(hn[i])) ** 2) + np.sum((c(ha[i]) - c(hp[i])) ** 2)) for i in range(m)]
+    trip = [
+        max(0.0, 1 - np.sum((c(ha[i]) - c(hn[i])) ** 2) + np.sum((c(ha[i]) - c(hp[i])) ** 2))
+        for i in range(m)
+    ]
     terms = {"triplet": np.mean(trip)}
     if variant != "drh":
         k = h.shape[1]
@@ -104,7 +114,9 @@ def _reference_terms(h, logits, y, variant, multilabel, m):
     return terms
 
 
-@pytest.mark.parametrize("variant, multilabel", [("dsrh", False), ("dsrh", True), ("drh+", False), ("drh", False)])
+@pytest.mark.parametrize(
+    "variant, multilabel", [("dsrh", False), ("dsrh", True), ("drh+", False), ("drh", False)]
+)
 def test_loss_terms_match_a_numpy_reference(digits, variant, multilabel):
     m = _create(variant, digits, multilabel=multilabel)
     batch = _batch(digits, 6, model=m)
@@ -113,7 +125,9 @@ def test_loss_terms_match_a_numpy_reference(digits, variant, multilabel):
     out = m(tf.concat([a, p, n], 0), training=False)
     logits = out["class_logits"].numpy().astype(np.float64) if "class_logits" in out else None
     y = np.concatenate([ya, yp, yn]).astype(np.float64)
-    ref = _reference_terms(out["codes"].numpy().astype(np.float64), logits, y, variant, multilabel, 6)
+    ref = _reference_terms(
+        out["codes"].numpy().astype(np.float64), logits, y, variant, multilabel, 6
+    )
     assert terms.keys() == ref.keys()
     for k in ref:
         assert terms[k] == pytest.approx(ref[k], rel=1e-4, abs=1e-6), k
@@ -131,17 +145,32 @@ def test_one_training_step_follows_the_reference_gradient(digits):
         out = m(tf.concat([a, p, n], 0), training=True)
         h = 2 * out["codes"] - 1
         ha, hp, hn = h[:8], h[8:16], h[16:]
-        trip = tf.reduce_mean(tf.nn.relu(1 - tf.reduce_sum((ha - hn) ** 2, 1) + tf.reduce_sum((ha - hp) ** 2, 1)))
-        orth = tf.add_n([tf.reduce_sum((tf.transpose(t) @ t / 8 - tf.eye(8)) ** 2) for t in (ha, hp, hn)]) / 3
-        ce = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(tf.concat([ya, yp, yn], 0), out["class_logits"]))
-        decay = 0.5 * wd * tf.add_n([tf.reduce_sum(w ** 2) for w in m.trainable_weights if len(w.shape) >= 2])
+        trip = tf.reduce_mean(
+            tf.nn.relu(1 - tf.reduce_sum((ha - hn) ** 2, 1) + tf.reduce_sum((ha - hp) ** 2, 1))
+        )
+        orth = (
+            tf.add_n(
+                [tf.reduce_sum((tf.transpose(t) @ t / 8 - tf.eye(8)) ** 2) for t in (ha, hp, hn)]
+            )
+            / 3
+        )
+        ce = tf.reduce_mean(
+            tf.nn.softmax_cross_entropy_with_logits(tf.concat([ya, yp, yn], 0), out["class_logits"])
+        )
+        decay = (
+            0.5
+            * wd
+            * tf.add_n([tf.reduce_sum(w**2) for w in m.trainable_weights if len(w.shape) >= 2])
+        )
         total = trip + 0.3 * orth + 0.7 * ce + decay
     grads = tape.gradient(total, m.trainable_weights)
     m._weight_decay = wd
     m.compile(optimizer=keras.optimizers.SGD(lr))
     m.train_on_batch(*batch)
     for w, w0, g in zip(m.trainable_weights, start, grads):
-        np.testing.assert_allclose(w.numpy(), (w0 - lr * g).numpy(), rtol=1e-4, atol=1e-6, err_msg=w.path)
+        np.testing.assert_allclose(
+            w.numpy(), (w0 - lr * g).numpy(), rtol=1e-4, atol=1e-6, err_msg=w.path
+        )
 
 
 # ----------------------------------------------------------------------------- encoding and saving
@@ -172,8 +201,10 @@ def test_get_config_is_json_and_rebuilds_the_same_model(digits):
 
 def test_saved_model_reloads_in_a_fresh_process_with_identical_codes(digits, tmp_path):
     m = _create("dsrh", digits, bits=16)
-    m.fit_dataset(dataclasses.replace(digits, train=digits.train.subset(np.arange(64))),
-                  training.TrainConfig(epochs=1, batch_size=16, verbose=0))
+    m.fit_dataset(
+        dataclasses.replace(digits, train=digits.train.subset(np.arange(64))),
+        training.TrainConfig(epochs=1, batch_size=16, verbose=0),
+    )
     path = str(tmp_path / "m.keras")
     m.save(path)
     hash_path = str(tmp_path / "hash.keras")
@@ -183,18 +214,26 @@ def test_saved_model_reloads_in_a_fresh_process_with_identical_codes(digits, tmp
         import numpy as np, keras
         import deephash
         model = keras.models.load_model({path!r})
-        images = np.load({str(tmp_path / 'images.npy')!r})
-        np.save({str(tmp_path / 'codes.npy')!r}, model.encode(images))
+        images = np.load({str(tmp_path / "images.npy")!r})
+        np.save({str(tmp_path / "codes.npy")!r}, model.encode(images))
         alone = keras.models.load_model({hash_path!r})
-        np.save({str(tmp_path / 'relaxed.npy')!r}, alone.predict(model.preprocessor()(images), verbose=0))
+        np.save({str(tmp_path / "relaxed.npy")!r}, alone.predict(model.preprocessor()(images), verbose=0))
         print(type(model).__name__, type(deephash.methods.load({path!r})).__name__)
     """)
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": REPO})
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["DSRH", "DSRH"]
     np.testing.assert_array_equal(np.load(tmp_path / "codes.npy"), m.encode(digits.query))
-    np.testing.assert_allclose(np.load(tmp_path / "relaxed.npy"), m.relaxed_codes(digits.query), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "relaxed.npy"), m.relaxed_codes(digits.query), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_save_refuses_other_extensions(digits, tmp_path):
@@ -206,7 +245,9 @@ def test_save_refuses_other_extensions(digits, tmp_path):
 # ----------------------------------------------------------------------------- lambda selection
 def test_select_ortho_weight_uses_a_validation_split_never_the_queries(digits):
     # without queries or database: selection must work on the training split alone
-    blind = dataclasses.replace(digits, query=None, database=None, train=digits.train.subset(np.arange(120)))
+    blind = dataclasses.replace(
+        digits, query=None, database=None, train=digits.train.subset(np.arange(120))
+    )
     config = training.TrainConfig(epochs=1, batch_size=16, verbose=0)
     best, scores = select_ortho_weight(blind, 8, config, grid=(0.25, 0.0), variant="drh+", bags=4)
     assert best in (0.25, 0.0)
@@ -222,16 +263,24 @@ def test_select_ortho_weight_uses_a_validation_split_never_the_queries(digits):
 def test_every_variant_learns_codes_far_better_than_random(digits):
     """digits at 32 bits: 20 epochs of 7 steps. Random codes score ~0.1 mAP (10 classes)."""
     rng = np.random.default_rng(0)
-    random_map = metrics.evaluate(rng.random((len(digits.query), 32)) > 0.5, rng.random((len(digits.database), 32)) > 0.5,
-                                  digits.query.labels, digits.database.labels)["map"]
+    random_map = metrics.evaluate(
+        rng.random((len(digits.query), 32)) > 0.5,
+        rng.random((len(digits.database), 32)) > 0.5,
+        digits.query.labels,
+        digits.database.labels,
+    )["map"]
     assert random_map < 0.15
     config = training.TrainConfig(epochs=20, lr=0.05, lr_decay_steps=None, verbose=0)
     for variant in ("dsrh", "drh", "drh+"):
         m = _create(variant, digits, bits=32, ortho_weight=0.05)
         history = m.fit_dataset(digits, config)
         assert history["triplet"][-1] < history["triplet"][0]
-        result = metrics.evaluate(m.encode(digits.query), m.encode(digits.database),
-                                  digits.query.labels, digits.database.labels)
+        result = metrics.evaluate(
+            m.encode(digits.query),
+            m.encode(digits.database),
+            digits.query.labels,
+            digits.database.labels,
+        )
         assert result["map"] > 0.4, (variant, result["map"])
 
 

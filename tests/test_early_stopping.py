@@ -1,6 +1,7 @@
 """Training to the validation plateau (deephash.early_stopping), the quick preset's schedules
 relative to the run, settings chosen on validation (deephash.tuning), and train.py's
 defaults: every deep method with default flags beats ITQ on digits."""
+
 import dataclasses
 import json
 import os
@@ -21,7 +22,12 @@ def digits():
 
 def test_state_follows_the_curve_by_hand():
     st = early_stopping.state([0.1, 0.5, 0.3, 0.5, 0.2], patience=3)
-    assert (st.best, st.best_validation, st.since_best, st.stopped) == (0.5, 2, 3, True)  # a tie is no improvement
+    assert (st.best, st.best_validation, st.since_best, st.stopped) == (
+        0.5,
+        2,
+        3,
+        True,
+    )  # a tie is no improvement
     st = early_stopping.state([0.1, 0.5, 0.3, 0.5, 0.2], patience=4)
     assert not st.stopped
     st = early_stopping.state([0.1, 0.12, 0.2], patience=1, min_delta=0.05)
@@ -41,7 +47,11 @@ def test_carve_holds_out_validation_queries_from_training_only(digits):
     np.testing.assert_array_equal(val.database.indices, trained.train.indices)
     assert trained.query is digits.query and trained.database is digits.database
     again = early_stopping.carve(digits, 0.2, seed=3)[1]
-    assert again.checksum() == val.checksum() != early_stopping.carve(digits, 0.2, seed=4)[1].checksum()
+    assert (
+        again.checksum()
+        == val.checksum()
+        != early_stopping.carve(digits, 0.2, seed=4)[1].checksum()
+    )
     summary = val.summary()
     assert summary["queries"] == 100 and summary["database"] == 400 and summary["seed"] == 3
 
@@ -63,8 +73,10 @@ SCORES = [0.2, 0.6, 0.4, 0.5, 0.3, 0.55, 0.9]  # best at epoch 2; patience 3 sto
 
 def _scripted(steps_per_epoch):
     """validation mAP as a function of the epoch just finished (the optimiser's step count)."""
+
     def score(model, validation):
         return SCORES[int(model.optimizer.iterations.numpy()) // steps_per_epoch - 1]
+
     return score
 
 
@@ -79,6 +91,7 @@ class Recorder:
 
             def on_epoch_end(self, epoch, logs=None):
                 self.weights.append([np.array(w) for w in self.model.get_weights()])
+
         return _R()
 
 
@@ -98,7 +111,9 @@ def _same(a, b, tol=0.0):
 def test_early_stopping_restores_the_best_epochs_weights(digits, monkeypatch):
     ds = _small(digits, 64)  # 48 trained on, batch 16: 3 steps per epoch
     monkeypatch.setattr(early_stopping, "validation_map", _scripted(3))
-    config = training.TrainConfig(epochs=7, batch_size=16, lr=0.05, lr_decay_steps=None, patience=3, verbose=0)
+    config = training.TrainConfig(
+        epochs=7, batch_size=16, lr=0.05, lr_decay_steps=None, patience=3, verbose=0
+    )
     rec = Recorder()
     model, history, record = _fit(ds, config, callbacks=[rec])
     assert record["epochs_run"] == 5 and record["stopped_early"] and record["best_epoch"] == 2
@@ -111,25 +126,44 @@ def test_early_stopping_restores_the_best_epochs_weights(digits, monkeypatch):
 def test_validating_every_few_epochs_counts_epochs(digits, monkeypatch):
     ds = _small(digits, 64)
     seen = []
-    monkeypatch.setattr(early_stopping, "validation_map",
-                        lambda model, v: seen.append(int(model.optimizer.iterations.numpy()) // 3) or 0.5)
-    config = training.TrainConfig(epochs=7, batch_size=16, lr=0.05, lr_decay_steps=None, patience=2,
-                                  validation_every=2, verbose=0)
+    monkeypatch.setattr(
+        early_stopping,
+        "validation_map",
+        lambda model, v: seen.append(int(model.optimizer.iterations.numpy()) // 3) or 0.5,
+    )
+    config = training.TrainConfig(
+        epochs=7,
+        batch_size=16,
+        lr=0.05,
+        lr_decay_steps=None,
+        patience=2,
+        validation_every=2,
+        verbose=0,
+    )
     _, _, record = _fit(ds, config)
     assert seen == [2, 4, 6] and record["best_epoch"] == 2 and record["epochs_run"] == 6
     assert record["validation_curve"]["epoch"] == [2, 4, 6]
 
 
-def test_killed_and_resumed_run_stops_where_an_uninterrupted_run_stops(digits, monkeypatch, tmp_path):
+def test_killed_and_resumed_run_stops_where_an_uninterrupted_run_stops(
+    digits, monkeypatch, tmp_path
+):
     ds = _small(digits, 64)
     monkeypatch.setattr(early_stopping, "validation_map", _scripted(3))
-    config = training.TrainConfig(epochs=7, batch_size=16, lr=0.05, lr_decay_steps=None, patience=3, verbose=0)
+    config = training.TrainConfig(
+        epochs=7, batch_size=16, lr=0.05, lr_decay_steps=None, patience=3, verbose=0
+    )
     full, h_full, r_full = _fit(ds, config.replace(checkpoint_dir=str(tmp_path / "a")))
     with pytest.raises(Interrupt):  # dies in epoch 4, after the best (epoch 2) was saved
         _fit(ds, config.replace(checkpoint_dir=str(tmp_path / "b")), callbacks=[StopAt(10)])
     # the previous best stays until a newer best is saved (a checkpoint may still point to it);
     # the previous checkpoint stays as the fallback of a damaged latest one (deephash.checkpoints)
-    assert sorted(os.listdir(tmp_path / "b")) == ["best-1.npz", "best-2.npz", "ckpt-2.npz", "ckpt-3.npz"]
+    assert sorted(os.listdir(tmp_path / "b")) == [
+        "best-1.npz",
+        "best-2.npz",
+        "ckpt-2.npz",
+        "ckpt-3.npz",
+    ]
     resumed, h_resumed, r_resumed = _fit(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
     assert _same(full.get_weights(), resumed.get_weights(), 1e-6)
     assert r_resumed == r_full and set(h_resumed) == set(h_full)
@@ -143,7 +177,9 @@ def test_killed_and_resumed_run_stops_where_an_uninterrupted_run_stops(digits, m
 def test_early_stopping_under_mirrored_matches_one_device(digits):
     """Real validation mAP (encode inside the fit) over 2 logical CPU devices."""
     ds = _small(digits, 80)
-    config = training.TrainConfig(epochs=4, batch_size=16, lr=0.05, lr_decay_steps=None, patience=2, verbose=0)
+    config = training.TrainConfig(
+        epochs=4, batch_size=16, lr=0.05, lr_decay_steps=None, patience=2, verbose=0
+    )
     one, _, r1 = _fit(ds, config)
     two, _, r2 = _fit(ds, config, strategy="mirrored")
     assert two.distribute_strategy.num_replicas_in_sync == 2
@@ -162,10 +198,16 @@ def test_hashnet_schedule_scaled_to_a_short_run_reaches_its_last_stage():
     last = float(losses.hashnet_beta(run_steps, 1.0, hp["gamma"], 0.5, hp["beta_step"]))
     paper_last = float(losses.hashnet_beta(10000, 1.0, 0.005, 0.5, 200))
     assert last == pytest.approx(paper_last, rel=0.02)  # the whole continuation within the run
-    stages = {float(losses.hashnet_beta(s, 1.0, hp["gamma"], 0.5, hp["beta_step"])) for s in range(0, run_steps + 1)}
+    stages = {
+        float(losses.hashnet_beta(s, 1.0, hp["gamma"], 0.5, hp["beta_step"]))
+        for s in range(0, run_steps + 1)
+    }
     assert len(stages) >= 40  # and in about the paper's 50 steps, not one jump
     # the paper preset keeps the papers' values
-    assert "beta_step" not in presets.spec("hashnet", "cifar10", 32, preset="paper", paper="dseh").hparams
+    assert (
+        "beta_step"
+        not in presets.spec("hashnet", "cifar10", 32, preset="paper", paper="dseh").hparams
+    )
 
 
 def test_dsrh_learning_rate_step_falls_inside_the_quick_run():
@@ -179,27 +221,59 @@ def test_dsrh_learning_rate_step_falls_inside_the_quick_run():
 def test_quick_preset_trains_to_the_validation_plateau():
     for method in ("dsrh", "drh", "drh+", "ninh", "cnnh", "dpsh", "dhn", "hashnet"):
         c = presets.spec(method, "digits", 32).config
-        assert c.patience == presets.QUICK_PATIENCE and c.epochs * presets.quick_steps_per_epoch("digits") >= \
-            presets.QUICK_STEPS
-    assert presets.spec("dseh", "digits", 32).config.patience is None  # its fixed rounds on all training data
+        assert (
+            c.patience == presets.QUICK_PATIENCE
+            and c.epochs * presets.quick_steps_per_epoch("digits") >= presets.QUICK_STEPS
+        )
+    assert (
+        presets.spec("dseh", "digits", 32).config.patience is None
+    )  # its fixed rounds on all training data
     assert presets.spec("itq", "digits", 32).config.patience is None
 
 
 def test_quick_choices_come_from_the_validation_table_with_their_record(tmp_path):
-    table = {"version": tuning.VERSION, "dataset": "digits", "bits": 32, "seed": 0, "selected_on": "validation",
-             "command": "python experiments/select_hparams.py", "created": "now", "stages": {
-                 "lr": {"deep": {"grid": [0.02, 0.05], "validation_map": {"0.02": 0.7, "0.05": 0.8}, "chosen": 0.05,
-                                 "selected_on": "dpsh"}},
-                 "margin_per_bit": {"ninh": {"grid": [0.125, 0.25], "validation_map": {"0.125": 0.9, "0.25": 0.8},
-                                             "chosen": 0.125}},
-                 "ortho_weight": {"drh+": {"grid": [0.05, 0.25], "validation_map": {"0.05": 0.8, "0.25": 0.2},
-                                           "chosen": 0.05}}}}
+    table = {
+        "version": tuning.VERSION,
+        "dataset": "digits",
+        "bits": 32,
+        "seed": 0,
+        "selected_on": "validation",
+        "command": "python experiments/select_hparams.py",
+        "created": "now",
+        "stages": {
+            "lr": {
+                "deep": {
+                    "grid": [0.02, 0.05],
+                    "validation_map": {"0.02": 0.7, "0.05": 0.8},
+                    "chosen": 0.05,
+                    "selected_on": "dpsh",
+                }
+            },
+            "margin_per_bit": {
+                "ninh": {
+                    "grid": [0.125, 0.25],
+                    "validation_map": {"0.125": 0.9, "0.25": 0.8},
+                    "chosen": 0.125,
+                }
+            },
+            "ortho_weight": {
+                "drh+": {
+                    "grid": [0.05, 0.25],
+                    "validation_map": {"0.05": 0.8, "0.25": 0.2},
+                    "chosen": 0.05,
+                }
+            },
+        },
+    }
     path = str(tmp_path / "quick.json")
     with open(path, "w") as f:
         json.dump(table, f)
     values, record = tuning.quick_choice("ninh", 48, path=path)
     assert values == {"lr": 0.05, "margin": 6.0}
-    assert record["margin"]["validation_map"] == {"0.125": 0.9, "0.25": 0.8} and record["lr"]["chosen"] == 0.05
+    assert (
+        record["margin"]["validation_map"] == {"0.125": 0.9, "0.25": 0.8}
+        and record["lr"]["chosen"] == 0.05
+    )
     values, record = tuning.quick_choice("drh+", 32, path=path)
     assert values == {"ortho_weight": 0.05} and record["ortho_weight"]["grid"] == [0.05, 0.25]
     assert tuning.quick_choice("itq", 32, path=path) == ({}, {})
@@ -216,24 +290,38 @@ def test_train_defaults_come_from_the_preset_and_a_flag_overrides_one_value(tmp_
     from _helpers import script_module
 
     class F:  # the flag values train.build reads, none of the training flags given
-        method, dataset, bits, out, overwrite, hparams = "hashnet", "digits", 32, str(tmp_path / "r"), False, ""
+        method, dataset, bits, out, overwrite, hparams = (
+            "hashnet",
+            "digits",
+            32,
+            str(tmp_path / "r"),
+            False,
+            "",
+        )
         backbone = weights = ortho_weight = features = root = preset = paper = checkpoint_dir = None
         epochs = batch_size = lr = momentum = weight_decay = lr_decay_steps = lr_decay_rate = None
         patience = validation_every = validation_fraction = None
         strategy, seed, mixed_precision, verbose, num_devices = "default", 0, False, "0", 0
 
-    with script_module(os.path.join(REPO, "experiments", "train.py"), "train_defaults_under_test") as script:
+    with script_module(
+        os.path.join(REPO, "experiments", "train.py"), "train_defaults_under_test"
+    ) as script:
         _, _, _, config, _, hparams = script.build(F)
         quick = presets.spec("hashnet", "digits", 32)
         assert config.epochs == quick.config.epochs and config.patience == presets.QUICK_PATIENCE
         assert config.lr == quick.config.lr and hparams == quick.hparams
         assert set(script.build.sources["train"].values()) == {"preset quick"}
         _, _, _, config, _, _ = script.build(type("G", (F,), {"lr": 0.003, "patience": 0}))
-        assert config.lr == 0.003 and config.patience is None and config.epochs == quick.config.epochs
+        assert (
+            config.lr == 0.003 and config.patience is None and config.epochs == quick.config.epochs
+        )
         src = script.build.sources["train"]
         assert src["lr"] == src["patience"] == "flag" and src["epochs"] == "preset quick"
         _, dataset, _, config, _, _ = script.build(type("P", (F,), {"dataset": "cifar10"}))
-        assert script.build.sources["preset"] == "paper" and config.epochs == presets.PAPER_BASELINE_EPOCHS
+        assert (
+            script.build.sources["preset"] == "paper"
+            and config.epochs == presets.PAPER_BASELINE_EPOCHS
+        )
 
 
 # ----------------------------------------------------------------------------- learning with the defaults
@@ -245,15 +333,26 @@ def itq_map(digits):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dsrh", "drh", "drh+", "ninh", "cnnh", "dpsh", "dhn", "hashnet", "dseh"])
+@pytest.mark.parametrize(
+    "method", ["dsrh", "drh", "drh+", "ninh", "cnnh", "dpsh", "dhn", "hashnet", "dseh"]
+)
 def test_train_script_defaults_beat_itq_on_digits(method, digits, itq_map, tmp_path):
     """experiments/train.py --method=NAME --dataset=digits --bits=32, no training flags."""
     from _helpers import script_module
     from absl import flags
 
     out = str(tmp_path / "run")
-    argv = ["train.py", f"--method={method}", "--dataset=digits", "--bits=32", f"--out={out}", "--verbose=0"]
-    with script_module(os.path.join(REPO, "experiments", "train.py"), f"train_{method}_under_test") as script:
+    argv = [
+        "train.py",
+        f"--method={method}",
+        "--dataset=digits",
+        "--bits=32",
+        f"--out={out}",
+        "--verbose=0",
+    ]
+    with script_module(
+        os.path.join(REPO, "experiments", "train.py"), f"train_{method}_under_test"
+    ) as script:
         flags.FLAGS.unparse_flags()
         flags.FLAGS(argv)
         try:
@@ -273,21 +372,39 @@ def test_train_script_defaults_beat_itq_on_digits(method, digits, itq_map, tmp_p
 
 # ----------------------------------------------------------------------------- report: claims, spread, pictures
 def _row(method, seed, value, dataset="digits", bits=32):
-    return {"dataset": dataset, "method": method, "bits": bits, "seed": seed, "metrics": {"map": value}}
+    return {
+        "dataset": dataset,
+        "method": method,
+        "bits": bits,
+        "seed": seed,
+        "metrics": {"map": value},
+    }
 
 
 def test_claims_are_paired_by_seed_with_their_spread_by_hand():
     from deephash import claims
 
-    rows = [_row("dsrh", 0, 0.9), _row("dsrh", 1, 0.8), _row("drh+", 0, 0.7), _row("drh+", 1, 0.78),
-            _row("drh", 0, 0.75), _row("drh", 1, 0.7), _row("itq", 0, 0.6), _row("itq", 1, 0.65),
-            _row("ksh", 0, 0.85), _row("ksh", 1, 0.5)]
+    rows = [
+        _row("dsrh", 0, 0.9),
+        _row("dsrh", 1, 0.8),
+        _row("drh+", 0, 0.7),
+        _row("drh+", 1, 0.78),
+        _row("drh", 0, 0.75),
+        _row("drh", 1, 0.7),
+        _row("itq", 0, 0.6),
+        _row("itq", 1, 0.65),
+        _row("ksh", 0, 0.85),
+        _row("ksh", 1, 0.5),
+    ]
     out = {(r["claim"], r["comparison"]): r for r in claims.check(rows, "dsrh")}
     d = out[("DSRH > DRH+ > DRH", "dsrh - drh+")]["difference"]  # per seed +0.2, +0.02
     assert d == pytest.approx((0.11, 0.09, 2))
     assert out[("DSRH > DRH+ > DRH", "dsrh - drh+")]["verdict"] == "holds clearly"
     d = out[("DSRH > DRH+ > DRH", "drh+ - drh")]  # -0.05, +0.08: mean +0.015 < std 0.065
-    assert d["difference"] == pytest.approx((0.015, 0.065, 2)) and d["verdict"] == "holds within the seed spread"
+    assert (
+        d["difference"] == pytest.approx((0.015, 0.065, 2))
+        and d["verdict"] == "holds within the seed spread"
+    )
     # the best shallow method by mean is ksh (0.675 against itq 0.625)
     low = out[("deep methods above shallow ones", "drh - ksh (best shallow)")]
     assert low["difference"] == pytest.approx((0.05, 0.15, 2))
@@ -296,7 +413,10 @@ def test_claims_are_paired_by_seed_with_their_spread_by_hand():
     assert len(dseh) == 1 and dseh[0]["comparison"] == "dseh - dsrh (best baseline)"
     assert dseh[0]["difference"] == pytest.approx((-0.4, 0.0, 1)) and "not" in dseh[0]["verdict"]
     text = claims.markdown(claims.check(rows, None))
-    assert "DSRH > DRH+ > DRH** on digits: holds in 2 of 2" in text and "+0.1100 ± 0.0900 (2 seeds)" in text
+    assert (
+        "DSRH > DRH+ > DRH** on digits: holds in 2 of 2" in text
+        and "+0.1100 ± 0.0900 (2 seeds)" in text
+    )
 
 
 def test_report_shows_mean_and_spread_and_draws_the_retrieval_figure(tmp_path):
@@ -309,7 +429,9 @@ def test_report_shows_mean_and_spread_and_draws_the_retrieval_figure(tmp_path):
             d = str(tmp_path / f"{m}-{seed}")
             experiment.run(m, "digits", 8, cfg, d)
             dirs.append(d)
-    rep = report.write_report([str(tmp_path)], str(tmp_path / "out"), paper="dsrh", retrieval_bits=8)
+    rep = report.write_report(
+        [str(tmp_path)], str(tmp_path / "out"), paper="dsrh", retrieval_bits=8
+    )
     header, trows = rep["tables"][("digits", "map")]
     rows = report.collect(report.find_runs([str(tmp_path)]))
     itq = [r["metrics"]["map"] for r in rows if r["method"] == "itq"]
@@ -330,4 +452,6 @@ def test_report_shows_mean_and_spread_and_draws_the_retrieval_figure(tmp_path):
 def test_fast_validation_encoding_equals_encode(digits, method):
     _, val = early_stopping.carve(digits, 0.2, seed=0)
     model = methods.create(method, bits=16, dataset=digits)
-    np.testing.assert_array_equal(early_stopping.fast_encode(model, val.combined()), model.encode(val.combined()))
+    np.testing.assert_array_equal(
+        early_stopping.fast_encode(model, val.combined()), model.encode(val.combined())
+    )

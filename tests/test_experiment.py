@@ -1,5 +1,5 @@
 """The experiment runner, run directories, plots, experiments/train.py and the quick start."""
-import dataclasses
+
 import json
 import os
 import subprocess
@@ -21,9 +21,14 @@ def digits():
 
 
 def _script(name, *args, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(REPO, "experiments", name), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "experiments", name), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 TINY = training.TrainConfig(epochs=2, batch_size=32, lr=0.05, verbose=0)
@@ -32,11 +37,22 @@ TINY = training.TrainConfig(epochs=2, batch_size=32, lr=0.05, verbose=0)
 # ----------------------------------------------------------------------------- validation
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"method": "dsrh3"}, "unknown method"), ({"dataset": "mnist"}, "unknown dataset"),
-     ({"bits": 0}, "bits"), ({"bits": 2.5}, "bits")],
+    [
+        ({"method": "dsrh3"}, "unknown method"),
+        ({"dataset": "mnist"}, "unknown dataset"),
+        ({"bits": 0}, "bits"),
+        ({"bits": 2.5}, "bits"),
+    ],
 )
 def test_run_rejects_bad_arguments_before_any_work(tmp_path, kwargs, match):
-    args = {"method": "drh", "dataset": "digits", "bits": 8, "config": TINY, "out_dir": str(tmp_path / "run"), **kwargs}
+    args = {
+        "method": "drh",
+        "dataset": "digits",
+        "bits": 8,
+        "config": TINY,
+        "out_dir": str(tmp_path / "run"),
+        **kwargs,
+    }
     with pytest.raises(ValueError, match=match):
         experiment.run(**args)
     assert os.listdir(tmp_path) == []
@@ -63,24 +79,46 @@ def test_a_failing_run_leaves_no_directory_behind(tmp_path, digits, monkeypatch)
 # ----------------------------------------------------------------------------- end to end
 def test_run_writes_a_complete_run_directory(tmp_path, digits):
     out = tmp_path / "dsrh_digits_16"
-    result = experiment.run("dsrh", "digits", 16, TINY, str(out), hparams={"backbone": "small_cnn", "bags": 4})
+    result = experiment.run(
+        "dsrh", "digits", 16, TINY, str(out), hparams={"backbone": "small_cnn", "bags": 4}
+    )
     files = sorted(os.listdir(out))
-    assert files == sorted(["config.json", "split.json", "model.keras", "codes.npz", "history.json",
-                            "metrics.json", "pr_curve.png", "training_curve.png", "manifest.json"])
+    assert files == sorted(
+        [
+            "config.json",
+            "split.json",
+            "model.keras",
+            "codes.npz",
+            "history.json",
+            "metrics.json",
+            "pr_curve.png",
+            "training_curve.png",
+            "manifest.json",
+        ]
+    )
     assert sorted(os.listdir(tmp_path)) == ["dsrh_digits_16"]  # no temp or checkpoint dirs left
 
     m = json.loads((out / "metrics.json").read_text())
     for key in ("map", "precision_radius_2", "pr_curve", "precision_at_n", "conventions"):
         assert key in m
-    assert (m["method"], m["dataset"], m["bits"], m["checksum"]) == ("dsrh", "digits", 16, digits.checksum)
+    assert (m["method"], m["dataset"], m["bits"], m["checksum"]) == (
+        "dsrh",
+        "digits",
+        16,
+        digits.checksum,
+    )
     assert m["conventions"]["top_k"] is None  # digits: mAP over the whole database
     assert 0.0 <= m["map"] <= 1.0 and m["map"] == pytest.approx(result["map"])
 
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["train"]["epochs"] == 2 and cfg["hparams"]["bags"] == 4 and cfg["hparams"]["variant"] == "dsrh"
+    assert (
+        cfg["train"]["epochs"] == 2
+        and cfg["hparams"]["bags"] == 4
+        and cfg["hparams"]["variant"] == "dsrh"
+    )
     assert cfg["hparams"]["backbone"] == "small_cnn"
     assert "tensorflow" in cfg["versions"]
-    from deephash import runs
+
     assert cfg["versions"]["deephash_source"] == runs.source_digest()[:16]
     split = json.loads((out / "split.json").read_text())
     assert split["checksum"] == digits.checksum and split["sizes"]["query"] == len(digits.query)
@@ -130,21 +168,31 @@ def test_checkpoints_of_other_settings_stop_the_run_unless_overwrite_checkpoints
     experiment.run("drh", digits, 8, config, None)
     assert training.latest_checkpoint(str(ckpt)).endswith("ckpt-1.npz")
     # other settings: an error naming the directory and the difference, nothing deleted
-    with pytest.raises(ValueError, match=r"ckpt.*other settings \(bits: 8 -> 16.*overwrite_checkpoints"):
+    with pytest.raises(
+        ValueError, match=r"ckpt.*other settings \(bits: 8 -> 16.*overwrite_checkpoints"
+    ):
         experiment.run("drh", digits, 16, config, None)
     assert training.latest_checkpoint(str(ckpt)).endswith("ckpt-1.npz")
     # the explicit flag discards them (only the library's files)
     (ckpt / "notes.txt").write_text("mine")
     experiment._prepare_checkpoints(str(ckpt), {"other": "settings"}, overwrite=True)
-    assert training.latest_checkpoint(str(ckpt)) is None and (ckpt / "notes.txt").read_text() == "mine"
+    assert (
+        training.latest_checkpoint(str(ckpt)) is None and (ckpt / "notes.txt").read_text() == "mine"
+    )
 
 
 def test_plots_write_png_files(tmp_path):
     curve = {"precision": [1.0, 0.8, 0.5], "recall": [0.1, 0.4, 1.0]}
-    for path in (plots.pr_curve(curve, str(tmp_path / "a.png")),
-                 plots.pr_curve({"x": curve, "y": curve}, str(tmp_path / "b.png")),
-                 plots.training_curves({"loss": [3, 2, 1], "triplet": [1, 0.5, 0.2]}, str(tmp_path / "c.png")),
-                 plots.metric_vs_bits({"dsrh": {16: 0.5, 32: 0.6}, "drh": {"16": 0.4, "32": 0.5}}, str(tmp_path / "d.png"))):
+    for path in (
+        plots.pr_curve(curve, str(tmp_path / "a.png")),
+        plots.pr_curve({"x": curve, "y": curve}, str(tmp_path / "b.png")),
+        plots.training_curves(
+            {"loss": [3, 2, 1], "triplet": [1, 0.5, 0.2]}, str(tmp_path / "c.png")
+        ),
+        plots.metric_vs_bits(
+            {"dsrh": {16: 0.5, 32: 0.6}, "drh": {"16": 0.4, "32": 0.5}}, str(tmp_path / "d.png")
+        ),
+    ):
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError):
@@ -154,24 +202,51 @@ def test_plots_write_png_files(tmp_path):
 
 
 def test_format_table_lists_every_run(digits):
-    rows = [{"method": "dsrh", "dataset": "digits", "bits": 32, "map": 0.81234, "precision_radius_2": 0.7,
-             "conventions": {"top_k": None}, "checksum": digits.checksum}]
+    rows = [
+        {
+            "method": "dsrh",
+            "dataset": "digits",
+            "bits": 32,
+            "map": 0.81234,
+            "precision_radius_2": 0.7,
+            "conventions": {"top_k": None},
+            "checksum": digits.checksum,
+        }
+    ]
     table = experiment.format_table(rows)
-    assert "dsrh" in table and "0.8123" in table and digits.checksum[:12] in table and "all" in table
+    assert (
+        "dsrh" in table and "0.8123" in table and digits.checksum[:12] in table and "all" in table
+    )
 
 
 # ----------------------------------------------------------------------------- scripts
 def test_train_flags_are_validated_in_process(tmp_path):
     from _helpers import script_module
 
-    with script_module(os.path.join(REPO, "experiments", "train.py"), "train_under_test") as train_script:
+    with script_module(
+        os.path.join(REPO, "experiments", "train.py"), "train_under_test"
+    ) as train_script:
         _check_train_build(train_script, tmp_path)
 
 
 def _check_train_build(train_script, tmp_path):
     class F:  # the flag values train.build reads
-        method, dataset, bits, out, overwrite, hparams = "dsrh", "digits", 32, str(tmp_path / "r"), False, "bags=3,augment=true"
-        backbone, weights, ortho_weight, epochs, batch_size, lr = "small_cnn", None, "auto", 1, 64, 0.01
+        method, dataset, bits, out, overwrite, hparams = (
+            "dsrh",
+            "digits",
+            32,
+            str(tmp_path / "r"),
+            False,
+            "bags=3,augment=true",
+        )
+        backbone, weights, ortho_weight, epochs, batch_size, lr = (
+            "small_cnn",
+            None,
+            "auto",
+            1,
+            64,
+            0.01,
+        )
         momentum, weight_decay, lr_decay_steps, lr_decay_rate = 0.9, 2e-4, 0, 0.1
         strategy, seed, mixed_precision, checkpoint_dir, verbose = "default", 0, False, None, 0
         num_devices = 0
@@ -180,12 +255,19 @@ def _check_train_build(train_script, tmp_path):
     method, dataset, bits, config, out, hparams = train_script.build(F)
     assert (method, dataset, bits) == ("dsrh", "digits", 32) and config.lr_decay_steps is None
     assert hparams == {"bags": 3, "augment": True, "backbone": "small_cnn", "ortho_weight": "auto"}
-    for attr, value, match in [("method", "nope", "unknown method"), ("dataset", "nope", "unknown dataset"),
-                               ("bits", 0, "bits"), ("ortho_weight", "lots", "ortho_weight"),
-                               ("hparams", "bags", "key=value"), ("weights", "/no/such.h5", "weights"),
-                               ("bits", 100000, "at most 4096 bits"), ("backbone", "resnet", "unknown --backbone"),
-                               ("features", "gist", "shallow methods"), ("num_devices", -1, "num_devices"),
-                               ("out", str(tmp_path / "file" / "run"), "is a file")]:
+    for attr, value, match in [
+        ("method", "nope", "unknown method"),
+        ("dataset", "nope", "unknown dataset"),
+        ("bits", 0, "bits"),
+        ("ortho_weight", "lots", "ortho_weight"),
+        ("hparams", "bags", "key=value"),
+        ("weights", "/no/such.h5", "weights"),
+        ("bits", 100000, "at most 4096 bits"),
+        ("backbone", "resnet", "unknown --backbone"),
+        ("features", "gist", "shallow methods"),
+        ("num_devices", -1, "num_devices"),
+        ("out", str(tmp_path / "file" / "run"), "is a file"),
+    ]:
         (tmp_path / "file").write_text("")
         bad = type("B", (F,), {attr: value})
         with pytest.raises((ValueError, FileNotFoundError), match=match):
@@ -207,16 +289,32 @@ def test_train_script_stops_bad_flags_with_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_train_script_runs_mirrored_over_two_devices_with_auto_lambda(tmp_path):
-    out = _script("train.py", "--method=drh+", "--dataset=digits", "--bits=8", "--epochs=1", "--batch_size=64",
-                  "--strategy=mirrored", "--num_devices=2", "--ortho_weight=auto", "--verbose=0",
-                  "--hparams=bags=4", f"--out={tmp_path / 'run'}")
+    out = _script(
+        "train.py",
+        "--method=drh+",
+        "--dataset=digits",
+        "--bits=8",
+        "--epochs=1",
+        "--batch_size=64",
+        "--strategy=mirrored",
+        "--num_devices=2",
+        "--ortho_weight=auto",
+        "--verbose=0",
+        "--hparams=bags=4",
+        f"--out={tmp_path / 'run'}",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "drh+" in out.stdout and "run directory" in out.stdout
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     sel = m["hparam_selection"]["ortho_weight"]
-    assert set(sel["validation_map"]) == {repr(g) for g in sel["grid"]} and sel["chosen"] in sel["grid"]
+    assert (
+        set(sel["validation_map"]) == {repr(g) for g in sel["grid"]}
+        and sel["chosen"] in sel["grid"]
+    )
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert cfg["train"]["strategy"] == "mirrored" and cfg["hparams"]["ortho_weight"] == sel["chosen"]
+    assert (
+        cfg["train"]["strategy"] == "mirrored" and cfg["hparams"]["ortho_weight"] == sel["chosen"]
+    )
 
 
 @pytest.mark.slow

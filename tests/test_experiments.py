@@ -1,6 +1,7 @@
 """Experiments (issue 8): published numbers, presets, the sweep, the report command and the
 experiment scripts in their smallest settings (tiny epochs, one or two code lengths, few
 methods); outputs are checked: tables parse, plots are PNGs, values lie in [0, 1]."""
+
 import csv
 import json
 import os
@@ -17,7 +18,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _run(args, timeout=400):
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _script(name, *args, timeout=400):
@@ -88,25 +91,41 @@ def test_published_lookup_errors_and_stand_ins():
     assert published.reference_dataset("coco", "dseh") == "coco"
     assert published.reference_dataset("coco", "dsrh") is None
     improvements = published.relative_improvements("cifar10")
-    assert {(r["over"], r["low"], r["high"]) for r in improvements} >= {("ksh", 1.321, 1.795), ("ninh", 0.338, 0.416)}
+    assert {(r["over"], r["low"], r["high"]) for r in improvements} >= {
+        ("ksh", 1.321, 1.795),
+        ("ninh", 0.338, 0.416),
+    }
 
 
 # ----------------------------------------------------------------------------- presets
 def test_presets_give_the_papers_settings_and_reject_bad_requests():
     s = presets.spec("dsrh", "cifar10", 48, preset="paper", paper="dsrh")
     c = s.config
-    assert (c.batch_size, c.lr, c.momentum, c.weight_decay, c.lr_decay_steps, c.lr_decay_rate) == \
-        (64, 0.01, 0.9, 2e-4, 5000, 0.1)
+    assert (c.batch_size, c.lr, c.momentum, c.weight_decay, c.lr_decay_steps, c.lr_decay_rate) == (
+        64,
+        0.01,
+        0.9,
+        2e-4,
+        5000,
+        0.1,
+    )
     assert s.hparams == {"backbone": "vgg19", "bags": 30, "ortho_weight": 0.25}
     assert presets.spec("drh", "nuswide21", 48, preset="paper").config.lr_decay_steps == 20000
     d = presets.spec("dseh", "nuswide21", 32, preset="paper", paper="dseh")
     assert d.dataset_options == {"map_depth": 5000} and d.config.batch_size == 128
     assert d.hparams["labnet_batch_size"] == 32 and d.hparams["backbone"] == "cnn_f"
-    assert presets.spec("dseh", "imagenet100", 32, preset="paper", paper="dseh").hparams["positive_similarity"] == 5.0
+    assert (
+        presets.spec("dseh", "imagenet100", 32, preset="paper", paper="dseh").hparams[
+            "positive_similarity"
+        ]
+        == 5.0
+    )
     assert presets.spec("dseh", "nuswide21", 32, preset="paper", paper="dsrh").dataset_options == {}
     q = presets.spec("ksh", "digits", 16, epochs=3)
     assert q.features is None and q.hparams["n_anchors"] == 150
-    assert presets.spec("itq", "cifar10", 32, preset="paper").features == "gist"  # DSRH's GIST, cached
+    assert (
+        presets.spec("itq", "cifar10", 32, preset="paper").features == "gist"
+    )  # DSRH's GIST, cached
     with pytest.raises(ValueError, match="--features.*--features=gist"):
         presets.spec("itq", "cifar10", 32, preset="paper", paper="dseh")
     with pytest.raises(ValueError, match="unknown preset"):
@@ -120,8 +139,14 @@ def test_presets_give_the_papers_settings_and_reject_bad_requests():
 def shallow_runs(tmp_path_factory):
     runs_dir = str(tmp_path_factory.mktemp("runs"))
     notes = []
-    records = sweep.run_grid(["lsh", "nosuch", "itq"], "digits", [8, 16], runs_dir=runs_dir, allow_missing=True,
-                             log=notes.append)
+    records = sweep.run_grid(
+        ["lsh", "nosuch", "itq"],
+        "digits",
+        [8, 16],
+        runs_dir=runs_dir,
+        allow_missing=True,
+        log=notes.append,
+    )
     return runs_dir, records, notes
 
 
@@ -129,19 +154,28 @@ def test_sweep_runs_the_grid_and_reuses_finished_runs(shallow_runs):
     from deephash import runs
 
     runs_dir, records, notes = shallow_runs
-    assert [(r["spec"].method, r["spec"].bits) for r in records] == [("lsh", 8), ("lsh", 16), ("itq", 8), ("itq", 16)]
+    assert [(r["spec"].method, r["spec"].bits) for r in records] == [
+        ("lsh", 8),
+        ("lsh", 16),
+        ("itq", 8),
+        ("itq", 16),
+    ]
     assert not any(r["reused"] for r in records)
     assert any("'nosuch' is not registered" in n for n in notes)
     again = sweep.run_grid(["lsh", "itq"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append)
     assert all(r["reused"] for r in again)
     assert [r["run_dir"] for r in again] == [r["run_dir"] for r in records]
-    assert [r["metrics"]["map"] for r in again] == pytest.approx([r["metrics"]["map"] for r in records])
+    assert [r["metrics"]["map"] for r in again] == pytest.approx(
+        [r["metrics"]["map"] for r in records]
+    )
     # a different request gets its own directory; a tampered one is refused, not overwritten
     other = presets.spec("lsh", "digits", 8, seed=1)
     assert sweep.run_dir_for(runs_dir, other) != records[0]["run_dir"]
     with open(os.path.join(records[0]["run_dir"], "request.json"), "w") as f:
         json.dump({"method": "lsh"}, f)
-    runs.write_manifest(records[0]["run_dir"])  # a consistent directory of another request (hand edits without
+    runs.write_manifest(
+        records[0]["run_dir"]
+    )  # a consistent directory of another request (hand edits without
     # a new manifest are retrained: test_integrity.py::test_the_sweep_never_reuses_a_tampered_run)
     with pytest.raises(ValueError, match="different settings"):
         sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir, log=notes.append)
@@ -168,13 +202,16 @@ def test_sweep_notes_or_retrains_runs_trained_by_other_library_code(tmp_path):
     assert [r["reused"] for r in again] == [True, True]
     assert sum("trained by other library code" in n and "0123456789abcdef" in n for n in notes) == 1
     notes.clear()
-    fresh = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append, reuse="same_code")
+    fresh = sweep.run_grid(
+        ["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append, reuse="same_code"
+    )
     assert [r["reused"] for r in fresh] == [False, True]
     assert fresh[0]["run_dir"] == first[0]["run_dir"]
     assert sweep.trained_by(fresh[0]["run_dir"]) == current
     assert any(n.strip().startswith("retrain") for n in notes)
     assert sorted(os.listdir(os.path.dirname(first[0]["run_dir"]))) == sorted(
-        os.path.basename(r["run_dir"]) for r in first)  # replaced in place, no leftovers
+        os.path.basename(r["run_dir"]) for r in first
+    )  # replaced in place, no leftovers
     with pytest.raises(ValueError, match="reuse must be one of"):
         sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir, reuse="never")
 
@@ -204,43 +241,82 @@ def test_report_tables_and_plots_from_two_run_directories(shallow_runs, tmp_path
     rep = report.write_report(dirs, out, paper="dsrh")
     text = open(os.path.join(out, "report.md"), encoding="utf-8").read()
     split = json.load(open(os.path.join(dirs[0], "split.json")))
-    for needle in ("## digits", "protocol", split["checksum"][:16], "tie_order", "| lsh | this run |", "CIFAR-10"):
+    for needle in (
+        "## digits",
+        "protocol",
+        split["checksum"][:16],
+        "tie_order",
+        "| lsh | this run |",
+        "CIFAR-10",
+    ):
         assert needle in text
     _check_unit_table(os.path.join(out, "digits_map.csv"), ["lsh", "itq"], [16])
     _check_unit_table(os.path.join(out, "digits_precision_radius_2.csv"), ["lsh", "itq"], [16])
     for name in ("digits_pr_16b.png", "digits_precision_at_n_16b.png"):
         _check_png(os.path.join(out, name))
-    assert not os.path.exists(os.path.join(out, "digits_map_vs_bits.png"))  # one code length: no line plot
+    assert not os.path.exists(
+        os.path.join(out, "digits_map_vs_bits.png")
+    )  # one code length: no line plot
     assert set(rep["tables"]) == {("digits", "map"), ("digits", "precision_radius_2")}
 
     # a directory holding run directories: every run below it, both code lengths
     out2 = str(tmp_path / "all")
-    report.write_report([os.path.dirname(os.path.dirname(records[0]["run_dir"]))], out2, paper=None,
-                        curve_bits=[8])
+    report.write_report(
+        [os.path.dirname(os.path.dirname(records[0]["run_dir"]))], out2, paper=None, curve_bits=[8]
+    )
     _check_unit_table(os.path.join(out2, "digits_map.csv"), ["lsh", "itq"], [8, 16])
-    for name in ("digits_map_vs_bits.png", "digits_precision_radius_2_vs_bits.png", "digits_pr_8b.png"):
+    for name in (
+        "digits_map_vs_bits.png",
+        "digits_precision_radius_2_vs_bits.png",
+        "digits_pr_8b.png",
+    ):
         _check_png(os.path.join(out2, name))
     assert not os.path.exists(os.path.join(out2, "digits_pr_16b.png"))
 
 
 def test_report_puts_the_paper_rows_beside_this_run():
-    agg = {("digits_multi", "dseh", 32): {"map": 0.5}, ("digits_multi", "dhn", 32): {"map": 0.25},
-           ("digits_multi", "itq", 32): {"map": 0.125}}
-    rows = report.table_rows(agg, "digits_multi", "map", ["dseh", "dhn", "itq", "ninh"], [16, 32], "dseh")
+    agg = {
+        ("digits_multi", "dseh", 32): {"map": 0.5},
+        ("digits_multi", "dhn", 32): {"map": 0.25},
+        ("digits_multi", "itq", 32): {"map": 0.125},
+    }
+    rows = report.table_rows(
+        agg, "digits_multi", "map", ["dseh", "dhn", "itq", "ninh"], [16, 32], "dseh"
+    )
     assert ["dseh", "this run", "", "0.5000"] in rows
     assert ["dseh", "paper (NUS-WIDE)", "0.7119", "0.7312"] in rows
     assert ["dhn", "paper (NUS-WIDE)", "n/t", "n/t"] in rows  # in the paper, not transcribed here
     assert not any(r[0] == "ninh" for r in rows)  # neither run nor published in DSEH
-    cifar = report.table_rows({("cifar10", "dsrh", 48): {"precision_radius_2": 0.7}}, "cifar10",
-                              "precision_radius_2", ["dsrh"], [32, 48], "dsrh")
-    assert cifar == [["dsrh", "this run", "", "0.7000"], ["dsrh", "paper (CIFAR-10)", "0.7857", "0.7917"]]
+    cifar = report.table_rows(
+        {("cifar10", "dsrh", 48): {"precision_radius_2": 0.7}},
+        "cifar10",
+        "precision_radius_2",
+        ["dsrh"],
+        [32, 48],
+        "dsrh",
+    )
+    assert cifar == [
+        ["dsrh", "this run", "", "0.7000"],
+        ["dsrh", "paper (CIFAR-10)", "0.7857", "0.7917"],
+    ]
 
 
 def test_report_command_line(shallow_runs, tmp_path):
     runs_dir, records, _ = shallow_runs
     out = str(tmp_path / "cli")
-    proc = _run(["-m", "deephash.report", records[2]["run_dir"], records[3]["run_dir"], "--out", out,
-                 "--paper", "dseh"], timeout=200)
+    proc = _run(
+        [
+            "-m",
+            "deephash.report",
+            records[2]["run_dir"],
+            records[3]["run_dir"],
+            "--out",
+            out,
+            "--paper",
+            "dseh",
+        ],
+        timeout=200,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "this run" in proc.stdout and "split checksum" in proc.stdout
     _check_unit_table(os.path.join(out, "digits_map.csv"), ["itq"], [8, 16])
@@ -256,31 +332,61 @@ def shared_runs(tmp_path_factory):
 
 def test_dsrh_figures_script(tmp_path, shared_runs):
     out = str(tmp_path / "fig")
-    proc = _script("dsrh_figures.py", "--methods=dsrh,lsh", "--bits=8,16", "--pr_bits=16", "--epochs=1",
-                   f"--out={out}", f"--runs_dir={shared_runs}")
+    proc = _script(
+        "dsrh_figures.py",
+        "--methods=dsrh,lsh",
+        "--bits=8,16",
+        "--pr_bits=16",
+        "--epochs=1",
+        f"--out={out}",
+        f"--runs_dir={shared_runs}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "paper (CIFAR-10)" in proc.stdout and "this run" in proc.stdout and "split checksum" in proc.stdout
+    assert (
+        "paper (CIFAR-10)" in proc.stdout
+        and "this run" in proc.stdout
+        and "split checksum" in proc.stdout
+    )
     _check_unit_table(os.path.join(out, "digits_map.csv"), ["dsrh", "lsh"], [8, 16])
     _check_unit_table(os.path.join(out, "digits_precision_radius_2.csv"), ["dsrh", "lsh"], [8, 16])
-    for name in ("digits_map_vs_bits.png", "digits_precision_radius_2_vs_bits.png", "digits_pr_16b.png"):
+    for name in (
+        "digits_map_vs_bits.png",
+        "digits_precision_radius_2_vs_bits.png",
+        "digits_pr_16b.png",
+    ):
         _check_png(os.path.join(out, name))
     assert not os.path.exists(os.path.join(out, "digits_pr_8b.png"))  # panel (c) at --pr_bits only
 
 
 def test_dseh_table1_and_figures_scripts_share_runs(tmp_path, shared_runs):
     out = str(tmp_path / "t1")
-    proc = _script("dseh_table1.py", "--methods=dseh,nosuch,lsh", "--allow_missing", "--bits=16,32", "--epochs=1",
-                   f"--out={out}", f"--runs_dir={shared_runs}")
+    proc = _script(
+        "dseh_table1.py",
+        "--methods=dseh,nosuch,lsh",
+        "--allow_missing",
+        "--bits=16,32",
+        "--epochs=1",
+        f"--out={out}",
+        f"--runs_dir={shared_runs}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "'nosuch' is not registered" in proc.stdout
     assert "paper (NUS-WIDE)" in proc.stdout
     rows = _check_unit_table(os.path.join(out, "digits_multi_map.csv"), ["dseh", "lsh"], [16, 32])
     assert ["dseh", "paper (NUS-WIDE)", "0.7119", "0.7312"] in rows
-    assert not os.path.exists(os.path.join(out, "digits_multi_precision_radius_2.csv"))  # Table 1 is mAP only
+    assert not os.path.exists(
+        os.path.join(out, "digits_multi_precision_radius_2.csv")
+    )  # Table 1 is mAP only
 
     figs = str(tmp_path / "figs")
-    proc = _script("dseh_figures.py", "--methods=dseh,lsh", "--bits=32", "--epochs=1", f"--out={figs}",
-                   f"--runs_dir={shared_runs}")
+    proc = _script(
+        "dseh_figures.py",
+        "--methods=dseh,lsh",
+        "--bits=32",
+        "--epochs=1",
+        f"--out={figs}",
+        f"--runs_dir={shared_runs}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("reuse") == 2 and "trained" not in proc.stdout
     _check_png(os.path.join(figs, "digits_multi_pr_32b.png"))
@@ -294,15 +400,31 @@ def test_dseh_table1_and_figures_scripts_share_runs(tmp_path, shared_runs):
 
 def test_run_all_in_its_smallest_setting(tmp_path):
     out, runs = str(tmp_path / "results"), str(tmp_path / "runs")
-    proc = _script("run_all.py", f"--out={out}", f"--runs_dir={runs}", "--epochs=1", "--dsrh_methods=drh,itq",
-                   "--dseh_methods=dpsh,itq", "--dsrh_bits=8", "--dseh_bits=8", "--only=dsrh_fig3,dseh_table1",
-                   timeout=600)
+    proc = _script(
+        "run_all.py",
+        f"--out={out}",
+        f"--runs_dir={runs}",
+        "--epochs=1",
+        "--dsrh_methods=drh,itq",
+        "--dseh_methods=dpsh,itq",
+        "--dsrh_bits=8",
+        "--dseh_bits=8",
+        "--only=dsrh_fig3,dseh_table1",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     index = open(os.path.join(out, "README.md"), encoding="utf-8").read()
     assert "DSRH Fig. 3" in index and "DSEH Table 1" in index and "minutes" in index
-    assert sorted(os.listdir(out)) == ["README.md", "dseh_table1_digits", "dseh_table1_digits_multi", "dsrh_fig3_digits"]
+    assert sorted(os.listdir(out)) == [
+        "README.md",
+        "dseh_table1_digits",
+        "dseh_table1_digits_multi",
+        "dsrh_fig3_digits",
+    ]
     _check_unit_table(os.path.join(out, "dsrh_fig3_digits", "digits_map.csv"), ["drh", "itq"], [8])
-    _check_unit_table(os.path.join(out, "dseh_table1_digits", "digits_map.csv"), ["dpsh", "itq"], [8])
+    _check_unit_table(
+        os.path.join(out, "dseh_table1_digits", "digits_map.csv"), ["dpsh", "itq"], [8]
+    )
     for line in index.splitlines():  # every image the index shows exists
         if line.startswith("!["):
             _check_png(os.path.join(out, line.split("](")[1].rstrip(")")))

@@ -1,6 +1,7 @@
 """GIST (deephash.gist) against slow references written here from LMgist.m's description,
 hand-computed resize weights, behaviour (orientation / scale / block selectivity,
 invariances, errors) and a learning check on the embedded digits."""
+
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ def reference_filters(orientations, n):
     out = []
     for i, o in enumerate(orientations):  # i = scale - 1
         for j in range(o):  # j = orientation - 1
-            p1, p2, p3, p4 = 0.35, 0.3 / 1.85 ** i, 16 * o * o / 1024, math.pi / o * j
+            p1, p2, p3, p4 = 0.35, 0.3 / 1.85**i, 16 * o * o / 1024, math.pi / o * j
             g = np.zeros((n, n))
             for r in range(n):
                 for c in range(n):
@@ -31,7 +32,9 @@ def reference_filters(orientations, n):
                         tr += 2 * math.pi
                     while tr > math.pi:
                         tr -= 2 * math.pi
-                    g[r, c] = math.exp(-10 * p1 * (math.hypot(fx, fy) / n / p2 - 1) ** 2 - 2 * p3 * math.pi * tr ** 2)
+                    g[r, c] = math.exp(
+                        -10 * p1 * (math.hypot(fx, fy) / n / p2 - 1) ** 2 - 2 * p3 * math.pi * tr**2
+                    )
             out.append(g)
     return np.stack(out)
 
@@ -49,27 +52,37 @@ def reference_gist(image, p: GistParams):
     n = sn + sn % 2
     x = np.pad(x, ((0, n - sn), (0, n - sn)), mode="symmetric")
     s1 = p.fc_prefilt / math.sqrt(math.log(2))
-    gf = np.array([[math.exp(-(_freq(c, n) ** 2 + _freq(r, n) ** 2) / s1 ** 2) for c in range(n)] for r in range(n)])
+    gf = np.array(
+        [
+            [math.exp(-(_freq(c, n) ** 2 + _freq(r, n) ** 2) / s1**2) for c in range(n)]
+            for r in range(n)
+        ]
+    )
     out = x - np.real(np.fft.ifft2(np.fft.fft2(x) * gf))
-    local = np.sqrt(np.abs(np.fft.ifft2(np.fft.fft2(out ** 2) * gf)))
-    out = (out / (0.2 + local))[w:w + s, w:w + s]
+    local = np.sqrt(np.abs(np.fft.ifft2(np.fft.fft2(out**2) * gf)))
+    out = (out / (0.2 + local))[w : w + s, w : w + s]
     # gistGabor
     be = p.boundary
     big = np.fft.fft2(np.pad(out, be, mode="symmetric"))
     edges = np.fix(np.linspace(0, s, p.blocks + 1)).astype(int)
     feats = []
     for g in reference_filters(p.orientations, s + 2 * be):
-        resp = np.abs(np.fft.ifft2(big * g))[be:be + s, be:be + s]
+        resp = np.abs(np.fft.ifft2(big * g))[be : be + s, be : be + s]
         for col in range(p.blocks):
             for row in range(p.blocks):
-                feats.append(resp[edges[row]:edges[row + 1], edges[col]:edges[col + 1]].mean())
+                feats.append(resp[edges[row] : edges[row + 1], edges[col] : edges[col + 1]].mean())
     return np.array(feats)
 
 
 # ----------------------------------------------------------------------------- against the references
 def test_filter_bank_matches_the_slow_gabor_formula():
-    for orientations, n in (((8, 8, 8, 8), 96), ((3, 5), 21)):  # 21: odd grid, half-integer frequencies
-        got = gabor_filters(GistParams(image_size=n - 2, orientations=orientations, blocks=2, boundary=1))
+    for orientations, n in (
+        ((8, 8, 8, 8), 96),
+        ((3, 5), 21),
+    ):  # 21: odd grid, half-integer frequencies
+        got = gabor_filters(
+            GistParams(image_size=n - 2, orientations=orientations, blocks=2, boundary=1)
+        )
         np.testing.assert_allclose(got, reference_filters(orientations, n), rtol=1e-10, atol=1e-12)
 
 
@@ -80,15 +93,27 @@ def test_filter_parameters_are_createGabors_table():
     np.testing.assert_allclose(p[9], [0.35, 0.3 / 1.85, 16 * 16 / 1024, math.pi / 4])
 
 
-@pytest.mark.parametrize("params", [GistParams(), GistParams(image_size=21, orientations=(4, 6), blocks=4,
-                                                                   fc_prefilt=3.0, boundary=10)])
+@pytest.mark.parametrize(
+    "params",
+    [
+        GistParams(),
+        GistParams(image_size=21, orientations=(4, 6), blocks=4, fc_prefilt=3.0, boundary=10),
+    ],
+)
 def test_descriptor_matches_the_slow_reference(params):
     """Defaults, and an odd size (extra prefilter padding, unequal blocks 5/5/5/6)."""
     rng = np.random.default_rng(0)
     s = params.image_size
-    stripes = np.clip(128 + 60 * np.sin(np.arange(s)[:, None] / 3) + rng.normal(0, 20, (s, s)), 0, 255)
-    images = np.stack([rng.uniform(0, 255, (s, s, 3)), np.repeat(stripes[..., None], 3, axis=-1),
-                       rng.uniform(0, 255, (s, s, 3)) * (np.arange(s)[None, :, None] / s)])
+    stripes = np.clip(
+        128 + 60 * np.sin(np.arange(s)[:, None] / 3) + rng.normal(0, 20, (s, s)), 0, 255
+    )
+    images = np.stack(
+        [
+            rng.uniform(0, 255, (s, s, 3)),
+            np.repeat(stripes[..., None], 3, axis=-1),
+            rng.uniform(0, 255, (s, s, 3)) * (np.arange(s)[None, :, None] / s),
+        ]
+    )
     got = gist(images, **params.to_dict())
     want = np.stack([reference_gist(im, params) for im in images])
     assert got.shape == (3, params.dim) and got.dtype == np.float32
@@ -114,7 +139,9 @@ def test_resize_matches_hand_computed_bilinear_weights():
 def test_resize_keeps_the_central_square_of_a_wide_image():
     rng = np.random.default_rng(1)
     wide = rng.uniform(0, 255, (2, 16, 40))
-    np.testing.assert_array_equal(resize_crop(wide, 16), wide[:, :, 12:28])  # scale 1, crop floor((40-16)/2)
+    np.testing.assert_array_equal(
+        resize_crop(wide, 16), wide[:, :, 12:28]
+    )  # scale 1, crop floor((40-16)/2)
 
 
 # ----------------------------------------------------------------------------- behaviour
@@ -129,7 +156,7 @@ def test_a_grating_excites_the_filter_of_its_orientation_and_scale():
     p = GistParams()
     params = gist_lib.filter_parameters(p.orientations)
     cases = [(s, j) for s in (0, 1, 2) for j in (0, 2, 5)]
-    images = np.stack([_grating(32, 0.3 / 1.85 ** s, -math.pi / 8 * j) for s, j in cases])
+    images = np.stack([_grating(32, 0.3 / 1.85**s, -math.pi / 8 * j) for s, j in cases])
     energy = gist(images).reshape(len(cases), p.num_filters, -1).sum(axis=2)
     for (s, j), e in zip(cases, energy):
         best = int(np.argmax(e))
@@ -158,7 +185,9 @@ def test_affine_brightness_changes_do_not_change_the_descriptor():
     rng = np.random.default_rng(4)
     images = rng.uniform(0, 255, (2, 32, 32, 3))
     np.testing.assert_allclose(gist(0.3 * images + 17), gist(images), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(gist(images[..., 0]), gist(images[..., :1]), rtol=0, atol=0)  # (n,h,w) == 1 channel
+    np.testing.assert_allclose(
+        gist(images[..., 0]), gist(images[..., :1]), rtol=0, atol=0
+    )  # (n,h,w) == 1 channel
 
 
 def test_output_shape_and_dtype_follow_the_parameters():
@@ -205,10 +234,16 @@ def test_itq_on_gist_of_the_digits_beats_random_codes_widely():
     query, train = gist(ds.query.images), gist(ds.train.images)
     model = methods.create("itq", bits=32)
     model.fit(train, None, seed=0)
-    m = metrics.evaluate(model.encode(query), model.encode(train), ds.query.labels, ds.train.labels)["map"]
+    m = metrics.evaluate(
+        model.encode(query), model.encode(train), ds.query.labels, ds.train.labels
+    )["map"]
     rng = np.random.default_rng(0)
-    rand = metrics.evaluate(rng.random((len(query), 32)) > 0.5, rng.random((len(train), 32)) > 0.5,
-                            ds.query.labels, ds.train.labels)["map"]
+    rand = metrics.evaluate(
+        rng.random((len(query), 32)) > 0.5,
+        rng.random((len(train), 32)) > 0.5,
+        ds.query.labels,
+        ds.train.labels,
+    )["map"]
     assert m > rand + 0.3, (m, rand)
 
 
@@ -224,8 +259,12 @@ def test_extract_features_gist_gives_each_splits_descriptors():
     feats = extract_features(SMALL, ds)
     assert feats.image_shape == (1, 1, 32) and feats.checksum == ds.checksum
     for name in ("query", "train", "database"):
-        np.testing.assert_allclose(feature_matrix(getattr(feats, name)),
-                                   gist(getattr(ds, name).images, **SMALL.to_dict()), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            feature_matrix(getattr(feats, name)),
+            gist(getattr(ds, name).images, **SMALL.to_dict()),
+            rtol=1e-6,
+            atol=1e-7,
+        )
     with pytest.raises(ValueError, match="no layer, weights"):
         extract_features("gist", ds, layer="fc7")
 
@@ -245,33 +284,48 @@ def test_extract_features_gist_decodes_a_file_based_split(tmp_path):
     for i, image in enumerate(pixels):
         paths.append(str(tmp_path / f"{i}.png"))
         tf.io.write_file(paths[-1], tf.io.encode_png(image))
-    files = dataclasses.replace(ds, query=dataclasses.replace(query, images=None, paths=np.array(paths)))
+    files = dataclasses.replace(
+        ds, query=dataclasses.replace(query, images=None, paths=np.array(paths))
+    )
     got = feature_matrix(extract_features(SMALL, files).query)
-    np.testing.assert_allclose(got, gist(pixels.astype(np.float64), **SMALL.to_dict()), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        got, gist(pixels.astype(np.float64), **SMALL.to_dict()), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_the_dsrh_cifar10_paper_preset_fits_shallow_methods_on_cached_gist():
     from deephash import presets
 
-    assert presets.spec("itq", "cifar10", 32, preset="paper", paper="dsrh", seed=2).features == "gist"
+    assert (
+        presets.spec("itq", "cifar10", 32, preset="paper", paper="dsrh", seed=2).features == "gist"
+    )
     with pytest.raises(ValueError, match="--features") as err:
         presets.spec("itq", "nuswide21", 32, preset="paper", paper="dsrh")
     assert "--features=gist" in str(err.value)
-    spec = presets.spec("itq", "cifar10", 32, preset="paper", features="features/cifar10_gist_seed0")
+    spec = presets.spec(
+        "itq", "cifar10", 32, preset="paper", features="features/cifar10_gist_seed0"
+    )
     assert spec.features == "features/cifar10_gist_seed0"
 
 
 def test_gist_features_are_computed_once_per_split_and_cached(monkeypatch, caplog):
     import os
 
-    from deephash import data, experiment, features as features_lib
+    from deephash import data, experiment
+    from deephash import features as features_lib
     from deephash.data.splits import cache_dir
     from deephash.features import feature_matrix
 
     ds = data.load("digits")
     first = features_lib.cached_features("gist", ds)
-    assert feature_matrix(first.query).shape == (len(ds.query), 512) and first.checksum == ds.checksum
-    (entry,) = [e for e in os.listdir(cache_dir("features")) if e.startswith(f"digits-{ds.checksum[:16]}-gist-")]
+    assert (
+        feature_matrix(first.query).shape == (len(ds.query), 512) and first.checksum == ds.checksum
+    )
+    (entry,) = [
+        e
+        for e in os.listdir(cache_dir("features"))
+        if e.startswith(f"digits-{ds.checksum[:16]}-gist-")
+    ]
 
     def no_compute(*args, **kwargs):
         raise AssertionError("cached features were computed again")
@@ -295,4 +349,3 @@ def test_gist_features_are_computed_once_per_split_and_cached(monkeypatch, caplo
         features_lib.cached_features("sift", ds)
     with pytest.raises(FileNotFoundError, match="computed features: gist"):
         experiment.run("itq", ds, 16, features="no/such/dir")
-

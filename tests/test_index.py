@@ -1,4 +1,5 @@
 """deephash.index.HammingIndex: exact kNN / range search, backends agree, save/load."""
+
 import numpy as np
 import pytest
 
@@ -10,13 +11,17 @@ try:
 except ImportError:  # pragma: no cover
     faiss = None
 
-BACKENDS = ["numba", "numpy", "grouped-numba", "grouped-numpy"] + (["faiss"] if faiss is not None else [])
+BACKENDS = ["numba", "numpy", "grouped-numba", "grouped-numpy"] + (
+    ["faiss"] if faiss is not None else []
+)
 
 
 def _index(bits, db, backend):
     """Backend 'numba'/'numpy' = deephash kernels (selected per call); 'grouped-*' = search by
     distinct codes with those kernels; 'faiss' = faiss backend."""
-    name = "faiss" if backend == "faiss" else "grouped" if backend.startswith("grouped") else "numpy"
+    name = (
+        "faiss" if backend == "faiss" else "grouped" if backend.startswith("grouped") else "numpy"
+    )
     index = HammingIndex(bits, backend=name)
     index.add(db[: len(db) // 2])
     index.add(db[len(db) // 2 :])  # two adds: numbering continues
@@ -75,13 +80,19 @@ def _clustered(bits, n_distinct, seed, nq=23, ndb=4000):
     rng = np.random.default_rng(seed)
     centres = rng.integers(0, 2, (n_distinct, bits)).astype(bool)
     db = centres[rng.integers(0, n_distinct, ndb)]
-    qb = np.concatenate([centres[rng.integers(0, n_distinct, nq // 2)],  # queries equal to codes
-                         rng.integers(0, 2, (nq - nq // 2, bits)).astype(bool)])
+    qb = np.concatenate(
+        [
+            centres[rng.integers(0, n_distinct, nq // 2)],  # queries equal to codes
+            rng.integers(0, 2, (nq - nq // 2, bits)).astype(bool),
+        ]
+    )
     return qb, db
 
 
 @pytest.mark.parametrize("kernels", ["numba", "numpy"])
-@pytest.mark.parametrize("bits, n_distinct", [(4, 3), (16, 1), (16, 7), (32, 60), (64, 400), (100, 50)])
+@pytest.mark.parametrize(
+    "bits, n_distinct", [(4, 3), (16, 1), (16, 7), (32, 60), (64, 400), (100, 50)]
+)
 def test_grouped_search_equals_flat_scan_on_clustered_codes(bits, n_distinct, kernels):
     qb, db = _clustered(bits, n_distinct, seed=bits + n_distinct)
     flat, grouped = HammingIndex(bits, backend="numpy"), HammingIndex(bits, backend="grouped")
@@ -174,7 +185,12 @@ def test_corrupt_or_foreign_files_raise(tmp_path):
     foreign.write_bytes(b"PK\x03\x04 not an index")
     header = tmp_path / "header"
     header.write_bytes(path.read_bytes().replace(b'"format_version": 2', b'"format_version": 9'))
-    for bad, match in ((flipped, "checksum"), (truncated, "checksum"), (foreign, "not a deephash"), (header, "version")):
+    for bad, match in (
+        (flipped, "checksum"),
+        (truncated, "checksum"),
+        (foreign, "not a deephash"),
+        (header, "version"),
+    ):
         with pytest.raises(ValueError, match=match):
             HammingIndex.load(bad)
     with pytest.raises(FileNotFoundError, match="no Hamming index"):
@@ -187,8 +203,12 @@ def test_a_tampered_header_field_fails_the_checksum_naming_the_file(tmp_path):
     path = tmp_path / "i.dhidx"
     index.save(path)
     raw = path.read_bytes()
-    for old, new in ((b'"n_bits": 32', b'"n_bits": 31'), (b'"n_bits": 32', b'"n_bits": 25'),
-                     (b'"backend": "auto"', b'"backend": "faiss"'), (b'"bytes_per_code": 4', b'"bytes_per_code": 5')):
+    for old, new in (
+        (b'"n_bits": 32', b'"n_bits": 31'),
+        (b'"n_bits": 32', b'"n_bits": 25'),
+        (b'"backend": "auto"', b'"backend": "faiss"'),
+        (b'"bytes_per_code": 4', b'"bytes_per_code": 5'),
+    ):
         assert old in raw
         bad = tmp_path / "tampered.dhidx"
         bad.write_bytes(raw.replace(old, new))
@@ -203,15 +223,23 @@ def test_format_1_files_still_load(tmp_path):
 
     db = np.random.default_rng(3).integers(0, 2, (40, 12)).astype(bool)
     payload = codes.pack(db).tobytes()
-    header = {"format_version": 1, "n_bits": 12, "size": 40, "bytes_per_code": 2, "backend": "numpy",
-              "sha256": hashlib.sha256(payload).hexdigest()}
+    header = {
+        "format_version": 1,
+        "n_bits": 12,
+        "size": 40,
+        "bytes_per_code": 2,
+        "backend": "numpy",
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
     path = tmp_path / "v1.dhidx"
     path.write_bytes(b"DEEPHASH-HAMMING-INDEX\n" + json.dumps(header).encode() + b"\n" + payload)
     np.testing.assert_array_equal(HammingIndex.load(path).codes(), db)
 
 
 def test_uint8_zero_one_codes_are_not_taken_for_packed_ones():
-    bits01 = np.random.default_rng(4).integers(0, 2, (10, 8)).astype(np.uint8)  # (n, 8): 64/8 columns
+    bits01 = (
+        np.random.default_rng(4).integers(0, 2, (10, 8)).astype(np.uint8)
+    )  # (n, 8): 64/8 columns
     index = HammingIndex(64)
     with pytest.raises(ValueError, match="8 bits, expected 64.*packed=True"):
         index.add(bits01)
@@ -253,7 +281,9 @@ def test_single_threaded_small_calls_match_the_parallel_kernels(monkeypatch):
         pytest.skip("numba is not installed")
     rng = np.random.default_rng(11)
     centres = rng.integers(0, 2, (6, 48)).astype(bool)
-    db = centres[rng.integers(0, 6, 3000)] ^ (rng.random((3000, 48)) < 0.08)  # many ties and duplicates
+    db = centres[rng.integers(0, 6, 3000)] ^ (
+        rng.random((3000, 48)) < 0.08
+    )  # many ties and duplicates
     q = centres[rng.integers(0, 6, 40)] ^ (rng.random((40, 48)) < 0.08)
 
     def results():

@@ -1,4 +1,5 @@
 """deephash.index.MultiIndexHashing: hash-table / multi-index lookups give exactly the exhaustive results."""
+
 import itertools
 import math
 
@@ -61,8 +62,22 @@ def _assert_same(got, want, dist):
 
 
 @pytest.mark.parametrize("kernels", KERNELS)
-@pytest.mark.parametrize("bits,m", [(8, None), (12, None), (12, 2), (16, 1), (16, 3), (32, None), (32, 1),
-                                    (48, 4), (64, None), (64, 2), (100, None)])
+@pytest.mark.parametrize(
+    "bits,m",
+    [
+        (8, None),
+        (12, None),
+        (12, 2),
+        (16, 1),
+        (16, 3),
+        (32, None),
+        (32, 1),
+        (48, 4),
+        (64, None),
+        (64, 2),
+        (100, None),
+    ],
+)
 def test_range_search_equals_exhaustive_with_ties_and_duplicates(bits, m, kernels):
     qb, db = _data(bits, seed=bits)
     flat = HammingIndex(bits)
@@ -71,9 +86,15 @@ def test_range_search_equals_exhaustive_with_ties_and_duplicates(bits, m, kernel
         index = _mih(bits, db, m, path)
         for radius in (0, 1, 2, 3, bits // 4, bits + 3):
             want, dist = _ref_range(qb, db, radius)
-            _assert_same(index.range_search(qb, radius, return_distances=True, kernels=kernels), want, dist)
-            assert all(np.array_equal(a, b) for a, b in zip(index.range_search(qb, radius, kernels=kernels),
-                                                             flat.range_search(qb, radius)))
+            _assert_same(
+                index.range_search(qb, radius, return_distances=True, kernels=kernels), want, dist
+            )
+            assert all(
+                np.array_equal(a, b)
+                for a, b in zip(
+                    index.range_search(qb, radius, kernels=kernels), flat.range_search(qb, radius)
+                )
+            )
 
 
 @pytest.mark.parametrize("kernels", KERNELS)
@@ -84,7 +105,9 @@ def test_clustered_codes_with_large_buckets(bits, kernels):
         index = _mih(bits, db, None, path)
         for radius in (0, 2, 5):
             want, dist = _ref_range(qb, db, radius)
-            _assert_same(index.range_search(qb, radius, return_distances=True, kernels=kernels), want, dist)
+            _assert_same(
+                index.range_search(qb, radius, return_distances=True, kernels=kernels), want, dist
+            )
 
 
 def test_queries_equal_to_items_find_themselves_first_and_empty_results_are_empty():
@@ -93,10 +116,14 @@ def test_queries_equal_to_items_find_themselves_first_and_empty_results_are_empt
     index = _mih(32, db, 2, "tables")
     idx = index.range_search(db[[12]], 0)[0]
     assert idx[0] == 12 and np.all((db[idx] == db[12]).all(1))
-    np.testing.assert_array_equal(index.range_search(db[[3]], 0)[0], np.arange(10))  # duplicates: by index
+    np.testing.assert_array_equal(
+        index.range_search(db[[3]], 0)[0], np.arange(10)
+    )  # duplicates: by index
     far = np.ones((2, 32), bool)
     idx, dist = index.range_search(far, 1, return_distances=True)
-    assert [a.size for a in idx] == [0, 0] and idx[0].dtype == np.int64 and dist[0].dtype == np.int32
+    assert (
+        [a.size for a in idx] == [0, 0] and idx[0].dtype == np.int64 and dist[0].dtype == np.int32
+    )
 
 
 @pytest.mark.parametrize("bits", [12, 48])
@@ -133,7 +160,9 @@ def test_save_writes_the_hamming_index_format_and_load_keeps_m(tmp_path):
     flat = HammingIndex(48)
     flat.add(db)
     flat.save(tmp_path / "flat.dhidx")
-    assert path.read_bytes() == (tmp_path / "flat.dhidx").read_bytes()  # same versioned, checksummed file
+    assert (
+        path.read_bytes() == (tmp_path / "flat.dhidx").read_bytes()
+    )  # same versioned, checksummed file
     loaded = MultiIndexHashing.load(tmp_path / "flat.dhidx", m=4)
     assert isinstance(loaded, MultiIndexHashing) and loaded.m == 4 and len(loaded) == len(db)
     assert isinstance(HammingIndex.load(path), HammingIndex)
@@ -179,11 +208,17 @@ def test_substring_rules_by_hand():
     assert _lookup.n_probes(2, [(0, 4), (4, 7), (7, 10)]) == 3
     assert _lookup.n_probes(3, [(0, 16), (16, 32)]) == (1 + 16) * 2
     packed = np.packbits(np.array([[1, 0, 1, 1, 0]], bool), axis=1)
-    np.testing.assert_array_equal(_lookup.substring_keys(packed, 5, [(0, 3), (3, 5)]), [[0b101, 0b10]])
+    np.testing.assert_array_equal(
+        _lookup.substring_keys(packed, 5, [(0, 3), (3, 5)]), [[0b101, 0b10]]
+    )
 
 
 @pytest.mark.parametrize("length,radius", [(1, 1), (5, 2), (7, 7), (64, 2)])
 def test_flip_masks_are_every_pattern_within_the_radius_once(length, radius):
     masks = _lookup.flip_masks(length, radius)
-    want = {sum(1 << b for b in c) for w in range(radius + 1) for c in itertools.combinations(range(length), w)}
+    want = {
+        sum(1 << b for b in c)
+        for w in range(radius + 1)
+        for c in itertools.combinations(range(length), w)
+    }
     assert masks.dtype == np.uint64 and masks.size == len(want) and set(masks.tolist()) == want

@@ -2,6 +2,7 @@
 create, one writer per run directory, diverged runs, damaged checkpoints / codes / models /
 JSON, run manifests checked by the report and the sweep, strict JSON, encoding without
 retracing, file permissions and stale staging directories."""
+
 import dataclasses
 import io as _io
 import json
@@ -14,11 +15,21 @@ import time
 
 import numpy as np
 import pytest
+from _helpers import approx_history
 
 import deephash  # noqa: F401
-from deephash import checkpoints, data, experiment, io, methods, presets, report, runs, sweep, training
-
-from _helpers import approx_history
+from deephash import (
+    checkpoints,
+    data,
+    experiment,
+    io,
+    methods,
+    presets,
+    report,
+    runs,
+    sweep,
+    training,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = training.TrainConfig(epochs=1, batch_size=32, lr=0.05, verbose=0)
@@ -42,8 +53,14 @@ def test_a_checkpoint_dir_the_library_did_not_create_is_never_deleted(tmp_path, 
     (victim / "notes.txt").write_text("precious")
     for flag in (False, True):
         with pytest.raises(ValueError, match=r"victim.*not a deephash checkpoint directory"):
-            experiment.run("drh", small, 8, TINY.replace(checkpoint_dir=str(victim)), str(tmp_path / "v"),
-                           overwrite_checkpoints=flag)
+            experiment.run(
+                "drh",
+                small,
+                8,
+                TINY.replace(checkpoint_dir=str(victim)),
+                str(tmp_path / "v"),
+                overwrite_checkpoints=flag,
+            )
         assert (victim / "notes.txt").read_text() == "precious" and (victim / "sub").is_dir()
     assert not (tmp_path / "v").exists()
 
@@ -62,7 +79,13 @@ def test_a_damaged_run_json_keeps_intact_checkpoints(tmp_path):
 def test_removing_a_finished_runs_checkpoints_takes_every_library_file_and_nothing_else(tmp_path):
     ckpt = tmp_path / "ckpt"
     checkpoints.prepare(str(ckpt), {"method": "drh"})
-    for name in ("ckpt-2.npz", "ckpt-3.npz", "best-4.npz", "cnnh_stage1.npz", "ckpt-3.npz.abcd1234.tmp"):
+    for name in (
+        "ckpt-2.npz",
+        "ckpt-3.npz",
+        "best-4.npz",
+        "cnnh_stage1.npz",
+        "ckpt-3.npz.abcd1234.tmp",
+    ):
         (ckpt / name).write_bytes(b"x")
     (ckpt / "notes.txt").write_text("mine")
     assert "best-4.npz" in checkpoints.library_files(str(ckpt))  # early stopping's best weights
@@ -76,28 +99,41 @@ def test_removing_a_finished_runs_checkpoints_takes_every_library_file_and_nothi
 
 
 def test_checkpoint_settings_differences_are_named():
-    text = checkpoints.differences({"bits": 16, "config": {"lr": 0.02, "seed": 0}},
-                                   {"bits": 16, "config": {"lr": 0.05, "seed": 0}, "extra": 1})
+    text = checkpoints.differences(
+        {"bits": 16, "config": {"lr": 0.02, "seed": 0}},
+        {"bits": 16, "config": {"lr": 0.05, "seed": 0}, "extra": 1},
+    )
     assert text == "config.lr: 0.02 -> 0.05, extra: '<unset>' -> 1"
 
 
 # --------------------------------------------------------------------------- 2. one writer
 def _hold_lock(directory):
     """A child process holding ``directory``'s lock until killed."""
-    code = ("import sys, time; from deephash import runs; runs.DirectoryLock(sys.argv[1]).acquire(); "
-            "print('locked', flush=True); time.sleep(120)")
-    child = subprocess.Popen([sys.executable, "-c", code, str(directory)], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": REPO})
+    code = (
+        "import sys, time; from deephash import runs; runs.DirectoryLock(sys.argv[1]).acquire(); "
+        "print('locked', flush=True); time.sleep(120)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(directory)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
     assert child.stdout.readline().strip() == "locked"
     return child
 
 
-def test_a_second_writer_of_a_run_directory_fails_at_once_and_kill_9_leaves_no_stale_lock(tmp_path, small):
+def test_a_second_writer_of_a_run_directory_fails_at_once_and_kill_9_leaves_no_stale_lock(
+    tmp_path, small
+):
     out = tmp_path / "conc" / "mix"
     child = _hold_lock(out)
     try:
         t0 = time.perf_counter()
-        with pytest.raises(runs.DirectoryLockedError, match=rf"run directory .*mix.* in use by another run \(process {child.pid}\)"):
+        with pytest.raises(
+            runs.DirectoryLockedError,
+            match=rf"run directory .*mix.* in use by another run \(process {child.pid}\)",
+        ):
             experiment.run("drh", small, 8, TINY, str(out))
         assert time.perf_counter() - t0 < 5  # at once, before any training
     finally:
@@ -112,7 +148,9 @@ def test_a_shared_checkpoint_directory_is_locked_too(tmp_path, small):
     child = _hold_lock(ckpt)
     try:
         with pytest.raises(runs.DirectoryLockedError, match="checkpoint directory .*shared_ckpt"):
-            experiment.run("drh", small, 8, TINY.replace(checkpoint_dir=str(ckpt)), str(tmp_path / "b"))
+            experiment.run(
+                "drh", small, 8, TINY.replace(checkpoint_dir=str(ckpt)), str(tmp_path / "b")
+            )
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -129,7 +167,9 @@ def test_directory_lock_is_exclusive_within_and_across_objects(tmp_path):
 # --------------------------------------------------------------------------- 4. diverged runs, strict JSON
 def test_a_diverged_run_stops_with_an_error_and_writes_nothing(tmp_path, small):
     out, ckpt = tmp_path / "nan", tmp_path / "nan_ckpt"
-    with pytest.raises(training.NonFiniteLossError, match="training diverged: .* is nan after epoch 1"):
+    with pytest.raises(
+        training.NonFiniteLossError, match="training diverged: .* is nan after epoch 1"
+    ):
         experiment.run("drh", small, 8, TINY.replace(lr=1e30, checkpoint_dir=str(ckpt)), str(out))
     assert not out.exists()
     assert training.latest_checkpoint(str(ckpt)) is None  # a NaN model is never checkpointed
@@ -143,7 +183,9 @@ def test_non_finite_histories_and_checkpoints_are_refused(tmp_path):
 
 def test_json_is_strict(tmp_path):
     path = tmp_path / "h.json"
-    with pytest.raises(ValueError, match=r"h.json: refusing to write a non-finite number at \['loss'\]\[1\]"):
+    with pytest.raises(
+        ValueError, match=r"h.json: refusing to write a non-finite number at \['loss'\]\[1\]"
+    ):
         io.write_json(path, {"loss": [1.0, np.float32("nan")]})
     assert not path.exists()
     (tmp_path / "nan.json").write_text('{"map": NaN}')
@@ -158,14 +200,21 @@ def _trained(small, ckpt, epochs):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
-def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, small, damage, caplog):
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(
+    tmp_path, small, damage, caplog
+):
     ckpt = tmp_path / "ckpt"
     _, history = _trained(small, ckpt, 2)
     assert sorted(os.listdir(ckpt)) == ["ckpt-1.npz", "ckpt-2.npz"]  # the previous one is kept
     latest = ckpt / "ckpt-2.npz"
     raw = latest.read_bytes()
-    latest.write_bytes({"truncate": raw[: len(raw) // 2], "empty": b"",
-                        "flip": raw[:200] + bytes([raw[200] ^ 0x10]) + raw[201:]}[damage])
+    latest.write_bytes(
+        {
+            "truncate": raw[: len(raw) // 2],
+            "empty": b"",
+            "flip": raw[:200] + bytes([raw[200] ^ 0x10]) + raw[201:],
+        }[damage]
+    )
     model = methods.create("drh", bits=8, dataset=small, backbone="small_cnn")
     model.compile(optimizer=training.make_optimizer(TINY))
     with caplog.at_level(logging.WARNING):
@@ -173,7 +222,9 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, sm
     assert done == 1 and resumed == approx_history({k: v[:1] for k, v in history.items()})
     assert "ckpt-2.npz: damaged checkpoint" in caplog.text
     (ckpt / "ckpt-1.npz").write_bytes(b"")
-    with pytest.raises(training.CorruptCheckpointError, match=r"no readable checkpoint .*ckpt-2.npz.*ckpt-1.npz"):
+    with pytest.raises(
+        training.CorruptCheckpointError, match=r"no readable checkpoint .*ckpt-2.npz.*ckpt-1.npz"
+    ):
         training.resume(model, str(ckpt))
 
 
@@ -199,7 +250,9 @@ def test_damaged_codes_model_and_json_files_are_named(tmp_path, small):
 def test_a_run_directory_has_a_manifest_and_a_tampered_file_is_reported(tmp_path, small):
     run_dir = experiment.run("drh", small, 8, TINY, str(tmp_path / "run"))["run_dir"]
     manifest = json.loads(open(os.path.join(run_dir, "manifest.json")).read())["files"]
-    assert {"config.json", "metrics.json", "codes.npz", "model.keras", "history.json"} <= set(manifest)
+    assert {"config.json", "metrics.json", "codes.npz", "model.keras", "history.json"} <= set(
+        manifest
+    )
     assert runs.load_run(run_dir)["verified"] is True
     mode = os.stat(os.path.join(run_dir, "model.keras")).st_mode & 0o777  # 9: like every other file
     assert mode == os.stat(os.path.join(run_dir, "metrics.json")).st_mode & 0o777
@@ -222,12 +275,16 @@ def test_the_report_skips_damaged_run_directories_and_says_why(tmp_path, digits)
     _tamper(os.path.join(bad, "metrics.json"))
     with open(os.path.join(broken, "config.json"), "w") as f:
         f.write("{")
-    rep = report.write_report([str(tmp_path / "runs")], str(tmp_path / "rep"), paper=None, plots=False)
+    rep = report.write_report(
+        [str(tmp_path / "runs")], str(tmp_path / "rep"), paper=None, plots=False
+    )
     skipped = dict(rep["skipped"])
     assert set(skipped) == {bad, broken}
     assert "metrics.json: content differs" in skipped[bad] and "config.json" in skipped[broken]
     header, rows = rep["tables"][("digits", "map")]
-    assert header == ["method", "source", "8 bits"] and len(rows) == 1  # only the good run is tabulated
+    assert (
+        header == ["method", "source", "8 bits"] and len(rows) == 1
+    )  # only the good run is tabulated
     assert "## skipped run directories" in rep["markdown"] and "tampered" in rep["markdown"]
     assert good
 
@@ -266,14 +323,28 @@ def test_stale_staging_directories_of_a_killed_run_are_removed(tmp_path, digits)
     other.mkdir()
     experiment.run("lsh", digits, 8, TINY, str(tmp_path / "run"))
     assert not stale.exists() and other.exists()
-    assert sorted(os.listdir(tmp_path)) == [".run.x.ab12cd_9.tmp", "run"]  # no lock file left either
+    assert sorted(os.listdir(tmp_path)) == [
+        ".run.x.ab12cd_9.tmp",
+        "run",
+    ]  # no lock file left either
 
 
 def test_train_script_reports_runtime_errors_in_one_line(tmp_path):
-    out = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "train.py"), "--method=drh",
-                          "--hparams=foo=1", "--epochs=1", f"--out={tmp_path / 'r'}"], cwd=REPO,
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "experiments", "train.py"),
+            "--method=drh",
+            "--hparams=foo=1",
+            "--epochs=1",
+            f"--out={tmp_path / 'r'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: drh: unknown hyper-parameter")
 
@@ -287,21 +358,40 @@ def test_train_script_verifies_list_file_images_before_training(tmp_path):
     for i in range(120):
         rel = f"images/{i:03d}.jpg"
         (root / "images").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(root / rel, quality=95)
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(
+            root / rel, quality=95
+        )
         label = " ".join("1" if c == i % 100 else "0" for c in range(100))
         lines["test.txt" if i >= 100 else "database.txt"].append(f"{rel} {label}")
     for name, rows in {**lines, "train.txt": lines["database.txt"][:50]}.items():
         (root / name).write_text("\n".join(rows) + "\n")
     bad = root / "images" / "007.jpg"
     bad.write_bytes(bad.read_bytes()[:40])  # truncated JPEG
-    out = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "train.py"), "--method=drh",
-                          "--dataset=imagenet100", f"--root={root}", "--bits=8", "--epochs=1", "--batch_size=8",
-                          "--verbose=0", f"--out={tmp_path / 'r'}"], cwd=REPO, capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "experiments", "train.py"),
+            "--method=drh",
+            "--dataset=imagenet100",
+            f"--root={root}",
+            "--bits=8",
+            "--epochs=1",
+            "--batch_size=8",
+            "--verbose=0",
+            f"--out={tmp_path / 'r'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert out.returncode != 0 and "Traceback" not in out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "007.jpg" in last
-    assert not (tmp_path / "r").exists() and not (tmp_path / ".r.ckpt").exists()  # stopped before training
+    assert (
+        not (tmp_path / "r").exists() and not (tmp_path / ".r.ckpt").exists()
+    )  # stopped before training
 
 
 # --------------------------------------------------------------------------- 11. encoding without retracing
@@ -309,8 +399,14 @@ def test_encoding_many_models_does_not_retrace(small, digits):
     stream = _io.StringIO()
     handler = logging.StreamHandler(stream)
     logger = logging.getLogger("tensorflow")
-    for lam in (0.0, 0.05, 0.25):  # what ortho_weight="auto" does: fit, encode validation and training items
-        model = methods.create("dsrh", bits=8, dataset=small, backbone="small_cnn", ortho_weight=lam)
+    for lam in (
+        0.0,
+        0.05,
+        0.25,
+    ):  # what ortho_weight="auto" does: fit, encode validation and training items
+        model = methods.create(
+            "dsrh", bits=8, dataset=small, backbone="small_cnn", ortho_weight=lam
+        )
         model.fit_dataset(small, TINY)
         logger.addHandler(handler)  # TensorFlow's warnings while encoding (not training)
         try:
@@ -321,12 +417,16 @@ def test_encoding_many_models_does_not_retrace(small, digits):
     logger.addHandler(handler)
     try:  # TensorFlow counts traces per code object: many models, one trace each, is no retracing
         for _ in range(8):
-            methods.create("dsrh", bits=8, dataset=small, backbone="small_cnn").encode(digits.query.images[:50])
+            methods.create("dsrh", bits=8, dataset=small, backbone="small_cnn").encode(
+                digits.query.images[:50]
+            )
     finally:
         logger.removeHandler(handler)
     assert "retracing" not in stream.getvalue()
     whole = model.relaxed_codes(digits.train)
-    parts = np.concatenate([model.relaxed_codes(digits.train.images[i:i + 100]) for i in range(0, 500, 100)])
+    parts = np.concatenate(
+        [model.relaxed_codes(digits.train.images[i : i + 100]) for i in range(0, 500, 100)]
+    )
     np.testing.assert_allclose(whole, parts, atol=1e-6)
     assert codes.shape == (500, 8) and codes.dtype == bool
 

@@ -1,4 +1,5 @@
 """deephash.io: files appear whole or not at all."""
+
 import json
 import os
 
@@ -30,7 +31,9 @@ def test_atomic_write_honours_umask(tmp_path):
 
 
 def test_write_json_converts_numpy_values(tmp_path):
-    write_json(tmp_path / "m.json", {"map": np.float32(0.5), "n": np.int64(3), "curve": np.arange(3)})
+    write_json(
+        tmp_path / "m.json", {"map": np.float32(0.5), "n": np.int64(3), "curve": np.arange(3)}
+    )
     assert json.loads((tmp_path / "m.json").read_text()) == {"map": 0.5, "n": 3, "curve": [0, 1, 2]}
 
 

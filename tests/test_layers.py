@@ -1,4 +1,5 @@
 """BagHash: the bag-wise hash layer (DSRH §3.2 / NINH divide-and-encode)."""
+
 import json
 
 import keras
@@ -15,7 +16,7 @@ def _reference(x, kernel, bias):
     out = np.empty((x.shape[0], bits))
     for n in range(x.shape[0]):
         for j in range(bits):
-            out[n, j] = np.dot(x[n, j * bags:(j + 1) * bags], kernel[j]) + bias[j]
+            out[n, j] = np.dot(x[n, j * bags : (j + 1) * bags], kernel[j]) + bias[j]
     return out
 
 
@@ -86,7 +87,9 @@ def test_extra_leading_axes_are_kept():
     x = np.random.default_rng(3).normal(size=(2, 5, 6)).astype("float32")
     got = keras.ops.convert_to_numpy(layer(x))
     assert got.shape == (2, 5, 3)
-    np.testing.assert_allclose(got[1], _sigmoid(_reference(x[1], kernel, bias)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        got[1], _sigmoid(_reference(x[1], kernel, bias)), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_wrong_input_width_raises_value_error_naming_both_widths():
@@ -95,7 +98,9 @@ def test_wrong_input_width_raises_value_error_naming_both_widths():
         layer(np.zeros((2, 241), "float32"))
 
 
-@pytest.mark.parametrize("kwargs", [{"bits": 0}, {"bits": -3}, {"bits": 2.5}, {"bits": 4, "bags": 0}, {"bits": True}])
+@pytest.mark.parametrize(
+    "kwargs", [{"bits": 0}, {"bits": -3}, {"bits": 2.5}, {"bits": 4, "bags": 0}, {"bits": True}]
+)
 def test_bad_bits_or_bags_raise_value_error(kwargs):
     with pytest.raises(ValueError, match="positive integer"):
         BagHash(**kwargs)
@@ -110,7 +115,9 @@ def test_get_config_json_round_trip_gives_the_same_outputs():
     assert clone.built  # the serialized form carries the build shape
     clone.set_weights([kernel, bias])
     x = np.random.default_rng(4).normal(size=(3, 30)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(layer(x)))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(layer(x))
+    )
     assert clone.get_config() == layer.get_config()
 
 

@@ -1,5 +1,6 @@
 """ImageNet-100 with the DSEH paper's 100 training images per class drawn from given
 (HashNet) lists that hold more: ``train_per_class`` with given lists."""
+
 import os
 
 import numpy as np
@@ -30,7 +31,9 @@ def test_given_lists_keep_a_seeded_train_per_class(tmp_path):
     assert np.bincount(two.train.class_ids, minlength=100).tolist() == [2] * 100
     assert np.isin(two.train.indices, full.train.indices).all()
     assert len(two.database) == len(full.database) and two.checksum != full.checksum
-    assert os.path.exists(tmp_path / "deephash_splits" / "imagenet100" / "given-train2pc-seed1" / "split.json")
+    assert os.path.exists(
+        tmp_path / "deephash_splits" / "imagenet100" / "given-train2pc-seed1" / "split.json"
+    )
     again = data.load("imagenet100", root=root, train_per_class=2, seed=1)
     np.testing.assert_array_equal(again.train.indices, two.train.indices)
     other = data.load("imagenet100", root=root, train_per_class=2, seed=2)

@@ -1,4 +1,5 @@
 """Losses of the deep baselines (DPSH, DHN, HashNet) against hand-computed values."""
+
 import json
 import math
 
@@ -33,14 +34,19 @@ def test_pairwise_cross_entropy_hand_computed():
     u = np.array([[1.0, 0.0], [0.0, 2.0]])
     v = np.array([[1.0, 1.0]])
     s = np.array([[1.0], [0.0]])
-    np.testing.assert_allclose(pairwise_cross_entropy(u, v, s, reduction="none").numpy(),
-                               [[_sp(1) - 1], [_sp(2)]], rtol=1e-7)
+    np.testing.assert_allclose(
+        pairwise_cross_entropy(u, v, s, reduction="none").numpy(),
+        [[_sp(1) - 1], [_sp(2)]],
+        rtol=1e-7,
+    )
     half = pairwise_cross_entropy(u, v, s, alpha=0.5, reduction="none").numpy()
     np.testing.assert_allclose(half, [[_sp(0.5) - 0.5], [_sp(1)]], rtol=1e-7)
     # weights multiply each pair; sum and mean reductions
     w = np.array([[2.0], [0.5]])
     expected = 2 * (_sp(0.5) - 0.5) + 0.5 * _sp(1)
-    assert float(pairwise_cross_entropy(u, v, s, 0.5, weights=w, reduction="sum")) == pytest.approx(expected)
+    assert float(pairwise_cross_entropy(u, v, s, 0.5, weights=w, reduction="sum")) == pytest.approx(
+        expected
+    )
     assert float(pairwise_cross_entropy(u, v, s, 0.5, weights=w)) == pytest.approx(expected / 2)
 
 
@@ -92,17 +98,23 @@ def test_log_cosh_quantization_hand_computed_and_finite():
     # z = (0, 1, 2, -3): log cosh(1) + log cosh(0) + log cosh(1) + log cosh(2)
     lc1, lc2 = math.log(math.cosh(1.0)), math.log(math.cosh(2.0))
     z = np.array([[0.0, 1.0, 2.0, -3.0], [1.0, -1.0, 1.0, -1.0]])
-    np.testing.assert_allclose(log_cosh_quantization_loss(z).numpy(), [2 * lc1 + lc2, 0.0], rtol=1e-7)
+    np.testing.assert_allclose(
+        log_cosh_quantization_loss(z).numpy(), [2 * lc1 + lc2, 0.0], rtol=1e-7
+    )
     assert float(log_cosh_quantization_loss(z, "sum")) == pytest.approx(2 * lc1 + lc2)
     # |z| = 1000 (cosh overflows float64): log cosh(999) = 999 - log 2
     big = tf.constant([[1000.0, -1000.0]])
-    np.testing.assert_allclose(log_cosh_quantization_loss(big).numpy(), [2 * (999 - math.log(2))], rtol=1e-6)
+    np.testing.assert_allclose(
+        log_cosh_quantization_loss(big).numpy(), [2 * (999 - math.log(2))], rtol=1e-6
+    )
     # gradient d/dz log cosh(|z| - 1) = tanh(|z| - 1) sign(z)
     x = tf.constant([[0.5, -0.5, 1000.0]])
     with tf.GradientTape() as tape:
         tape.watch(x)
         value = tf.reduce_sum(log_cosh_quantization_loss(x))
-    np.testing.assert_allclose(tape.gradient(value, x).numpy(), [[math.tanh(-0.5), -math.tanh(-0.5), 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(value, x).numpy(), [[math.tanh(-0.5), -math.tanh(-0.5), 1.0]], rtol=1e-6
+    )
 
 
 def test_sign_quantization_hand_computed_with_the_papers_gradient():
@@ -123,8 +135,12 @@ def test_hashnet_beta_schedule_steps_every_step_size():
     assert hashnet_beta(0) == 1.0 and hashnet_beta(199) == 1.0
     assert hashnet_beta(200) == pytest.approx(math.sqrt(2.0))
     assert hashnet_beta(450) == pytest.approx(math.sqrt(3.0))
-    assert float(hashnet_beta(tf.constant(450, tf.int64))) == pytest.approx(math.sqrt(3.0), rel=1e-6)
-    assert hashnet_beta(10, beta0=2.0, gamma=0.1, power=1.0, step_size=5) == pytest.approx(2.0 * 2.0)
+    assert float(hashnet_beta(tf.constant(450, tf.int64))) == pytest.approx(
+        math.sqrt(3.0), rel=1e-6
+    )
+    assert hashnet_beta(10, beta0=2.0, gamma=0.1, power=1.0, step_size=5) == pytest.approx(
+        2.0 * 2.0
+    )
     for kwargs in ({"beta0": 0}, {"gamma": -1}, {"step_size": 0}):
         with pytest.raises(ValueError):
             hashnet_beta(1, **kwargs)
@@ -144,7 +160,11 @@ def test_pairwise_cross_entropy_loss_class_matches_a_pair_by_pair_reference():
         for i, j in pairs:
             theta = 0.7 * float(z[i] @ z[j])
             s = 1.0 if (i, j) in sim else 0.0
-            w = (len(pairs) / len(sim) if s else len(pairs) / (len(pairs) - len(sim))) if weighted else 1.0
+            w = (
+                (len(pairs) / len(sim) if s else len(pairs) / (len(pairs) - len(sim)))
+                if weighted
+                else 1.0
+            )
             ref[i] += w * (_sp(theta) - s * theta) / 4
         np.testing.assert_allclose(per_sample, ref, rtol=1e-5)
         assert float(loss(y, z)) == pytest.approx(ref.mean(), rel=1e-5)
@@ -154,11 +174,16 @@ def test_loss_classes_round_trip_their_config_and_validate():
     loss = PairwiseCrossEntropyLoss(alpha=0.25, weighted=True)
     config = json.loads(json.dumps(keras.losses.serialize(loss)))
     clone = keras.losses.deserialize(config)
-    assert isinstance(clone, PairwiseCrossEntropyLoss) and (clone.alpha, clone.weighted) == (0.25, True)
+    assert isinstance(clone, PairwiseCrossEntropyLoss) and (clone.alpha, clone.weighted) == (
+        0.25,
+        True,
+    )
     for cls in (LogCoshQuantizationLoss, SignQuantizationLoss):
         assert isinstance(keras.losses.deserialize(keras.losses.serialize(cls())), cls)
     z = np.array([[0.5, -2.0]], np.float32)
     assert float(SignQuantizationLoss()(None, z)) == pytest.approx(0.25 + 1.0)
-    assert float(LogCoshQuantizationLoss()(None, z)) == pytest.approx(math.log(math.cosh(0.5)) + math.log(math.cosh(1.0)))
+    assert float(LogCoshQuantizationLoss()(None, z)) == pytest.approx(
+        math.log(math.cosh(0.5)) + math.log(math.cosh(1.0))
+    )
     with pytest.raises(ValueError, match="alpha"):
         PairwiseCrossEntropyLoss(alpha=-1.0)

@@ -1,12 +1,13 @@
 """DSEH losses against hand-computed values (worked out in the comments)."""
+
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import deephash  # noqa: F401
-import keras
 from deephash.losses.pairwise import (
     CodeCrossEntropy,
     LabelRegressionLoss,
@@ -29,10 +30,21 @@ def test_pairwise_likelihood_hand_computed():
     u = np.array([[2.0, 0.0], [0.0, 1.0]])
     v = np.array([[1.0, 1.0], [-2.0, 0.0]])
     s = np.array([[1.0, 0.0], [0.0, 1.0]])
-    expected = np.array([[math.log(1 + math.e) - 1, math.log(1 + math.exp(-2))], [math.log(1 + math.exp(0.5)), math.log(2)]])
-    np.testing.assert_allclose(pairwise_likelihood_loss(u, v, s, "none").numpy(), expected, rtol=1e-6)
-    np.testing.assert_allclose(pairwise_likelihood_loss(u, v, s, "sum").numpy(), expected.sum(), rtol=1e-6)
-    np.testing.assert_allclose(pairwise_likelihood_loss(u, v, s).numpy(), expected.mean(), rtol=1e-6)
+    expected = np.array(
+        [
+            [math.log(1 + math.e) - 1, math.log(1 + math.exp(-2))],
+            [math.log(1 + math.exp(0.5)), math.log(2)],
+        ]
+    )
+    np.testing.assert_allclose(
+        pairwise_likelihood_loss(u, v, s, "none").numpy(), expected, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        pairwise_likelihood_loss(u, v, s, "sum").numpy(), expected.sum(), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        pairwise_likelihood_loss(u, v, s).numpy(), expected.mean(), rtol=1e-6
+    )
 
 
 def test_pairwise_likelihood_is_finite_for_theta_in_the_hundreds():
@@ -86,7 +98,10 @@ def test_quantization_label_regression_and_code_cross_entropy_hand_computed():
     codes = np.array([[1.0, -1.0], [-0.3, 0.9]])  # targets sign -> {0,1}: [[1, 0], [0, 1]]
     # CE(z, t) = softplus(z) - t z: row 1: log2 - 0 + softplus(2) = 0.693147 + 2.126928
     # row 2: softplus(-1) + softplus(3) - 3 = 0.313262 + 0.048587
-    expected = [math.log(2) + math.log(1 + math.exp(2)), math.log(1 + math.exp(-1)) + math.log(1 + math.exp(3)) - 3]
+    expected = [
+        math.log(2) + math.log(1 + math.exp(2)),
+        math.log(1 + math.exp(-1)) + math.log(1 + math.exp(3)) - 3,
+    ]
     np.testing.assert_allclose(code_cross_entropy(logits, codes).numpy(), expected, rtol=1e-6)
     # {0, 1} / bool targets mean the same bits
     np.testing.assert_allclose(code_cross_entropy(logits, codes > 0).numpy(), expected, rtol=1e-6)
@@ -104,9 +119,19 @@ def test_loss_classes_match_functions_and_round_trip_config():
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(clone, PairwiseLikelihoodLoss) and clone.positive_similarity == 2.0
     h = np.tanh(f)
-    np.testing.assert_allclose(QuantizationLoss()(np.zeros_like(h), h).numpy(), quantization_loss(h, "mean").numpy(), rtol=1e-6)
-    np.testing.assert_allclose(LabelRegressionLoss()(y, h[:, :4]).numpy(), label_regression_loss(y, h[:, :4]).numpy().mean(), rtol=1e-6)
-    np.testing.assert_allclose(CodeCrossEntropy()(h, f).numpy(), code_cross_entropy(f, h).numpy().mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        QuantizationLoss()(np.zeros_like(h), h).numpy(),
+        quantization_loss(h, "mean").numpy(),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        LabelRegressionLoss()(y, h[:, :4]).numpy(),
+        label_regression_loss(y, h[:, :4]).numpy().mean(),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        CodeCrossEntropy()(h, f).numpy(), code_cross_entropy(f, h).numpy().mean(), rtol=1e-6
+    )
     for cls in (QuantizationLoss, LabelRegressionLoss, CodeCrossEntropy):
         assert isinstance(keras.losses.deserialize(keras.losses.serialize(cls())), cls)
     with pytest.raises(ValueError, match="positive_similarity"):

@@ -1,4 +1,5 @@
 """DSRH losses: triplet ranking (Eq. 2-3), orthogonality (Eq. 6-7), classification (Eq. 8, 11)."""
+
 import json
 
 import keras
@@ -16,22 +17,31 @@ def _np(x):
 
 # ---------------------------------------------------------------- triplet ranking loss (Eq. 2)
 
+
 def test_triplet_loss_hand_computed_values():
     # triplet 0: ||h-h+||^2 = 0, ||h-h-||^2 = 2 -> max(0, 1 - 2 + 0) = 0
     # triplet 1: ||h-h+||^2 = 1, ||h-h-||^2 = 0.5 -> max(0, 1 - 0.5 + 1) = 1.5
     h = np.array([[1.0, 0.0], [0.0, 0.0]])
     h_pos = np.array([[1.0, 0.0], [1.0, 0.0]])
     h_neg = np.array([[0.0, 1.0], [0.5, 0.5]])
-    np.testing.assert_allclose(_np(losses.triplet_ranking_loss(h, h_pos, h_neg)), [0.0, 1.5], atol=1e-7)
+    np.testing.assert_allclose(
+        _np(losses.triplet_ranking_loss(h, h_pos, h_neg)), [0.0, 1.5], atol=1e-7
+    )
     # margin 3: triplet 0 gives 3 - 2 + 0 = 1, triplet 1 gives 3 - 0.5 + 1 = 3.5
-    np.testing.assert_allclose(_np(losses.triplet_ranking_loss(h, h_pos, h_neg, margin=3.0)), [1.0, 3.5], atol=1e-6)
+    np.testing.assert_allclose(
+        _np(losses.triplet_ranking_loss(h, h_pos, h_neg, margin=3.0)), [1.0, 3.5], atol=1e-6
+    )
 
 
 def test_triplet_loss_matches_slow_reference_on_random_codes():
     rng = np.random.default_rng(0)
     h, hp, hn = (rng.uniform(size=(40, 12)) for _ in range(3))
-    expected = [max(0.0, 1.0 - np.sum((a - n) ** 2) + np.sum((a - p) ** 2)) for a, p, n in zip(h, hp, hn)]
-    np.testing.assert_allclose(_np(losses.triplet_ranking_loss(h, hp, hn)), expected, rtol=1e-5, atol=1e-6)
+    expected = [
+        max(0.0, 1.0 - np.sum((a - n) ** 2) + np.sum((a - p) ** 2)) for a, p, n in zip(h, hp, hn)
+    ]
+    np.testing.assert_allclose(
+        _np(losses.triplet_ranking_loss(h, hp, hn)), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_triplet_loss_autodiff_gradients_equal_eq3():
@@ -71,15 +81,20 @@ def test_triplet_loss_class_reduces_mean_and_accepts_tuple_or_stacked():
     per = _np(losses.triplet_ranking_loss(h, hp, hn, margin=2.0))
     loss = losses.TripletRankingLoss(margin=2.0)
     np.testing.assert_allclose(_np(loss(None, (h, hp, hn))), per.mean(), rtol=1e-6)
-    np.testing.assert_allclose(_np(loss(np.zeros(10), np.stack([h, hp, hn], axis=1))), per.mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        _np(loss(np.zeros(10), np.stack([h, hp, hn], axis=1))), per.mean(), rtol=1e-6
+    )
     with pytest.raises(ValueError, match=r"\(m, 3, k\)"):
         loss(np.zeros(10), np.zeros((10, 4, 6), "float32"))
 
 
 # ---------------------------------------------------------------- orthogonality (Eq. 6-7)
 
+
 def test_centre_codes_maps_unit_interval_to_plus_minus_one():
-    np.testing.assert_allclose(_np(losses.centre_codes(np.array([[0.0, 0.5, 1.0]]))), [[-1.0, 0.0, 1.0]])
+    np.testing.assert_allclose(
+        _np(losses.centre_codes(np.array([[0.0, 0.5, 1.0]]))), [[-1.0, 0.0, 1.0]]
+    )
 
 
 def test_orthogonality_hand_computed_values():
@@ -151,14 +166,19 @@ def test_orthogonality_shape_errors():
 
 # ---------------------------------------------------------------- classification (Eq. 8, 11)
 
+
 def test_softmax_cross_entropy_hand_computed_with_ids_and_one_hot():
     logits = np.array([[0.0, 0.0], [np.log(3.0), 0.0]])  # p = [.5,.5], [.75,.25]
     ids = np.array([1, 0])
     expected = [np.log(2.0), -np.log(0.75)]
     np.testing.assert_allclose(_np(losses.softmax_cross_entropy(ids, logits)), expected, rtol=1e-6)
-    np.testing.assert_allclose(_np(losses.softmax_cross_entropy(ids[:, None], logits)), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        _np(losses.softmax_cross_entropy(ids[:, None], logits)), expected, rtol=1e-6
+    )
     one_hot = np.eye(2)[ids]
-    np.testing.assert_allclose(_np(losses.softmax_cross_entropy(one_hot, logits)), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        _np(losses.softmax_cross_entropy(one_hot, logits)), expected, rtol=1e-6
+    )
 
 
 def test_softmax_cross_entropy_gradient_is_eq9():
@@ -168,7 +188,9 @@ def test_softmax_cross_entropy_gradient_is_eq9():
     with tf.GradientTape() as tape:
         value = tf.reduce_mean(losses.softmax_cross_entropy(ids, logits))
     p = tf.nn.softmax(logits).numpy()
-    np.testing.assert_allclose(tape.gradient(value, logits).numpy(), (p - np.eye(4)[ids]) / 5, atol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(value, logits).numpy(), (p - np.eye(4)[ids]) / 5, atol=1e-6
+    )
 
 
 def test_sigmoid_cross_entropy_sums_over_classes_as_eq11():
@@ -179,12 +201,20 @@ def test_sigmoid_cross_entropy_sums_over_classes_as_eq11():
     got = _np(losses.sigmoid_cross_entropy(labels, logits))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     # keras' BinaryCrossentropy averages over the 3 classes instead
-    keras_mean = _np(keras.losses.binary_crossentropy(labels.astype("float32"), logits.astype("float32"), from_logits=True))
+    keras_mean = _np(
+        keras.losses.binary_crossentropy(
+            labels.astype("float32"), logits.astype("float32"), from_logits=True
+        )
+    )
     np.testing.assert_allclose(got, 3 * keras_mean, rtol=1e-4)
 
 
 def test_sigmoid_cross_entropy_is_finite_for_huge_logits():
-    got = _np(losses.sigmoid_cross_entropy(np.array([[0.0, 1.0]]), np.array([[1e4, -1e4]], dtype="float32")))
+    got = _np(
+        losses.sigmoid_cross_entropy(
+            np.array([[0.0, 1.0]]), np.array([[1e4, -1e4]], dtype="float32")
+        )
+    )
     assert np.all(np.isfinite(got)) and got[0] == pytest.approx(2e4)
 
 
@@ -204,14 +234,19 @@ def test_classification_loss_classes_take_the_batch_mean():
     ids = np.array([0, 1, 2, 2, 1, 0])
     multi = np.array([[1, 0, 1]] * 6, dtype="float32")
     np.testing.assert_allclose(
-        _np(losses.SoftmaxCrossEntropy()(ids, logits)), _np(losses.softmax_cross_entropy(ids, logits)).mean(), rtol=1e-6
+        _np(losses.SoftmaxCrossEntropy()(ids, logits)),
+        _np(losses.softmax_cross_entropy(ids, logits)).mean(),
+        rtol=1e-6,
     )
     np.testing.assert_allclose(
-        _np(losses.SigmoidCrossEntropy()(multi, logits)), _np(losses.sigmoid_cross_entropy(multi, logits)).mean(), rtol=1e-6
+        _np(losses.SigmoidCrossEntropy()(multi, logits)),
+        _np(losses.sigmoid_cross_entropy(multi, logits)).mean(),
+        rtol=1e-6,
     )
 
 
 # ---------------------------------------------------------------- serialization
+
 
 @pytest.mark.parametrize(
     "loss",
@@ -235,5 +270,8 @@ def test_losses_are_computed_in_float32_for_half_precision_inputs():
     h = tf.constant(np.random.default_rng(8).uniform(size=(6, 4)), dtype=tf.bfloat16)
     assert losses.triplet_ranking_loss(h, h, h).dtype == tf.float32
     assert losses.orthogonality_loss(losses.centre_codes(h)).dtype == tf.float32
-    assert losses.softmax_cross_entropy(np.zeros(6, "int32"), tf.cast(h, tf.float16)).dtype == tf.float32
+    assert (
+        losses.softmax_cross_entropy(np.zeros(6, "int32"), tf.cast(h, tf.float16)).dtype
+        == tf.float32
+    )
     assert losses.sigmoid_cross_entropy(np.zeros((6, 4)), h).dtype == tf.float32

@@ -1,4 +1,5 @@
 """deephash.metrics against a slow reference (stable argsort per query) and hand-computed cases."""
+
 import json
 
 import numpy as np
@@ -78,7 +79,12 @@ def ref_pr(qb, db, ql, dl, empty="zero"):
 
 def ref_pan(qb, db, ql, dl, ns):
     _, rel, order = _ref_rank(qb, db, ql, dl)
-    return np.array([np.mean([rel[i, order[i][:n]].sum() / min(n, db.shape[0]) for i in range(len(qb))]) for n in ns])
+    return np.array(
+        [
+            np.mean([rel[i, order[i][:n]].sum() / min(n, db.shape[0]) for i in range(len(qb))])
+            for n in ns
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- data
@@ -136,23 +142,36 @@ def test_lookup_metrics_match_reference(bits, multilabel, kernels):
         np.testing.assert_allclose(r, rr, rtol=1e-12)
     ns = [1, 5, 100, 399, 400, 1000]
     np.testing.assert_allclose(
-        metrics.precision_at_n(qb, db, ql, dl, ns=ns, kernels=kernels), ref_pan(qb, db, ql, dl, ns), rtol=1e-12
+        metrics.precision_at_n(qb, db, ql, dl, ns=ns, kernels=kernels),
+        ref_pan(qb, db, ql, dl, ns),
+        rtol=1e-12,
     )
 
 
 @pytest.mark.parametrize("multilabel", [False, True])
 def test_evaluate_matches_single_functions_and_both_kernels_agree(multilabel):
     qb, db, ql, dl = make_data(12, multilabel, seed=5, nq=40, ndb=3000)
-    res = {k: metrics.evaluate(qb, db, ql, dl, top_k=500, radius=3, ns=(10, 100), kernels=k) for k in KERNELS}
+    res = {
+        k: metrics.evaluate(qb, db, ql, dl, top_k=500, radius=3, ns=(10, 100), kernels=k)
+        for k in KERNELS
+    }
     a, b = res["numba"], res["numpy"]
     assert a["map"] == pytest.approx(b["map"], rel=1e-12)
     assert a["map"] == pytest.approx(ref_map(qb, db, ql, dl, 500), rel=1e-12)
-    assert a["precision_radius_3"] == b["precision_radius_3"] == pytest.approx(ref_radius(qb, db, ql, dl, 3))
+    assert (
+        a["precision_radius_3"]
+        == b["precision_radius_3"]
+        == pytest.approx(ref_radius(qb, db, ql, dl, 3))
+    )
     assert a["pr_curve"] == b["pr_curve"] and a["pr_curve"]["radius"] == list(range(13))
     assert a["precision_at_n"].keys() == {"10", "100"}
-    np.testing.assert_allclose(list(a["precision_at_n"].values()), ref_pan(qb, db, ql, dl, [10, 100]))
+    np.testing.assert_allclose(
+        list(a["precision_at_n"].values()), ref_pan(qb, db, ql, dl, [10, 100])
+    )
     assert a["num_queries"] == 40 and a["queries_without_relevant"] >= 1
-    assert a["queries_empty_radius"] == sum(((qb[i] != db).sum(1) <= 3).sum() == 0 for i in range(40))
+    assert a["queries_empty_radius"] == sum(
+        ((qb[i] != db).sum(1) <= 3).sum() == 0 for i in range(40)
+    )
     assert a["conventions"] == {**b["conventions"], "kernels": "numba"}
     assert a["conventions"]["tie_order"] == "database index ascending"
     assert json.loads(json.dumps(a)) == a  # plain Python types only
@@ -166,10 +185,16 @@ def test_hand_computed_example():
     for k in KERNELS:
         assert metrics.mean_average_precision(q, db, ql, dl, kernels=k) == pytest.approx(7 / 12)
         # top 2: only item 0 relevant at rank 2 -> retrieved: (1/2)/1; relevant: (1/2)/min(2, 2)
-        assert metrics.mean_average_precision(q, db, ql, dl, top_k=2, kernels=k) == pytest.approx(0.5)
-        assert metrics.mean_average_precision(q, db, ql, dl, top_k=2, normalize="relevant", kernels=k) == pytest.approx(0.25)
+        assert metrics.mean_average_precision(q, db, ql, dl, top_k=2, kernels=k) == pytest.approx(
+            0.5
+        )
+        assert metrics.mean_average_precision(
+            q, db, ql, dl, top_k=2, normalize="relevant", kernels=k
+        ) == pytest.approx(0.25)
         assert metrics.precision_at_radius(q, db, ql, dl, radius=1, kernels=k) == pytest.approx(0.5)
-        np.testing.assert_allclose(metrics.precision_at_n(q, db, ql, dl, ns=[1, 3], kernels=k), [0.0, 2 / 3])
+        np.testing.assert_allclose(
+            metrics.precision_at_n(q, db, ql, dl, ns=[1, 3], kernels=k), [0.0, 2 / 3]
+        )
         p, r = metrics.precision_recall_curve(q, db, ql, dl, kernels=k)
         np.testing.assert_allclose(p, [0.0, 0.5, 2 / 3])
         np.testing.assert_allclose(r, [0.0, 0.5, 1.0])
@@ -179,13 +204,20 @@ def test_tie_order_is_database_index_ascending():
     # all items tie at distance 0; relevant item last -> AP = 1/3; first -> AP = 1
     q, db = np.zeros((1, 4), bool), np.zeros((3, 4), bool)
     for k in KERNELS:
-        assert metrics.mean_average_precision(q, db, [1], [0, 0, 1], kernels=k) == pytest.approx(1 / 3)
-        assert metrics.mean_average_precision(q, db, [1], [1, 0, 0], kernels=k) == pytest.approx(1.0)
+        assert metrics.mean_average_precision(q, db, [1], [0, 0, 1], kernels=k) == pytest.approx(
+            1 / 3
+        )
+        assert metrics.mean_average_precision(q, db, [1], [1, 0, 0], kernels=k) == pytest.approx(
+            1.0
+        )
 
 
 def test_empty_query_conventions():
     q, db = np.array([[0, 0], [1, 1]]), np.array([[0, 0], [0, 1]])
-    ql, dl = np.array([0, 5]), np.array([0, 1])  # query 1 has no relevant item, retrieves nothing within 0
+    ql, dl = (
+        np.array([0, 5]),
+        np.array([0, 1]),
+    )  # query 1 has no relevant item, retrieves nothing within 0
     assert metrics.mean_average_precision(q, db, ql, dl) == pytest.approx(0.5)
     assert metrics.mean_average_precision(q, db, ql, dl, empty="skip") == pytest.approx(1.0)
     assert metrics.precision_at_radius(q, db, ql, dl, radius=0) == pytest.approx(0.5)
@@ -198,11 +230,22 @@ def test_empty_query_conventions():
 
 def test_packed_codes_and_label_forms_give_same_result():
     qb, db, ql, dl = make_data(12, False, seed=3)
-    onehot = lambda y: (y[:, None] == np.arange(100)).astype(np.uint8)  # 100 classes: two label words
+    onehot = lambda y: (y[:, None] == np.arange(100)).astype(
+        np.uint8
+    )  # 100 classes: two label words
     base = metrics.mean_average_precision(qb, db, ql, dl)
-    assert metrics.mean_average_precision(codes.pack(qb), codes.pack(db), ql, dl, n_bits=12, packed=True) == base
-    assert metrics.mean_average_precision(np.where(qb, 1, -1), db.astype(np.float32), ql, dl) == base
-    assert metrics.mean_average_precision(qb, db, onehot(ql), onehot(dl)) == pytest.approx(base, rel=1e-12)
+    assert (
+        metrics.mean_average_precision(
+            codes.pack(qb), codes.pack(db), ql, dl, n_bits=12, packed=True
+        )
+        == base
+    )
+    assert (
+        metrics.mean_average_precision(np.where(qb, 1, -1), db.astype(np.float32), ql, dl) == base
+    )
+    assert metrics.mean_average_precision(qb, db, onehot(ql), onehot(dl)) == pytest.approx(
+        base, rel=1e-12
+    )
 
 
 def test_uint8_zero_one_codes_are_never_guessed_to_be_packed():
@@ -211,7 +254,9 @@ def test_uint8_zero_one_codes_are_never_guessed_to_be_packed():
     with pytest.raises(ValueError, match="2 bits, expected 16.*packed=True"):
         metrics.evaluate(qb[:, :2].astype(np.uint8), db, ql, dl, n_bits=16)
     # {0,1} uint8 codes of 2 bits against 2-bit codes are plain codes, not 16-bit packed ones
-    two = metrics.mean_average_precision(qb[:, :2].astype(np.uint8), db[:, :2].astype(np.uint8), ql, dl)
+    two = metrics.mean_average_precision(
+        qb[:, :2].astype(np.uint8), db[:, :2].astype(np.uint8), ql, dl
+    )
     assert two == metrics.mean_average_precision(qb[:, :2], db[:, :2], ql, dl)
     # said explicitly, packed bytes are read as packed
     got = metrics.evaluate(codes.pack(qb), codes.pack(db), ql, dl, n_bits=16, packed=True)
@@ -241,7 +286,9 @@ def test_repeated_queries_are_counted_once_and_give_every_metric_exactly(multila
     assert got["map"] == pytest.approx(ref_map(q2, db, l2, dl, top_k=150), abs=1e-12)
     assert got["precision_radius_2"] == pytest.approx(ref_radius(q2, db, l2, dl, 2), abs=1e-12)
     np.testing.assert_allclose(got["pr_curve"]["precision"], ref_pr(q2, db, l2, dl)[0], atol=1e-12)
-    np.testing.assert_allclose(list(got["precision_at_n"].values()), ref_pan(q2, db, l2, dl, (10, 400)), atol=1e-12)
+    np.testing.assert_allclose(
+        list(got["precision_at_n"].values()), ref_pan(q2, db, l2, dl, (10, 400)), atol=1e-12
+    )
     assert got["num_queries"] == 60
 
 
@@ -269,10 +316,23 @@ def test_distinct_codes():
         (dict(query_labels=np.array([-np.inf, 1.0]), db_labels=np.zeros(5)), "int64 range"),
         (dict(query_labels=np.array([2.0**63, 1.0]), db_labels=np.zeros(5)), "int64 range"),
         (dict(db_labels=np.array([0, 1, 2, 3, 1e300])), "int64 range"),
-        (dict(query_codes=np.zeros((2, 1), np.uint8), n_bits=8, packed=True,
-              db_codes=np.zeros((5, 2), np.uint8)), "mismatched bit lengths"),
-        (dict(query_codes=np.zeros((2, 1), np.uint8), db_codes=np.zeros((5, 1), np.uint8), packed=True),
-         "packed=True needs n_bits"),
+        (
+            dict(
+                query_codes=np.zeros((2, 1), np.uint8),
+                n_bits=8,
+                packed=True,
+                db_codes=np.zeros((5, 2), np.uint8),
+            ),
+            "mismatched bit lengths",
+        ),
+        (
+            dict(
+                query_codes=np.zeros((2, 1), np.uint8),
+                db_codes=np.zeros((5, 1), np.uint8),
+                packed=True,
+            ),
+            "packed=True needs n_bits",
+        ),
         (dict(top_k=0), "top_k"),
         (dict(top_k=-3), "top_k"),
         (dict(normalize="all"), "unknown normalize"),

@@ -5,6 +5,7 @@ and the checkpoints, and no worker leaves a temporary directory behind. (With th
 auto-shard policy OFF instead of DATA the workers see other batches and the weights
 differ by ~1e-3, far outside the 1e-5 tolerance; training moves them by 1e-4 to 1e-2.)
 Every subprocess is killed after TIMEOUT_S."""
+
 import json
 import os
 import socket
@@ -30,20 +31,25 @@ import _multiworker_worker as worker  # noqa: E402
 def _fake_strategy(cluster, task_type, task_id):
     """An object with the cluster resolver a MultiWorkerMirroredStrategy would have."""
     spec = tf.train.ClusterSpec(cluster)
-    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(spec, task_type=task_type, task_id=task_id)
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        spec, task_type=task_type, task_id=task_id
+    )
     return types.SimpleNamespace(cluster_resolver=resolver)
 
 
 WORKERS = {"worker": ["localhost:1", "localhost:2"]}
 
 
-@pytest.mark.parametrize("cluster, task_type, task_id, chief", [
-    (WORKERS, "worker", 0, True),  # no chief task: worker 0 is the chief
-    (WORKERS, "worker", 1, False),
-    ({"chief": ["localhost:3"], **WORKERS}, "chief", 0, True),
-    ({"chief": ["localhost:3"], **WORKERS}, "worker", 0, False),
-    ({}, None, None, True),  # a single process
-])
+@pytest.mark.parametrize(
+    "cluster, task_type, task_id, chief",
+    [
+        (WORKERS, "worker", 0, True),  # no chief task: worker 0 is the chief
+        (WORKERS, "worker", 1, False),
+        ({"chief": ["localhost:3"], **WORKERS}, "chief", 0, True),
+        ({"chief": ["localhost:3"], **WORKERS}, "worker", 0, False),
+        ({}, None, None, True),  # a single process
+    ],
+)
 def test_is_chief_follows_the_cluster_roles(cluster, task_type, task_id, chief):
     strategy = _fake_strategy(cluster, task_type, task_id)
     assert training.is_chief(strategy) is chief
@@ -56,7 +62,9 @@ def test_single_process_strategies_are_chief():
     assert training.is_chief("mirrored") and not training.in_cluster("mirrored")
 
 
-def test_worker_dir_is_the_real_one_on_the_chief_and_a_removed_temporary_elsewhere(tmp_path, monkeypatch):
+def test_worker_dir_is_the_real_one_on_the_chief_and_a_removed_temporary_elsewhere(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     import tempfile
@@ -88,17 +96,34 @@ def _free_ports(n):
 
 
 def _tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {
+            "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+    )
 
 
 def _launch(tmp_path, ports, index):
     tmp = tmp_path / f"tmp-{index}"  # the worker's TMPDIR: where a non-chief checkpoints
     tmp.mkdir()
-    env = {**os.environ, "PYTHONPATH": REPO, "TF_CONFIG": _tf_config(ports, index), "TMPDIR": str(tmp),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    args = [sys.executable, WORKER, str(tmp_path / "mw" / "run"), str(tmp_path / "mw" / "ckpt"),
-            str(tmp_path / "results"), "multiworker", str(index)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": REPO,
+        "TF_CONFIG": _tf_config(ports, index),
+        "TMPDIR": str(tmp),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    args = [
+        sys.executable,
+        WORKER,
+        str(tmp_path / "mw" / "run"),
+        str(tmp_path / "mw" / "ckpt"),
+        str(tmp_path / "results"),
+        "multiworker",
+        str(index),
+    ]
     log = open(tmp_path / f"worker-{index}.log", "w")
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
@@ -129,8 +154,13 @@ def test_two_workers_train_like_one_device_and_only_the_chief_writes(tmp_path):
     ports = _free_ports(2)
     procs = [_launch(tmp_path, ports, i) for i in range(2)]
     try:  # the one-process reference runs meanwhile, in this process, under the default strategy
-        worker.main(str(tmp_path / "one" / "run"), str(tmp_path / "one" / "ckpt"), str(tmp_path / "results"),
-                    "default", "one")
+        worker.main(
+            str(tmp_path / "one" / "run"),
+            str(tmp_path / "one" / "ckpt"),
+            str(tmp_path / "results"),
+            "default",
+            "one",
+        )
     finally:
         codes, logs = _wait_all(procs, tmp_path)
     for i, (rc, log) in enumerate(zip(codes, logs)):
@@ -138,26 +168,39 @@ def test_two_workers_train_like_one_device_and_only_the_chief_writes(tmp_path):
 
     # the same training: weights to float32 round-off (the all-reduce sums the two halves'
     # gradients in another order than one device's batch mean), identical codes
-    chief, other, one = (_weights(tmp_path / "results" / f"weights-{tag}.npz") for tag in ("0", "1", "one"))
+    chief, other, one = (
+        _weights(tmp_path / "results" / f"weights-{tag}.npz") for tag in ("0", "1", "one")
+    )
     assert len(chief) == len(other) == len(one)
     for w0, w1 in zip(chief, other):
         np.testing.assert_array_equal(w0, w1)  # the workers hold one model
     for a, b in zip(chief, one):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    mw, single = runs.load_codes(str(tmp_path / "mw" / "run" / "codes.npz")), \
-        runs.load_codes(str(tmp_path / "one" / "run" / "codes.npz"))
+    mw, single = (
+        runs.load_codes(str(tmp_path / "mw" / "run" / "codes.npz")),
+        runs.load_codes(str(tmp_path / "one" / "run" / "codes.npz")),
+    )
     np.testing.assert_array_equal(mw["query"], single["query"])
     np.testing.assert_array_equal(mw["database"], single["database"])
 
     # only the chief wrote: one run directory, one checkpoint, nothing temporary left
-    summaries = [json.loads((tmp_path / "results" / f"summary-{i}.json").read_text()) for i in range(2)]
+    summaries = [
+        json.loads((tmp_path / "results" / f"summary-{i}.json").read_text()) for i in range(2)
+    ]
     assert [s["is_chief"] for s in summaries] == [True, False]
-    assert summaries[0]["run_dir"] == str(tmp_path / "mw" / "run") and summaries[1]["run_dir"] is None
+    assert (
+        summaries[0]["run_dir"] == str(tmp_path / "mw" / "run") and summaries[1]["run_dir"] is None
+    )
     assert summaries[0]["map"] == summaries[1]["map"]
     assert sorted(os.listdir(tmp_path / "mw")) == ["ckpt", "run"]
-    assert sorted(os.listdir(tmp_path / "mw" / "ckpt")) == [f"ckpt-{worker.EPOCHS - 1}.npz", f"ckpt-{worker.EPOCHS}.npz",
-                                                            "run.json"]  # the latest and its fallback
-    assert sorted(os.listdir(tmp_path / "mw" / "run")) == sorted(os.listdir(tmp_path / "one" / "run"))
+    assert sorted(os.listdir(tmp_path / "mw" / "ckpt")) == [
+        f"ckpt-{worker.EPOCHS - 1}.npz",
+        f"ckpt-{worker.EPOCHS}.npz",
+        "run.json",
+    ]  # the latest and its fallback
+    assert sorted(os.listdir(tmp_path / "mw" / "run")) == sorted(
+        os.listdir(tmp_path / "one" / "run")
+    )
     assert [os.listdir(tmp_path / f"tmp-{i}") for i in range(2)] == [[], []]
 
 
@@ -178,11 +221,26 @@ def test_workers_that_disagree_stop_with_an_error_naming_the_values(tmp_path):
     ports = _free_ports(2)
     procs = []
     for i in range(2):
-        env = {**os.environ, "PYTHONPATH": REPO, "TF_CONFIG": _tf_config(ports, i), "TF_CPP_MIN_LOG_LEVEL": "2",
-               "CUDA_VISIBLE_DEVICES": ""}
+        env = {
+            **os.environ,
+            "PYTHONPATH": REPO,
+            "TF_CONFIG": _tf_config(ports, i),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "CUDA_VISIBLE_DEVICES": "",
+        }
         log = open(tmp_path / f"worker-{i}.log", "w")
-        procs.append((subprocess.Popen([sys.executable, "-c", AGREE], cwd=REPO, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT), log))
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-c", AGREE],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+            )
+        )
     codes, logs = _wait_all(procs, tmp_path)
     for rc, log in zip(codes, logs):
         assert rc == 0, log

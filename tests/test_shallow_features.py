@@ -1,5 +1,6 @@
 """deephash.features: feature extraction (raw pixels, a backbone layer), save/load, and
 fitting a shallow method on the result."""
+
 import dataclasses
 import os
 
@@ -35,10 +36,18 @@ def test_pixel_features_are_the_flattened_images(digits, pixels):
 def test_save_load_round_trip(pixels, tmp_path):
     save_features(pixels, tmp_path / "f", source={"backbone": "pixels"})
     names = sorted(os.listdir(tmp_path / "f"))
-    assert "features.json" in names and "train_features.npy" in names and "query_class_ids.npy" in names
+    assert (
+        "features.json" in names
+        and "train_features.npy" in names
+        and "query_class_ids.npy" in names
+    )
     assert not [n for n in names if n.endswith(".tmp")]
     loaded = load_features(tmp_path / "f")
-    assert loaded.checksum == pixels.checksum and loaded.name == "digits" and loaded.protocol == pixels.protocol
+    assert (
+        loaded.checksum == pixels.checksum
+        and loaded.name == "digits"
+        and loaded.protocol == pixels.protocol
+    )
     for name in ("query", "train", "database"):
         a, b = getattr(pixels, name), getattr(loaded, name)
         np.testing.assert_array_equal(a.images, b.images)
@@ -83,8 +92,12 @@ def test_backbone_layer_features_match_a_direct_forward_pass(digits):
     assert feats.image_shape == (1, 1, sub)
     import keras
 
-    direct = keras.Model(model.inputs, model.get_layer("flatten").output)(pre(digits.query.images[:7]))
-    np.testing.assert_allclose(feature_matrix(feats.query)[:7], np.asarray(direct), rtol=1e-5, atol=1e-5)
+    direct = keras.Model(model.inputs, model.get_layer("flatten").output)(
+        pre(digits.query.images[:7])
+    )
+    np.testing.assert_allclose(
+        feature_matrix(feats.query)[:7], np.asarray(direct), rtol=1e-5, atol=1e-5
+    )
     # training items are database items: their features are the same rows
     pos = {int(i): p for p, i in enumerate(digits.database.indices)}
     rows = [pos[int(i)] for i in digits.train.indices]
@@ -104,8 +117,14 @@ def test_bad_requests_raise_value_error(digits):
         extract_features("pixels", digits, batch_size=0)
     with pytest.raises(ValueError, match="no layer or weights"):
         extract_features("pixels", digits, layer="fc7")
-    files = dataclasses.replace(digits, query=dataclasses.replace(
-        digits.query, images=None, paths=np.array([f"/x/{i}.jpg" for i in range(len(digits.query))])))
+    files = dataclasses.replace(
+        digits,
+        query=dataclasses.replace(
+            digits.query,
+            images=None,
+            paths=np.array([f"/x/{i}.jpg" for i in range(len(digits.query))]),
+        ),
+    )
     with pytest.raises(ValueError, match="in-memory"):
         extract_features("pixels", files)
     with pytest.raises(ValueError, match="unknown backbone"):
@@ -119,14 +138,33 @@ def test_extract_features_script_writes_a_loadable_directory(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "DEEPHASH_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "feat"
-    proc = subprocess.run([sys.executable, os.path.join(root, "experiments", "extract_features.py"),
-                           "--dataset=digits", "--backbone=pixels", f"--out={out}"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(root, "experiments", "extract_features.py"),
+            "--dataset=digits",
+            "--backbone=pixels",
+            f"--out={out}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "64-d features from pixels" in proc.stdout
     loaded = load_features(out)
     assert loaded.image_shape == (1, 1, 64) and len(loaded.query) == 200
-    bad = subprocess.run([sys.executable, os.path.join(root, "experiments", "extract_features.py"),
-                          "--dataset=digits", "--backbone=pixels"], capture_output=True, text=True, env=env,
-                         timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(root, "experiments", "extract_features.py"),
+            "--dataset=digits",
+            "--backbone=pixels",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode != 0 and "--out" in bad.stderr

@@ -1,8 +1,9 @@
 """Each shallow method's own invariants, from its paper (see the method docstrings)."""
+
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.datasets import load_digits
+from threadpoolctl import threadpool_limits
 
 from deephash import methods
 from deephash.methods.shallow.ksh import gradient_descent, smoothed_objective
@@ -105,7 +106,9 @@ def test_itq_cca_directions_are_canonical(digits):
     np.testing.assert_allclose(m.correlations, s[:5], rtol=1e-6)
     # each (unscaled) direction is unit-variance and the embedding's columns are uncorrelated
     emb = xc @ (m.projection / m.correlations)
-    cov = emb.T @ emb / n + 1e-4 * (m.projection / m.correlations).T @ (m.projection / m.correlations)
+    cov = emb.T @ emb / n + 1e-4 * (m.projection / m.correlations).T @ (
+        m.projection / m.correlations
+    )
     np.testing.assert_allclose(cov, np.eye(5), atol=1e-6)
 
 
@@ -123,9 +126,7 @@ def test_sh_picks_the_smallest_eigenvalues_in_ascending_order(digits):
         ranges = m.high - m.low
         np.testing.assert_allclose(m.eigenvalues, (m.modes * np.pi / ranges[m.directions]) ** 2)
         # brute force over every (direction, mode) pair with mode 1..bits+5
-        all_omega2 = sorted(
-            (k * np.pi / r) ** 2 for r in ranges for k in range(1, bits + 6)
-        )
+        all_omega2 = sorted((k * np.pi / r) ** 2 for r in ranges for k in range(1, bits + 6))
         np.testing.assert_allclose(m.eigenvalues, all_omega2[:bits], rtol=1e-12)
         assert len(set(zip(m.directions.tolist(), m.modes.tolist()))) == bits
         assert np.all(m.modes >= 1)  # the constant mode k=0 is never used
@@ -154,7 +155,7 @@ def test_ksh_objective_falls_per_bit(digits):
     m = methods.create("ksh", bits=8, n_anchors=100, n_labeled=300, max_iter=50).fit(x, y, seed=0)
     h = m.history
     residue = np.asarray(h["residue"])
-    assert np.all(np.diff(residue) < 0), residue          # ||H H^T - r S||^2 after each bit
+    assert np.all(np.diff(residue) < 0), residue  # ||H H^T - r S||^2 after each bit
     assert np.all(np.asarray(h["smoothed_end"]) < np.asarray(h["smoothed_start"]))
     assert np.all(np.asarray(h["discrete_chosen"]) <= np.asarray(h["discrete_spectral"]))
     # the recorded residue is the real one, recomputed from the codes of the labeled subset
@@ -169,8 +170,13 @@ def test_ksh_gradient_matches_finite_differences_and_descent_is_monotone():
     a = rng.standard_normal(6) * 0.3
     value, grad = smoothed_objective(a, k, r)
     eps = 1e-6
-    num = np.array([(smoothed_objective(a + eps * e, k, r)[0] - smoothed_objective(a - eps * e, k, r)[0]) / (2 * eps)
-                    for e in np.eye(6)])
+    num = np.array(
+        [
+            (smoothed_objective(a + eps * e, k, r)[0] - smoothed_objective(a - eps * e, k, r)[0])
+            / (2 * eps)
+            for e in np.eye(6)
+        ]
+    )
     np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-6)
     b = np.tanh(0.5 * k @ a)
     assert value == pytest.approx(-b @ r @ b)

@@ -1,4 +1,5 @@
 """Save/load round trips, the registry and bad-input errors of the shallow methods."""
+
 import json
 
 import numpy as np
@@ -165,13 +166,17 @@ def test_baselines_benchmark_reports_ratios_to_lsh():
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "baselines.py")
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "baselines.py"
+    )
     spec = importlib.util.spec_from_file_location("bench_baselines", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = bench.bench_shallow(["lsh", "itq", "sdh"], [150], [12], 8, 0, repeats=1)
     assert [r["method"] for r in rows] == ["lsh", "itq", "sdh"]
-    assert rows[0]["fit_vs_lsh_fit"] == 1.0 and all(r["fit_s"] > 0 and r["encode_s"] > 0 for r in rows)
+    assert rows[0]["fit_vs_lsh_fit"] == 1.0 and all(
+        r["fit_s"] > 0 and r["encode_s"] > 0 for r in rows
+    )
     assert "fit/LSH fit" in bench.format_table(rows)
 
 

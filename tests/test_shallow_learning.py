@@ -1,11 +1,12 @@
 """Learning test on the embedded digits data (sklearn digits, raw 64-d pixels in [0, 255]):
 every shallow method beats random codes, the supervised ones beat LSH clearly."""
+
 import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.datasets import load_digits
+from threadpoolctl import threadpool_limits
 
 from deephash import methods
 
@@ -51,21 +52,28 @@ def split():
 def scores(split):
     xq, yq, xdb, ydb = split
     out = {}
-    hparams = {"ksh": {"n_anchors": 200, "n_labeled": 500, "max_iter": 50}, "sdh": {"n_anchors": 300}}
+    hparams = {
+        "ksh": {"n_anchors": 200, "n_labeled": 500, "max_iter": 50},
+        "sdh": {"n_anchors": 300},
+    }
     for name in methods.available("shallow"):
         m = methods.create(name, bits=BITS, **hparams.get(name, {}))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # itq-cca: 32 bits > 9 canonical directions
+            warnings.simplefilter(
+                "ignore", UserWarning
+            )  # itq-cca: 32 bits > 9 canonical directions
             m.fit(xdb, ydb if m.supervised else None, seed=0)
         out[name] = reference_map(m.encode(xq), m.encode(xdb), yq, ydb)
     rng = np.random.default_rng(1)
     rand = rng.random((len(xq) + len(xdb), BITS)) > 0.5
-    out["random"] = reference_map(rand[: len(xq)], rand[len(xq):], yq, ydb)
+    out["random"] = reference_map(rand[: len(xq)], rand[len(xq) :], yq, ydb)
     return out
 
 
 def test_all_seven_shallow_methods_are_registered():
-    assert methods.available("shallow") == sorted(["lsh", "pcah", "sh", "itq", "itq-cca", "ksh", "sdh"])
+    assert methods.available("shallow") == sorted(
+        ["lsh", "pcah", "sh", "itq", "itq-cca", "ksh", "sdh"]
+    )
     for name in methods.available("shallow"):
         assert methods.family(name) == "shallow"
 
@@ -93,7 +101,9 @@ def test_reference_map_agrees_with_deephash_metrics(split):
     xq, yq, xdb, ydb = split
     m = methods.create("itq", bits=16).fit(xdb, seed=0)
     q, db = m.encode(xq), m.encode(xdb)
-    assert metrics.mean_average_precision(q, db, yq, ydb) == pytest.approx(reference_map(q, db, yq, ydb), abs=1e-9)
+    assert metrics.mean_average_precision(q, db, yq, ydb) == pytest.approx(
+        reference_map(q, db, yq, ydb), abs=1e-9
+    )
 
 
 def test_supervised_methods_learn_multi_label_similarity(tmp_path_factory):
@@ -101,19 +111,26 @@ def test_supervised_methods_learn_multi_label_similarity(tmp_path_factory):
     from deephash import data, metrics
     from deephash.features import extract_features
 
-    ds = extract_features("pixels", data.load("digits_multi", split_dir=str(tmp_path_factory.mktemp("dm"))))
-    hparams = {"ksh": {"n_anchors": 150, "n_labeled": 400, "max_iter": 30}, "sdh": {"n_anchors": 300}}
+    ds = extract_features(
+        "pixels", data.load("digits_multi", split_dir=str(tmp_path_factory.mktemp("dm")))
+    )
+    hparams = {
+        "ksh": {"n_anchors": 150, "n_labeled": 400, "max_iter": 30},
+        "sdh": {"n_anchors": 300},
+    }
     result = {}
     for name in ("lsh", "itq-cca", "ksh", "sdh"):
         m = methods.create(name, bits=BITS, **hparams.get(name, {}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             m.fit_dataset(ds)
-        result[name] = metrics.mean_average_precision(m.encode(ds.query), m.encode(ds.database),
-                                                      ds.query.labels, ds.database.labels)
+        result[name] = metrics.mean_average_precision(
+            m.encode(ds.query), m.encode(ds.database), ds.query.labels, ds.database.labels
+        )
     rand = np.random.default_rng(0).random((len(ds.query) + len(ds.database), BITS)) > 0.5
-    result["random"] = metrics.mean_average_precision(rand[: len(ds.query)], rand[len(ds.query):],
-                                                      ds.query.labels, ds.database.labels)
+    result["random"] = metrics.mean_average_precision(
+        rand[: len(ds.query)], rand[len(ds.query) :], ds.query.labels, ds.database.labels
+    )
     for name in ("itq-cca", "ksh", "sdh"):
         assert result[name] > result["lsh"] + 0.15, result
     assert result["lsh"] > result["random"], result

@@ -5,6 +5,7 @@ format served from 127.0.0.1 (the builder's URL is redirected there). MS-COCO 20
 ImageNet-100 use tfds' mock_data with examples written here (real JPEG bytes, known labels)
 and check the export (bytes, lists, labels) and the loaded protocol splits.
 """
+
 import io
 import os
 import tarfile
@@ -34,6 +35,7 @@ def _cifar_archive():
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+
         def add(name, payload):
             info = tarfile.TarInfo("cifar-10-batches-bin/" + name)
             info.size = len(payload)
@@ -48,16 +50,21 @@ def _cifar_archive():
 
 @pytest.fixture
 def cifar_server(monkeypatch):
+    from tensorflow_datasets.core.utils import gcs_utils
     from tensorflow_datasets.image_classification import cifar
 
-    from tensorflow_datasets.core.utils import gcs_utils
-
-    monkeypatch.setattr(gcs_utils, "_is_gcs_disabled", True)  # never tfds' GCS mirror, whatever the version
+    monkeypatch.setattr(
+        gcs_utils, "_is_gcs_disabled", True
+    )  # never tfds' GCS mirror, whatever the version
     body, images, labels = _cifar_archive()
     original = cifar.Cifar10._cifar_info
     with FileServer({"/cifar-10-binary.tar.gz": body}) as srv:
         url = srv.url("/cifar-10-binary.tar.gz")
-        monkeypatch.setattr(cifar.Cifar10, "_cifar_info", property(lambda self: original.fget(self)._replace(url=url)))
+        monkeypatch.setattr(
+            cifar.Cifar10,
+            "_cifar_info",
+            property(lambda self: original.fget(self)._replace(url=url)),
+        )
         yield srv, images, labels
 
 
@@ -72,13 +79,17 @@ def test_cifar10_is_downloaded_and_prepared_through_tfds_once(tmp_path, online, 
     served = {images[i].tobytes(): int(labels[i]) for i in range(len(labels))}
     loaded = np.concatenate([ds.query.images, ds.database.images]).astype(np.uint8)
     ids = np.concatenate([ds.query.class_ids, ds.database.class_ids])
-    assert len(loaded) == 40 and sorted(served[im.tobytes()] for im in loaded) == sorted(ids.tolist())
+    assert len(loaded) == 40 and sorted(served[im.tobytes()] for im in loaded) == sorted(
+        ids.tolist()
+    )
     assert all(served[im.tobytes()] == c for im, c in zip(loaded, ids))
     again = data.load("cifar10", root=str(root), query_per_class=1, train_per_class=2)
     assert again.checksum == ds.checksum and srv.hits["/cifar-10-binary.tar.gz"] == 1
 
 
-def test_cifar10_without_root_prepares_into_the_tfds_standard_cache(tmp_path, monkeypatch, online, cifar_server):
+def test_cifar10_without_root_prepares_into_the_tfds_standard_cache(
+    tmp_path, monkeypatch, online, cifar_server
+):
     srv, _, _ = cifar_server
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "standard"))
     ds = data.load("cifar10", query_per_class=1, train_per_class=2)
@@ -87,7 +98,9 @@ def test_cifar10_without_root_prepares_into_the_tfds_standard_cache(tmp_path, mo
 
 
 @pytest.mark.parametrize("how", ["env", "download_false"])
-def test_cifar10_offline_fails_with_the_command_to_run_elsewhere(tmp_path, monkeypatch, online, cifar_server, how):
+def test_cifar10_offline_fails_with_the_command_to_run_elsewhere(
+    tmp_path, monkeypatch, online, cifar_server, how
+):
     srv, _, _ = cifar_server
     if how == "env":
         monkeypatch.setenv("DEEPHASH_OFFLINE", "1")
@@ -134,9 +147,16 @@ def _as_dataset_fn(examples, calls):
 
 
 COCO_ROWS = {  # file, object category ids (with repeats, as several boxes of one class)
-    "train": [("COCO_train2014_000000000009.jpg", [1, 55, 55]), ("COCO_train2014_000000000025.jpg", [24]),
-              ("COCO_train2014_000000000030.jpg", []), ("COCO_train2014_000000000034.jpg", [0, 79])],
-    "validation": [("COCO_val2014_000000000042.jpg", [0]), ("COCO_val2014_000000000073.jpg", [2, 3])],
+    "train": [
+        ("COCO_train2014_000000000009.jpg", [1, 55, 55]),
+        ("COCO_train2014_000000000025.jpg", [24]),
+        ("COCO_train2014_000000000030.jpg", []),
+        ("COCO_train2014_000000000034.jpg", [0, 79]),
+    ],
+    "validation": [
+        ("COCO_val2014_000000000042.jpg", [0]),
+        ("COCO_val2014_000000000073.jpg", [2, 3]),
+    ],
 }
 
 
@@ -146,8 +166,13 @@ def _coco_examples():
         examples[split] = []
         for i, (name, labels) in enumerate(rows):
             jpegs[name] = _jpeg(10 * s + i)
-            examples[split].append({"image": jpegs[name], "image/filename": name,
-                                    "objects": {"label": np.asarray(labels, np.int64)}})
+            examples[split].append(
+                {
+                    "image": jpegs[name],
+                    "image/filename": name,
+                    "objects": {"label": np.asarray(labels, np.int64)},
+                }
+            )
     return examples, jpegs
 
 
@@ -161,23 +186,39 @@ def test_coco_from_tfds_exports_original_jpegs_and_80_label_lists(tmp_path, onli
     assert sorted(c[1] for c in calls) == ["train", "validation"]  # exported once, then reused
     lines = (out / "all.txt").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == sorted(
-        f"{'train2014' if 'train' in n else 'val2014'}/{n}" for rows in COCO_ROWS.values() for n, lab in rows if lab)
+        f"{'train2014' if 'train' in n else 'val2014'}/{n}"
+        for rows in COCO_ROWS.values()
+        for n, lab in rows
+        if lab
+    )
     for line in lines:
         rel, *bits = line.split()
-        assert (out / rel).read_bytes() == jpegs[os.path.basename(rel)]  # original bytes, not re-encoded
+        assert (out / rel).read_bytes() == jpegs[
+            os.path.basename(rel)
+        ]  # original bytes, not re-encoded
         expected = dict(r for rows in COCO_ROWS.values() for r in rows)[os.path.basename(rel)]
-        assert len(bits) == 80 and [i for i, b in enumerate(bits) if b == "1"] == sorted(set(expected))
+        assert len(bits) == 80 and [i for i, b in enumerate(bits) if b == "1"] == sorted(
+            set(expected)
+        )
     assert not (out / "train2014" / "COCO_train2014_000000000030.jpg").exists()  # no label: dropped
     assert len(ds.query) == 2 and len(ds.train) == 2 and len(ds.query) + len(ds.database) == 5
-    assert ds.query.labels.shape[1] == 80 and ds.protocol.multilabel and again.checksum == ds.checksum
-    assert len((out / "classes.txt").read_text().splitlines()) == 80  # tfds' names (mocked here: "0".."79")
+    assert (
+        ds.query.labels.shape[1] == 80 and ds.protocol.multilabel and again.checksum == ds.checksum
+    )
+    assert (
+        len((out / "classes.txt").read_text().splitlines()) == 80
+    )  # tfds' names (mocked here: "0".."79")
     assert not [n for n in os.listdir(out) if n.endswith((".part", ".tmp"))]
 
 
 def test_coco_without_root_uses_tfds_and_offline_names_the_command(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # DEEPHASH_OFFLINE=1 from conftest
-    with tfds.testing.mock_data(as_dataset_fn=_as_dataset_fn(_coco_examples()[0], [])), \
-            pytest.raises(downloads.DownloadDisabledError, match=f"tfds_sources coco --data_dir={tmp_path}"):
+    with (
+        tfds.testing.mock_data(as_dataset_fn=_as_dataset_fn(_coco_examples()[0], [])),
+        pytest.raises(
+            downloads.DownloadDisabledError, match=f"tfds_sources coco --data_dir={tmp_path}"
+        ),
+    ):
         data.load("coco")
     with pytest.raises(ValueError, match="pass root="):
         data.load("nuswide21")  # list-file only: its images are not distributed
@@ -194,7 +235,10 @@ def test_imagenet100_class_list_is_hashnets_label_order():
 
 
 def test_imagenet100_needs_the_manual_archives_and_says_where(tmp_path, online):
-    with tfds.testing.mock_data(as_dataset_fn=_as_dataset_fn({}, [])), pytest.raises(FileNotFoundError) as info:
+    with (
+        tfds.testing.mock_data(as_dataset_fn=_as_dataset_fn({}, [])),
+        pytest.raises(FileNotFoundError) as info,
+    ):
         data.load("imagenet100", source="tfds", root=str(tmp_path))
     message = str(info.value)
     assert "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in message
@@ -208,17 +252,31 @@ def test_imagenet100_from_tfds_keeps_the_100_classes_val_as_queries(tmp_path, mo
     train, val = [], []
     for c, w in enumerate(wnids):
         for k in range(3):
-            train.append({"image": b"\xff\xd8train%d_%d" % (c, k), "label": np.int64(names.index(w)),
-                          "file_name": f"{w}_{k}.JPEG"})
-        val.append({"image": b"\xff\xd8val%d" % c, "label": np.int64(names.index(w)),
-                    "file_name": f"ILSVRC2012_val_{c:08d}.JPEG"})
-    train.append({"image": b"\xff\xd8x", "label": np.int64(outside), "file_name": f"{names[outside]}_0.JPEG"})
+            train.append(
+                {
+                    "image": b"\xff\xd8train%d_%d" % (c, k),
+                    "label": np.int64(names.index(w)),
+                    "file_name": f"{w}_{k}.JPEG",
+                }
+            )
+        val.append(
+            {
+                "image": b"\xff\xd8val%d" % c,
+                "label": np.int64(names.index(w)),
+                "file_name": f"ILSVRC2012_val_{c:08d}.JPEG",
+            }
+        )
+    train.append(
+        {"image": b"\xff\xd8x", "label": np.int64(outside), "file_name": f"{names[outside]}_0.JPEG"}
+    )
     manual = tmp_path / "downloads" / "manual"
     manual.mkdir(parents=True)
     for f in tfds_sources.IMAGENET_MANUAL_FILES:
         (manual / f).write_bytes(b"")  # tfds' preparation itself is mocked
     monkeypatch.setattr(tfds_sources, "IMAGENET100_TRAIN_PER_CLASS", 2)
-    with tfds.testing.mock_data(as_dataset_fn=_as_dataset_fn({"train": train, "validation": val}, [])):
+    with tfds.testing.mock_data(
+        as_dataset_fn=_as_dataset_fn({"train": train, "validation": val}, [])
+    ):
         ds = data.load("imagenet100", source="tfds", root=str(tmp_path), check_files=True)
     out = tmp_path / "deephash_export" / "imagenet100"
     test_lines = (out / "test.txt").read_text().splitlines()
@@ -231,7 +289,9 @@ def test_imagenet100_from_tfds_keeps_the_100_classes_val_as_queries(tmp_path, mo
     assert len(ds.query) == 100 and len(ds.train) == 200 and len(ds.database) == 300
     assert sorted(ds.query.class_ids.tolist()) == list(range(100))
     assert np.bincount(ds.train.class_ids, minlength=100).tolist() == [2] * 100
-    assert all("/val/" in p for p in ds.query.paths) and all("/train/" in p for p in ds.database.paths)
+    assert all("/val/" in p for p in ds.query.paths) and all(
+        "/train/" in p for p in ds.database.paths
+    )
 
 
 # ----------------------------------------------------------------------------- scripts
@@ -240,16 +300,45 @@ def test_train_script_download_false_stops_with_the_commands_to_run_elsewhere(tm
     import sys
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "DEEPHASH_OFFLINE"}  # only the flag forbids downloads
-    env.update(PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(tmp_path / "keras"),
-               TFDS_DATA_DIR=str(tmp_path / "tfds"))
-    cases = [(["--dataset=cifar10"], f"python -m deephash.data.tfds_sources cifar10 --data_dir={tmp_path / 'tfds'}"),
-             (["--dataset=digits", "--backbone=vgg19", "--weights=imagenet"],
-              "python -m deephash.backbones.pretrained vgg19")]
+    env = {
+        k: v for k, v in os.environ.items() if k != "DEEPHASH_OFFLINE"
+    }  # only the flag forbids downloads
+    env.update(
+        PYTHONPATH=repo,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        KERAS_HOME=str(tmp_path / "keras"),
+        TFDS_DATA_DIR=str(tmp_path / "tfds"),
+    )
+    cases = [
+        (
+            ["--dataset=cifar10"],
+            f"python -m deephash.data.tfds_sources cifar10 --data_dir={tmp_path / 'tfds'}",
+        ),
+        (
+            ["--dataset=digits", "--backbone=vgg19", "--weights=imagenet"],
+            "python -m deephash.backbones.pretrained vgg19",
+        ),
+    ]
     for args, command in cases:
-        out = subprocess.run([sys.executable, os.path.join(repo, "experiments", "train.py"), "--method=dsrh",
-                              "--bits=8", "--epochs=1", "--download=false", f"--out={tmp_path / 'run'}", *args],
-                             cwd=repo, capture_output=True, text=True, timeout=300, env=env)
+        out = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(repo, "experiments", "train.py"),
+                "--method=dsrh",
+                "--bits=8",
+                "--epochs=1",
+                "--download=false",
+                f"--out={tmp_path / 'run'}",
+                *args,
+            ],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
-        assert "error: " in out.stderr and command in out.stderr and "--download=false" in out.stderr
+        assert (
+            "error: " in out.stderr and command in out.stderr and "--download=false" in out.stderr
+        )
         assert not (tmp_path / "run").exists() and not (tmp_path / "keras" / "models").exists()

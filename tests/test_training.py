@@ -1,5 +1,6 @@
 """deephash.training: config, optimiser, strategies, replica-aware losses, checkpoints,
 and the two equality tests (MirroredStrategy == one device; resumed == uninterrupted)."""
+
 import dataclasses
 import os
 
@@ -7,11 +8,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _helpers import Interrupt, StopAt, approx_history
 
 import deephash  # noqa: F401
 from deephash import data, methods, training
-
-from _helpers import Interrupt, StopAt, approx_history
 
 
 # ----------------------------------------------------------------------------- config
@@ -34,8 +34,18 @@ def test_train_config_replace_and_dict_round_trip():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("epochs", 0), ("batch_size", -1), ("batch_size", 2.5), ("lr", 0.0), ("lr", float("nan")),
-     ("momentum", -0.1), ("weight_decay", -1e-4), ("strategy", "tpu"), ("seed", -1), ("lr_decay_steps", 0)],
+    [
+        ("epochs", 0),
+        ("batch_size", -1),
+        ("batch_size", 2.5),
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("momentum", -0.1),
+        ("weight_decay", -1e-4),
+        ("strategy", "tpu"),
+        ("seed", -1),
+        ("lr_decay_steps", 0),
+    ],
 )
 def test_train_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
@@ -43,7 +53,9 @@ def test_train_config_rejects_bad_values(field, value):
 
 
 def test_make_optimizer_steps_the_learning_rate_down():
-    opt = training.make_optimizer(training.TrainConfig(lr=0.01, lr_decay_steps=5, lr_decay_rate=0.1))
+    opt = training.make_optimizer(
+        training.TrainConfig(lr=0.01, lr_decay_steps=5, lr_decay_rate=0.1)
+    )
     assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == pytest.approx(0.9)
     sched = opt._learning_rate
     lrs = [float(sched(step)) for step in (0, 4, 5, 9, 10)]
@@ -57,7 +69,9 @@ def test_get_strategy_by_name():
     assert training.get_strategy("default").num_replicas_in_sync == 1
     mirrored = training.get_strategy("mirrored")
     assert isinstance(mirrored, tf.distribute.MirroredStrategy)
-    assert mirrored.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU")) == 2  # conftest
+    assert (
+        mirrored.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU")) == 2
+    )  # conftest
     with pytest.raises(ValueError, match="unknown strategy"):
         training.get_strategy("tpu")
 
@@ -129,7 +143,10 @@ def test_checkpoint_round_trip_keeps_the_latest_and_its_fallback(tmp_path):
     model.fit(x, y, epochs=1, verbose=0)
     path = training.save_checkpoint(model, str(tmp_path), 2, {"loss": [1.0, 0.5]})
     assert training.latest_checkpoint(str(tmp_path)) == path
-    assert sorted(os.listdir(tmp_path)) == ["ckpt-1.npz", "ckpt-2.npz"]  # the previous one is the fallback
+    assert sorted(os.listdir(tmp_path)) == [
+        "ckpt-1.npz",
+        "ckpt-2.npz",
+    ]  # the previous one is the fallback
 
     fresh = _tiny_model()
     meta = training.restore_checkpoint(fresh, path)
@@ -203,10 +220,14 @@ def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_run(digits, 
 
     stopped = _create(training.get_strategy("default"), ds, dropout)
     with pytest.raises(Interrupt):  # dies in the middle of epoch 2
-        stopped.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")), callbacks=[StopAt(6)])
+        stopped.fit_dataset(
+            ds, config.replace(checkpoint_dir=str(tmp_path / "b")), callbacks=[StopAt(6)]
+        )
     assert os.listdir(tmp_path / "b") == ["ckpt-1.npz"]
 
-    resumed = _create(training.get_strategy("default"), ds, dropout)  # a fresh process would start here
+    resumed = _create(
+        training.get_strategy("default"), ds, dropout
+    )  # a fresh process would start here
     h_resumed = resumed.fit_dataset(ds, config.replace(checkpoint_dir=str(tmp_path / "b")))
     assert _max_diff(full, resumed) < 1e-6
     assert int(resumed.optimizer.iterations.numpy()) == 12
@@ -226,13 +247,21 @@ def test_dsrh_trains_under_the_mixed_float16_policy(digits):
         keras.mixed_precision.set_global_policy("mixed_float16")
         model = _create(training.get_strategy("default"), ds)
         start = [w.numpy() for w in model.trainable_weights]
-        history = model.fit_dataset(ds, training.TrainConfig(epochs=1, batch_size=16, lr=0.1, verbose=0))
+        history = model.fit_dataset(
+            ds, training.TrainConfig(epochs=1, batch_size=16, lr=0.1, verbose=0)
+        )
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert type(model.optimizer).__name__ == "LossScaleOptimizer"
-    assert model.get_layer("fc8").compute_dtype == "float16" and model.get_layer("codes").compute_dtype == "float32"
+    assert (
+        model.get_layer("fc8").compute_dtype == "float16"
+        and model.get_layer("codes").compute_dtype == "float32"
+    )
     assert all(np.isfinite(v[-1]) for v in history.values())
-    assert max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(model.trainable_weights, start)) > 1e-4
+    assert (
+        max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(model.trainable_weights, start))
+        > 1e-4
+    )
     assert model.encode(ds.query.images[:4]).dtype == bool
 
 

@@ -4,6 +4,7 @@ Select one by name with :func:`get`; :func:`available` lists the names. ``vgg19`
 ``small_cnn`` below are the builder functions (their modules stay importable as
 ``deephash.backbones.vgg19`` / ``.small_cnn`` through ``from ... import``).
 """
+
 from __future__ import annotations
 
 import importlib

@@ -23,6 +23,7 @@ still top-level) and beta17+ (``vl_simplenn_tidy``: ``meta.normalization``,
 windows (same top / left pad and output size: beta17+'s pool2 pad ``[0 1 0 1]`` on CNN-F's
 27x27 map equals ``[0 0 0 0]``).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -93,7 +94,9 @@ def cnn_f(
     net = read_matconvnet(weights)
     if input_shape is None:
         input_shape = net["image_size"] or INPUT_SHAPE
-    model = _build(net["layers"], _check_input_shape(input_shape), dropout=dropout, name=name, adapt_fc=False)
+    model = _build(
+        net["layers"], _check_input_shape(input_shape), dropout=dropout, name=name, adapt_fc=False
+    )
     _assign(model, net)
     return model
 
@@ -105,19 +108,25 @@ def _check_input_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     return shape
 
 
-def _build(layers: Sequence[dict], input_shape, *, dropout: float, name: str, adapt_fc: bool) -> keras.Model:
+def _build(
+    layers: Sequence[dict], input_shape, *, dropout: float, name: str, adapt_fc: bool
+) -> keras.Model:
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     nonnegative = False  # whether x >= 0 everywhere (zero-padding == -inf padding for max-pool)
     names = [layer["name"] for layer in layers]
     if LAST_LAYER not in names:
-        raise ValueError(f"the network has no layer {LAST_LAYER!r} (CNN-F's features end there); layers: {names}")
+        raise ValueError(
+            f"the network has no layer {LAST_LAYER!r} (CNN-F's features end there); layers: {names}"
+        )
     for layer in layers[: names.index(LAST_LAYER) + 1]:
         kind, lname = layer["type"], layer["name"]
         if kind == "conv":
             h, w, cin, cout = layer["size"]
             if x.shape[-1] != cin:
-                raise ValueError(f"{lname}: filters expect {cin} input channels, the layer gets {x.shape[-1]}")
+                raise ValueError(
+                    f"{lname}: filters expect {cin} input channels, the layer gets {x.shape[-1]}"
+                )
             x = _pad(x, layer["pad"], lname)
             if adapt_fc and lname.startswith("fc") and h > 1:
                 h, w = x.shape[1], x.shape[2]  # fc6 covers whatever map it gets
@@ -126,7 +135,9 @@ def _build(layers: Sequence[dict], input_shape, *, dropout: float, name: str, ad
                     f"{lname}: a {h}x{w} filter does not fit the {x.shape[1]}x{x.shape[2]} map that "
                     f"input_shape {tuple(input_shape)} gives (CNN-F expects 224x224 inputs)"
                 )
-            x = keras.layers.Conv2D(cout, (h, w), strides=layer["stride"], padding="valid", name=lname)(x)
+            x = keras.layers.Conv2D(
+                cout, (h, w), strides=layer["stride"], padding="valid", name=lname
+            )(x)
             nonnegative = False
         elif kind == "relu":
             x = keras.layers.ReLU(name=lname)(x)
@@ -135,11 +146,17 @@ def _build(layers: Sequence[dict], input_shape, *, dropout: float, name: str, ad
             x = LocalResponseNormalization.from_matconvnet(layer["param"], name=lname)(x)
         elif kind == "pool":
             if layer.get("method", "max") != "max":
-                raise ValueError(f"{lname}: only max pooling is supported, got {layer.get('method')!r}")
+                raise ValueError(
+                    f"{lname}: only max pooling is supported, got {layer.get('method')!r}"
+                )
             if any(layer["pad"]) and not nonnegative:
-                raise ValueError(f"{lname}: padded max pooling of possibly negative values is not supported")
+                raise ValueError(
+                    f"{lname}: padded max pooling of possibly negative values is not supported"
+                )
             x = _pad(x, layer["pad"], lname)
-            x = keras.layers.MaxPooling2D(layer["pool"], strides=layer["stride"], padding="valid", name=lname)(x)
+            x = keras.layers.MaxPooling2D(
+                layer["pool"], strides=layer["stride"], padding="valid", name=lname
+            )(x)
         elif kind == "dropout":
             continue  # dropout is placed after relu6/relu7 below, whatever the file says
         else:
@@ -214,7 +231,9 @@ def read_matconvnet(path: str | os.PathLike) -> dict:
         ) from e
     keys = sorted(k for k in top if not k.startswith("__"))
     if "layers" not in top:
-        raise ValueError(f"{path!r} is not a MatConvNet simplenn model: it has no 'layers' (top-level keys: {keys})")
+        raise ValueError(
+            f"{path!r} is not a MatConvNet simplenn model: it has no 'layers' (top-level keys: {keys})"
+        )
     if "meta" in top:
         layout, meta_src = "tidy", top["meta"]
         normalization = _field(meta_src, "normalization", path, "meta.normalization")
@@ -302,12 +321,20 @@ def _parse_layer(raw: Any, i: int, path: str, layout: str, channels: int | None)
         elif hasattr(raw, "filters") and hasattr(raw, "biases"):
             filters, biases = raw.filters, raw.biases
         else:
-            raise ValueError(f"{where}: a conv layer needs 'weights' (tidy layout) or 'filters' and 'biases' (old)")
+            raise ValueError(
+                f"{where}: a conv layer needs 'weights' (tidy layout) or 'filters' and 'biases' (old)"
+            )
         biases = np.asarray(biases, np.float32).ravel()
         filters = np.asarray(filters, np.float32)
         size = getattr(raw, "size", None)
-        size = tuple(int(s) for s in np.atleast_1d(size)) if size is not None and np.size(size) == 4 else None
-        filters = _restore_filters(filters, biases.size, channels if channels is not None else 3, size, where)
+        size = (
+            tuple(int(s) for s in np.atleast_1d(size))
+            if size is not None and np.size(size) == 4
+            else None
+        )
+        filters = _restore_filters(
+            filters, biases.size, channels if channels is not None else 3, size, where
+        )
         if np.any(np.atleast_1d(getattr(raw, "dilate", 1)) != 1):
             raise ValueError(f"{where}: dilated convolution is not supported")
         layer.update(
@@ -327,7 +354,9 @@ def _parse_layer(raw: Any, i: int, path: str, layout: str, channels: int | None)
     elif kind == "lrn":
         param = np.atleast_1d(_field(raw, "param", path, f"layer {name}.param")).astype(float)
         if param.size != 4:
-            raise ValueError(f"{where}: LRN param must be [N kappa alpha beta], got {param.tolist()}")
+            raise ValueError(
+                f"{where}: LRN param must be [N kappa alpha beta], got {param.tolist()}"
+            )
         layer.update(param=tuple(float(p) for p in param))
     elif kind == "dropout":
         layer.update(rate=float(getattr(raw, "rate", 0.5)))
@@ -350,12 +379,16 @@ def _restore_filters(filters: np.ndarray, out: int, cin: int, size, where: str) 
             if shape[3] == out and shape[2] == cin:
                 candidates.add(shape)
         if len(candidates) != 1:
-            raise ValueError(f"{where}: cannot tell the H x W x in x out layout of filters {filters.shape}")
+            raise ValueError(
+                f"{where}: cannot tell the H x W x in x out layout of filters {filters.shape}"
+            )
         shape = candidates.pop()
     if shape[3] != out:
         raise ValueError(f"{where}: {shape[3]} filters but {out} biases")
     if shape[2] != cin:
-        raise ValueError(f"{where}: filters of shape {shape} expect {shape[2]} input channels, the layer gets {cin}")
+        raise ValueError(
+            f"{where}: filters of shape {shape} expect {shape[2]} input channels, the layer gets {cin}"
+        )
     return filters.reshape(shape)
 
 
@@ -386,7 +419,9 @@ def _check_geometry(model: keras.Model, net: dict) -> None:
             want = {k: getattr(ref, k) for k in got}
         for key in want:
             if not np.allclose(got[key], want[key]):
-                raise ValueError(f"layer {name}: the file has {key} {want[key]}, the model {got[key]}")
+                raise ValueError(
+                    f"layer {name}: the file has {key} {want[key]}, the model {got[key]}"
+                )
 
 
 def same_windows(pad_a, pad_b, size, stride, in_hw) -> bool:
@@ -414,7 +449,9 @@ def _assign(model: keras.Model, net: dict) -> tuple[list[str], list[str]]:
         if not isinstance(target, keras.layers.Conv2D):
             continue
         if target.name not in convs:
-            raise ValueError(f"the weights file has no conv layer {target.name!r} (it has {sorted(convs)})")
+            raise ValueError(
+                f"the weights file has no conv layer {target.name!r} (it has {sorted(convs)})"
+            )
         src = convs[target.name]
         kernel, bias = target.get_weights()
         if tuple(kernel.shape) != tuple(src["filters"].shape):

@@ -17,6 +17,7 @@ off by ``$DEEPHASH_OFFLINE=1`` or ``--download=false``).
   every later use. An expected sha256 can be pinned with ``file_hash=`` or
   ``$DEEPHASH_CNN_F_SHA256``; it then replaces the recorded one.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -76,14 +77,18 @@ def keras_cache_dir() -> str:
 
 def weights_cache_dir() -> str:
     """This library's weights cache: ``$DEEPHASH_CACHE/weights`` (default ``~/.cache/deephash/weights``)."""
-    root = os.environ.get("DEEPHASH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "deephash")
+    root = os.environ.get("DEEPHASH_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "deephash"
+    )
     return os.path.join(root, "weights")
 
 
 def cache_path(backbone: str) -> str:
     """Where the published weights of ``backbone`` are (or will be) cached."""
     w = _published(backbone)
-    folder = os.path.join(keras_cache_dir(), "models") if w.cache == "keras" else weights_cache_dir()
+    folder = (
+        os.path.join(keras_cache_dir(), "models") if w.cache == "keras" else weights_cache_dir()
+    )
     return os.path.join(folder, w.file_name)
 
 
@@ -109,17 +114,26 @@ def fetch(backbone: str, *, file_hash: str | None = None, url: str | None = None
             with open(record, encoding="utf-8") as f:
                 expected = (f.read().split() or [None])[0]
             from_record = True
-    command = (f"python -m deephash.backbones.pretrained {w.backbone}   (or: curl -L --create-dirs -o {path} "
-               f"{url or w.url})")
+    command = (
+        f"python -m deephash.backbones.pretrained {w.backbone}   (or: curl -L --create-dirs -o {path} "
+        f"{url or w.url})"
+    )
     try:
-        local = downloads.fetch(url or w.url, path, file_hash=expected, check=check,
-                                what=f"the ImageNet weights of {w.backbone} ({w.file_name}, {w.approx_size})",
-                                command=command)
+        local = downloads.fetch(
+            url or w.url,
+            path,
+            file_hash=expected,
+            check=check,
+            what=f"the ImageNet weights of {w.backbone} ({w.file_name}, {w.approx_size})",
+            command=command,
+        )
     except ValueError as e:
         if record is None:
             raise
-        raise ValueError(f"{e}. If the published file changed, remove {record} and retry, or pin the new "
-                         f"sha256 with ${CNN_F_SHA256_ENV}") from None
+        raise ValueError(
+            f"{e}. If the published file changed, remove {record} and retry, or pin the new "
+            f"sha256 with ${CNN_F_SHA256_ENV}"
+        ) from None
     if record is not None and not from_record:  # first download, or a pinned hash: (re)record it
         from deephash.io import atomic_write
 
@@ -143,14 +157,18 @@ def resolve(backbone: str, weights):
 def check_weights_arg(weights: str | None, flag: str = "--weights") -> None:
     """For scripts: accept None, ``imagenet`` or an existing path (FileNotFoundError otherwise)."""
     if weights and weights.strip().lower() != IMAGENET and not os.path.exists(weights):
-        raise FileNotFoundError(f"{flag}: no file at {weights!r} (or '{IMAGENET}' for the published weights)")
+        raise FileNotFoundError(
+            f"{flag}: no file at {weights!r} (or '{IMAGENET}' for the published weights)"
+        )
 
 
 def _published(backbone: str) -> PretrainedWeights:
     key = str(backbone).lower()
     if key not in PUBLISHED:
-        raise ValueError(f"backbone {backbone!r} has no published ImageNet weights; available: "
-                         f"{', '.join(sorted(PUBLISHED))}")
+        raise ValueError(
+            f"backbone {backbone!r} has no published ImageNet weights; available: "
+            f"{', '.join(sorted(PUBLISHED))}"
+        )
     return PUBLISHED[key]
 
 
@@ -169,15 +187,21 @@ def _check_cnn_f_file(path: str) -> None:
     names = [layer["name"] for layer in CNN_F_LAYERS if layer["type"] == "conv"]
     missing = [n for n in names if n not in convs]
     if missing:
-        raise ValueError(f"no conv layers {missing} (CNN-F has {names}; the file has {sorted(convs)})")
+        raise ValueError(
+            f"no conv layers {missing} (CNN-F has {names}; the file has {sorted(convs)})"
+        )
     conv1 = convs["conv1"]
     if tuple(conv1["filters"].shape[:3]) != (11, 11, 3) or tuple(conv1["stride"]) != (4, 4):
-        raise ValueError(f"conv1 has {tuple(conv1['filters'].shape)} filters at stride {tuple(conv1['stride'])}; "
-                         "CNN-F has 11x11x3 filters at stride 4")
+        raise ValueError(
+            f"conv1 has {tuple(conv1['filters'].shape)} filters at stride {tuple(conv1['stride'])}; "
+            "CNN-F has 11x11x3 filters at stride 4"
+        )
     for previous, name in itertools.pairwise(names):
         if convs[name]["filters"].shape[2] != convs[previous]["filters"].shape[3]:
-            raise ValueError(f"{name} reads {convs[name]['filters'].shape[2]} channels, {previous} gives "
-                             f"{convs[previous]['filters'].shape[3]}")
+            raise ValueError(
+                f"{name} reads {convs[name]['filters'].shape[2]} channels, {previous} gives "
+                f"{convs[previous]['filters'].shape[3]}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ No BatchNormalization (its statistics are per replica, so training under
 MirroredStrategy would differ from one device) and no randomness besides the weight
 initialisation and optional dropout: with a fixed seed training is deterministic.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -5,6 +5,7 @@ Layer names follow ``keras.applications.VGG19`` (``block1_conv1`` ... ``block5_p
 ``flatten``, ``fc1``, ``fc2``) so that the weights file assigns by name; ``fc1`` is VGG's
 fc6 and ``fc2`` its fc7.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,7 +51,9 @@ def vgg19(
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"vgg19: dropout must be in [0, 1), got {dropout!r}")
     if input_shape[0] < 32 or input_shape[1] < 32:
-        raise ValueError(f"vgg19: images must be at least 32x32 (five 2x2 poolings), got {input_shape}")
+        raise ValueError(
+            f"vgg19: images must be at least 32x32 (five 2x2 poolings), got {input_shape}"
+        )
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
@@ -145,7 +148,9 @@ def load_vgg19_weights(model: keras.Model, path: str | os.PathLike) -> list[str]
             weight_names = [_decode(n) for n in _attribute(g, "weight_names", [])]
             missing = [w for w in weight_names if w not in g]
             if missing:
-                raise ValueError(f"{path!r}: layer {layer.name!r} lacks the datasets {missing} listed in weight_names")
+                raise ValueError(
+                    f"{path!r}: layer {layer.name!r} lacks the datasets {missing} listed in weight_names"
+                )
             datasets = [g[w] for w in weight_names]
             expected = [tuple(w.shape) for w in layer.weights]
             found = [tuple(d.shape) for d in datasets]
@@ -156,7 +161,9 @@ def load_vgg19_weights(model: keras.Model, path: str | os.PathLike) -> list[str]
                 )
             plan.append((layer, datasets))
         if not plan:
-            raise ValueError(f"no VGG-19 layer of model {model.name!r} found to assign weights from {path!r}")
+            raise ValueError(
+                f"no VGG-19 layer of model {model.name!r} found to assign weights from {path!r}"
+            )
         for layer, datasets in plan:
             layer.set_weights([np.asarray(d) for d in datasets])
         assigned = [layer.name for layer, _ in plan]
@@ -175,9 +182,15 @@ def save_vgg19_weights(model: keras.Model, path: str | os.PathLike) -> list[str]
 
     from deephash.io import atomic_write
 
-    layers = [layer for layer in _leaf_layers(model) if layer.weights and layer.name in vgg19_layer_names()]
+    layers = [
+        layer
+        for layer in _leaf_layers(model)
+        if layer.weights and layer.name in vgg19_layer_names()
+    ]
     if not layers:
-        raise ValueError(f"model {model.name!r} has no VGG-19 layers (block1_conv1 ... fc2) to save")
+        raise ValueError(
+            f"model {model.name!r} has no VGG-19 layers (block1_conv1 ... fc2) to save"
+        )
     with atomic_write(path, "w+b") as fileobj, h5py.File(fileobj, "w") as f:
         f.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers])
         f.attrs["backend"] = b"tensorflow"
@@ -221,7 +234,11 @@ def _check_input_shape(input_shape) -> tuple[int, int, int]:
     try:
         shape = tuple(int(d) for d in input_shape)
     except (TypeError, ValueError):
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}") from None
+        raise ValueError(
+            f"input_shape must be (height, width, channels), got {input_shape!r}"
+        ) from None
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (height, width, channels) of positive sizes, got {input_shape!r}")
+        raise ValueError(
+            f"input_shape must be (height, width, channels) of positive sizes, got {input_shape!r}"
+        )
     return shape

@@ -6,11 +6,10 @@ tf.data pipelines (knows no method).
 use), ``nuswide21``, ``imagenet100``, ``coco`` (list files; the last two also from
 tensorflow-datasets when no ``root`` is given); ``available()`` lists them. See docs/data.md.
 """
-from deephash.data.dataset import Dataset, Protocol, Split
-from deephash.data.registry import available, load
-from deephash.data.splits import split_checksum, verify_split
+
 from deephash.data import preprocessing
-from deephash.data.preprocessing import Preprocessor, for_backbone
+from deephash.data.dataset import Dataset, Protocol, Split
+from deephash.data.images import verify_images
 from deephash.data.pipelines import (
     TripletSampler,
     image_dataset,
@@ -19,7 +18,9 @@ from deephash.data.pipelines import (
     triplet_dataset,
     triplet_statistics,
 )
-from deephash.data.images import verify_images
+from deephash.data.preprocessing import Preprocessor, for_backbone
+from deephash.data.registry import available, load
+from deephash.data.splits import split_checksum, verify_split
 
 __all__ = [
     "Dataset",

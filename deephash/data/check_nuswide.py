@@ -15,6 +15,7 @@ files, images without any of the 21 labels (dropped by the loader) and, for a fu
 whether every label has enough images for the DSRH protocol (100 queries + 500 training
 images per label). It exits with status 1 when something would stop the loader.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,11 +47,15 @@ class Report:
         return not self.problems
 
     def format(self, show: int = 10) -> str:
-        lines = [f"NUS-WIDE at {self.root}: " + ("OK" if self.ok else f"{len(self.problems)} problem(s)")]
+        lines = [
+            f"NUS-WIDE at {self.root}: " + ("OK" if self.ok else f"{len(self.problems)} problem(s)")
+        ]
         for name, value in self.lists.items():
             lines.append(f"  {name}: {value if isinstance(value, str) else f'{value} lines'}")
-        lines.append(f"  listed images: {self.listed_images}, missing: {len(self.missing_images)}, "
-                     f"empty: {len(self.empty_images)}, without any of the 21 labels: {self.without_labels}")
+        lines.append(
+            f"  listed images: {self.listed_images}, missing: {len(self.missing_images)}, "
+            f"empty: {len(self.empty_images)}, without any of the 21 labels: {self.without_labels}"
+        )
         for path, where in self.missing_images[:show]:
             lines.append(f"    missing {path}  ({where})")
         if len(self.missing_images) > show:
@@ -63,8 +68,13 @@ class Report:
         return "\n".join(lines)
 
 
-def check(root: str, image_root: str | None = None, query_per_class: int = 100, train_per_class: int = 500,
-          check_images: bool = True) -> Report:
+def check(
+    root: str,
+    image_root: str | None = None,
+    query_per_class: int = 100,
+    train_per_class: int = 500,
+    check_images: bool = True,
+) -> Report:
     """Inspect ``root`` (see module docstring); never raises for a bad folder, reports instead."""
     spec = SPECS["nuswide21"]
     root = os.path.abspath(os.path.expanduser(root))
@@ -81,12 +91,16 @@ def check(root: str, image_root: str | None = None, query_per_class: int = 100, 
         for name in names:
             if name not in given:
                 report.lists[name] = "MISSING"
-                report.problems.append(f"{name} is missing: with given splits all of {', '.join(names)} are needed")
+                report.problems.append(
+                    f"{name} is missing: with given splits all of {', '.join(names)} are needed"
+                )
     elif os.path.isfile(os.path.join(root, FULL_LIST)):
         report.mode, names = "full", [FULL_LIST]
     else:
-        report.problems.append(f"no list files: expected {', '.join(GIVEN_LISTS.values())} (given split) or "
-                               f"{FULL_LIST} (full list) in {root}")
+        report.problems.append(
+            f"no list files: expected {', '.join(GIVEN_LISTS.values())} (given split) or "
+            f"{FULL_LIST} (full list) in {root}"
+        )
         return report
     all_labels, seen = [], set()
     for name in names:
@@ -116,7 +130,9 @@ def check(root: str, image_root: str | None = None, query_per_class: int = 100, 
                 report.empty_images.append(p)
     report.listed_images = len(seen)
     if report.missing_images:
-        report.problems.append(f"{len(report.missing_images)} listed images are missing (under {image_root})")
+        report.problems.append(
+            f"{len(report.missing_images)} listed images are missing (under {image_root})"
+        )
     if report.empty_images:
         report.problems.append(f"{len(report.empty_images)} images are empty files")
     if all_labels:
@@ -126,17 +142,25 @@ def check(root: str, image_root: str | None = None, query_per_class: int = 100, 
             need = query_per_class + train_per_class
             short = [i for i, c in enumerate(counts) if c < need]
             if short:
-                report.problems.append(f"labels {short} have fewer than {need} images ({query_per_class} queries + "
-                                       f"{train_per_class} training per label in the DSRH protocol)")
+                report.problems.append(
+                    f"labels {short} have fewer than {need} images ({query_per_class} queries + "
+                    f"{train_per_class} training per label in the DSRH protocol)"
+                )
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Report what is missing in a NUS-WIDE folder (list files, images).")
+    parser = argparse.ArgumentParser(
+        description="Report what is missing in a NUS-WIDE folder (list files, images)."
+    )
     parser.add_argument("root", help="folder holding train.txt/test.txt/database.txt or all.txt")
-    parser.add_argument("--image_root", default=None, help="folder the list paths are relative to (default: root)")
+    parser.add_argument(
+        "--image_root", default=None, help="folder the list paths are relative to (default: root)"
+    )
     parser.add_argument("--show", type=int, default=10, help="how many missing images to name")
-    parser.add_argument("--no_images", action="store_true", help="check the lists only, not the image files")
+    parser.add_argument(
+        "--no_images", action="store_true", help="check the lists only, not the image files"
+    )
     args = parser.parse_args(argv)
     report = check(args.root, args.image_root, check_images=not args.no_images)
     print(report.format(args.show))

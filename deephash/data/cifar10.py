@@ -11,6 +11,7 @@ downloads are off (``download=False``, ``$DEEPHASH_OFFLINE=1``,
 run on a machine with internet (see ``deephash.data.tfds_sources``). An explicit ``root``
 must exist (an existing copy, or an empty folder to prepare into).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,18 @@ import numpy as np
 from deephash.data.dataset import Dataset, Protocol, assemble
 from deephash.data.splits import cache_dir, load_or_create, protocol_split, verify_split
 
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CLASS_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 def _default_root() -> str:
@@ -37,10 +49,16 @@ def read_cifar10(root: str, download: bool | None = None) -> tuple[np.ndarray, n
     from deephash.data.tfds_sources import ensure_prepared
 
     try:
-        ds = tfds.load("cifar10", split="train+test", data_dir=root, download=False, shuffle_files=False)
+        ds = tfds.load(
+            "cifar10", split="train+test", data_dir=root, download=False, shuffle_files=False
+        )
     except AssertionError:  # tfds signals "not prepared" with an AssertionError
-        ensure_prepared("cifar10", root, download=download)  # DownloadDisabledError names the command
-        ds = tfds.load("cifar10", split="train+test", data_dir=root, download=False, shuffle_files=False)
+        ensure_prepared(
+            "cifar10", root, download=download
+        )  # DownloadDisabledError names the command
+        ds = tfds.load(
+            "cifar10", split="train+test", data_dir=root, download=False, shuffle_files=False
+        )
     images, labels = [], []
     for batch in tfds.as_numpy(ds.batch(4096)):
         images.append(batch["image"])
@@ -51,8 +69,13 @@ def read_cifar10(root: str, download: bool | None = None) -> tuple[np.ndarray, n
 
 
 def load_cifar10(
-    root: str | None = None, seed: int = 0, *, query_per_class: int = 100, train_per_class: int = 500,
-    split_dir: str | None = None, download: bool | None = None,
+    root: str | None = None,
+    seed: int = 0,
+    *,
+    query_per_class: int = 100,
+    train_per_class: int = 500,
+    split_dir: str | None = None,
+    download: bool | None = None,
 ) -> Dataset:
     """CIFAR-10 under the DSRH protocol; split files in ``root/deephash_splits/cifar10/seed<seed>``.
 
@@ -69,24 +92,55 @@ def load_cifar10(
         root = _default_root()
     raw, class_ids = read_cifar10(root, download=download)
     if class_ids.min() < 0 or class_ids.max() >= 10:
-        raise ValueError(f"CIFAR-10 labels must be in 0..9, got {class_ids.min()}..{class_ids.max()}")
+        raise ValueError(
+            f"CIFAR-10 labels must be in 0..9, got {class_ids.min()}..{class_ids.max()}"
+        )
     labels = np.eye(10, dtype=np.uint8)[class_ids]
-    params = dict(dataset="cifar10", seed=int(seed), num_items=int(len(labels)),
-                  query_per_class=int(query_per_class), train_per_class=int(train_per_class))
+    params = dict(
+        dataset="cifar10",
+        seed=int(seed),
+        num_items=int(len(labels)),
+        query_per_class=int(query_per_class),
+        train_per_class=int(train_per_class),
+    )
     directory = split_dir or os.path.join(root, "deephash_splits", "cifar10", f"seed{int(seed)}")
     q, t, d, checksum, directory = load_or_create(
         directory,
-        lambda: protocol_split(labels, seed, query_per_class=query_per_class, train_per_class=train_per_class),
+        lambda: protocol_split(
+            labels, seed, query_per_class=query_per_class, train_per_class=train_per_class
+        ),
         params,
         fallback_dir=os.path.join(cache_dir(), "cifar10", f"seed{int(seed)}"),
     )
-    verify_split(q, t, d, len(labels), labels=labels, query_per_class=query_per_class,
-                 train_per_class=train_per_class, where=directory)
+    verify_split(
+        q,
+        t,
+        d,
+        len(labels),
+        labels=labels,
+        query_per_class=query_per_class,
+        train_per_class=train_per_class,
+        where=directory,
+    )
     protocol = Protocol(
-        num_classes=10, multilabel=False, map_depth=None, class_names=CLASS_NAMES,
+        num_classes=10,
+        multilabel=False,
+        map_depth=None,
+        class_names=CLASS_NAMES,
         description=f"DSRH CIFAR-10: {query_per_class} queries/class, {train_per_class} train/class, "
         "database = the other images, mAP over the whole database",
     )
     # raw stays uint8 here: each Split converts only its own subset to float32
-    return assemble("cifar10", protocol, labels, q, t, d, checksum, images=raw,
-                    class_ids=class_ids, root=root, split_dir=directory)
+    return assemble(
+        "cifar10",
+        protocol,
+        labels,
+        q,
+        t,
+        d,
+        checksum,
+        images=raw,
+        class_ids=class_ids,
+        root=root,
+        split_dir=directory,
+    )

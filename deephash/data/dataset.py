@@ -5,6 +5,7 @@ A ``Dataset`` holds three splits of one labelled image collection — ``query``,
 ``checksum`` of their index lists (see ``deephash.data.splits.split_checksum``), so that
 a result can prove which split it was computed on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -52,7 +53,9 @@ class Split:
         if self.paths is not None:
             object.__setattr__(self, "paths", np.asarray(self.paths, dtype=str).reshape(-1))
         if self.class_ids is not None:
-            object.__setattr__(self, "class_ids", np.asarray(self.class_ids, dtype=np.int64).reshape(-1))
+            object.__setattr__(
+                self, "class_ids", np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+            )
         for name in ("indices", "images", "paths", "class_ids"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
@@ -74,7 +77,9 @@ class Split:
         idx = np.asarray(idx)
         if idx.dtype == bool:
             if idx.shape != (len(self),):
-                raise ValueError(f"boolean mask of shape {idx.shape} for a split of {len(self)} items")
+                raise ValueError(
+                    f"boolean mask of shape {idx.shape} for a split of {len(self)} items"
+                )
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
@@ -114,7 +119,9 @@ class Dataset:
         n = len(self.train)
         n_val = max(1, int(round(fraction * n)))
         if n_val >= n:
-            raise ValueError(f"a training split of {n} items is too small to hold out {fraction:.0%}")
+            raise ValueError(
+                f"a training split of {n} items is too small to hold out {fraction:.0%}"
+            )
         rng = np.random.default_rng([int(seed), 0x5A1])
         if self.train.class_ids is not None:
             # stratified: take a proportional share of each class, then top up at random

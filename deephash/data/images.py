@@ -16,6 +16,7 @@ graph (see ``deephash.data.pipelines``). A file whose modification time is less 
 ``FRESH_SECONDS`` before it was checked is decoded but not recorded: a rewrite within the
 same file-system clock tick would keep size and time, so such an entry could not be trusted.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,7 +43,9 @@ class CorruptImageError(ValueError):
 
     def __init__(self, path: str, reason: str = ""):
         self.path = path
-        super().__init__(f"corrupt or unreadable image file {path!r}" + (f": {reason}" if reason else ""))
+        super().__init__(
+            f"corrupt or unreadable image file {path!r}" + (f": {reason}" if reason else "")
+        )
 
 
 def decode_file(path: str, channels: int = 3) -> np.ndarray:
@@ -97,15 +100,21 @@ def verify_images(
     from tqdm.auto import tqdm
 
     paths = [str(p) for p in paths]
-    known = verification_status(paths) if channels == 3 and not recheck else np.zeros(len(paths), np.int8)
+    known = (
+        verification_status(paths)
+        if channels == 3 and not recheck
+        else np.zeros(len(paths), np.int8)
+    )
     results: dict[str, list] = {}
     record = record and channels == 3
     bad = []
     fresh = 0
     flushed = time.monotonic()
     try:
-        for p, state in zip(tqdm(paths, desc="verifying images", unit="file", disable=None if progress else True),
-                            known):
+        for p, state in zip(
+            tqdm(paths, desc="verifying images", unit="file", disable=None if progress else True),
+            known,
+        ):
             if state in (VERIFIED, CORRUPT):
                 ok = state == VERIFIED
             else:
@@ -131,10 +140,16 @@ def verify_images(
         if record and results:
             _record(results)
     if fresh:
-        log.info("%d image file(s) were modified less than %.0f s before verification and are not recorded as "
-                 "verified; verify again later for the pipelines' graph-only decoding", fresh, FRESH_SECONDS)
+        log.info(
+            "%d image file(s) were modified less than %.0f s before verification and are not recorded as "
+            "verified; verify again later for the pipelines' graph-only decoding",
+            fresh,
+            FRESH_SECONDS,
+        )
     if bad:
-        shown = ", ".join(repr(b) for b in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        shown = ", ".join(repr(b) for b in bad[:10]) + (
+            f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        )
         if on_corrupt == "raise":
             raise CorruptImageError(bad[0], f"{len(bad)} corrupt image file(s): {shown}")
         log.warning("skipping %d corrupt image file(s): %s", len(bad), shown)
@@ -146,7 +161,9 @@ def manifest_path(directory: str) -> str:
     """The verification manifest of the images in ``directory``."""
     from deephash.data.splits import cache_dir
 
-    key = hashlib.sha256(os.path.abspath(directory).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    key = hashlib.sha256(os.path.abspath(directory).encode("utf-8", "surrogateescape")).hexdigest()[
+        :32
+    ]
     return os.path.join(cache_dir("verified"), key + ".json")
 
 
@@ -163,20 +180,36 @@ def read_manifest(directory: str) -> dict[str, list]:
         log.warning("ignoring the unreadable verification manifest %s (%s)", path, e)
         return {}
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if (not isinstance(files, dict) or manifest.get("format") != MANIFEST_FORMAT
-            or manifest.get("decoder") != DECODER or manifest.get("directory") != os.path.abspath(directory)):
-        log.warning("ignoring the verification manifest %s: not a format-%d manifest of %s", path,
-                    MANIFEST_FORMAT, directory)
+    if (
+        not isinstance(files, dict)
+        or manifest.get("format") != MANIFEST_FORMAT
+        or manifest.get("decoder") != DECODER
+        or manifest.get("directory") != os.path.abspath(directory)
+    ):
+        log.warning(
+            "ignoring the verification manifest %s: not a format-%d manifest of %s",
+            path,
+            MANIFEST_FORMAT,
+            directory,
+        )
         return {}
     good = {k: v for k, v in files.items() if _valid_entry(v)}
     if len(good) < len(files):
-        log.warning("ignoring %d garbled entries of the verification manifest %s", len(files) - len(good), path)
+        log.warning(
+            "ignoring %d garbled entries of the verification manifest %s",
+            len(files) - len(good),
+            path,
+        )
     return good
 
 
 def _valid_entry(v) -> bool:
-    return (isinstance(v, list) and len(v) == 3 and all(type(x) is int for x in v[:2])
-            and isinstance(v[2], bool))
+    return (
+        isinstance(v, list)
+        and len(v) == 3
+        and all(type(x) is int for x in v[:2])
+        and isinstance(v[2], bool)
+    )
 
 
 def _record(results: dict[str, list]) -> None:
@@ -192,8 +225,10 @@ def _record(results: dict[str, list]) -> None:
         files = read_manifest(d)
         files.update(entries)
         try:
-            write_json(manifest_path(d), {"format": MANIFEST_FORMAT, "decoder": DECODER, "directory": d,
-                                          "files": files})
+            write_json(
+                manifest_path(d),
+                {"format": MANIFEST_FORMAT, "decoder": DECODER, "directory": d, "files": files},
+            )
         except OSError as e:
             log.warning("cannot write the verification manifest of %s (%s)", d, e)
 

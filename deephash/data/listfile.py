@@ -11,6 +11,7 @@ used is written as index lists under ``root/deephash_splits/<name>/`` (``given``
 ``seed<seed>``); with given lists the item index is the position in the pooled table
 (database entries, then query entries, then training entries not already listed).
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from deephash.data.dataset import Dataset, Protocol, assemble
-from deephash.data.images import check_files_exist, verify_images as _verify_images
+from deephash.data.images import check_files_exist
+from deephash.data.images import verify_images as _verify_images
 from deephash.data.splits import cache_dir, load_or_create, protocol_split, verify_split
 from deephash.io import file_digest
 
@@ -47,20 +49,44 @@ class ListSpec:
 
 
 SPECS = {
-    "nuswide21": ListSpec("nuswide21", 21, True, None, query_per_class=100, train_per_class=500,
-                          description="NUS-WIDE, 21 most frequent concepts (DSRH): 100 queries/class, "
-                          "500 train/class, database = the rest", accept_labels=(81,)),
-    "imagenet100": ListSpec("imagenet100", 100, False, 1000, query_per_class=50, train_per_class=130,
-                            description="ImageNet-100 (DSEH, HashNet lists): 5,000 queries, 13,000 train (130 per "
-                            "class; the DSEH paper trains on 100 per class = 10,000: train_per_class=100, the "
-                            "default of DSEH's paper preset), ~128,000 database, mAP@1000"),
-    "coco": ListSpec("coco", 80, True, 5000, num_query=5000, num_train=10000,
-                     description="MS-COCO (DSEH, HashNet lists): 5,000 queries, 10,000 train, "
-                     "~117,000 database, mAP@5000"),
+    "nuswide21": ListSpec(
+        "nuswide21",
+        21,
+        True,
+        None,
+        query_per_class=100,
+        train_per_class=500,
+        description="NUS-WIDE, 21 most frequent concepts (DSRH): 100 queries/class, "
+        "500 train/class, database = the rest",
+        accept_labels=(81,),
+    ),
+    "imagenet100": ListSpec(
+        "imagenet100",
+        100,
+        False,
+        1000,
+        query_per_class=50,
+        train_per_class=130,
+        description="ImageNet-100 (DSEH, HashNet lists): 5,000 queries, 13,000 train (130 per "
+        "class; the DSEH paper trains on 100 per class = 10,000: train_per_class=100, the "
+        "default of DSEH's paper preset), ~128,000 database, mAP@1000",
+    ),
+    "coco": ListSpec(
+        "coco",
+        80,
+        True,
+        5000,
+        num_query=5000,
+        num_train=10000,
+        description="MS-COCO (DSEH, HashNet lists): 5,000 queries, 10,000 train, "
+        "~117,000 database, mAP@5000",
+    ),
 }
 
 
-def read_list(path: str, num_labels: int | tuple[int, ...], image_root: str, where: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_list(
+    path: str, num_labels: int | tuple[int, ...], image_root: str, where: str = ""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse a list file: ``(relative paths, absolute paths, uint8 labels (n, c))``.
 
     ``num_labels``: the accepted label-vector length(s); the first line decides among
@@ -77,12 +103,13 @@ def read_list(path: str, num_labels: int | tuple[int, ...], image_root: str, whe
             if not tokens:
                 continue
             vec = tokens[1:]
-            middle = tokens[1:len(tokens) - len(_trailing_labels(tokens))]
+            middle = tokens[1 : len(tokens) - len(_trailing_labels(tokens))]
             words = 1 + len(middle)
             if middle and not all(t.lstrip("+-").replace(".", "", 1).isdigit() for t in middle):
                 raise ValueError(
                     f"{path}, line {lineno}: the image path {' '.join(tokens[:words])!r} contains whitespace; a list "
-                    "line is 'path 0 1 0 ...' separated by whitespace, so rename the file (or its folders) without spaces")
+                    "line is 'path 0 1 0 ...' separated by whitespace, so rename the file (or its folders) without spaces"
+                )
             if width is None:
                 if len(vec) not in accepted:
                     raise ValueError(
@@ -91,21 +118,32 @@ def read_list(path: str, num_labels: int | tuple[int, ...], image_root: str, whe
                     )
                 width = len(vec)
             elif len(vec) != width:
-                raise ValueError(f"{path}, line {lineno}: label vector has {len(vec)} entries, expected {width}")
+                raise ValueError(
+                    f"{path}, line {lineno}: label vector has {len(vec)} entries, expected {width}"
+                )
             if any(v not in ("0", "1") for v in vec):
-                raise ValueError(f"{path}, line {lineno}: labels must be 0 or 1, got {' '.join(vec)!r}")
+                raise ValueError(
+                    f"{path}, line {lineno}: labels must be 0 or 1, got {' '.join(vec)!r}"
+                )
             rel.append(tokens[0])
             labels.append([v == "1" for v in vec])
     if not rel:
         raise ValueError(f"list file {path!r} holds no images")
     rel_arr = np.asarray(rel, dtype=str)
-    abs_arr = np.asarray([p if os.path.isabs(p) else os.path.normpath(os.path.join(image_root, p)) for p in rel], dtype=str)
+    abs_arr = np.asarray(
+        [p if os.path.isabs(p) else os.path.normpath(os.path.join(image_root, p)) for p in rel],
+        dtype=str,
+    )
     seen: dict[str, int] = {}
-    for i, p in enumerate(abs_arr):  # the same file twice (also spelled differently) would leak across splits
+    for i, p in enumerate(
+        abs_arr
+    ):  # the same file twice (also spelled differently) would leak across splits
         j = seen.setdefault(os.path.realpath(p), i)
         if j != i:
-            raise ValueError(f"{path}, line {i + 1}: {rel[i]!r} is the same file as {rel[j]!r} on line {j + 1} "
-                             "(duplicate lines let one image be both a query and a database item)")
+            raise ValueError(
+                f"{path}, line {i + 1}: {rel[i]!r} is the same file as {rel[j]!r} on line {j + 1} "
+                "(duplicate lines let one image be both a query and a database item)"
+            )
     return rel_arr, abs_arr, np.asarray(labels, dtype=np.uint8)
 
 
@@ -124,20 +162,26 @@ def top_labels(labels: np.ndarray, k: int) -> np.ndarray:
     return np.sort(order[:k])
 
 
-def subsample_per_class(train: np.ndarray, labels: np.ndarray, per_class: int, seed: int, name: str = "") -> np.ndarray:
+def subsample_per_class(
+    train: np.ndarray, labels: np.ndarray, per_class: int, seed: int, name: str = ""
+) -> np.ndarray:
     """A seeded subset of the single-label ``train`` indices with ``per_class`` items of each
     class (sorted); ValueError when a class has fewer, or for multi-label data."""
     y = labels[train]
     if np.any(y.sum(axis=1) != 1):
-        raise ValueError(f"{name}: train_per_class with given lists needs single-label training items")
+        raise ValueError(
+            f"{name}: train_per_class with given lists needs single-label training items"
+        )
     rng = np.random.default_rng([int(seed), 0x100C])
     cls = y.argmax(axis=1)
     out = []
     for c in range(labels.shape[1]):
         members = train[cls == c]
         if 0 < len(members) < per_class:
-            raise ValueError(f"{name}: class {c} has {len(members)} training items in the given list, fewer than "
-                             f"train_per_class={per_class}")
+            raise ValueError(
+                f"{name}: class {c} has {len(members)} training items in the given list, fewer than "
+                f"train_per_class={per_class}"
+            )
         out.append(rng.permutation(members)[:per_class])
     return np.sort(np.concatenate(out)).astype(train.dtype)
 
@@ -176,37 +220,65 @@ def load_list_dataset(
     where = f" (the {name} list files belong in {root})"
     given = {k: os.path.join(root, v) for k, v in GIVEN_LISTS.items()}
     present = [k for k, p in given.items() if os.path.isfile(p)]
-    full_path = os.path.join(root, list_file or FULL_LIST) if list_file is None or not os.path.isabs(list_file) else list_file
+    full_path = (
+        os.path.join(root, list_file or FULL_LIST)
+        if list_file is None or not os.path.isabs(list_file)
+        else list_file
+    )
 
     if present and list_file is None:
         missing = [given[k] for k in GIVEN_LISTS if k not in present]
         if missing:
-            raise FileNotFoundError(f"{name}: list file {missing[0]!r} does not exist{where}: with given splits "
-                                    f"all of {', '.join(GIVEN_LISTS.values())} are needed")
-        parts = {k: read_list(given[k], widths, image_root, where) for k in ("database", "query", "train")}
+            raise FileNotFoundError(
+                f"{name}: list file {missing[0]!r} does not exist{where}: with given splits "
+                f"all of {', '.join(GIVEN_LISTS.values())} are needed"
+            )
+        parts = {
+            k: read_list(given[k], widths, image_root, where)
+            for k in ("database", "query", "train")
+        }
         widths_seen = {v[2].shape[1] for v in parts.values()}
         if len(widths_seen) != 1:
-            raise ValueError(f"{name}: the given lists have different label lengths {sorted(widths_seen)}")
+            raise ValueError(
+                f"{name}: the given lists have different label lengths {sorted(widths_seen)}"
+            )
         rel, paths, labels, positions, sources = _pool(parts, given)
         labels, keep = _select_labels(name, spec, labels)
-        query, train, database = (_remap(positions[k], keep) for k in ("query", "train", "database"))
+        query, train, database = (
+            _remap(positions[k], keep) for k in ("query", "train", "database")
+        )
         rel, paths, sources = rel[keep], paths[keep], sources[keep]
         fingerprint = {k: file_digest(given[k]) for k in GIVEN_LISTS}
         params = dict(dataset=name, mode="given", num_items=int(len(rel)), lists=fingerprint)
         subdir = "given"
-        if train_per_class is not None:  # e.g. DSEH's 100 per class from HashNet's 130-per-class list
+        if (
+            train_per_class is not None
+        ):  # e.g. DSEH's 100 per class from HashNet's 130-per-class list
             train = subsample_per_class(train, labels, int(train_per_class), seed, name)
             params.update(train_per_class=int(train_per_class), seed=int(seed))
             subdir = f"given-train{int(train_per_class)}pc-seed{int(seed)}"
         directory = split_dir or os.path.join(root, "deephash_splits", name, subdir)
         q, t, d, checksum, directory = load_or_create(
-            directory, lambda: (query, train, database), params,
-            fallback_dir=os.path.join(cache_dir(), name, subdir))
+            directory,
+            lambda: (query, train, database),
+            params,
+            fallback_dir=os.path.join(cache_dir(), name, subdir),
+        )
         verify_split(q, t, d, len(rel), database_rule="given", where=directory)
-        for k, stored, expected in (("query", q, query), ("train", t, train), ("database", d, database)):
+        for k, stored, expected in (
+            ("query", q, query),
+            ("train", t, train),
+            ("database", d, database),
+        ):
             if not np.array_equal(stored, expected):
-                raise ValueError(f"{directory}: the stored {k} indices disagree with the given list {given[k]}"
-                                 + (f" (train_per_class={train_per_class})" if k == "train" and train_per_class else ""))
+                raise ValueError(
+                    f"{directory}: the stored {k} indices disagree with the given list {given[k]}"
+                    + (
+                        f" (train_per_class={train_per_class})"
+                        if k == "train" and train_per_class
+                        else ""
+                    )
+                )
         kind = "given lists (train.txt / test.txt / database.txt)"
     else:
         if not os.path.isfile(full_path):
@@ -219,26 +291,47 @@ def load_list_dataset(
         labels, keep = _select_labels(name, spec, labels)
         rel, paths, sources = rel[keep], paths[keep], sources[keep]
         counts = dict(
-            query_per_class=query_per_class if query_per_class is not None else (None if num_query else spec.query_per_class),
-            train_per_class=train_per_class if train_per_class is not None else (None if num_train else spec.train_per_class),
-            num_query=num_query if num_query is not None else (None if query_per_class else spec.num_query),
-            num_train=num_train if num_train is not None else (None if train_per_class else spec.num_train),
+            query_per_class=query_per_class
+            if query_per_class is not None
+            else (None if num_query else spec.query_per_class),
+            train_per_class=train_per_class
+            if train_per_class is not None
+            else (None if num_train else spec.train_per_class),
+            num_query=num_query
+            if num_query is not None
+            else (None if query_per_class else spec.num_query),
+            num_train=num_train
+            if num_train is not None
+            else (None if train_per_class else spec.num_train),
         )
-        params = dict(dataset=name, mode="seeded", seed=int(seed), num_items=int(len(rel)),
-                      list=file_digest(full_path), **counts)
+        params = dict(
+            dataset=name,
+            mode="seeded",
+            seed=int(seed),
+            num_items=int(len(rel)),
+            list=file_digest(full_path),
+            **counts,
+        )
         directory = split_dir or os.path.join(root, "deephash_splits", name, f"seed{int(seed)}")
         q, t, d, checksum, directory = load_or_create(
-            directory, lambda: protocol_split(labels, seed, **counts), params,
-            fallback_dir=os.path.join(cache_dir(), name, f"seed{int(seed)}"))
+            directory,
+            lambda: protocol_split(labels, seed, **counts),
+            params,
+            fallback_dir=os.path.join(cache_dir(), name, f"seed{int(seed)}"),
+        )
         verify_split(q, t, d, len(rel), labels=labels, where=directory, **counts)
         kind = f"seeded protocol split of {os.path.basename(full_path)} ({_describe(counts)})"
 
-    real = np.asarray([os.path.realpath(p) for p in paths], dtype=str)  # aliases (./x, absolute, links) resolved
+    real = np.asarray(
+        [os.path.realpath(p) for p in paths], dtype=str
+    )  # aliases (./x, absolute, links) resolved
     for other, what in ((t, "in training"), (d, "in the database")):
         leak = np.intersect1d(real[q], real[other])
         if len(leak):
-            raise ValueError(f"{name}: the image {leak[0]!r} is both a query and {what} (paths compared after "
-                             f"resolving ./, absolute paths and links; {len(leak)} such images)")
+            raise ValueError(
+                f"{name}: the image {leak[0]!r} is both a query and {what} (paths compared after "
+                f"resolving ./, absolute paths and links; {len(leak)} such images)"
+            )
     if check_files:
         check_files_exist(paths, sources)
     if verify_images:
@@ -248,20 +341,37 @@ def load_list_dataset(
     if not spec.multilabel:
         if np.any(labels.sum(axis=1) != 1):
             bad = int(np.flatnonzero(labels.sum(axis=1) != 1)[0])
-            raise ValueError(f"{name} is single-label, but {sources[bad]} has {int(labels[bad].sum())} labels")
+            raise ValueError(
+                f"{name} is single-label, but {sources[bad]} has {int(labels[bad].sum())} labels"
+            )
         class_ids = labels.argmax(axis=1).astype(np.int64)
     else:
         class_ids = None
     protocol = Protocol(
-        num_classes=int(labels.shape[1]), multilabel=spec.multilabel, map_depth=depth,
+        num_classes=int(labels.shape[1]),
+        multilabel=spec.multilabel,
+        map_depth=depth,
         class_names=tuple(f"label{i}" for i in range(labels.shape[1])),
         description=f"{spec.description}; here: {kind}; mAP depth {depth or 'all'}",
     )
-    return assemble(name, protocol, labels, q, t, d, checksum, paths=paths, class_ids=class_ids, root=root,
-                    split_dir=directory)
+    return assemble(
+        name,
+        protocol,
+        labels,
+        q,
+        t,
+        d,
+        checksum,
+        paths=paths,
+        class_ids=class_ids,
+        root=root,
+        split_dir=directory,
+    )
 
 
-def _check_copies(real: np.ndarray, query: np.ndarray, others: np.ndarray, sources: np.ndarray) -> None:
+def _check_copies(
+    real: np.ndarray, query: np.ndarray, others: np.ndarray, sources: np.ndarray
+) -> None:
     """ValueError when a query image is a byte-identical copy of a training or database
     image (another file, same size and sha256). Only files whose sizes collide are hashed;
     run with ``verify_images``, which reads every file anyway."""
@@ -284,8 +394,10 @@ def _check_copies(real: np.ndarray, query: np.ndarray, others: np.ndarray, sourc
     for qi in query:
         for oi in by_size.get(size(qi), ()):
             if digest(int(qi)) == digest(oi):
-                raise ValueError(f"the query image {real[qi]!r} ({sources[qi]}) has the same content as "
-                                 f"{real[oi]!r} ({sources[oi]}): a copy of a training/database image")
+                raise ValueError(
+                    f"the query image {real[qi]!r} ({sources[qi]}) has the same content as "
+                    f"{real[oi]!r} ({sources[oi]}): a copy of a training/database image"
+                )
 
 
 def _describe(counts: dict) -> str:
@@ -301,16 +413,30 @@ def _pool(parts: dict, given: dict):
         r, p, y = parts[k]
         pos = np.empty(len(r), np.int64)
         for i, key in enumerate(r):
-            j = table.get(key := os.path.realpath(p[i]))  # one item per file, however the lists spell its path
+            j = table.get(
+                key := os.path.realpath(p[i])
+            )  # one item per file, however the lists spell its path
             if j is None:
                 j = table[key] = len(rel)
-                rel.append(r[i]), paths.append(p[i]), labels.append(y[i]), sources.append(f"{given[k]}, line {i + 1}")
+                (
+                    rel.append(r[i]),
+                    paths.append(p[i]),
+                    labels.append(y[i]),
+                    sources.append(f"{given[k]}, line {i + 1}"),
+                )
             elif not np.array_equal(labels[j], y[i]):
-                raise ValueError(f"{given[k]}, line {i + 1}: {r[i]!r} has other labels than in {sources[j]}")
+                raise ValueError(
+                    f"{given[k]}, line {i + 1}: {r[i]!r} has other labels than in {sources[j]}"
+                )
             pos[i] = j
         positions[k] = pos
-    return (np.asarray(rel, dtype=str), np.asarray(paths, dtype=str), np.asarray(labels, np.uint8),
-            positions, np.asarray(sources, dtype=object))
+    return (
+        np.asarray(rel, dtype=str),
+        np.asarray(paths, dtype=str),
+        np.asarray(labels, np.uint8),
+        positions,
+        np.asarray(sources, dtype=object),
+    )
 
 
 def _select_labels(name: str, spec: ListSpec, labels: np.ndarray):
@@ -318,15 +444,24 @@ def _select_labels(name: str, spec: ListSpec, labels: np.ndarray):
     items without any label (logged). Returns ``(labels, kept positions)``."""
     if labels.shape[1] != spec.num_classes:
         cols = top_labels(labels, spec.num_classes)
-        log.info("%s: keeping the %d most frequent of %d labels: columns %s", name, spec.num_classes,
-                 labels.shape[1], cols.tolist())
+        log.info(
+            "%s: keeping the %d most frequent of %d labels: columns %s",
+            name,
+            spec.num_classes,
+            labels.shape[1],
+            cols.tolist(),
+        )
         labels = labels[:, cols]
     keep = np.arange(len(labels))
     if spec.multilabel:
         keep = np.flatnonzero(labels.sum(axis=1) > 0)
         if len(keep) < len(labels):
-            log.info("%s: dropping %d images without any of the %d labels", name, len(labels) - len(keep),
-                     spec.num_classes)
+            log.info(
+                "%s: dropping %d images without any of the %d labels",
+                name,
+                len(labels) - len(keep),
+                spec.num_classes,
+            )
     return labels[keep], keep
 
 

@@ -34,6 +34,7 @@ corrupt are never decoded: ``on_corrupt="skip"`` treats them as unreadable (list
 ``skipped_files()`` when the pipeline is built), ``"raise"`` fails naming the file when one
 is drawn.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,8 +91,8 @@ def _anchor_validity(split: Split) -> tuple[np.ndarray, np.ndarray]:
     g = groups.astype(np.float32)
     shared = np.zeros(len(groups), np.int64)  # items sharing a label with a member of the group
     for s in range(0, len(groups), 2048):
-        ov = (g[s:s + 2048] @ g.T) > 0
-        shared[s:s + 2048] = ov.astype(np.int64) @ weight
+        ov = (g[s : s + 2048] @ g.T) > 0
+        shared[s : s + 2048] = ov.astype(np.int64) @ weight
     nonempty = groups.sum(axis=1) > 0
     positives = shared - nonempty  # minus the item itself
     return positives[inv] > 0, (n - shared)[inv] > 0
@@ -120,8 +121,11 @@ class TripletSampler:
                 "sharing a label and one sharing none"
             )
         if self.statistics["num_invalid_anchors"]:
-            log.warning("triplets: %d of %d items have no valid positive or negative and are never anchors",
-                        self.statistics["num_invalid_anchors"], len(split))
+            log.warning(
+                "triplets: %d of %d items have no valid positive or negative and are never anchors",
+                self.statistics["num_invalid_anchors"],
+                len(split),
+            )
         self.single_label = split.class_ids is not None
         self._valid = tf.constant(valid, tf.int64)
         n = len(split)
@@ -133,7 +137,9 @@ class TripletSampler:
             rank = np.empty(n, np.int64)
             rank[order] = np.arange(n) - np.repeat(first, counts)
             self._order = tf.constant(order, tf.int64)
-            self._start = tf.constant(first[class_pos], tf.int64)  # per item: start of its class block
+            self._start = tf.constant(
+                first[class_pos], tf.int64
+            )  # per item: start of its class block
             self._count = tf.constant(counts[class_pos], tf.int64)
             self._rank = tf.constant(rank, tf.int64)
         else:
@@ -147,10 +153,16 @@ class TripletSampler:
         key = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
         key = tf.random.experimental.stateless_fold_in(key, _SALT_TRIPLET)
         k_a, k_p, k_n = tf.unstack(tf.random.experimental.stateless_split(key, 3))
-        ia = tf.random.stateless_uniform([b], k_a, minval=0, maxval=tf.size(self._valid, tf.int64), dtype=tf.int64)
+        ia = tf.random.stateless_uniform(
+            [b], k_a, minval=0, maxval=tf.size(self._valid, tf.int64), dtype=tf.int64
+        )
         a = tf.gather(self._valid, ia)
         if self.single_label:
-            start, count, rank = tf.gather(self._start, a), tf.gather(self._count, a), tf.gather(self._rank, a)
+            start, count, rank = (
+                tf.gather(self._start, a),
+                tf.gather(self._count, a),
+                tf.gather(self._rank, a),
+            )
             r = _uniform_below(k_p, count - 1)
             r = r + tf.cast(r >= rank, tf.int64)
             p = tf.gather(self._order, start + r)
@@ -197,7 +209,9 @@ def decode_plan(paths, decode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
 
 def _check_decode(decode: str) -> str:
     if decode not in DECODE_MODES:
-        raise ValueError(f"decode must be one of {', '.join(map(repr, DECODE_MODES))}, got {decode!r}")
+        raise ValueError(
+            f"decode must be one of {', '.join(map(repr, DECODE_MODES))}, got {decode!r}"
+        )
     return decode
 
 
@@ -232,8 +246,14 @@ class _ImageSource:
     """Gathers images of a split by position: from memory, or by reading files (decoded in
     the graph or in Python per file, see ``decode_plan``)."""
 
-    def __init__(self, split_or_images: Any, preprocess=None, image_size=(224, 224), on_corrupt: str = "raise",
-                 decode: str = "auto"):
+    def __init__(
+        self,
+        split_or_images: Any,
+        preprocess=None,
+        image_size=(224, 224),
+        on_corrupt: str = "raise",
+        decode: str = "auto",
+    ):
         import tensorflow as tf
 
         if on_corrupt not in ("raise", "skip"):
@@ -257,7 +277,10 @@ class _ImageSource:
             self._paths = tf.constant(paths)
             self.n = len(paths)
             size = getattr(preprocess, "prepare_size", None) or (
-                None if getattr(preprocess, "input_shape", None) is None else preprocess.input_shape[:2])
+                None
+                if getattr(preprocess, "input_shape", None) is None
+                else preprocess.input_shape[:2]
+            )
             self.size = tuple(int(s) for s in (size or image_size))
             self._has_prepare = size is not None and hasattr(preprocess, "prepare_image")
             self.item_shape = self.size + (3,)
@@ -279,22 +302,37 @@ class _ImageSource:
             changed = int(np.sum(status == images.CHANGED))
             first = paths[np.flatnonzero(python)[0]]
             if changed or self._mixed:
-                _log_once(logging.WARNING, "decoding %d of %d image files in Python (slower): %d changed since "
-                          "verification, %d never verified (e.g. %s); data.verify_images(paths) records them for "
-                          "graph-only decoding", int(python.sum()), len(paths), changed,
-                          int(python.sum()) - changed, first)
+                _log_once(
+                    logging.WARNING,
+                    "decoding %d of %d image files in Python (slower): %d changed since "
+                    "verification, %d never verified (e.g. %s); data.verify_images(paths) records them for "
+                    "graph-only decoding",
+                    int(python.sum()),
+                    len(paths),
+                    changed,
+                    int(python.sum()) - changed,
+                    first,
+                )
             else:
-                _log_once(logging.INFO, "decoding the %d image files in Python (slower): they are not verified "
-                          "(e.g. %s); data.verify_images(paths) records them for graph-only decoding",
-                          len(paths), first)
+                _log_once(
+                    logging.INFO,
+                    "decoding the %d image files in Python (slower): they are not verified "
+                    "(e.g. %s); data.verify_images(paths) records them for graph-only decoding",
+                    len(paths),
+                    first,
+                )
         if corrupt.any() and self.on_corrupt == "skip":
             bad = sorted(set(paths[corrupt].tolist()))
             with _SKIPPED_LOCK:
                 new = [p for p in bad if p not in _SKIPPED]
                 _SKIPPED.update(bad)
             if new:
-                log.warning("skipping %d image file(s) that verification found corrupt: %s", len(new),
-                            ", ".join(repr(p) for p in new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else ""))
+                log.warning(
+                    "skipping %d image file(s) that verification found corrupt: %s",
+                    len(new),
+                    ", ".join(repr(p) for p in new[:10])
+                    + (f" and {len(new) - 10} more" if len(new) > 10 else ""),
+                )
 
     @property
     def from_files(self) -> bool:
@@ -315,8 +353,11 @@ class _ImageSource:
         if self._all_python:
             image, ok = self._read_python(path)
         elif self._mixed:
-            image, ok = tf.cond(tf.gather(self._python, position), lambda: self._read_python(path),
-                                lambda: self._read_graph(path, position))
+            image, ok = tf.cond(
+                tf.gather(self._python, position),
+                lambda: self._read_python(path),
+                lambda: self._read_graph(path, position),
+            )
         else:
             image, ok = self._read_graph(path, position)
         image.set_shape((None, None, 3))
@@ -346,8 +387,10 @@ class _ImageSource:
             return decode()
         bad = tf.gather(self._corrupt, position)
         if self.on_corrupt == "raise":
-            check = tf.debugging.Assert(tf.logical_not(bad), [
-                "corrupt or unreadable image file (found corrupt by verify_images):", path])
+            check = tf.debugging.Assert(
+                tf.logical_not(bad),
+                ["corrupt or unreadable image file (found corrupt by verify_images):", path],
+            )
             with tf.control_dependencies([check]):
                 return decode()
         return tf.cond(bad, lambda: (tf.zeros((1, 1, 3), tf.uint8), tf.constant(False)), decode)
@@ -418,7 +461,11 @@ def _aug_key(seed: int, step, salt: int):
 
 
 def _check_batch(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     return int(batch_size)
 
@@ -461,12 +508,17 @@ def triplet_dataset(
             valid = tf.reduce_all(tf.reshape(ok, (3, b)), axis=0)
             first = tf.argmax(tf.cast(valid, tf.int32), output_type=tf.int32)
             check = tf.debugging.assert_equal(
-                tf.reduce_any(valid), True, message="every triplet of a batch holds an unreadable image")
+                tf.reduce_any(valid),
+                True,
+                message="every triplet of a batch holds an unreadable image",
+            )
             with tf.control_dependencies([check]):
                 rows = tf.where(valid, tf.range(b), first)
             take = tf.concat([rows, rows + b, rows + 2 * b], axis=0)
             images, positions = tf.gather(images, take), tf.gather(positions, take)
-        images = _apply(preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None)
+        images = _apply(
+            preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None
+        )
         y = tf.gather(labels, positions)
         xa, xp, xn = tf.split(images, 3, axis=0)
         ya, yp, yn = tf.split(y, 3, axis=0)
@@ -476,12 +528,20 @@ def triplet_dataset(
     ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE)
     if source.from_files:  # decode item by item (in parallel), then re-batch
         ds = ds.map(lambda step, pos: (tf.fill(tf.shape(pos), step), pos)).unbatch()
-        ds = ds.map(lambda step, pos: (step, pos) + source.read_one(pos), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda step, pos: (step, pos) + source.read_one(pos),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         ds = ds.batch(3 * b, drop_remainder=True)
-        ds = ds.map(lambda steps, pos, images, ok: finish(steps[0], pos, images, ok),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda steps, pos, images, ok: finish(steps[0], pos, images, ok),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     else:
-        ds = ds.map(lambda step, pos: finish(step, pos, *source.gather(pos)), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda step, pos: finish(step, pos, *source.gather(pos)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return _options(ds.prefetch(tf.data.AUTOTUNE))
 
 
@@ -544,7 +604,11 @@ def labeled_dataset(
     import tensorflow as tf
 
     b = _check_batch(batch_size)
-    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
+    if (
+        isinstance(start_step, bool)
+        or not isinstance(start_step, (int, np.integer))
+        or start_step < 0
+    ):
         raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
     start_step = int(start_step)
     source = _ImageSource(split, preprocess, image_size, on_corrupt, decode)
@@ -554,8 +618,10 @@ def labeled_dataset(
         raise ValueError("labeled_dataset: the split is empty")
     spe = labeled_steps_per_epoch(n, b, drop_remainder)
     if spe == 0:
-        raise ValueError(f"labeled_dataset: batch_size {b} is larger than the split ({n} items) and "
-                         "drop_remainder=True leaves no batch; use a smaller batch or drop_remainder=False")
+        raise ValueError(
+            f"labeled_dataset: batch_size {b} is larger than the split ({n} items) and "
+            "drop_remainder=True leaves no batch; use a smaller batch or drop_remainder=False"
+        )
     padded = spe * b  # positions per epoch after padding the partial last batch with -1
 
     def epoch_batches(epoch):
@@ -577,17 +643,23 @@ def labeled_dataset(
         ds = ds.filter(lambda step, pos: step >= start_step)
 
     def finish(step, positions, images, ok):
-        images = _apply(preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None)
+        images = _apply(
+            preprocess, images, augment, _aug_key(seed, step, _SALT_AUGMENT) if augment else None
+        )
         y = tf.gather(labels, positions)
         if source.from_files and on_corrupt == "skip":
             images, y = tf.boolean_mask(images, ok), tf.boolean_mask(y, ok)
         return images, y
 
     if source.from_files:  # decode item by item (in parallel), then re-batch; padding is not read
+
         def read(step, pos):
             valid = pos >= 0
-            image, ok = tf.cond(valid, lambda: source.read_one(pos),
-                                lambda: (tf.zeros(source.item_shape, tf.float32), tf.constant(False)))
+            image, ok = tf.cond(
+                valid,
+                lambda: source.read_one(pos),
+                lambda: (tf.zeros(source.item_shape, tf.float32), tf.constant(False)),
+            )
             return step, pos, image, ok, valid
 
         def regroup(steps, pos, images, ok, valid):
@@ -600,6 +672,7 @@ def labeled_dataset(
         ds = ds.batch(b, drop_remainder=True)
         ds = ds.map(regroup, num_parallel_calls=tf.data.AUTOTUNE)
     else:
+
         def gather(step, pos):
             if padded > n:
                 pos = tf.boolean_mask(pos, pos >= 0)
@@ -609,8 +682,13 @@ def labeled_dataset(
     return _options(ds.prefetch(tf.data.AUTOTUNE))
 
 
-def image_dataset(split_or_images: Any, batch_size: int, preprocess=None, image_size: tuple[int, int] = (224, 224),
-                  decode: str = "auto"):
+def image_dataset(
+    split_or_images: Any,
+    batch_size: int,
+    preprocess=None,
+    image_size: tuple[int, int] = (224, 224),
+    decode: str = "auto",
+):
     """Image batches in order (for encoding): a ``Split`` or an array ``(n, h, w, ch)`` in
     [0, 255]; the last batch may be smaller. Unreadable files raise an error naming them
     (except unverified files with ``decode="graph"``; see the module docstring)."""
@@ -620,8 +698,12 @@ def image_dataset(split_or_images: Any, batch_size: int, preprocess=None, image_
     source = _ImageSource(split_or_images, preprocess, image_size, "raise", decode)
     ds = tf.data.Dataset.range(source.n)
     if source.from_files:
-        ds = ds.map(lambda pos: source.read_one(pos)[0], num_parallel_calls=tf.data.AUTOTUNE).batch(b)
+        ds = ds.map(lambda pos: source.read_one(pos)[0], num_parallel_calls=tf.data.AUTOTUNE).batch(
+            b
+        )
     else:
         ds = ds.batch(b).map(lambda pos: source.gather(pos)[0])
-    ds = ds.map(lambda images: _apply(preprocess, images, False, None), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda images: _apply(preprocess, images, False, None), num_parallel_calls=tf.data.AUTOTUNE
+    )
     return _options(ds.prefetch(tf.data.AUTOTUNE))

@@ -20,6 +20,7 @@ TF random state is used. File-based pipelines first bring each decoded image to 
 size with ``prepare_image`` (vgg19: shorter side 256 then the central 256x256; cnn_f:
 224x224; small_cnn: ``input_shape``) so that images can be batched.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -70,7 +71,9 @@ class Preprocessor:
         x = tf.cast(image, tf.float32)
         size = self.prepare_size or (None if self.input_shape is None else self.input_shape[:2])
         if size is None:
-            raise ValueError(f"{self.name}: image files need a fixed size; pass input_shape to for_backbone()")
+            raise ValueError(
+                f"{self.name}: image files need a fixed size; pass input_shape to for_backbone()"
+            )
         if self.resize_shorter:
             x = _resize_shorter(x[None], self.resize_shorter)[0]
             x = _center_crop(x[None], size)[0]
@@ -84,9 +87,15 @@ class Preprocessor:
 
         x = tf.convert_to_tensor(images)
         if x.shape.rank != 4:
-            raise ValueError(f"{self.name}: expected an image batch (b, h, w, ch), got shape {x.shape}")
+            raise ValueError(
+                f"{self.name}: expected an image batch (b, h, w, ch), got shape {x.shape}"
+            )
         x = tf.cast(x, tf.float32)
-        seeds = None if seed is None else tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+        seeds = (
+            None
+            if seed is None
+            else tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+        )
         channels = None if self.input_shape is None else self.input_shape[2]
         if channels == 3 and x.shape[-1] == 1:
             x = tf.repeat(x, 3, axis=-1)
@@ -98,12 +107,18 @@ class Preprocessor:
                 x = tf.image.resize(x, (h, w))
         if self.input_shape is not None and (self.resize_shorter or self.random_crop):
             size = self.input_shape[:2]
-            x = _random_crop(x, size, None if seeds is None else seeds[0]) if training and self.random_crop else _center_crop(x, size)
+            x = (
+                _random_crop(x, size, None if seeds is None else seeds[0])
+                if training and self.random_crop
+                else _center_crop(x, size)
+            )
         if training and self.translate:
             pad = tf.maximum(1, tf.shape(x)[1] // 8)
             shape = tf.shape(x)
             padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-            x = _random_crop(padded, (shape[1], shape[2]), None if seeds is None else seeds[1], static=x.shape)
+            x = _random_crop(
+                padded, (shape[1], shape[2]), None if seeds is None else seeds[1], static=x.shape
+            )
         if training and self.flip:
             x = _random_flip(x, None if seeds is None else seeds[2])
         if self.bgr:
@@ -111,7 +126,11 @@ class Preprocessor:
         if self.mean is not None:
             mean = tf.constant(self.mean)
             if self.mean.ndim == 3:
-                mean = tf.image.resize(mean[None], tf.shape(x)[1:3])[0] if self.mean.shape[:2] != tuple(x.shape[1:3]) else mean
+                mean = (
+                    tf.image.resize(mean[None], tf.shape(x)[1:3])[0]
+                    if self.mean.shape[:2] != tuple(x.shape[1:3])
+                    else mean
+                )
             x = x - mean
         if self.scale != 1.0:
             x = x * self.scale
@@ -137,7 +156,7 @@ def _center_crop(x, size):
     h, w = size
     shape = tf.shape(x)
     oy, ox = (shape[1] - h) // 2, (shape[2] - w) // 2
-    return x[:, oy:oy + h, ox:ox + w, :]
+    return x[:, oy : oy + h, ox : ox + w, :]
 
 
 def _random_crop(x, size, seed, static=None):
@@ -169,10 +188,14 @@ def _random_flip(x, seed):
 
     b = tf.shape(x)[0]
     u = tf.random.uniform((b,)) if seed is None else tf.random.stateless_uniform((b,), seed=seed)
-    return tf.where((u < 0.5)[:, None, None, None], tf.reverse(x, [2]), x)  # 2x faster than x[:, :, ::-1]
+    return tf.where(
+        (u < 0.5)[:, None, None, None], tf.reverse(x, [2]), x
+    )  # 2x faster than x[:, :, ::-1]
 
 
-def for_backbone(name: str, input_shape: tuple[int, int, int] | None = None, mean=None) -> Preprocessor:
+def for_backbone(
+    name: str, input_shape: tuple[int, int, int] | None = None, mean=None
+) -> Preprocessor:
     """The ``Preprocessor`` of backbone ``name`` (``small_cnn``, ``vgg19``, ``cnn_f``).
 
     ``input_shape`` overrides the backbone's input (default 224x224x3 for vgg19/cnn_f, the
@@ -181,18 +204,36 @@ def for_backbone(name: str, input_shape: tuple[int, int, int] | None = None, mea
     """
     key = str(name).lower()
     if key not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; preprocessing exists for {', '.join(BACKBONES)}")
+        raise ValueError(
+            f"unknown backbone {name!r}; preprocessing exists for {', '.join(BACKBONES)}"
+        )
     if input_shape is not None and (len(input_shape) != 3 or any(int(s) < 1 for s in input_shape)):
         raise ValueError(f"input_shape must be (h, w, channels), got {input_shape!r}")
     if mean is not None:
         m = np.asarray(mean, np.float32)
         if not (m.shape == (3,) or (m.ndim == 3 and m.shape[-1] == 3)):
-            raise ValueError(f"mean must be 3 per-channel values or an (h, w, 3) average image, got shape {m.shape}")
+            raise ValueError(
+                f"mean must be 3 per-channel values or an (h, w, 3) average image, got shape {m.shape}"
+            )
     if key == "small_cnn":
         return Preprocessor(key, input_shape, scale=1.0 / 255.0, translate=True)
     shape = tuple(input_shape) if input_shape is not None else (224, 224, 3)
     if key == "vgg19":
         side = int(round(max(shape[:2]) * 256 / 224))
-        return Preprocessor(key, shape, resize_shorter=side, prepare_size=(side, side),
-                            mean=CAFFE_BGR_MEAN if mean is None else mean, bgr=True, flip=True, random_crop=True)
-    return Preprocessor(key, shape, prepare_size=shape[:2], mean=IMAGENET_RGB_MEAN if mean is None else mean, flip=True)
+        return Preprocessor(
+            key,
+            shape,
+            resize_shorter=side,
+            prepare_size=(side, side),
+            mean=CAFFE_BGR_MEAN if mean is None else mean,
+            bgr=True,
+            flip=True,
+            random_crop=True,
+        )
+    return Preprocessor(
+        key,
+        shape,
+        prepare_size=shape[:2],
+        mean=IMAGENET_RGB_MEAN if mean is None else mean,
+        flip=True,
+    )

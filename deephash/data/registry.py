@@ -1,4 +1,5 @@
 """``load(name, ...)`` and ``available()``: the data sets by name."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -18,7 +19,9 @@ def _list_loader(name: str) -> Callable[..., Dataset]:
         if source == "tfds":
             return load_from_tfds(name, seed, data_dir=root, **options)
         if source != "lists":
-            raise ValueError(f"{name}: source must be 'lists' or 'tfds'. Received: source={source!r}")
+            raise ValueError(
+                f"{name}: source must be 'lists' or 'tfds'. Received: source={source!r}"
+            )
         return load_list_dataset(name, root, seed, **options)
 
     return load

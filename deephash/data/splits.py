@@ -9,6 +9,7 @@ On disk a split is a directory holding ``query.txt``, ``train.txt`` and ``databa
 i.e. ``(echo query; cat query.txt; echo train; cat train.txt; echo database;
 cat database.txt) | sha256sum`` in a shell.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,9 @@ FORMAT_VERSION = 1
 
 def cache_root() -> str:
     """The library's data cache: ``$DEEPHASH_CACHE`` or ``~/.cache/deephash``."""
-    return os.environ.get("DEEPHASH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "deephash")
+    return os.environ.get("DEEPHASH_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "deephash"
+    )
 
 
 def cache_dir(kind: str = "splits") -> str:
@@ -139,10 +142,14 @@ def verify_split(
             raise ValueError(f"{where}: {name} list contains duplicate indices")
     leak = np.intersect1d(query, train)
     if leak.size:
-        raise ValueError(f"{where}: {leak.size} query items are also in training (e.g. index {int(leak[0])})")
+        raise ValueError(
+            f"{where}: {leak.size} query items are also in training (e.g. index {int(leak[0])})"
+        )
     leak = np.intersect1d(query, database)
     if leak.size:
-        raise ValueError(f"{where}: {leak.size} query items are also in the database (e.g. index {int(leak[0])})")
+        raise ValueError(
+            f"{where}: {leak.size} query items are also in the database (e.g. index {int(leak[0])})"
+        )
     if database_rule == "rest":
         if len(query) + len(database) != num_items:
             raise ValueError(
@@ -157,7 +164,9 @@ def verify_split(
         ("train", train, train_per_class, num_train),
     ):
         if total is not None and len(idx) != total:
-            raise ValueError(f"{where}: the protocol asks for {total} {name} items, the split has {len(idx)}")
+            raise ValueError(
+                f"{where}: the protocol asks for {total} {name} items, the split has {len(idx)}"
+            )
         if per_class is not None and c is not None:
             if len(idx) != per_class * c:
                 raise ValueError(
@@ -205,7 +214,9 @@ def read_split(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
                 if not line:
                     continue
                 if not line.isdigit():
-                    raise ValueError(f"{path}, line {lineno}: expected a non-negative integer index, got {line!r}")
+                    raise ValueError(
+                        f"{path}, line {lineno}: expected a non-negative integer index, got {line!r}"
+                    )
                 values.append(int(line))
         arrays.append(np.asarray(values, dtype=np.int64))
     manifest_path = os.path.join(directory, "split.json")
@@ -213,7 +224,9 @@ def read_split(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
         with open(manifest_path, encoding="utf-8") as f:
             manifest = json.load(f)
     except ValueError as e:
-        raise ValueError(f"{manifest_path}: damaged JSON ({e}); remove the split directory to recreate it") from e
+        raise ValueError(
+            f"{manifest_path}: damaged JSON ({e}); remove the split directory to recreate it"
+        ) from e
     if not isinstance(manifest, dict):
         raise ValueError(f"{manifest_path}: not a split manifest (a JSON object expected)")
     checksum = split_checksum(*arrays)
@@ -226,7 +239,10 @@ def read_split(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
 
 
 def has_split(directory: str) -> bool:
-    return all(os.path.exists(os.path.join(directory, f)) for f in ("query.txt", "train.txt", "database.txt", "split.json"))
+    return all(
+        os.path.exists(os.path.join(directory, f))
+        for f in ("query.txt", "train.txt", "database.txt", "split.json")
+    )
 
 
 def load_or_create(directory: str, make, params: dict[str, Any], fallback_dir: str | None = None):

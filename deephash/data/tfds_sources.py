@@ -30,6 +30,7 @@ under ``<data_dir>/deephash_export/<name>/``; the list loader then applies the p
   and fixed, like HashNet's given ``train.txt``; put HashNet's own three lists in a folder
   and pass it as ``root`` to use exactly theirs).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,9 @@ IMAGENET100_TRAIN_SEED = 0
 
 def default_data_dir() -> str:
     """tfds' standard data directory: ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``."""
-    return os.environ.get("TFDS_DATA_DIR") or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+    return os.environ.get("TFDS_DATA_DIR") or os.path.join(
+        os.path.expanduser("~"), "tensorflow_datasets"
+    )
 
 
 def prepare_command(name: str, data_dir: str) -> str:
@@ -64,10 +67,18 @@ def prepare_command(name: str, data_dir: str) -> str:
 
 def imagenet100_classes() -> tuple[str, ...]:
     """The 100 WordNet ids of HashNet's ImageNet-100, in the label order of its lists."""
-    text = resources.files("deephash.data").joinpath("imagenet100_classes.txt").read_text(encoding="utf-8")
-    wnids = tuple(line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    text = (
+        resources.files("deephash.data")
+        .joinpath("imagenet100_classes.txt")
+        .read_text(encoding="utf-8")
+    )
+    wnids = tuple(
+        line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
     if len(wnids) != 100 or len(set(wnids)) != 100:
-        raise ValueError(f"imagenet100_classes.txt must list 100 distinct wnids, found {len(set(wnids))}")
+        raise ValueError(
+            f"imagenet100_classes.txt must list 100 distinct wnids, found {len(set(wnids))}"
+        )
     return wnids
 
 
@@ -77,7 +88,9 @@ def ensure_prepared(name: str, data_dir: str | None = None, *, download: bool | 
     import tensorflow_datasets as tfds
 
     if name not in TFDS_NAMES:
-        raise ValueError(f"no tensorflow-datasets source for {name!r}; available: {', '.join(TFDS_NAMES)}")
+        raise ValueError(
+            f"no tensorflow-datasets source for {name!r}; available: {', '.join(TFDS_NAMES)}"
+        )
     data_dir = os.path.abspath(os.path.expanduser(data_dir or default_data_dir()))
     builder = tfds.builder(TFDS_NAMES[name], data_dir=data_dir)
     if builder.is_prepared():
@@ -103,8 +116,11 @@ def ensure_prepared(name: str, data_dir: str | None = None, *, download: bool | 
             f"then copy {os.path.join(data_dir, TFDS_NAMES[name].split('/')[0])}/ to the same place here"
         )
     os.makedirs(data_dir, exist_ok=True)
-    log.info("preparing tensorflow-datasets %s in %s (first use: downloads and converts the data)",
-             TFDS_NAMES[name], data_dir)
+    log.info(
+        "preparing tensorflow-datasets %s in %s (first use: downloads and converts the data)",
+        TFDS_NAMES[name],
+        data_dir,
+    )
     builder.download_and_prepare(download_config=config)
     return builder
 
@@ -113,7 +129,9 @@ def ensure_prepared(name: str, data_dir: str | None = None, *, download: bool | 
 def export_dir(name: str, data_dir: str | None = None) -> str:
     """Where the JPEG files and list files of ``name`` are exported."""
     data_dir = os.path.abspath(os.path.expanduser(data_dir or default_data_dir()))
-    return os.path.join(data_dir, "deephash_export", {"coco": "coco2014", "imagenet100": "imagenet100"}[name])
+    return os.path.join(
+        data_dir, "deephash_export", {"coco": "coco2014", "imagenet100": "imagenet100"}[name]
+    )
 
 
 def export(name: str, data_dir: str | None = None, *, download: bool | None = None) -> str:
@@ -132,7 +150,9 @@ def export(name: str, data_dir: str | None = None, *, download: bool | None = No
         info = _export_imagenet100(builder, out)
     else:
         raise ValueError(f"only coco and imagenet100 are exported, got {name!r}")
-    write_json(marker, {"format": EXPORT_FORMAT, "dataset": name, "tfds": builder.info.full_name, **info})
+    write_json(
+        marker, {"format": EXPORT_FORMAT, "dataset": name, "tfds": builder.info.full_name, **info}
+    )
     log.info("%s exported to %s: %s", name, out, info)
     return out
 
@@ -140,7 +160,9 @@ def export(name: str, data_dir: str | None = None, *, download: bool | None = No
 def _examples(builder, split: str):
     import tensorflow_datasets as tfds
 
-    ds = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    ds = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+    )
     return tfds.as_numpy(ds)
 
 
@@ -210,7 +232,9 @@ def _export_imagenet100(builder, out: str) -> dict:
             if c is None:
                 continue
             file_name = os.path.basename(_text(ex["file_name"]))
-            rel = f"{folder}/{wnids[c]}/{file_name}" if folder == "train" else f"{folder}/{file_name}"
+            rel = (
+                f"{folder}/{wnids[c]}/{file_name}" if folder == "train" else f"{folder}/{file_name}"
+            )
             _write_image(out, rel, bytes(ex["image"]))
             vector = ["0"] * 100
             vector[c] = "1"
@@ -226,18 +250,31 @@ def _export_imagenet100(builder, out: str) -> dict:
     for c in range(100):
         members = np.flatnonzero(db_classes == c)
         if len(members) < IMAGENET100_TRAIN_PER_CLASS:
-            raise ValueError(f"ImageNet-100 class {wnids[c]} has {len(members)} training images, fewer than "
-                             f"{IMAGENET100_TRAIN_PER_CLASS}")
+            raise ValueError(
+                f"ImageNet-100 class {wnids[c]} has {len(members)} training images, fewer than "
+                f"{IMAGENET100_TRAIN_PER_CLASS}"
+            )
         train.extend(rng.choice(members, IMAGENET100_TRAIN_PER_CLASS, replace=False).tolist())
     _write_list(os.path.join(out, "database.txt"), lists["database"])
     _write_list(os.path.join(out, "test.txt"), lists["query"])
     _write_list(os.path.join(out, "train.txt"), [lists["database"][i] for i in sorted(train)])
-    return {"database": len(lists["database"]), "query": len(lists["query"]), "train": len(train),
-            "train_per_class": IMAGENET100_TRAIN_PER_CLASS, "train_seed": IMAGENET100_TRAIN_SEED}
+    return {
+        "database": len(lists["database"]),
+        "query": len(lists["query"]),
+        "train": len(train),
+        "train_per_class": IMAGENET100_TRAIN_PER_CLASS,
+        "train_seed": IMAGENET100_TRAIN_SEED,
+    }
 
 
-def load_from_tfds(name: str, seed: int = 0, *, data_dir: str | None = None, download: bool | None = None,
-                   **options):
+def load_from_tfds(
+    name: str,
+    seed: int = 0,
+    *,
+    data_dir: str | None = None,
+    download: bool | None = None,
+    **options,
+):
     """``coco`` / ``imagenet100`` from tfds: export once, then the list loader (``options``
     as for ``deephash.data.listfile.load_list_dataset``)."""
     from deephash.data.listfile import load_list_dataset
@@ -254,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Prepare a data set through tensorflow-datasets.")
     parser.add_argument("name", choices=sorted(TFDS_NAMES))
-    parser.add_argument("--data_dir", default=None, help="tfds data directory (default: $TFDS_DATA_DIR or "
-                        "~/tensorflow_datasets)")
+    parser.add_argument(
+        "--data_dir",
+        default=None,
+        help="tfds data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    )
     args = parser.parse_args(argv)
     _logging.basicConfig(level=_logging.INFO, format="%(message)s")
     if args.name == "cifar10":

@@ -1,4 +1,5 @@
 """Custom Keras layers (registered under the "deephash" package for ``load_model``)."""
+
 from deephash.layers.bag_hash import BagHash
 from deephash.layers.lrn import LocalResponseNormalization  # noqa: F401  (CNN-F)
 

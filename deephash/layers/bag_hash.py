@@ -4,6 +4,7 @@ The same construction is NINH's divide-and-encode module (Lai et al. 2015): the 
 vector is divided into ``bits`` slices ("bags") and each slice is encoded into one bit by
 its own fully connected unit.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,7 +16,9 @@ from keras import ops
 def _default_kernel_initializer() -> keras.initializers.Initializer:
     # Each output unit sees ``bags`` inputs. The kernel has shape (bits, bags), so Keras'
     # "fan_out" (= shape[-1] = bags) is each unit's fan-in: this is LeCun-normal per bag.
-    return keras.initializers.VarianceScaling(scale=1.0, mode="fan_out", distribution="truncated_normal")
+    return keras.initializers.VarianceScaling(
+        scale=1.0, mode="fan_out", distribution="truncated_normal"
+    )
 
 
 @keras.saving.register_keras_serializable(package="deephash")

@@ -10,6 +10,7 @@ with ``r = depth_radius`` (channels outside ``[0, C)`` are skipped). MatConvNet'
 does not divide alpha by the window size; Caffe does): use
 :meth:`LocalResponseNormalization.from_matconvnet`.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -22,7 +23,14 @@ import tensorflow as tf
 class LocalResponseNormalization(keras.layers.Layer):
     """LRN over the channel axis of ``(b, h, w, c)`` inputs; output has the input's shape."""
 
-    def __init__(self, depth_radius: int = 2, bias: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs):
+    def __init__(
+        self,
+        depth_radius: int = 2,
+        bias: float = 2.0,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(depth_radius, bool) or int(depth_radius) != depth_radius or depth_radius < 0:
             raise ValueError(f"depth_radius must be a non-negative integer, got {depth_radius!r}")
@@ -42,13 +50,17 @@ class LocalResponseNormalization(keras.layers.Layer):
             raise ValueError(f"MatConvNet LRN param must be [N, kappa, alpha, beta], got {param!r}")
         n, kappa, alpha, beta = values
         if n < 1 or n != int(n) or int(n) % 2 == 0:
-            raise ValueError(f"MatConvNet LRN window N must be a positive odd integer (symmetric window), got {n}")
+            raise ValueError(
+                f"MatConvNet LRN window N must be a positive odd integer (symmetric window), got {n}"
+            )
         return cls(depth_radius=(int(n) - 1) // 2, bias=kappa, alpha=alpha, beta=beta, **kwargs)
 
     def call(self, inputs):
         x = tf.convert_to_tensor(inputs)
         if x.shape.rank != 4:
-            raise ValueError(f"LocalResponseNormalization expects (b, h, w, c) inputs, got rank {x.shape.rank}")
+            raise ValueError(
+                f"LocalResponseNormalization expects (b, h, w, c) inputs, got rank {x.shape.rank}"
+            )
         return tf.nn.local_response_normalization(
             x, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
         )
@@ -58,5 +70,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta)
+        config.update(
+            depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
+        )
         return config

@@ -1,4 +1,5 @@
 """Small helpers shared by the loss modules."""
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,9 @@ def check_same_shape(tensors: dict, what: str) -> None:
     ref = tuple(tensors[ref_name].shape)
     for name in names[1:]:
         shape = tuple(tensors[name].shape)
-        if len(shape) != len(ref) or any(a is not None and b is not None and a != b for a, b in zip(ref, shape)):
+        if len(shape) != len(ref) or any(
+            a is not None and b is not None and a != b for a, b in zip(ref, shape)
+        ):
             raise ValueError(f"{what}: {ref_name} has shape {ref} but {name} has shape {shape}")
 
 
@@ -55,7 +58,9 @@ def split_triple(y_pred, what: str) -> tuple:
     """``y_pred`` as a sequence of 3 tensors or a stacked ``(m, 3, k)`` tensor -> 3 tensors."""
     if isinstance(y_pred, (list, tuple)):
         if len(y_pred) != 3:
-            raise ValueError(f"{what}: expected (anchor, positive, negative), got {len(y_pred)} tensors")
+            raise ValueError(
+                f"{what}: expected (anchor, positive, negative), got {len(y_pred)} tensors"
+            )
         return tuple(y_pred)
     y_pred = ops.convert_to_tensor(y_pred)
     if len(y_pred.shape) != 3 or y_pred.shape[1] != 3:

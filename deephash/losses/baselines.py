@@ -15,6 +15,7 @@
 
 Every likelihood is computed as ``softplus(θ) - sθ``, finite for any ``|θ|``.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,13 @@ import keras
 import tensorflow as tf
 
 from deephash.losses._common import as_float, check_number
-from deephash.losses.pairwise import _check_reduction, _float, _reduce, _same_shape, similarity_matrix
+from deephash.losses.pairwise import (
+    _check_reduction,
+    _float,
+    _reduce,
+    _same_shape,
+    similarity_matrix,
+)
 
 _LOG2 = math.log(2.0)
 
@@ -113,7 +120,9 @@ def sign_quantization_loss(u, reduction: str = "none"):
     return _reduce(tf.reduce_sum(tf.square(b - u), axis=-1), reduction)
 
 
-def hashnet_beta(step, beta0: float = 1.0, gamma: float = 0.005, power: float = 0.5, step_size: int = 200):
+def hashnet_beta(
+    step, beta0: float = 1.0, gamma: float = 0.005, power: float = 0.5, step_size: int = 200
+):
     """HashNet's continuation schedule ``β_t = β_0 (1 + γ t)^p``, ``t = step_size ⌊step / step_size⌋``.
 
     β rises step-wise every ``step_size`` optimiser steps (the authors' released code:
@@ -150,7 +159,13 @@ class PairwiseCrossEntropyLoss(keras.losses.Loss):
     (with ``weighted=True``: the mean over similar pairs plus the mean over dissimilar ones).
     """
 
-    def __init__(self, alpha: float = 1.0, weighted: bool = False, name: str = "pairwise_cross_entropy", **kwargs):
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        weighted: bool = False,
+        name: str = "pairwise_cross_entropy",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.alpha = check_number("alpha", alpha)
         self.weighted = bool(weighted)
@@ -160,7 +175,9 @@ class PairwiseCrossEntropyLoss(keras.losses.Loss):
         n = tf.shape(s)[0]
         mask = off_diagonal_mask(n, s.dtype)
         w = balanced_pair_weights(s, mask) if self.weighted else mask
-        per_pair = pairwise_cross_entropy(y_pred, y_pred, s, self.alpha, weights=w, reduction="none")
+        per_pair = pairwise_cross_entropy(
+            y_pred, y_pred, s, self.alpha, weights=w, reduction="none"
+        )
         return tf.reduce_sum(per_pair, axis=-1) / tf.maximum(tf.cast(n - 1, per_pair.dtype), 1.0)
 
     def get_config(self) -> dict:

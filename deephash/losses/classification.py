@@ -4,6 +4,7 @@ Both return per-sample values ``(m,)``; the ``1/n`` of the equations is the batc
 that the caller (or the ``Loss`` class's default reduction) applies. Logits are computed
 in float32 even under mixed precision.
 """
+
 from __future__ import annotations
 
 import keras
@@ -35,16 +36,24 @@ def softmax_cross_entropy(labels, logits):
     labels = ops.convert_to_tensor(labels)
     c = logits.shape[-1]
     log_p = ops.log_softmax(logits, axis=-1)
-    ids_given = len(labels.shape) == 1 or (len(labels.shape) == 2 and labels.shape[-1] == 1 and c != 1)
+    ids_given = len(labels.shape) == 1 or (
+        len(labels.shape) == 2 and labels.shape[-1] == 1 and c != 1
+    )
     if ids_given:
         ids = ops.reshape(labels, (-1,))
-        if labels.shape[0] is not None and logits.shape[0] is not None and labels.shape[0] != logits.shape[0]:
+        if (
+            labels.shape[0] is not None
+            and logits.shape[0] is not None
+            and labels.shape[0] != logits.shape[0]
+        ):
             raise ValueError(
                 f"softmax_cross_entropy: {labels.shape[0]} labels for {logits.shape[0]} rows of logits"
             )
         ids = ops.cast(ids, "int32")
         return -ops.take_along_axis(log_p, ids[:, None], axis=-1)[:, 0]
-    if len(labels.shape) != 2 or (labels.shape[-1] is not None and c is not None and labels.shape[-1] != c):
+    if len(labels.shape) != 2 or (
+        labels.shape[-1] is not None and c is not None and labels.shape[-1] != c
+    ):
         raise ValueError(
             f"softmax_cross_entropy: labels must be class ids (m,) or one-hot (m, {c}), "
             f"got shape {tuple(labels.shape)} for logits {tuple(logits.shape)}"
@@ -83,7 +92,12 @@ def sigmoid_cross_entropy(labels, logits):
 class SoftmaxCrossEntropy(keras.losses.Loss):
     """``keras.losses.Loss`` form of :func:`softmax_cross_entropy`: ``(y_true, logits)``."""
 
-    def __init__(self, reduction: str = "sum_over_batch_size", name: str = "softmax_cross_entropy", dtype=None):
+    def __init__(
+        self,
+        reduction: str = "sum_over_batch_size",
+        name: str = "softmax_cross_entropy",
+        dtype=None,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
@@ -94,7 +108,12 @@ class SoftmaxCrossEntropy(keras.losses.Loss):
 class SigmoidCrossEntropy(keras.losses.Loss):
     """``keras.losses.Loss`` form of :func:`sigmoid_cross_entropy` (sum over classes)."""
 
-    def __init__(self, reduction: str = "sum_over_batch_size", name: str = "sigmoid_cross_entropy", dtype=None):
+    def __init__(
+        self,
+        reduction: str = "sum_over_batch_size",
+        name: str = "sigmoid_cross_entropy",
+        dtype=None,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):

@@ -1,4 +1,5 @@
 """Orthogonality penalty of DSRH (Yao et al. 2016, Eq. 4-7): decorrelates the bits."""
+
 from __future__ import annotations
 
 import keras

@@ -6,6 +6,7 @@ computed as ``softplus(Θ) - s Θ`` so that it stays finite for |Θ| in the hund
 authors' ``log(1 + exp(Θ))`` overflows). Functions take and return tensors; the Loss
 classes wrap them for ``compile``/``fit`` (per-sample values, Keras reduces over the batch).
 """
+
 from __future__ import annotations
 
 import keras
@@ -37,14 +38,22 @@ def _float(x, dtype=None):
 
 
 def _same_shape(a, b, what: str) -> None:
-    if a.shape.rank is not None and b.shape.rank is not None and not a.shape.is_compatible_with(b.shape):
+    if (
+        a.shape.rank is not None
+        and b.shape.rank is not None
+        and not a.shape.is_compatible_with(b.shape)
+    ):
         raise ValueError(f"{what}: shapes {a.shape} and {b.shape} differ")
 
 
 def similarity_matrix(labels_u, labels_v, positive: float = 1.0):
     """``s_ij = positive`` if items i and j share a label, else 0: ``(n_u, c), (n_v, c) -> (n_u, n_v)``."""
     yu, yv = _float(labels_u), _float(labels_v)
-    if yu.shape.rank != 2 or yv.shape.rank != 2 or (yu.shape[1] is not None and yv.shape[1] is not None and yu.shape[1] != yv.shape[1]):
+    if (
+        yu.shape.rank != 2
+        or yv.shape.rank != 2
+        or (yu.shape[1] is not None and yv.shape[1] is not None and yu.shape[1] != yv.shape[1])
+    ):
         raise ValueError(f"labels must be (n, c) with the same c, got {yu.shape} and {yv.shape}")
     shared = tf.matmul(yu, yv, transpose_b=True) > 0
     return tf.cast(shared, yu.dtype) * tf.cast(positive, yu.dtype)
@@ -80,7 +89,9 @@ def _row_reduce(values, over: str, what: str):
         return tf.reduce_sum(values, axis=-1)
     if over == "mean":
         return tf.reduce_mean(values, axis=-1)
-    raise ValueError(f"{what}: the per-row reduction must be one of {_ROW_REDUCTIONS}, got {over!r}")
+    raise ValueError(
+        f"{what}: the per-row reduction must be one of {_ROW_REDUCTIONS}, got {over!r}"
+    )
 
 
 def quantization_loss(h, reduction: str = "none", over: str = "sum"):
@@ -104,7 +115,9 @@ def label_regression_loss(y, y_hat, over: str = "sum"):
     return _row_reduce(tf.square(y - y_hat), over, "label_regression_loss")
 
 
-def code_cross_entropy(logits, target_codes, over: str = "sum", logit_scale: float = 1.0, target_value: float = 1.0):
+def code_cross_entropy(
+    logits, target_codes, over: str = "sum", logit_scale: float = 1.0, target_value: float = 1.0
+):
     """Sigmoid cross-entropy of hash logits against target codes, per row: -> (n,).
 
     Target bit = ``target_value`` where ``target_codes > 0`` else 0, i.e. ``sign(codes)``
@@ -120,7 +133,9 @@ def code_cross_entropy(logits, target_codes, over: str = "sum", logit_scale: flo
     target = tf.cast(target, logits.dtype) * tf.cast(target_value, logits.dtype)
     _same_shape(logits, target, "code_cross_entropy")
     z = logits * tf.cast(logit_scale, logits.dtype)
-    return _row_reduce(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=z), over, "code_cross_entropy")
+    return _row_reduce(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=z), over, "code_cross_entropy"
+    )
 
 
 @keras.saving.register_keras_serializable(package="deephash")
@@ -131,7 +146,9 @@ class PairwiseLikelihoodLoss(keras.losses.Loss):
     i and j share a label; the default batch mean then equals the function's "mean".
     """
 
-    def __init__(self, positive_similarity: float = 1.0, name: str = "pairwise_likelihood", **kwargs):
+    def __init__(
+        self, positive_similarity: float = 1.0, name: str = "pairwise_likelihood", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         if not float(positive_similarity) > 0:
             raise ValueError(f"positive_similarity must be > 0, got {positive_similarity!r}")
@@ -139,7 +156,9 @@ class PairwiseLikelihoodLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         s = similarity_matrix(y_true, y_true, self.positive_similarity)
-        return tf.reduce_mean(pairwise_likelihood_loss(y_pred, y_pred, s, reduction="none"), axis=-1)
+        return tf.reduce_mean(
+            pairwise_likelihood_loss(y_pred, y_pred, s, reduction="none"), axis=-1
+        )
 
     def get_config(self) -> dict:
         return {**super().get_config(), "positive_similarity": self.positive_similarity}

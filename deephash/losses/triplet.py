@@ -1,10 +1,17 @@
 """Triplet ranking hinge loss of DSRH (Yao et al. 2016, Eq. 2); also NINH's loss."""
+
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from deephash.losses._common import as_float, check_margin, check_rank, check_same_shape, split_triple
+from deephash.losses._common import (
+    as_float,
+    check_margin,
+    check_rank,
+    check_same_shape,
+    split_triple,
+)
 
 
 def triplet_ranking_loss(h, h_pos, h_neg, margin: float = 1.0):

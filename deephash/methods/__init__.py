@@ -1,4 +1,17 @@
 """Hashing methods behind one interface; see ``deephash.methods.base``."""
+
+# Each method module registers itself on import.
+# (method modules are imported below as they are added)
+from deephash.methods import (  # noqa: F401, E402  (deep baselines)
+    cnnh,
+    dhn,
+    dpsh,
+    dseh,  # noqa: F401, E402
+    dsrh,  # noqa: F401, E402
+    hashnet,
+    ninh,
+    shallow,  # noqa: F401, E402  (registers lsh, pcah, ...)
+)
 from deephash.methods.base import (
     HashingMethod,
     ShallowMethod,
@@ -10,13 +23,6 @@ from deephash.methods.base import (
     register,
     register_loader,
 )
-
-# Each method module registers itself on import.
-# (method modules are imported below as they are added)
-from deephash.methods import shallow  # noqa: F401, E402  (registers lsh, pcah, ...)
-from deephash.methods import dsrh  # noqa: F401, E402
-from deephash.methods import dseh  # noqa: F401, E402
-from deephash.methods import cnnh, dhn, dpsh, hashnet, ninh  # noqa: F401, E402  (deep baselines)
 
 __all__ = [
     "HashingMethod",

@@ -14,6 +14,7 @@ method then offers
 
 Deep methods are Keras models and additionally keep Keras' own ``fit``/``save``.
 """
+
 from __future__ import annotations
 
 import abc
@@ -81,11 +82,17 @@ def create(name: str, **kwargs) -> "HashingMethod":
     method does not take raises ValueError naming it and the accepted ones."""
     factory = _lookup(name)
     try:
-        return factory.from_registry(name.lower(), **kwargs) if hasattr(factory, "from_registry") else factory(**kwargs)
+        return (
+            factory.from_registry(name.lower(), **kwargs)
+            if hasattr(factory, "from_registry")
+            else factory(**kwargs)
+        )
     except TypeError as e:
         if "unexpected keyword argument" not in str(e) and "got multiple values" not in str(e):
             raise
-        raise ValueError(f"{name}: {_bad_argument(e)} (hyper-parameters it takes: {', '.join(_accepted(factory))})") from None
+        raise ValueError(
+            f"{name}: {_bad_argument(e)} (hyper-parameters it takes: {', '.join(_accepted(factory))})"
+        ) from None
 
 
 def _bad_argument(e: TypeError) -> str:
@@ -99,15 +106,24 @@ def _accepted(factory) -> list[str]:
     import inspect
 
     names: list[str] = []
-    for fn in (getattr(factory, "from_registry", None), getattr(factory, "__init__", None), factory):
+    for fn in (
+        getattr(factory, "from_registry", None),
+        getattr(factory, "__init__", None),
+        factory,
+    ):
         if fn is None:
             continue
         try:
             params = inspect.signature(fn).parameters.values()
         except (TypeError, ValueError):
             continue
-        names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                  and p.name not in ("self", "cls", "name", "dataset", "bits", "kwargs") and p.name not in names]
+        names += [
+            p.name
+            for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.name not in ("self", "cls", "name", "dataset", "bits", "kwargs")
+            and p.name not in names
+        ]
     return names or ["(none)"]
 
 
@@ -122,9 +138,13 @@ def load(path: str) -> "HashingMethod":
             try:
                 return loader(path)
             except Exception as e:  # a truncated or foreign file: say which and what is wrong
-                size = os.path.getsize(path)  # (Keras says "File not found" for a truncated file that exists)
-                raise ValueError(f"{path!r}: cannot load the saved method, the file is damaged or not a deephash "
-                                 f"model ({size} bytes; {type(e).__name__}: {e})") from e
+                size = os.path.getsize(
+                    path
+                )  # (Keras says "File not found" for a truncated file that exists)
+                raise ValueError(
+                    f"{path!r}: cannot load the saved method, the file is damaged or not a deephash "
+                    f"model ({size} bytes; {type(e).__name__}: {e})"
+                ) from e
     raise ValueError(f"{path!r}: unknown saved-method format (known: {', '.join(_LOADERS)})")
 
 
@@ -140,8 +160,10 @@ def check_bits(bits: Any, *, method: str, multiple_of: int = 1, maximum: int | N
     if maximum is not None and bits > maximum:
         raise ValueError(f"{method}: at most {maximum} bits are possible here, got {bits}")
     if bits > MAX_BITS:
-        raise ValueError(f"{method}: codes of at most {MAX_BITS} bits are supported (the papers use 12 to 128), "
-                         f"got {bits}")
+        raise ValueError(
+            f"{method}: codes of at most {MAX_BITS} bits are supported (the papers use 12 to 128), "
+            f"got {bits}"
+        )
     return int(bits)
 
 
@@ -167,7 +189,9 @@ class ShallowMethod(abc.ABC):
         return cls(bits=bits, **hparams)
 
     @abc.abstractmethod
-    def fit(self, features: np.ndarray, labels: np.ndarray | None = None, seed: int = 0) -> "ShallowMethod":
+    def fit(
+        self, features: np.ndarray, labels: np.ndarray | None = None, seed: int = 0
+    ) -> "ShallowMethod":
         """Learn the hash functions from ``features`` (n, d) and, if supervised, multi-hot labels."""
 
     @abc.abstractmethod
@@ -216,11 +240,13 @@ class ShallowMethod(abc.ABC):
             raise ValueError(f"features must have shape (n, d) with n >= 1, got {arr.shape}")
         arr = arr.reshape(arr.shape[0], -1)
         if arr.shape[1] != self.input_dim:
-            raise ValueError(f"{self.name}: features have {arr.shape[1]} dims, the model was fit on {self.input_dim}")
+            raise ValueError(
+                f"{self.name}: features have {arr.shape[1]} dims, the model was fit on {self.input_dim}"
+            )
         out = np.empty((arr.shape[0], self.bits), dtype=bool)
         for start in range(0, arr.shape[0], int(batch_size)):
-            chunk = self.features_of(arr[start:start + int(batch_size)])
-            out[start:start + len(chunk)] = self._project(chunk) > 0
+            chunk = self.features_of(arr[start : start + int(batch_size)])
+            out[start : start + len(chunk)] = self._project(chunk) > 0
         return out
 
     def get_config(self) -> dict:
@@ -232,7 +258,9 @@ class ShallowMethod(abc.ABC):
         if not self.fitted:
             raise RuntimeError(f"{self.name}: nothing to save before fit()")
         arrays = {k: np.asarray(getattr(self, k)) for k in self._state}
-        arrays["__config__"] = np.frombuffer(dumps_strict(self.get_config(), what=f"{path}: config").encode(), dtype=np.uint8)
+        arrays["__config__"] = np.frombuffer(
+            dumps_strict(self.get_config(), what=f"{path}: config").encode(), dtype=np.uint8
+        )
         with atomic_write(path, "wb") as f:
             np.savez(f, **arrays)
 

@@ -28,6 +28,7 @@ Both stages run inside ``fit_dataset``; its history holds ``stage1_objective`` (
 objective after each sweep, first entry before any) besides the stage-2 loss terms. With
 ``config.checkpoint_dir`` the stage-1 codes are kept there and reused on resume.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -217,7 +218,9 @@ class CNNH(PairwiseHashingMethod):
             raise ValueError(f"{m}: with_labels must be True or False, got {hp['with_labels']!r}")
         return {
             "with_labels": bool(hp["with_labels"]),
-            "classification_weight": check_number(m, "classification_weight", hp["classification_weight"]),
+            "classification_weight": check_number(
+                m, "classification_weight", hp["classification_weight"]
+            ),
             "sweeps": check_int(m, "sweeps", hp["sweeps"]),
             "tol": check_number(m, "tol", hp["tol"]),
         }
@@ -234,30 +237,41 @@ class CNNH(PairwiseHashingMethod):
 
     def loss_terms(self, outputs, labels, training_mode):
         # stage-2 batches carry [labels | target bits] (see fit_dataset)
-        y, target = labels[:, : self.num_classes], labels[:, self.num_classes:]
+        y, target = labels[:, : self.num_classes], labels[:, self.num_classes :]
         # per-bit mean of the logistic loss (the sum over bits / bits)
-        terms = {"codes": tf.reduce_mean(losses.code_cross_entropy(outputs["hash"], target)) / float(self.bits)}
+        terms = {
+            "codes": tf.reduce_mean(losses.code_cross_entropy(outputs["hash"], target))
+            / float(self.bits)
+        }
         if self.with_labels:
             ce = losses.sigmoid_cross_entropy if self.multilabel else losses.softmax_cross_entropy
             terms["classification"] = tf.reduce_mean(ce(y, outputs["class_logits"]))
         return terms
 
     # ------------------------------------------------------------------ two stages
-    def stage1(self, labels: np.ndarray, seed: int = 0, cache_dir: str | None = None) -> tuple[np.ndarray, list]:
+    def stage1(
+        self, labels: np.ndarray, seed: int = 0, cache_dir: str | None = None
+    ) -> tuple[np.ndarray, list]:
         """Approximate codes of the training items (cached in ``cache_dir`` when given)."""
         labels = np.asarray(labels)
-        key = hashlib.sha256(np.ascontiguousarray(labels).tobytes()
-                             + repr((labels.shape, self.bits, seed, self.sweeps, self.tol)).encode()).hexdigest()
+        key = hashlib.sha256(
+            np.ascontiguousarray(labels).tobytes()
+            + repr((labels.shape, self.bits, seed, self.sweeps, self.tol)).encode()
+        ).hexdigest()
         path = os.path.join(cache_dir, _STAGE1_FILE) if cache_dir else None
         if path and os.path.exists(path):
             with np.load(path, allow_pickle=False) as z:
                 if str(z["key"]) == key:
                     log.info("cnnh: reusing stage-1 codes from %s", path)
                     return z["codes"], [float(v) for v in z["trace"]]
-        codes, trace = approximate_codes(labels, self.bits, seed=seed, sweeps=self.sweeps, tol=self.tol)
+        codes, trace = approximate_codes(
+            labels, self.bits, seed=seed, sweeps=self.sweeps, tol=self.tol
+        )
         from deephash import training
 
-        if path and training.is_chief():  # every worker computes the same codes; the chief keeps them
+        if (
+            path and training.is_chief()
+        ):  # every worker computes the same codes; the chief keeps them
             from deephash.io import atomic_write
 
             with atomic_write(path, "wb") as f:
@@ -271,8 +285,12 @@ class CNNH(PairwiseHashingMethod):
         config = config if config is not None else training.TrainConfig()
         split = dataset.train if hasattr(dataset, "train") else dataset
         if split.labels.shape[1] != self.num_classes:
-            raise ValueError(f"cnnh: the data has {split.labels.shape[1]} classes, the model {self.num_classes}")
-        codes, trace = self.stage1(split.labels, seed=int(config.seed), cache_dir=config.checkpoint_dir)
+            raise ValueError(
+                f"cnnh: the data has {split.labels.shape[1]} classes, the model {self.num_classes}"
+            )
+        codes, trace = self.stage1(
+            split.labels, seed=int(config.seed), cache_dir=config.checkpoint_dir
+        )
         object.__setattr__(self, "approximate_codes", codes)
         log.info("cnnh: stage 1 objective %.4g -> %.4g", trace[0], trace[-1])
         targets = np.concatenate([split.labels, (codes > 0).astype(np.uint8)], axis=1)

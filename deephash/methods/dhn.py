@@ -18,6 +18,7 @@ picks λ on validation data; as means, the weight here is ``λ / (n - 1)``. The 
 0.005 is the value that trained well on digits (a larger weight pulls every code to the
 same corner while the codes are still small; see docs/baselines.md).
 """
+
 from __future__ import annotations
 
 import keras
@@ -45,9 +46,15 @@ class DHN(PairwiseHashingMethod):
     def check_hparams(cls, hp: dict) -> dict:
         act = str(hp["hash_activation"]).lower()
         if act not in _ACTIVATIONS:
-            raise ValueError(f"dhn: hash_activation must be one of {', '.join(_ACTIVATIONS)}, got {hp['hash_activation']!r}")
-        return {"quantization_weight": check_number(cls.method, "quantization_weight", hp["quantization_weight"]),
-                "hash_activation": act}
+            raise ValueError(
+                f"dhn: hash_activation must be one of {', '.join(_ACTIVATIONS)}, got {hp['hash_activation']!r}"
+            )
+        return {
+            "quantization_weight": check_number(
+                cls.method, "quantization_weight", hp["quantization_weight"]
+            ),
+            "hash_activation": act,
+        }
 
     def term_names(self):
         return ("cross_entropy", "quantization")

@@ -23,6 +23,7 @@ old); gradients flow through the batch side. ``"batch"``: the pairs ``i != j`` o
 global batch only (with ImageNet-100's 100 classes and batch 128, about 1.3 similar pairs
 per item).
 """
+
 from __future__ import annotations
 
 import keras
@@ -71,7 +72,10 @@ class DPSH(PairwiseHashingMethod):
             u, s, mask = self.global_pairs(u_local, labels)
             pairs = losses.pairwise_likelihood_loss(u, u, s, reduction="none")
             likelihood = self.masked_mean(pairs, mask)
-        return {"likelihood": likelihood, "quantization": tf.reduce_mean(losses.sign_quantization_loss(u_local))}
+        return {
+            "likelihood": likelihood,
+            "quantization": tf.reduce_mean(losses.sign_quantization_loss(u_local)),
+        }
 
     def refresh_table(self, split=None) -> None:
         """Recompute the stored hash-layer outputs of all training images; ``split`` (the
@@ -79,12 +83,17 @@ class DPSH(PairwiseHashingMethod):
         if split is not None:
             labels = np.asarray(split.labels, np.float32)
             with self.distribute_strategy.scope():
-                table = {"labels": tf.Variable(labels, trainable=False, name="dpsh_train_labels"),
-                         "codes": tf.Variable(tf.zeros((len(labels), self.bits)), trainable=False,
-                                              name="dpsh_train_codes")}
+                table = {
+                    "labels": tf.Variable(labels, trainable=False, name="dpsh_train_labels"),
+                    "codes": tf.Variable(
+                        tf.zeros((len(labels), self.bits)), trainable=False, name="dpsh_train_codes"
+                    ),
+                }
             object.__setattr__(self, "_table", table)
             object.__setattr__(self, "_table_split", split)
-            object.__setattr__(self, "_table_model", self.code_logits_model())  # one model: no retracing
+            object.__setattr__(
+                self, "_table_model", self.code_logits_model()
+            )  # one model: no retracing
             return  # filled at the start of the first epoch (after a resume restored the weights)
         self._table["codes"].assign(self._predict(self._table_model, self._table_split, 256))
 

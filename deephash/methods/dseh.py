@@ -55,6 +55,7 @@ network uses semantic (F) supervision; ``dseh-l`` LabNet without the label term 
 ``dseh-a`` one round (LabNet once, then ImgNet once: one third of the training of ``dseh``
 with the default 3 rounds; give it 3x the epochs for an equal budget).
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,12 +74,21 @@ from deephash.methods.keras_method import KerasHashingMethod
 log = logging.getLogger(__name__)
 
 VARIANTS = ("dseh", "dseh-s", "dseh-ss", "dseh-l", "dseh-a")
-LOSS_SCALES = ("paper", "authors")      # sums as printed / per-element means of the released code
-ACTIVATIONS = ("tanh", "relu")          # semantic layers: our choice / the released code
-HASH_INPUTS = ("activated", "pre_activation")  # ImgNet's hash layer reads the semantic layer after / before it
-OPTIMIZERS = ("sgd", "adam")            # the paper's text / the released code
-JOINT_TABLES = ("own", "imgnet")        # LabNet's stored table: its own outputs / Algorithm 1's ImgNet outputs
-EVALUATIONS = ("protocol", "authors")   # Table 2 on the protocol's database and depth / the released evaluate.py
+LOSS_SCALES = ("paper", "authors")  # sums as printed / per-element means of the released code
+ACTIVATIONS = ("tanh", "relu")  # semantic layers: our choice / the released code
+HASH_INPUTS = (
+    "activated",
+    "pre_activation",
+)  # ImgNet's hash layer reads the semantic layer after / before it
+OPTIMIZERS = ("sgd", "adam")  # the paper's text / the released code
+JOINT_TABLES = (
+    "own",
+    "imgnet",
+)  # LabNet's stored table: its own outputs / Algorithm 1's ImgNet outputs
+EVALUATIONS = (
+    "protocol",
+    "authors",
+)  # Table 2 on the protocol's database and depth / the released evaluate.py
 DEFAULT_ROUNDS = 3
 _SMALL_IMAGES = 32  # data sets with smaller images default to the small_cnn backbone
 _LABNET_LAYERS = ("lab_fc1", "lab_semantic", "lab_hash", "lab_label")
@@ -91,7 +101,9 @@ class _Store:
     def __init__(self, labels, semantic_dim: int, bits: int):
         n = labels.shape[0]
         self.labels = tf.Variable(labels, trainable=False, name="dseh_train_labels")
-        self.semantic = tf.Variable(tf.zeros((n, semantic_dim)), trainable=False, name="dseh_lab_semantic")
+        self.semantic = tf.Variable(
+            tf.zeros((n, semantic_dim)), trainable=False, name="dseh_lab_semantic"
+        )
         self.codes = tf.Variable(tf.zeros((n, bits)), trainable=False, name="dseh_lab_codes")
 
 
@@ -178,8 +190,12 @@ class DSEH(KerasHashingMethod):
         if variant not in VARIANTS:
             raise ValueError(f"DSEH: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         bits = check_bits(bits, method=variant)
-        for label, v in (("num_classes", num_classes), ("labnet_batch_size", labnet_batch_size),
-                         ("semantic_dim", semantic_dim), ("labnet_hidden", labnet_hidden)):
+        for label, v in (
+            ("num_classes", num_classes),
+            ("labnet_batch_size", labnet_batch_size),
+            ("semantic_dim", semantic_dim),
+            ("labnet_hidden", labnet_hidden),
+        ):
             _positive_int(variant, label, v)
         if rounds is None:
             rounds = 1 if variant == "dseh-a" else DEFAULT_ROUNDS
@@ -188,22 +204,35 @@ class DSEH(KerasHashingMethod):
             raise ValueError(f"dseh-a trains one round (no alternation), got rounds={rounds}")
         labnet_epochs = _epochs(variant, "labnet_epochs", labnet_epochs, rounds)
         imgnet_epochs = _epochs(variant, "imgnet_epochs", imgnet_epochs, rounds)
-        for label, v, choices in (("loss_scale", loss_scale, LOSS_SCALES),
-                                  ("semantic_activation", semantic_activation, ACTIVATIONS),
-                                  ("hash_input", hash_input, HASH_INPUTS), ("optimizer", optimizer, OPTIMIZERS),
-                                  ("joint_table", joint_table, JOINT_TABLES), ("evaluation", evaluation, EVALUATIONS)):
+        for label, v, choices in (
+            ("loss_scale", loss_scale, LOSS_SCALES),
+            ("semantic_activation", semantic_activation, ACTIVATIONS),
+            ("hash_input", hash_input, HASH_INPUTS),
+            ("optimizer", optimizer, OPTIMIZERS),
+            ("joint_table", joint_table, JOINT_TABLES),
+            ("evaluation", evaluation, EVALUATIONS),
+        ):
             if v not in choices:
-                raise ValueError(f"{variant}: {label} must be one of {', '.join(choices)}, got {v!r}")
-        for label, v in (("code_logit_scale", code_logit_scale), ("code_target", code_target),
-                         ("lr_decay_rate", lr_decay_rate), ("round_lr_decay", round_lr_decay)):
+                raise ValueError(
+                    f"{variant}: {label} must be one of {', '.join(choices)}, got {v!r}"
+                )
+        for label, v in (
+            ("code_logit_scale", code_logit_scale),
+            ("code_target", code_target),
+            ("lr_decay_rate", lr_decay_rate),
+            ("round_lr_decay", round_lr_decay),
+        ):
             _non_negative(variant, label, v)
             if v == 0:
                 raise ValueError(f"{variant}: {label} must be > 0")
         if code_target > 1:
             raise ValueError(f"{variant}: code_target must be in (0, 1], got {code_target!r}")
         _non_negative(variant, "labnet_semantic_weight", labnet_semantic_weight)
-        for label, v in (("imgnet_similarity", imgnet_similarity), ("clip_value", clip_value),
-                         ("imgnet_clip_value", imgnet_clip_value)):
+        for label, v in (
+            ("imgnet_similarity", imgnet_similarity),
+            ("clip_value", clip_value),
+            ("imgnet_clip_value", imgnet_clip_value),
+        ):
             if v is not None:
                 _non_negative(variant, label, v)
                 if v == 0:
@@ -214,7 +243,10 @@ class DSEH(KerasHashingMethod):
             _non_negative(variant, label, v)
         if lr_multiplier is None:  # new layers learn 10x faster than a PRETRAINED backbone
             lr_multiplier = 10.0 if weights is not None else 1.0
-        for label, v in (("positive_similarity", positive_similarity), ("lr_multiplier", lr_multiplier)):
+        for label, v in (
+            ("positive_similarity", positive_similarity),
+            ("lr_multiplier", lr_multiplier),
+        ):
             _non_negative(variant, label, v)
             if v == 0:
                 raise ValueError(f"{variant}: {label} must be > 0")
@@ -234,20 +266,26 @@ class DSEH(KerasHashingMethod):
                     image_mean = np.asarray(average, np.float32).tolist()
                 elif meta["mean"] is not None:
                     image_mean = [float(m) for m in meta["mean"]]
-            backbone_model, pre_name = self.build_backbone(backbone, image_shape, weights, input_shape)
+            backbone_model, pre_name = self.build_backbone(
+                backbone, image_shape, weights, input_shape
+            )
             preprocessing = preprocessing or pre_name
         elif isinstance(backbone, keras.Model):
             backbone_model = backbone
             preprocessing = preprocessing or "none"
         else:
-            raise ValueError(f"{variant}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}")
+            raise ValueError(
+                f"{variant}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}"
+            )
         if len(backbone_model.outputs) != 1 or len(backbone_model.outputs[0].shape) != 2:
             raise ValueError(f"{variant}: the backbone must output one feature matrix (b, d)")
         if image_mean is not None:
             m = np.asarray(image_mean, np.float32)
             if not ((m.ndim == 1 and m.shape[0] == 3) or (m.ndim == 3 and m.shape[2] == 3)):
-                raise ValueError(f"{variant}: image_mean must hold 3 (RGB) values or an (h, w, 3) average image, "
-                                 f"got shape {m.shape}")
+                raise ValueError(
+                    f"{variant}: image_mean must hold 3 (RGB) values or an (h, w, 3) average image, "
+                    f"got shape {m.shape}"
+                )
             image_mean = m.tolist()
 
         images = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
@@ -255,12 +293,17 @@ class DSEH(KerasHashingMethod):
         # ImgNet
         features = backbone_model(images)
         if hash_input == "pre_activation":  # the authors' hash layer reads fc8 before its ReLU
-            img_pre = keras.layers.Dense(semantic_dim, dtype="float32", name="img_semantic_fc")(features)
-            img_semantic = keras.layers.Activation(semantic_activation, dtype="float32", name="img_semantic")(img_pre)
+            img_pre = keras.layers.Dense(semantic_dim, dtype="float32", name="img_semantic_fc")(
+                features
+            )
+            img_semantic = keras.layers.Activation(
+                semantic_activation, dtype="float32", name="img_semantic"
+            )(img_pre)
             hash_source = img_pre
         else:
-            img_semantic = keras.layers.Dense(semantic_dim, activation=semantic_activation, dtype="float32",
-                                              name="img_semantic")(features)
+            img_semantic = keras.layers.Dense(
+                semantic_dim, activation=semantic_activation, dtype="float32", name="img_semantic"
+            )(features)
             hash_source = img_semantic
         img_hash = keras.layers.Dense(bits, dtype="float32", name="img_hash")(hash_source)
         img_codes = keras.layers.Activation("tanh", dtype="float32", name="img_codes")(img_hash)
@@ -272,13 +315,22 @@ class DSEH(KerasHashingMethod):
             hidden = keras.layers.Reshape((1, 1, labnet_hidden), name="lab_lrn_in")(hidden)
             hidden = LocalResponseNormalization(2, 2.0, 1e-4, 0.75, name="lab_lrn")(hidden)
             hidden = keras.layers.Reshape((labnet_hidden,), name="lab_lrn_out")(hidden)
-        lab_semantic = keras.layers.Dense(semantic_dim, activation=semantic_activation, dtype="float32",
-                                          name="lab_semantic")(hidden)
-        lab_codes = keras.layers.Dense(bits, activation="tanh", dtype="float32", name="lab_hash")(lab_semantic)
-        lab_labels = keras.layers.Dense(int(num_classes), activation="sigmoid", dtype="float32", name="lab_label")(lab_codes)
+        lab_semantic = keras.layers.Dense(
+            semantic_dim, activation=semantic_activation, dtype="float32", name="lab_semantic"
+        )(hidden)
+        lab_codes = keras.layers.Dense(bits, activation="tanh", dtype="float32", name="lab_hash")(
+            lab_semantic
+        )
+        lab_labels = keras.layers.Dense(
+            int(num_classes), activation="sigmoid", dtype="float32", name="lab_label"
+        )(lab_codes)
         outputs = {
-            "img_semantic": img_semantic, "img_hash": img_hash, "img_codes": img_codes,
-            "lab_semantic": lab_semantic, "lab_codes": lab_codes, "lab_labels": lab_labels,
+            "img_semantic": img_semantic,
+            "img_hash": img_hash,
+            "img_codes": img_codes,
+            "lab_semantic": lab_semantic,
+            "lab_codes": lab_codes,
+            "lab_labels": lab_labels,
         }
         kwargs.setdefault("name", variant.replace("-", "_"))
         super().__init__(inputs=[images, labels], outputs=outputs, **kwargs)
@@ -290,7 +342,12 @@ class DSEH(KerasHashingMethod):
         self.rounds = int(rounds)
         self.labnet_epochs = labnet_epochs
         self.imgnet_epochs = imgnet_epochs
-        self.alpha, self.beta, self.gamma, self.eta = float(alpha), float(beta), float(gamma), float(eta)
+        self.alpha, self.beta, self.gamma, self.eta = (
+            float(alpha),
+            float(beta),
+            float(gamma),
+            float(eta),
+        )
         self.positive_similarity = float(positive_similarity)
         self.labnet_batch_size = int(labnet_batch_size)
         self.labnet_lr = None if labnet_lr is None else float(labnet_lr)
@@ -318,18 +375,36 @@ class DSEH(KerasHashingMethod):
         self.joint_table = joint_table
         self.evaluation = evaluation
         # sub-networks share the layers above; set without Keras tracking (not saved twice)
-        object.__setattr__(self, "labnet", keras.Model(labels, {
-            "semantic": lab_semantic, "codes": lab_codes, "labels": lab_labels}, name="labnet"))
-        object.__setattr__(self, "imgnet", keras.Model(images, {
-            "semantic": img_semantic, "hash": img_hash}, name="imgnet"))
+        object.__setattr__(
+            self,
+            "labnet",
+            keras.Model(
+                labels,
+                {"semantic": lab_semantic, "codes": lab_codes, "labels": lab_labels},
+                name="labnet",
+            ),
+        )
+        object.__setattr__(
+            self,
+            "imgnet",
+            keras.Model(images, {"semantic": img_semantic, "hash": img_hash}, name="imgnet"),
+        )
         object.__setattr__(self, "_phase", "imgnet")
         object.__setattr__(self, "_store", None)
         object.__setattr__(self, "_head_optimizer", None)
         object.__setattr__(self, "_skip_refresh", False)
         self._trackers = {
             name: keras.metrics.Mean(name=name)
-            for name in ("labnet_loss", "labnet_semantic", "labnet_hash", "labnet_quantization", "labnet_label",
-                         "imgnet_loss", "imgnet_semantic", "imgnet_codes")
+            for name in (
+                "labnet_loss",
+                "labnet_semantic",
+                "labnet_hash",
+                "labnet_quantization",
+                "labnet_label",
+                "imgnet_loss",
+                "imgnet_semantic",
+                "imgnet_codes",
+            )
         }
 
     # ------------------------------------------------------------------ registry / config
@@ -350,7 +425,9 @@ class DSEH(KerasHashingMethod):
             raise ValueError(f"{name}: num_classes is required (or pass dataset=)")
         unknown = set(kw) - set(_INIT_ARGS)
         if unknown:
-            raise ValueError(f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(_HPARAMS)}")
+            raise ValueError(
+                f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(_HPARAMS)}"
+            )
         return kw
 
     def get_config(self) -> dict:
@@ -405,7 +482,9 @@ class DSEH(KerasHashingMethod):
     def hparams(self) -> dict:
         """The method's hyper-parameters (for config.json)."""
         out = {k: v for k, v in self.get_config().items() if k in _HPARAMS}
-        if self.image_mean is not None and np.ndim(self.image_mean) == 3:  # not 150k numbers in config.json
+        if (
+            self.image_mean is not None and np.ndim(self.image_mean) == 3
+        ):  # not 150k numbers in config.json
             out["image_mean"] = f"average image {tuple(np.shape(self.image_mean))}"
         return {**out, "backbone": self.backbone.name}
 
@@ -415,27 +494,41 @@ class DSEH(KerasHashingMethod):
             return None
         from deephash.data import preprocessing
 
-        kw = {"mean": self.image_mean} if self.image_mean is not None and self.preprocessing == "cnn_f" else {}
-        return preprocessing.for_backbone(self.preprocessing, input_shape=tuple(self.inputs[0].shape[1:]), **kw)
+        kw = (
+            {"mean": self.image_mean}
+            if self.image_mean is not None and self.preprocessing == "cnn_f"
+            else {}
+        )
+        return preprocessing.for_backbone(
+            self.preprocessing, input_shape=tuple(self.inputs[0].shape[1:]), **kw
+        )
 
     def hash_model(self) -> keras.Model:
         """Preprocessed images -> relaxed ImgNet codes ``tanh(hash logits)`` in (-1, 1), ``(b, bits)``."""
-        return keras.Model(self.inputs[0], self.get_layer("img_codes").output, name=f"{self.name}_hash")
+        return keras.Model(
+            self.inputs[0], self.get_layer("img_codes").output, name=f"{self.name}_hash"
+        )
 
     def code_logits_model(self) -> keras.Model:
-        return keras.Model(self.inputs[0], self.get_layer("img_hash").output, name=f"{self.name}_hash_logits")
+        return keras.Model(
+            self.inputs[0], self.get_layer("img_hash").output, name=f"{self.name}_hash_logits"
+        )
 
     def _labels(self, labels) -> np.ndarray:
         y = np.asarray(getattr(labels, "labels", labels))
         if y.ndim != 2 or y.shape[1] != self.num_classes or y.shape[0] == 0:
-            raise ValueError(f"{self.name}: labels must be (n, {self.num_classes}) multi-hot, got shape {y.shape}")
+            raise ValueError(
+                f"{self.name}: labels must be (n, {self.num_classes}) multi-hot, got shape {y.shape}"
+            )
         if not np.all(np.isfinite(y.astype(np.float64))):
             raise ValueError(f"{self.name}: labels contain NaN or infinite values")
         return y.astype(np.float32)
 
     def _labnet_outputs(self, labels, batch_size: int = 4096) -> dict:
         y = self._labels(labels)
-        parts = [self.labnet(y[i:i + batch_size], training=False) for i in range(0, len(y), batch_size)]
+        parts = [
+            self.labnet(y[i : i + batch_size], training=False) for i in range(0, len(y), batch_size)
+        ]
         return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
 
     def encode_labels(self, labels) -> np.ndarray:
@@ -479,15 +572,21 @@ class DSEH(KerasHashingMethod):
             out["n_h_set"] = "database labels"
         if self.evaluation == "authors":
             train_codes = self.encode(train)
-            retrieval_codes = np.concatenate([np.asarray(train_codes, bool), np.asarray(db_codes, bool)])
+            retrieval_codes = np.concatenate(
+                [np.asarray(train_codes, bool), np.asarray(db_codes, bool)]
+            )
             retrieval_labels = np.concatenate([np.asarray(train.labels), np.asarray(db)])
             out["map_l"] = float(metrics.mean_average_precision(lab_q, lab_db, q, db))
-            out["map_i"] = float(metrics.mean_average_precision(query_codes, retrieval_codes, q, retrieval_labels))
+            out["map_i"] = float(
+                metrics.mean_average_precision(query_codes, retrieval_codes, q, retrieval_labels)
+            )
             out["map_i_set"] = "training + database images, full depth"
         else:
             depth = dataset.protocol.map_depth
             out["map_l"] = float(metrics.mean_average_precision(lab_q, lab_db, q, db, top_k=depth))
-            out["map_i"] = float(metrics.mean_average_precision(query_codes, db_codes, q, db, top_k=depth))
+            out["map_i"] = float(
+                metrics.mean_average_precision(query_codes, db_codes, q, db, top_k=depth)
+            )
         return out
 
     # ------------------------------------------------------------------ training
@@ -520,15 +619,23 @@ class DSEH(KerasHashingMethod):
             terms["semantic"] = self._pairwise(out["semantic"], store.semantic, s)
         terms["hash"] = self._pairwise(out["codes"], store.codes, s)
         authors = self.loss_scale == "authors"
-        terms["quantization"] = losses.quantization_loss(out["codes"], over="mean" if authors else "sum")
+        terms["quantization"] = losses.quantization_loss(
+            out["codes"], over="mean" if authors else "sum"
+        )
         if self.variant != "dseh-l":
-            label = losses.label_regression_loss(y, out["labels"], over="mean" if authors else "sum")
+            label = losses.label_regression_loss(
+                y, out["labels"], over="mean" if authors else "sum"
+            )
             terms["label"] = 0.5 * label if authors else label  # the authors' tf.nn.l2_loss halves
         return terms
 
     def _labnet_total(self, terms: dict):
-        weights = {"semantic": self.labnet_semantic_weight, "hash": self.alpha, "quantization": self.beta,
-                   "label": self.gamma}
+        weights = {
+            "semantic": self.labnet_semantic_weight,
+            "hash": self.alpha,
+            "quantization": self.beta,
+            "label": self.gamma,
+        }
         return tf.add_n([weights[k] * v for k, v in terms.items()])
 
     def imgnet_losses(self, images, y, training_mode: bool = True) -> dict:
@@ -536,12 +643,20 @@ class DSEH(KerasHashingMethod):
         target = self.labnet(y, training=False)["codes"]
         terms = {}
         if self.variant not in ("dseh-s", "dseh-ss"):
-            positive = self.positive_similarity if self.imgnet_similarity is None else self.imgnet_similarity
+            positive = (
+                self.positive_similarity
+                if self.imgnet_similarity is None
+                else self.imgnet_similarity
+            )
             s = losses.similarity_matrix(y, self._store.labels, positive)
             terms["semantic"] = self._pairwise(out["semantic"], self._store.semantic, s)
         terms["codes"] = losses.code_cross_entropy(
-            out["hash"], tf.stop_gradient(target), over="mean" if self.loss_scale == "authors" else "sum",
-            logit_scale=self.code_logit_scale, target_value=self.code_target)
+            out["hash"],
+            tf.stop_gradient(target),
+            over="mean" if self.loss_scale == "authors" else "sum",
+            logit_scale=self.code_logit_scale,
+            target_value=self.code_target,
+        )
         return terms
 
     def _imgnet_total(self, terms: dict):
@@ -572,10 +687,13 @@ class DSEH(KerasHashingMethod):
             n_base = len(base)
             if self._head_optimizer is not None:  # Adam: a second optimiser at lr_multiplier x lr
                 self._head_optimizer.apply_gradients(
-                    [(g, v) for g, v in zip(grads[n_base:], head) if g is not None])
+                    [(g, v) for g, v in zip(grads[n_base:], head) if g is not None]
+                )
                 grads, variables = grads[:n_base], base
             else:  # SGD: a gradient multiplier equals a learning-rate multiplier
-                grads = grads[:n_base] + [None if g is None else g * self.lr_multiplier for g in grads[n_base:]]
+                grads = grads[:n_base] + [
+                    None if g is None else g * self.lr_multiplier for g in grads[n_base:]
+                ]
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
         if pairs:
             self.optimizer.apply_gradients(pairs)
@@ -595,11 +713,15 @@ class DSEH(KerasHashingMethod):
         training ``images`` (a Split or raw images): semantic features, and codes
         ``h^l = sign(y^v)`` of the hash logits (as in the authors' DSEH.py ``train_label``)."""
         if self._store is None:
-            raise RuntimeError(f"{self.name}: no training labels yet; call refresh_store(labels) or fit_dataset")
+            raise RuntimeError(
+                f"{self.name}: no training labels yet; call refresh_store(labels) or fit_dataset"
+            )
         semantic = self.semantic_features(images=images)
         logits = self._predict(self.code_logits_model(), images, 256)
         if len(semantic) != self._store.labels.shape[0]:
-            raise ValueError(f"{self.name}: {len(semantic)} images for a table of {self._store.labels.shape[0]} labels")
+            raise ValueError(
+                f"{self.name}: {len(semantic)} images for a table of {self._store.labels.shape[0]} labels"
+            )
         self._store.semantic.assign(np.asarray(semantic, np.float32))
         self._store.codes.assign(np.where(np.asarray(logits) >= 0, 1.0, -1.0).astype(np.float32))
 
@@ -611,7 +733,9 @@ class DSEH(KerasHashingMethod):
             with self.distribute_strategy.scope():
                 object.__setattr__(self, "_store", _Store(labels, self.semantic_dim, self.bits))
         if self._store is None:
-            raise RuntimeError(f"{self.name}: no training labels yet; call refresh_store(labels) or fit_dataset")
+            raise RuntimeError(
+                f"{self.name}: no training labels yet; call refresh_store(labels) or fit_dataset"
+            )
         out = self._labnet_outputs(self._store.labels.numpy())
         self._store.semantic.assign(out["semantic"])
         self._store.codes.assign(out["codes"])
@@ -619,33 +743,49 @@ class DSEH(KerasHashingMethod):
     def phases(self, config: training.TrainConfig) -> list[tuple[str, int]]:
         """Algorithm 1's schedule: ``[(phase, epochs), ...]``, LabNet then ImgNet per round
         (``labnet_epochs`` / ``imgnet_epochs`` may give one count per round)."""
+
         def per_round(v, r):
             if v is None:
                 return int(config.epochs)
             return int(v[r]) if isinstance(v, (list, tuple)) else int(v)
 
-        return [p for r in range(self.rounds)
-                for p in (("labnet", per_round(self.labnet_epochs, r)), ("imgnet", per_round(self.imgnet_epochs, r)))]
+        return [
+            p
+            for r in range(self.rounds)
+            for p in (
+                ("labnet", per_round(self.labnet_epochs, r)),
+                ("imgnet", per_round(self.imgnet_epochs, r)),
+            )
+        ]
 
-    def make_optimizer(self, phase_config, steps: int, round_index: int, clip: float | None, lr_factor: float = 1.0):
+    def make_optimizer(
+        self, phase_config, steps: int, round_index: int, clip: float | None, lr_factor: float = 1.0
+    ):
         """The optimiser of one phase: ``config``'s SGD (momentum, step schedule) or Adam;
         the learning rate is ``lr_factor * config.lr * round_lr_decay ** round_index``,
         times ``lr_decay_rate`` every ``lr_decay_epochs`` epochs when that is set;
         gradients clipped elementwise to ``[-clip, clip]`` when ``clip`` is set."""
-        lr0 = float(phase_config.lr) * lr_factor * self.round_lr_decay ** round_index
+        lr0 = float(phase_config.lr) * lr_factor * self.round_lr_decay**round_index
         lr: Any = lr0
         if self.lr_decay_epochs is not None:
             lr = keras.optimizers.schedules.ExponentialDecay(
-                lr0, self.lr_decay_epochs * steps, self.lr_decay_rate, staircase=True)
+                lr0, self.lr_decay_epochs * steps, self.lr_decay_rate, staircase=True
+            )
         elif phase_config.lr_decay_steps:
             lr = keras.optimizers.schedules.ExponentialDecay(
-                lr0, int(phase_config.lr_decay_steps), float(phase_config.lr_decay_rate), staircase=True)
+                lr0,
+                int(phase_config.lr_decay_steps),
+                float(phase_config.lr_decay_rate),
+                staircase=True,
+            )
         kw = {} if clip is None else {"clipvalue": float(clip)}
         if self.optimizer_name == "adam":
             return keras.optimizers.Adam(learning_rate=lr, **kw)
         return keras.optimizers.SGD(learning_rate=lr, momentum=float(phase_config.momentum), **kw)
 
-    def fit_dataset(self, dataset, config: training.TrainConfig | None = None, callbacks=None) -> dict:
+    def fit_dataset(
+        self, dataset, config: training.TrainConfig | None = None, callbacks=None
+    ) -> dict:
         """Train by Algorithm 1 on ``dataset.train``; returns ``{metric: [value per epoch]}``
         (``labnet_*`` and ``imgnet_*`` keys, each over that network's epochs in order).
 
@@ -657,12 +797,16 @@ class DSEH(KerasHashingMethod):
         split = dataset.train if hasattr(dataset, "train") else dataset
         labels = np.asarray(split.labels, np.float32)
         if labels.ndim != 2 or labels.shape[1] != self.num_classes:
-            raise ValueError(f"{self.name}: training labels have shape {labels.shape}, expected (n, {self.num_classes})")
+            raise ValueError(
+                f"{self.name}: training labels have shape {labels.shape}, expected (n, {self.num_classes})"
+            )
         self._weight_decay = float(config.weight_decay)
         self._train_split = split
         self.refresh_store(labels)
         holder = _WeightsOnly(self)
-        done, history = training.resume(holder, config.checkpoint_dir, self.distribute_strategy, unit="phase")
+        done, history = training.resume(
+            holder, config.checkpoint_dir, self.distribute_strategy, unit="phase"
+        )
         schedule = self.phases(config)
         try:
             # the chief checkpoints to checkpoint_dir, other workers of a cluster to a temporary one
@@ -679,14 +823,20 @@ class DSEH(KerasHashingMethod):
             object.__setattr__(self, "_phase", "imgnet")
         return history
 
-    def _fit_phase(self, phase: str, epochs: int, split, labels: np.ndarray, config, k: int, callbacks):
+    def _fit_phase(
+        self, phase: str, epochs: int, split, labels: np.ndarray, config, k: int, callbacks
+    ):
         from deephash import data
 
         seed = int(config.seed) * 1000 + k
         round_index = k // 2
         object.__setattr__(self, "_head_optimizer", None)
         if phase == "labnet":
-            lr = self.labnet_lr if self.labnet_lr is not None else self.lr_multiplier * float(config.lr)
+            lr = (
+                self.labnet_lr
+                if self.labnet_lr is not None
+                else self.lr_multiplier * float(config.lr)
+            )
             phase_config = config.replace(lr=lr, batch_size=self.labnet_batch_size)
             batch = min(self.labnet_batch_size, len(labels))
             ds = _label_batches(labels, batch, epochs, seed)
@@ -702,31 +852,61 @@ class DSEH(KerasHashingMethod):
             clip = self.imgnet_clip_value
             # stateless stream (same batches under any strategy); a phase always starts at
             # step 0, since checkpoints are taken between phases
-            ds = data.labeled_dataset(split, batch, seed=seed, shuffle=True, repeat=True,
-                                      preprocess=self.preprocessor(), augment=self.augment, drop_remainder=True,
-                                      start_step=0)
+            ds = data.labeled_dataset(
+                split,
+                batch,
+                seed=seed,
+                shuffle=True,
+                repeat=True,
+                preprocess=self.preprocessor(),
+                augment=self.augment,
+                drop_remainder=True,
+                start_step=0,
+            )
             refresh = []
         steps = max(1, len(labels) // batch)
         object.__setattr__(self, "_phase", phase)
         with self.distribute_strategy.scope():
-            if self.optimizer_name == "sgd" and self.lr_decay_epochs is None and self.round_lr_decay == 1 \
-                    and clip is None:
-                optimizer = training.make_optimizer(phase_config)  # the project's SGD (unchanged default)
+            if (
+                self.optimizer_name == "sgd"
+                and self.lr_decay_epochs is None
+                and self.round_lr_decay == 1
+                and clip is None
+            ):
+                optimizer = training.make_optimizer(
+                    phase_config
+                )  # the project's SGD (unchanged default)
             else:
                 optimizer = self.make_optimizer(phase_config, steps, round_index, clip)
             if phase == "imgnet" and self.optimizer_name == "adam" and self.lr_multiplier != 1:
                 # Adam normalises the gradient scale away: the new layers get their own optimiser
                 # at lr_multiplier x lr (the authors' two AdamOptimizers), built here, not in the step
-                head_optimizer = self.make_optimizer(phase_config, steps, round_index, clip,
-                                                     lr_factor=self.lr_multiplier)
+                head_optimizer = self.make_optimizer(
+                    phase_config, steps, round_index, clip, lr_factor=self.lr_multiplier
+                )
                 head_optimizer.build(self.imgnet_weights()[1])
                 object.__setattr__(self, "_head_optimizer", head_optimizer)
             self.compile(optimizer=optimizer)
         self.train_function = None  # retrace train_step for this phase
-        log.info("%s: round %d, %s for %d epochs of %d steps", self.name, k // 2 + 1, phase, epochs, steps)
-        verbose, bar = training.progress(config, int(epochs), desc=f"{self.name} round {k // 2 + 1} {phase}")
-        return self.fit(ds, epochs=int(epochs), steps_per_epoch=steps, callbacks=refresh + bar + list(callbacks or []),
-                        verbose=verbose, shuffle=False)  # the stateless pipeline orders the batches
+        log.info(
+            "%s: round %d, %s for %d epochs of %d steps",
+            self.name,
+            k // 2 + 1,
+            phase,
+            epochs,
+            steps,
+        )
+        verbose, bar = training.progress(
+            config, int(epochs), desc=f"{self.name} round {k // 2 + 1} {phase}"
+        )
+        return self.fit(
+            ds,
+            epochs=int(epochs),
+            steps_per_epoch=steps,
+            callbacks=refresh + bar + list(callbacks or []),
+            verbose=verbose,
+            shuffle=False,
+        )  # the stateless pipeline orders the batches
 
 
 def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
@@ -772,7 +952,9 @@ def _epochs(method: str, label: str, v, rounds: int):
         return None
     if isinstance(v, (list, tuple)):
         if len(v) != rounds:
-            raise ValueError(f"{method}: {label} must give one count per round ({rounds}), got {list(v)!r}")
+            raise ValueError(
+                f"{method}: {label} must give one count per round ({rounds}), got {list(v)!r}"
+            )
         for x in v:
             _positive_int(method, label, x)
         return tuple(int(x) for x in v)
@@ -790,17 +972,55 @@ def _positive_int(method: str, label: str, v) -> None:
 
 
 def _non_negative(method: str, label: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) or v < 0:
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (int, float, np.floating, np.integer))
+        or not math.isfinite(v)
+        or v < 0
+    ):
         raise ValueError(f"{method}: {label} must be a non-negative number, got {v!r}")
 
 
 _INIT_ARGS = (
-    "bits", "num_classes", "backbone", "variant", "rounds", "labnet_epochs", "imgnet_epochs", "alpha", "beta",
-    "gamma", "eta", "positive_similarity", "labnet_batch_size", "labnet_lr", "lr_multiplier", "semantic_dim",
-    "labnet_hidden", "image_shape", "image_mean", "preprocessing", "augment", "loss_scale", "code_logit_scale",
-    "code_target", "semantic_activation", "hash_input", "labnet_lrn", "labnet_semantic_weight", "imgnet_similarity",
-    "optimizer", "clip_value", "imgnet_clip_value", "lr_decay_epochs", "lr_decay_rate", "round_lr_decay",
-    "joint_table", "evaluation", "weights", "input_shape",
+    "bits",
+    "num_classes",
+    "backbone",
+    "variant",
+    "rounds",
+    "labnet_epochs",
+    "imgnet_epochs",
+    "alpha",
+    "beta",
+    "gamma",
+    "eta",
+    "positive_similarity",
+    "labnet_batch_size",
+    "labnet_lr",
+    "lr_multiplier",
+    "semantic_dim",
+    "labnet_hidden",
+    "image_shape",
+    "image_mean",
+    "preprocessing",
+    "augment",
+    "loss_scale",
+    "code_logit_scale",
+    "code_target",
+    "semantic_activation",
+    "hash_input",
+    "labnet_lrn",
+    "labnet_semantic_weight",
+    "imgnet_similarity",
+    "optimizer",
+    "clip_value",
+    "imgnet_clip_value",
+    "lr_decay_epochs",
+    "lr_decay_rate",
+    "round_lr_decay",
+    "joint_table",
+    "evaluation",
+    "weights",
+    "input_shape",
 )
 _HPARAMS = tuple(a for a in _INIT_ARGS if a not in ("backbone", "weights", "input_shape"))
 

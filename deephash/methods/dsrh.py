@@ -17,6 +17,7 @@ orthogonality (no classification stream); ``drh`` = triplet only.
 
 Codes: bit = 1 where the bag unit's pre-activation is > 0, i.e. sigmoid > 0.5.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,10 +72,35 @@ class DSRH(TripletHashingMethod):
     """
 
     LOGITS_LAYER = "bag_hash"  # bit = bag unit's pre-activation > 0
-    CONFIG_KEYS = ("bits", "backbone", "num_classes", "multilabel", "variant", "bags", "ortho_weight",
-                   "classification_weight", "margin", "image_shape", "preprocessing", "augment", "triplet_on")
-    HPARAM_KEYS = ("bits", "variant", "bags", "ortho_weight", "classification_weight", "margin",
-                   "num_classes", "multilabel", "preprocessing", "augment", "triplet_on", "image_shape")
+    CONFIG_KEYS = (
+        "bits",
+        "backbone",
+        "num_classes",
+        "multilabel",
+        "variant",
+        "bags",
+        "ortho_weight",
+        "classification_weight",
+        "margin",
+        "image_shape",
+        "preprocessing",
+        "augment",
+        "triplet_on",
+    )
+    HPARAM_KEYS = (
+        "bits",
+        "variant",
+        "bags",
+        "ortho_weight",
+        "classification_weight",
+        "margin",
+        "num_classes",
+        "multilabel",
+        "preprocessing",
+        "augment",
+        "triplet_on",
+        "image_shape",
+    )
 
     def __init__(
         self,
@@ -101,14 +127,26 @@ class DSRH(TripletHashingMethod):
         bits = check_bits(bits, method=variant)
         bags = check_int(variant, "bags", bags)
         num_classes = check_int(variant, "num_classes", num_classes)
-        for label, v in (("ortho_weight", ortho_weight), ("classification_weight", classification_weight), ("margin", margin)):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not np.isfinite(v) or v < 0:
+        for label, v in (
+            ("ortho_weight", ortho_weight),
+            ("classification_weight", classification_weight),
+            ("margin", margin),
+        ):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float, np.floating))
+                or not np.isfinite(v)
+                or v < 0
+            ):
                 raise ValueError(f"{variant}: {label} must be a non-negative number, got {v!r}")
         image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
         if triplet_on not in ("centred", "relaxed"):
-            raise ValueError(f"{variant}: triplet_on must be 'centred' (Eq. 5, on 2H-1) or 'relaxed' (Eq. 2 on H), got {triplet_on!r}")
-        backbone_model, preprocessing = resolve_backbone(variant, backbone, image_shape, weights, input_shape,
-                                                         preprocessing)
+            raise ValueError(
+                f"{variant}: triplet_on must be 'centred' (Eq. 5, on 2H-1) or 'relaxed' (Eq. 2 on H), got {triplet_on!r}"
+            )
+        backbone_model, preprocessing = resolve_backbone(
+            variant, backbone, image_shape, weights, input_shape, preprocessing
+        )
 
         inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
         features = backbone_model(inputs)
@@ -117,7 +155,9 @@ class DSRH(TripletHashingMethod):
         codes = keras.layers.Activation("sigmoid", dtype="float32", name="codes")(logits)
         outputs = {"codes": codes}
         if variant == "dsrh":
-            outputs["class_logits"] = keras.layers.Dense(num_classes, dtype="float32", name="classifier")(fc8)
+            outputs["class_logits"] = keras.layers.Dense(
+                num_classes, dtype="float32", name="classifier"
+            )(fc8)
         kwargs.setdefault("name", variant.replace("+", "_plus"))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -148,7 +188,9 @@ class DSRH(TripletHashingMethod):
         return kw
 
     @classmethod
-    def resolve_hparams(cls, name: str, dataset, bits: int, config: training.TrainConfig, hparams: dict):
+    def resolve_hparams(
+        cls, name: str, dataset, bits: int, config: training.TrainConfig, hparams: dict
+    ):
         """Resolve ``ortho_weight="auto"`` with :func:`select_ortho_weight` (validation
         split carved from training). Returns ``(hparams, selection record)``."""
         if str(hparams.get("ortho_weight", "")).lower() != "auto":
@@ -157,10 +199,14 @@ class DSRH(TripletHashingMethod):
             raise ValueError("drh has no orthogonality term: ortho_weight=auto does not apply")
         rest = {k: v for k, v in hparams.items() if k != "ortho_weight"}
         best, scores = select_ortho_weight(dataset, bits, config, variant=name, **rest)
-        record = {"ortho_weight": {
-            "chosen": best, "grid": list(ORTHO_GRID), "validation_map": scores,
-            "validation": f"10% of the training split (seed {config.seed}) as queries, the rest as database",
-        }}
+        record = {
+            "ortho_weight": {
+                "chosen": best,
+                "grid": list(ORTHO_GRID),
+                "validation_map": scores,
+                "validation": f"10% of the training split (seed {config.seed}) as queries, the rest as database",
+            }
+        }
         return {**rest, "ortho_weight": best}, record
 
     # ------------------------------------------------------------------ training
@@ -175,14 +221,18 @@ class DSRH(TripletHashingMethod):
             ta, tp, tn = (losses.centre_codes(t) for t in (ha, hp, hn))
         else:  # Eq. 2 on H in [0, 1]
             ta, tp, tn = ha, hp, hn
-        terms = {"triplet": tf.reduce_mean(losses.triplet_ranking_loss(ta, tp, tn, margin=self.margin))}
+        terms = {
+            "triplet": tf.reduce_mean(losses.triplet_ranking_loss(ta, tp, tn, margin=self.margin))
+        }
         if self.variant in ("dsrh", "drh+"):
             centred = [losses.centre_codes(training.gather_replicas(t)) for t in (ha, hp, hn)]
             terms["orthogonality"] = losses.orthogonality_loss(*centred)
         if self.variant == "dsrh":
             y = tf.cast(tf.concat([ya, yp, yn], axis=0), tf.float32)
             ce = losses.sigmoid_cross_entropy if self.multilabel else losses.softmax_cross_entropy
-            terms["classification"] = tf.reduce_mean(ce(y, tf.cast(out["class_logits"], tf.float32)))
+            terms["classification"] = tf.reduce_mean(
+                ce(y, tf.cast(out["class_logits"], tf.float32))
+            )
         return terms
 
     def _total(self, terms: dict):
@@ -192,7 +242,9 @@ class DSRH(TripletHashingMethod):
         if "orthogonality" in terms:
             total += self.ortho_weight * training.scale_to_replicas(terms["orthogonality"])
         if "classification" in terms:
-            total += self.classification_weight * training.scale_to_replicas(terms["classification"])
+            total += self.classification_weight * training.scale_to_replicas(
+                terms["classification"]
+            )
         return total
 
     def train_step(self, data):
@@ -231,7 +283,7 @@ def select_ortho_weight(
     depth). Returns ``(best lambda, {str(lambda): validation mAP})``; ties go to the
     value listed first.
     """
-    from deephash import metrics, methods
+    from deephash import methods, metrics
 
     if variant not in ("dsrh", "drh+"):
         raise ValueError(f"select_ortho_weight: {variant!r} has no orthogonality term")
@@ -245,10 +297,16 @@ def select_ortho_weight(
     for lam in grid:
         training.set_seed(config.seed)
         with strategy.scope():
-            model = methods.create(variant, bits=bits, dataset=inner, **{**hparams, "ortho_weight": lam})
+            model = methods.create(
+                variant, bits=bits, dataset=inner, **{**hparams, "ortho_weight": lam}
+            )
         model.fit_dataset(inner, config.replace(checkpoint_dir=None))
         result = metrics.evaluate(
-            model.encode(val), model.encode(fit), val.labels, fit.labels, top_k=dataset.protocol.map_depth
+            model.encode(val),
+            model.encode(fit),
+            val.labels,
+            fit.labels,
+            top_k=dataset.protocol.map_depth,
         )
         scores[repr(lam)] = float(result["map"])
         log.info("%s: lambda=%g validation mAP %.4f", variant, lam, scores[repr(lam)])

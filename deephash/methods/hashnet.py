@@ -17,6 +17,7 @@ step rounded down to a multiple of ``beta_step`` (``losses.hashnet_beta``; defau
 0.005, 0.5, 200 as in the released code). β is computed from ``optimizer.iterations``, so a
 resumed run continues the schedule exactly.
 """
+
 from __future__ import annotations
 
 import keras
@@ -42,7 +43,9 @@ class HashNet(PairwiseHashingMethod):
     def check_hparams(cls, hp: dict) -> dict:
         m = cls.method
         return {
-            "alpha": None if hp["alpha"] is None else check_number(m, "alpha", hp["alpha"], positive=True),
+            "alpha": None
+            if hp["alpha"] is None
+            else check_number(m, "alpha", hp["alpha"], positive=True),
             "beta0": check_number(m, "beta0", hp["beta0"], positive=True),
             "gamma": check_number(m, "gamma", hp["gamma"]),
             "power": check_number(m, "power", hp["power"]),
@@ -71,7 +74,9 @@ class HashNet(PairwiseHashingMethod):
         beta = tf.cast(self.beta(), tf.float32)
         h, s, mask = self.global_pairs(tf.tanh(beta * outputs["hash"]), labels)
         w = losses.balanced_pair_weights(s, mask)
-        pairs = losses.pairwise_cross_entropy(h, h, s, alpha=self.sigmoid_alpha, weights=w, reduction="none")
+        pairs = losses.pairwise_cross_entropy(
+            h, h, s, alpha=self.sigmoid_alpha, weights=w, reduction="none"
+        )
         return {"weighted_likelihood": self.masked_mean(pairs, mask), "beta": beta}
 
 

@@ -27,6 +27,7 @@ Inside ``train_step`` losses must be per-replica shares of the global mean (see
 ``deephash.training``); :meth:`regularization_loss` gives the weight-decay term already
 scaled that way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,12 +56,16 @@ def default_backbone(dataset, fallback: str) -> str:
 def resolve_backbone(method: str, backbone: Any, image_shape, weights, input_shape, preprocessing):
     """``(backbone model, preprocessing name)`` from a backbone name or a ``keras.Model``."""
     if isinstance(backbone, str):
-        model, pre_name = KerasHashingMethod.build_backbone(backbone, image_shape, weights, input_shape)
+        model, pre_name = KerasHashingMethod.build_backbone(
+            backbone, image_shape, weights, input_shape
+        )
         preprocessing = preprocessing or pre_name
     elif isinstance(backbone, keras.Model):
         model, preprocessing = backbone, preprocessing or "none"
     else:
-        raise ValueError(f"{method}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}")
+        raise ValueError(
+            f"{method}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}"
+        )
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
         raise ValueError(f"{method}: the backbone must output one feature matrix (b, d)")
     return model, preprocessing
@@ -83,7 +88,9 @@ class KerasHashingMethod(keras.Model):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_registry(cls, name: str, bits: int, dataset: Any = None, **hparams) -> "KerasHashingMethod":
+    def from_registry(
+        cls, name: str, bits: int, dataset: Any = None, **hparams
+    ) -> "KerasHashingMethod":
         """Build the method registered as ``name`` for ``dataset`` (classes, label type,
         image shape). Subclasses override :meth:`registry_kwargs`."""
         return cls(**cls.registry_kwargs(name, bits, dataset, **hparams))
@@ -93,7 +100,9 @@ class KerasHashingMethod(keras.Model):
         raise NotImplementedError
 
     @staticmethod
-    def protocol_kwargs(bits: int, dataset: Any, hparams: dict, backbone_fallback: str | None = None) -> dict:
+    def protocol_kwargs(
+        bits: int, dataset: Any, hparams: dict, backbone_fallback: str | None = None
+    ) -> dict:
         """``hparams`` plus ``bits`` and, unless given, the data set's ``num_classes``,
         ``multilabel`` and ``image_shape`` (and, with ``backbone_fallback``, the backbone
         chosen by :func:`default_backbone`)."""
@@ -112,7 +121,9 @@ class KerasHashingMethod(keras.Model):
         """ValueError naming the keys of ``kw`` not in ``known`` (listing ``shown`` as known)."""
         unknown = set(kw) - set(known)
         if unknown:
-            raise ValueError(f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(shown)}")
+            raise ValueError(
+                f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(shown)}"
+            )
 
     @classmethod
     def config_keys(cls) -> tuple[str, ...]:
@@ -142,11 +153,17 @@ class KerasHashingMethod(keras.Model):
     def hparams(self) -> dict:
         """The method's hyper-parameters (for config.json), with the backbone's name."""
         config = self.get_config()
-        keys = self.HPARAM_KEYS if self.HPARAM_KEYS is not None else set(config) - {"name", "trainable", "backbone"}
+        keys = (
+            self.HPARAM_KEYS
+            if self.HPARAM_KEYS is not None
+            else set(config) - {"name", "trainable", "backbone"}
+        )
         return {"backbone": self.backbone.name, **{k: v for k, v in config.items() if k in keys}}
 
     @staticmethod
-    def build_backbone(backbone: Any, image_shape=None, weights: str | None = None, input_shape=None):
+    def build_backbone(
+        backbone: Any, image_shape=None, weights: str | None = None, input_shape=None
+    ):
         """``(backbone model, preprocessing name)`` for a backbone name: the backbone's input
         is ``input_shape`` if given, else its default (224x224x3 for the ImageNet
         backbones), else the raw ``image_shape`` (small_cnn)."""
@@ -156,7 +173,9 @@ class KerasHashingMethod(keras.Model):
         pre = preprocessing.for_backbone(str(backbone), input_shape=input_shape)
         shape = pre.input_shape if pre.input_shape is not None else image_shape
         if shape is None:
-            raise ValueError(f"backbone {backbone!r} needs an input shape: give image_shape or input_shape")
+            raise ValueError(
+                f"backbone {backbone!r} needs an input shape: give image_shape or input_shape"
+            )
         model = backbones.get(str(backbone), input_shape=tuple(shape), weights=weights)
         return model, str(backbone).lower()
 
@@ -183,8 +202,14 @@ class KerasHashingMethod(keras.Model):
         from deephash import data
 
         return data.labeled_dataset(
-            split, config.batch_size, seed=config.seed, shuffle=True, repeat=True,
-            preprocess=self.preprocessor(), augment=getattr(self, "augment", False), drop_remainder=True,
+            split,
+            config.batch_size,
+            seed=config.seed,
+            shuffle=True,
+            repeat=True,
+            preprocess=self.preprocessor(),
+            augment=getattr(self, "augment", False),
+            drop_remainder=True,
             start_step=start_step,
         )
 
@@ -221,7 +246,9 @@ class KerasHashingMethod(keras.Model):
         import tensorflow as tf
 
         for _, _, it in iterator:
-            data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(it))
+            data_batch = tf.nest.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0], next(it)
+            )
             break
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
@@ -239,12 +266,16 @@ class KerasHashingMethod(keras.Model):
 
         def step(data):
             logs = self.train_step(data)
-            return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)
+            return tf.nest.map_structure(
+                lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs
+            )
 
         self.train_function = self._make_function(step)
         return self.train_function
 
-    def fit_dataset(self, dataset, config: training.TrainConfig | None = None, callbacks=None) -> dict:
+    def fit_dataset(
+        self, dataset, config: training.TrainConfig | None = None, callbacks=None
+    ) -> dict:
         """Train on ``dataset.train``; returns the history ``{metric: [value per epoch]}``.
 
         A fresh optimiser (``training.make_optimizer(config)``) is compiled each call. With
@@ -259,18 +290,29 @@ class KerasHashingMethod(keras.Model):
         self._weight_decay = float(config.weight_decay)
         with self.distribute_strategy.scope():
             self.compile(optimizer=training.make_optimizer(config))
-        initial_epoch, history = training.resume(self, config.checkpoint_dir, self.distribute_strategy)
+        initial_epoch, history = training.resume(
+            self, config.checkpoint_dir, self.distribute_strategy
+        )
         if initial_epoch >= config.epochs:
             return history
         ds = self.train_dataset(split, config, start_step=initial_epoch * steps)
         verbose, cbs = training.progress(config, int(config.epochs), initial_epoch, desc=self.name)
-        cbs = [training.finite_loss_guard(), *cbs, *(callbacks or [])]  # stop a diverged fit before its checkpoint
+        cbs = [
+            training.finite_loss_guard(),
+            *cbs,
+            *(callbacks or []),
+        ]  # stop a diverged fit before its checkpoint
         with training.worker_dir(config.checkpoint_dir, self.distribute_strategy) as ckpt_dir:
             if ckpt_dir:
                 cbs.append(training.checkpoint_callback(ckpt_dir, history))
             result = self.fit(
-                ds, epochs=int(config.epochs), steps_per_epoch=steps, initial_epoch=initial_epoch,
-                callbacks=cbs, verbose=verbose, shuffle=False,
+                ds,
+                epochs=int(config.epochs),
+                steps_per_epoch=steps,
+                initial_epoch=initial_epoch,
+                callbacks=cbs,
+                verbose=verbose,
+                shuffle=False,
             )
         for k, v in result.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
@@ -284,7 +326,9 @@ class KerasHashingMethod(keras.Model):
             return None
         from deephash.data import preprocessing
 
-        return preprocessing.for_backbone(self.preprocessing, input_shape=tuple(self.inputs[0].shape[1:]))
+        return preprocessing.for_backbone(
+            self.preprocessing, input_shape=tuple(self.inputs[0].shape[1:])
+        )
 
     def hash_model(self) -> keras.Model:
         """Model from preprocessed images to relaxed codes ``(b, bits)``; exportable alone."""
@@ -305,9 +349,13 @@ class KerasHashingMethod(keras.Model):
             return
         shape = getattr(images, "shape", None)
         if shape is None or len(shape) != 4 or shape[0] == 0:
-            raise ValueError(f"{self.name}: encode needs images (n, h, w, ch) or a Split, got shape {shape}")
+            raise ValueError(
+                f"{self.name}: encode needs images (n, h, w, ch) or a Split, got shape {shape}"
+            )
         if self.image_shape is not None and tuple(shape[1:]) != tuple(self.image_shape):
-            raise ValueError(f"{self.name}: images have shape {tuple(shape[1:])}, the model expects {tuple(self.image_shape)}")
+            raise ValueError(
+                f"{self.name}: images have shape {tuple(shape[1:])}, the model expects {tuple(self.image_shape)}"
+            )
 
     def relaxed_codes(self, inputs, batch_size: int = _IMAGE_BATCH) -> np.ndarray:
         """Outputs of :meth:`hash_model` for raw images / a Split, float32 ``(n, bits)``."""
@@ -316,7 +364,10 @@ class KerasHashingMethod(keras.Model):
     def encode(self, inputs, batch_size: int = _IMAGE_BATCH) -> np.ndarray:
         """Binary codes, bool ``(n, bits)``, of raw images ``(n, h, w, ch)`` in [0, 255] or
         of a ``data.Split``."""
-        return self._predict(self._cached("logits", self.code_logits_model), inputs, batch_size) > self.code_threshold
+        return (
+            self._predict(self._cached("logits", self.code_logits_model), inputs, batch_size)
+            > self.code_threshold
+        )
 
     def _cached(self, key: str, build):
         """Sub-models for encoding, built once (their predict functions are traced once);
@@ -355,7 +406,9 @@ class KerasHashingMethod(keras.Model):
         os.close(fd)
         try:
             super().save(tmp, overwrite=True, **kwargs)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; honour the umask like every other file
+            os.chmod(
+                tmp, 0o666 & ~_umask()
+            )  # mkstemp makes it 0600; honour the umask like every other file
             os.replace(tmp, filepath)
         finally:
             if os.path.exists(tmp):
@@ -386,8 +439,12 @@ def _encode_function(model: keras.Model, spec):
 
     fn = model.__dict__.get("_deephash_encode_fn")
     if fn is None or fn[0] != spec:
-        traced = tf.function(lambda images: model(images, training=False), input_signature=[spec],
-                             autograph=False, reduce_retracing=True)
+        traced = tf.function(
+            lambda images: model(images, training=False),
+            input_signature=[spec],
+            autograph=False,
+            reduce_retracing=True,
+        )
         fn = (spec, traced)
         object.__setattr__(model, "_deephash_encode_fn", fn)
     return fn[1]

@@ -25,6 +25,7 @@ Loss (Eq. 2): the triplet ranking hinge on the relaxed codes ``F(I) ∈ [0, 1]^q
 ``max(0, margin - (||F(I) - F(I-)||² - ||F(I) - F(I+)||²))`` with margin 1, averaged over
 the batch (``losses.triplet_ranking_loss``); triplets come from ``data.triplet_dataset``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -86,10 +87,27 @@ class NINH(TripletHashingMethod):
     """
 
     LOGITS_LAYER = "divide_encode"  # bit = slice unit's pre-activation > 0
-    CONFIG_KEYS = ("bits", "backbone", "num_classes", "multilabel", "threshold_epsilon", "margin", "image_shape",
-                   "preprocessing", "augment")
-    HPARAM_KEYS = ("bits", "num_classes", "multilabel", "threshold_epsilon", "margin", "image_shape",
-                   "preprocessing", "augment")
+    CONFIG_KEYS = (
+        "bits",
+        "backbone",
+        "num_classes",
+        "multilabel",
+        "threshold_epsilon",
+        "margin",
+        "image_shape",
+        "preprocessing",
+        "augment",
+    )
+    HPARAM_KEYS = (
+        "bits",
+        "num_classes",
+        "multilabel",
+        "threshold_epsilon",
+        "margin",
+        "image_shape",
+        "preprocessing",
+        "augment",
+    )
 
     def __init__(
         self,
@@ -109,16 +127,21 @@ class NINH(TripletHashingMethod):
         bits = check_bits(bits, method="ninh")
         threshold_epsilon = check_number("ninh", "threshold_epsilon", threshold_epsilon)
         if threshold_epsilon > 0.5:
-            raise ValueError(f"ninh: threshold_epsilon must be at most 0.5, got {threshold_epsilon!r}")
+            raise ValueError(
+                f"ninh: threshold_epsilon must be at most 0.5, got {threshold_epsilon!r}"
+            )
         margin = check_number("ninh", "margin", margin)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"ninh: num_classes must be a positive integer, got {num_classes!r}")
         image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
-        backbone_model, preprocessing = resolve_backbone("ninh", backbone, image_shape, weights, input_shape,
-                                                         preprocessing)
+        backbone_model, preprocessing = resolve_backbone(
+            "ninh", backbone, image_shape, weights, input_shape, preprocessing
+        )
         width = int(backbone_model.outputs[0].shape[-1])
         if bits > width:
-            raise ValueError(f"ninh: {bits} bits need at least {bits} backbone features, the backbone gives {width}")
+            raise ValueError(
+                f"ninh: {bits} bits need at least {bits} backbone features, the backbone gives {width}"
+            )
         slice_len = width // bits
 
         inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
@@ -128,12 +151,16 @@ class NINH(TripletHashingMethod):
             features = keras.layers.Reshape((width, 1), name="as_sequence")(features)
             features = keras.layers.Cropping1D((0, width - used), name="drop_remainder")(features)
             features = keras.layers.Reshape((used,), name="divided_features")(features)
-        logits = BagHash(bits, bags=slice_len, activation=None, dtype="float32", name="divide_encode")(features)
+        logits = BagHash(
+            bits, bags=slice_len, activation=None, dtype="float32", name="divide_encode"
+        )(features)
         codes = keras.layers.Activation("sigmoid", dtype="float32", name="codes")(logits)
         kwargs.setdefault("name", "ninh")
         super().__init__(inputs=inputs, outputs=codes, **kwargs)
         # the training-time threshold sits outside the inference graph
-        self.threshold = PiecewiseThreshold(threshold_epsilon, dtype="float32", name="piecewise_threshold")
+        self.threshold = PiecewiseThreshold(
+            threshold_epsilon, dtype="float32", name="piecewise_threshold"
+        )
 
         self.bits = bits
         self.backbone = backbone_model
@@ -175,5 +202,6 @@ class NINH(TripletHashingMethod):
 
     def test_step(self, data):
         return self.record_losses(self.compute_loss_value(data, training_mode=False))
+
 
 __all__ = ["NINH", "PiecewiseThreshold"]

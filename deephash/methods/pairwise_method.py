@@ -16,6 +16,7 @@ with the same global batch. Pairs are all ``i != j`` of the global batch (an ite
 with itself carries no information about the hash function); DPSH's default pairs each
 item with a stored table of all training outputs instead (``methods/dpsh.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,14 +30,27 @@ from deephash import losses, training
 from deephash.methods.base import check_bits
 from deephash.methods.keras_method import KerasHashingMethod, default_backbone, resolve_backbone
 
-_COMMON_CONFIG = ("bits", "backbone", "num_classes", "multilabel", "image_shape", "preprocessing", "augment")
+_COMMON_CONFIG = (
+    "bits",
+    "backbone",
+    "num_classes",
+    "multilabel",
+    "image_shape",
+    "preprocessing",
+    "augment",
+)
 _COMMON_ARGS = (*_COMMON_CONFIG, "weights", "input_shape")
 
 
 def check_number(method: str, name: str, value, *, positive: bool = False) -> float:
     """``value`` as a float, or ValueError unless it is a finite non-negative (positive) number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < 0 or (positive and value == 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
         kind = "positive" if positive else "non-negative"
         raise ValueError(f"{method}: {name} must be a {kind} number, got {value!r}")
     return float(value)
@@ -83,13 +97,20 @@ class PairwiseHashingMethod(KerasHashingMethod):
         num_classes = check_int(method, "num_classes", num_classes)
         image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
         backbone_model, preprocessing = resolve_backbone(
-            method, backbone if backbone is not None else self.default_backbone, image_shape, weights, input_shape,
-            preprocessing)
+            method,
+            backbone if backbone is not None else self.default_backbone,
+            image_shape,
+            weights,
+            input_shape,
+            preprocessing,
+        )
         inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
         features = backbone_model(inputs)
         outputs = {"hash": keras.layers.Dense(bits, dtype="float32", name="hash")(features)}
         if self.uses_classifier(hp):
-            outputs["class_logits"] = keras.layers.Dense(num_classes, dtype="float32", name="classifier")(features)
+            outputs["class_logits"] = keras.layers.Dense(
+                num_classes, dtype="float32", name="classifier"
+            )(features)
         kwargs.setdefault("name", method.replace("+", "_plus"))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -102,7 +123,9 @@ class PairwiseHashingMethod(KerasHashingMethod):
         self.augment = bool(augment)
         for k, v in hp.items():
             setattr(self, k, v)
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", *self.term_names())}
+        self._trackers = {
+            name: keras.metrics.Mean(name=name) for name in ("loss", *self.term_names())
+        }
 
     # ------------------------------------------------------------------ subclass hooks
     @classmethod
@@ -164,7 +187,9 @@ class PairwiseHashingMethod(KerasHashingMethod):
 
     def hash_model(self) -> keras.Model:
         """Preprocessed images -> relaxed codes ``tanh(z)`` in (-1, 1) (same signs as the codes)."""
-        relaxed = keras.layers.Activation("tanh", dtype="float32", name="relaxed_codes")(self.get_layer("hash").output)
+        relaxed = keras.layers.Activation("tanh", dtype="float32", name="relaxed_codes")(
+            self.get_layer("hash").output
+        )
         return keras.Model(self.inputs, relaxed, name=f"{self.name}_hash")
 
     def _terms(self, data, training_mode: bool) -> dict:
@@ -197,4 +222,10 @@ class PairwiseHashingMethod(KerasHashingMethod):
         return self.record_losses(self._weighted(terms, scale=False), terms)
 
 
-__all__ = ["PairwiseHashingMethod", "check_int", "check_number", "default_backbone", "resolve_backbone"]
+__all__ = [
+    "PairwiseHashingMethod",
+    "check_int",
+    "check_number",
+    "default_backbone",
+    "resolve_backbone",
+]

@@ -4,6 +4,7 @@ Both end in a sigmoid layer named ``codes`` (relaxed codes in [0, 1]) over a lay
 pre-activations named by ``LOGITS_LAYER`` (bit = pre-activation > 0, i.e. sigmoid > 0.5),
 and train on triplets ``((a, p, n), (y_a, y_p, y_n))`` from ``data.triplet_dataset``.
 """
+
 from __future__ import annotations
 
 import keras
@@ -30,8 +31,14 @@ class TripletHashingMethod(KerasHashingMethod):
         """Triplets ``((a, p, n), (y_a, y_p, y_n))`` of ``config.batch_size`` (global)."""
         from deephash import data
 
-        return data.triplet_dataset(split, config.batch_size, seed=config.seed, preprocess=self.preprocessor(),
-                                    augment=self.augment, start_step=start_step)
+        return data.triplet_dataset(
+            split,
+            config.batch_size,
+            seed=config.seed,
+            preprocess=self.preprocessor(),
+            augment=self.augment,
+            start_step=start_step,
+        )
 
 
 __all__ = ["TripletHashingMethod"]

@@ -19,6 +19,7 @@ those of ``metrics.json`` (``map``, ``precision_radius_2``, ``n_h``, ``map_l``, 
 The embedded sets stand in for real ones (:func:`reference_dataset`): a table printed for
 ``digits_multi`` shows the paper's NUS-WIDE numbers beside it, labelled as such.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,7 +73,8 @@ def _load_cached(name: str) -> str:
     path = os.path.join(_DIR, f"{name}.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"no published table {name!r} (expected {path}); available: {', '.join(available())}")
+            f"no published table {name!r} (expected {path}); available: {', '.join(available())}"
+        )
     with open(path, encoding="utf-8") as f:
         text = f.read()
     try:
@@ -103,8 +105,18 @@ def _flatten(name: str, doc: dict) -> list[Record]:
     out: list[Record] = []
     if isinstance(values, list):
         for r in values:
-            out.append(Record(paper, table, r["dataset"], r["method"], int(r["bits"]), r["metric"],
-                              _num(r.get("value")), str(r.get("where", r.get("note", "")))))
+            out.append(
+                Record(
+                    paper,
+                    table,
+                    r["dataset"],
+                    r["method"],
+                    int(r["bits"]),
+                    r["metric"],
+                    _num(r.get("value")),
+                    str(r.get("where", r.get("note", ""))),
+                )
+            )
         return out
     if not isinstance(values, dict):
         raise ValueError(f"published table {name!r}: 'values' must be a list or a dict")
@@ -113,25 +125,53 @@ def _flatten(name: str, doc: dict) -> list[Record]:
         for method, row in rows.items():
             if isinstance(row, list) or row is None:
                 if not isinstance(bits, list):
-                    raise ValueError(f"published table {name!r}: rows are lists but 'bits' is not a list")
+                    raise ValueError(
+                        f"published table {name!r}: rows are lists but 'bits' is not a list"
+                    )
                 cells = row if row is not None else [None] * len(bits)
                 if len(cells) != len(bits):
-                    raise ValueError(f"published table {name!r}: {dataset}/{method} has {len(cells)} values "
-                                     f"for {len(bits)} code lengths")
+                    raise ValueError(
+                        f"published table {name!r}: {dataset}/{method} has {len(cells)} values "
+                        f"for {len(bits)} code lengths"
+                    )
                 for b, v in zip(bits, cells):
-                    out.append(Record(paper, table, dataset, method, int(b), str(doc.get("metric", "map")),
-                                      _num(v), "" if v is not None else null_note))
+                    out.append(
+                        Record(
+                            paper,
+                            table,
+                            dataset,
+                            method,
+                            int(b),
+                            str(doc.get("metric", "map")),
+                            _num(v),
+                            "" if v is not None else null_note,
+                        )
+                    )
             elif isinstance(row, dict):
                 b = row.get("bits", bits)
                 if not isinstance(b, int):
-                    raise ValueError(f"published table {name!r}: {dataset}/{method} needs one code length")
+                    raise ValueError(
+                        f"published table {name!r}: {dataset}/{method} needs one code length"
+                    )
                 for metric, v in row.items():
                     if metric == "bits" or isinstance(v, (dict, list, str)):
                         continue
-                    out.append(Record(paper, table, dataset, method, int(b), metric, _num(v),
-                                      "" if v is not None else null_note))
+                    out.append(
+                        Record(
+                            paper,
+                            table,
+                            dataset,
+                            method,
+                            int(b),
+                            metric,
+                            _num(v),
+                            "" if v is not None else null_note,
+                        )
+                    )
             else:
-                raise ValueError(f"published table {name!r}: {dataset}/{method} has an unreadable row")
+                raise ValueError(
+                    f"published table {name!r}: {dataset}/{method} has an unreadable row"
+                )
     return out
 
 
@@ -144,14 +184,23 @@ def records(name: str | None = None) -> list[Record]:
     return out
 
 
-def lookup(dataset: str, method: str | None = None, bits: int | None = None, metric: str | None = None,
-           tables: tuple[str, ...] | None = None) -> list[Record]:
+def lookup(
+    dataset: str,
+    method: str | None = None,
+    bits: int | None = None,
+    metric: str | None = None,
+    tables: tuple[str, ...] | None = None,
+) -> list[Record]:
     """Records matching the given fields (None matches anything), from ``tables`` (all)."""
     out = []
     for name in tables if tables is not None else available():
         for r in records(name):
-            if r.dataset == dataset and (method is None or r.method == method) and \
-                    (bits is None or r.bits == int(bits)) and (metric is None or r.metric == metric):
+            if (
+                r.dataset == dataset
+                and (method is None or r.method == method)
+                and (bits is None or r.bits == int(bits))
+                and (metric is None or r.metric == metric)
+            ):
                 out.append(r)
     return out
 
@@ -192,5 +241,16 @@ def dataset_name(dataset: str) -> str:
     return DATASET_NAMES.get(dataset, dataset)
 
 
-__all__ = ["Record", "available", "load", "records", "lookup", "value", "relative_improvements",
-           "reference_dataset", "dataset_name", "DATASET_NAMES", "PAPER_TABLES"]
+__all__ = [
+    "Record",
+    "available",
+    "load",
+    "records",
+    "lookup",
+    "value",
+    "relative_improvements",
+    "reference_dataset",
+    "dataset_name",
+    "DATASET_NAMES",
+    "PAPER_TABLES",
+]

@@ -5,6 +5,7 @@ and ``sdh`` with ``deephash.methods.create``. Every method follows
 ``deephash.methods.base.ShallowMethod``: ``fit(features, labels=None, seed=0)``,
 ``encode(features) -> bool (n, bits)``, ``save(path.npz)`` / ``deephash.methods.load``.
 """
+
 from deephash.methods.shallow.itq import ITQ
 from deephash.methods.shallow.itq_cca import ITQCCA
 from deephash.methods.shallow.ksh import KSH

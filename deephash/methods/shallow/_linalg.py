@@ -2,6 +2,7 @@
 
 numpy/scipy only. Every function takes float64 arrays; shapes are in the docstrings.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,18 +12,24 @@ import scipy.linalg
 def as_labels(labels, n: int, *, method: str) -> np.ndarray:
     """Multi-hot labels ``(n, c)`` (or class ids ``(n,)``) -> float64 ``(n, c)`` in {0, 1}."""
     if labels is None:
-        raise ValueError(f"{method} is supervised: fit() needs labels (multi-hot (n, c) or class ids (n,))")
+        raise ValueError(
+            f"{method} is supervised: fit() needs labels (multi-hot (n, c) or class ids (n,))"
+        )
     y = np.asarray(labels)
     if y.ndim == 1:
         if y.shape[0] != n:
             raise ValueError(f"{method}: {y.shape[0]} labels for {n} feature vectors")
         if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
-            raise ValueError(f"{method}: 1-D labels must be non-negative integer class ids, got dtype {y.dtype}")
+            raise ValueError(
+                f"{method}: 1-D labels must be non-negative integer class ids, got dtype {y.dtype}"
+            )
         onehot = np.zeros((n, int(y.max()) + 1), dtype=np.float64)
         onehot[np.arange(n), y] = 1.0
         return onehot
     if y.ndim != 2:
-        raise ValueError(f"{method}: labels must be multi-hot (n, c) or class ids (n,), got shape {y.shape}")
+        raise ValueError(
+            f"{method}: labels must be multi-hot (n, c) or class ids (n,), got shape {y.shape}"
+        )
     if y.shape[0] != n:
         raise ValueError(f"{method}: {y.shape[0]} labels for {n} feature vectors")
     y = y.astype(np.float64)

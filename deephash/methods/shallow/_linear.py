@@ -1,4 +1,5 @@
 """Common base of the shallow methods whose codes are linear in the centred features."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,13 +11,14 @@ is found by alternating (Sec. 2.2): fix ``R``, ``B = sgn(V R)``; fix ``B``, take
 ``B^T V = S Omega S_hat^T`` and set ``R = S_hat S^T`` (orthogonal Procrustes). Each
 half-step cannot raise ``Q``. Codes: ``sgn(W^T (x - mu) R)``.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from deephash.methods.base import register
-from deephash.methods.shallow._linear import LinearHash
 from deephash.methods.shallow._linalg import pca, signs
+from deephash.methods.shallow._linear import LinearHash
 
 
 def random_rotation(c: int, rng: np.random.Generator) -> np.ndarray:
@@ -26,7 +27,9 @@ def random_rotation(c: int, rng: np.random.Generator) -> np.ndarray:
     return u
 
 
-def itq_rotation(v: np.ndarray, n_iter: int, rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
+def itq_rotation(
+    v: np.ndarray, n_iter: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[float]]:
     """ITQ alternation on embedded data ``v (n, c)``.
 
     Returns ``(R (c, c), losses)``; ``losses`` holds ``||B - V R||_F^2`` at the start
@@ -36,8 +39,8 @@ def itq_rotation(v: np.ndarray, n_iter: int, rng: np.random.Generator) -> tuple[
     b = signs(v @ r)
     losses = [float(np.sum((b - v @ r) ** 2))]
     for _ in range(n_iter):
-        s, _, s_hat_t = np.linalg.svd(b.T @ v)   # B^T V = S Omega S_hat^T
-        r = s_hat_t.T @ s.T                       # R = S_hat S^T
+        s, _, s_hat_t = np.linalg.svd(b.T @ v)  # B^T V = S Omega S_hat^T
+        r = s_hat_t.T @ s.T  # R = S_hat S^T
         vr = v @ r
         losses.append(float(np.sum((b - vr) ** 2)))
         b = signs(vr)

@@ -16,6 +16,7 @@ with ``C_xx = cov(X) + reg I`` and ``C_yy = cov(Y) + reg I`` (``reg = 1e-4``, th
 the authors' code; it keeps ``C_xx`` invertible when features are constant or collinear,
 e.g. always-zero pixels). The embedding is ``V = (X - mu) [rho_1 w_1, ..., rho_c w_c]``.
 """
+
 from __future__ import annotations
 
 import warnings

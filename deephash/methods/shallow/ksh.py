@@ -23,6 +23,7 @@ Liu, Wang, Ji, Jiang & Chang, "Supervised hashing with kernels", CVPR 2012.
   solution's discrete objective is worse than the spectral one's, ``a^0`` is kept (Alg. 1).
 * ``R_k = R_{k-1} - h_k h_k^T``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,7 +49,9 @@ def gradient_descent(a: np.ndarray, k: np.ndarray, r: np.ndarray, max_iter: int,
     """Minimise ``g`` from ``a`` with Armijo backtracking; returns ``(a, values)``."""
     value, grad = smoothed_objective(a, k, r)
     values = [value]
-    step = 1.0 / max(float(np.sum(k * k)) * float(np.abs(r).sum(1).max()), 1e-12)  # 1 / Lipschitz bound
+    step = 1.0 / max(
+        float(np.sum(k * k)) * float(np.abs(r).sum(1).max()), 1e-12
+    )  # 1 / Lipschitz bound
     for _ in range(max_iter):
         g2 = float(grad @ grad)
         if g2 == 0.0:
@@ -87,10 +90,16 @@ class KSH(ShallowMethod):
     _state = ("anchors", "sigma", "kernel_mean", "coefficients")
 
     def __init__(self, bits: int, n_anchors: int = 300, n_labeled: int = 1000, max_iter: int = 100):
-        for key, val in (("n_anchors", n_anchors), ("n_labeled", n_labeled), ("max_iter", max_iter)):
+        for key, val in (
+            ("n_anchors", n_anchors),
+            ("n_labeled", n_labeled),
+            ("max_iter", max_iter),
+        ):
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
                 raise ValueError(f"ksh: {key} must be a positive integer, got {val!r}")
-        super().__init__(bits, n_anchors=int(n_anchors), n_labeled=int(n_labeled), max_iter=int(max_iter))
+        super().__init__(
+            bits, n_anchors=int(n_anchors), n_labeled=int(n_labeled), max_iter=int(max_iter)
+        )
 
     def fit(self, features, labels=None, seed: int = 0) -> "KSH":
         x, y = self._fit_inputs(features, labels)
@@ -108,12 +117,23 @@ class KSH(ShallowMethod):
         m = ktk.shape[0]
         ridge = 1e-4 * max(np.trace(ktk) / m, 1e-12) * np.eye(m)
         resid = self.bits * similarity_matrix(yl)
-        hist = {k: [] for k in ("residue", "smoothed_start", "smoothed_end", "discrete_spectral", "discrete_chosen")}
+        hist = {
+            k: []
+            for k in (
+                "residue",
+                "smoothed_start",
+                "smoothed_end",
+                "discrete_spectral",
+                "discrete_chosen",
+            )
+        }
         hist["residue"].append(float(np.sum(resid**2)))
         coefs = np.zeros((m, self.bits))
         lhs = kl.T @ resid @ kl  # Kbar_l^T R_{k-1} Kbar_l, updated by a rank-one term per bit
         for bit in range(self.bits):
-            _, vec = scipy.linalg.eigh(0.5 * (lhs + lhs.T), ktk + ridge, subset_by_index=[m - 1, m - 1])
+            _, vec = scipy.linalg.eigh(
+                0.5 * (lhs + lhs.T), ktk + ridge, subset_by_index=[m - 1, m - 1]
+            )
             a0 = vec[:, 0]
             a0 *= np.sqrt(l / max(float(a0 @ ktk @ a0), 1e-300))
             a, values = gradient_descent(a0, kl, resid, self.hparams["max_iter"])
@@ -136,9 +156,10 @@ class KSH(ShallowMethod):
         return self
 
     def _project(self, features: np.ndarray) -> np.ndarray:
-        return (rbf(features, self.anchors, float(self.sigma)) - self.kernel_mean) @ self.coefficients
+        return (
+            rbf(features, self.anchors, float(self.sigma)) - self.kernel_mean
+        ) @ self.coefficients
 
     @property
     def input_dim(self) -> int:
         return int(self.anchors.shape[1])
-

@@ -4,6 +4,7 @@ Gionis, Indyk & Motwani, "Similarity search in high dimensions via hashing", VLD
 the sign-random-projection family of Charikar, "Similarity estimation techniques from
 rounding algorithms", STOC 2002.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,11 +4,12 @@ The PCAH baseline of Wang, Kumar & Chang, "Semi-supervised hashing for large-sca
 search" (TPAMI 2012) and Gong & Lazebnik (CVPR 2011, Sec. 2): ``W`` = the ``k`` leading
 eigenvectors of the data covariance, ``h(x) = sgn(W^T (x - mu))``.
 """
+
 from __future__ import annotations
 
 from deephash.methods.base import register
-from deephash.methods.shallow._linear import LinearHash
 from deephash.methods.shallow._linalg import pca
+from deephash.methods.shallow._linear import LinearHash
 
 
 @register("pcah", family="shallow")

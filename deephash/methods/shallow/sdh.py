@@ -21,6 +21,7 @@ by alternating exact steps:
 ``lam = 1``, ``nu = 1e-5`` and 5 outer iterations are the paper's settings. ``B`` starts
 from random signs. Codes: ``sgn(P^T phi(x))``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,9 @@ from deephash.methods.shallow._linalg import choose_anchors, rbf, sqdist
 def sdh_objective(y, b, w, phi, p, lam, nu, delta) -> float:
     """The SDH objective above (float)."""
     return float(
-        np.sum((y - b @ w) ** 2) + lam * np.sum(w**2) + nu * (np.sum((b - phi @ p) ** 2) + delta * np.sum(p**2))
+        np.sum((y - b @ w) ** 2)
+        + lam * np.sum(w**2)
+        + nu * (np.sum((b - phi @ p) ** 2) + delta * np.sum(p**2))
     )
 
 
@@ -94,8 +97,14 @@ class SDH(ShallowMethod):
         if sigma is not None and (not np.isfinite(sigma) or sigma <= 0):
             raise ValueError(f"sdh: sigma must be a positive number or None, got {sigma!r}")
         super().__init__(
-            bits, n_anchors=int(n_anchors), sigma=None if sigma is None else float(sigma), lam=float(lam),
-            nu=float(nu), delta=float(delta), n_iter=int(n_iter), dcc_sweeps=int(dcc_sweeps),
+            bits,
+            n_anchors=int(n_anchors),
+            sigma=None if sigma is None else float(sigma),
+            lam=float(lam),
+            nu=float(nu),
+            delta=float(delta),
+            n_iter=int(n_iter),
+            dcc_sweeps=int(dcc_sweeps),
         )
 
     def _features(self, x: np.ndarray) -> np.ndarray:
@@ -108,7 +117,11 @@ class SDH(ShallowMethod):
         lam, nu, delta = hp["lam"], hp["nu"], hp["delta"]
         rng = np.random.default_rng(seed)
         self.anchors = choose_anchors(x, hp["n_anchors"], rng)
-        sigma = hp["sigma"] if hp["sigma"] is not None else np.sqrt(max(sqdist(x, self.anchors).mean(), 1e-12))
+        sigma = (
+            hp["sigma"]
+            if hp["sigma"] is not None
+            else np.sqrt(max(sqdist(x, self.anchors).mean(), 1e-12))
+        )
         self.sigma = np.asarray(float(sigma))
         phi = self._features(x)
         chol = scipy.linalg.cho_factor(phi.T @ phi + delta * np.eye(phi.shape[1]))

@@ -16,6 +16,7 @@ order by ``omega^2`` and store it as ``eigenvalues`` (ascending). Ties are broke
 direction, then mode. As in the authors' code the mean is not removed (the shift by
 ``a_j`` makes it irrelevant) and the range is ``[min - eps_mach, max + eps_mach]``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,9 +67,9 @@ class SH(ShallowMethod):
         return self
 
     def _project(self, features: np.ndarray) -> np.ndarray:
-        proj = features @ self.components - self.low                  # x measured from a
+        proj = features @ self.components - self.low  # x measured from a
         omega = self.modes * np.pi / (self.high - self.low)[self.directions]
-        return np.sin(np.pi / 2 + proj[:, self.directions] * omega)   # Phi_k(x)
+        return np.sin(np.pi / 2 + proj[:, self.directions] * omega)  # Phi_k(x)
 
     @property
     def input_dim(self) -> int:
