@@ -32,7 +32,8 @@ import tensorflow as tf
 
 from deephash import losses
 from deephash.methods.base import register
-from deephash.methods.pairwise_method import PairwiseHashingMethod, check_number
+from deephash.methods.hparams import HParam, choice, number
+from deephash.methods.pairwise_method import PairwiseHashingMethod, common_hparams
 
 PAIRS = ("table", "batch")
 
@@ -46,14 +47,10 @@ class DPSH(PairwiseHashingMethod):
     ``image_shape``, ``preprocessing``, ``augment``, ``weights``, ``input_shape``)."""
 
     method = "dpsh"
-    default_backbone = "cnn_f"
-    HPARAMS = {"eta": 0.002, "pairs": "table"}
-
-    @classmethod
-    def check_hparams(cls, hp: dict) -> dict:
-        if hp["pairs"] not in PAIRS:
-            raise ValueError(f"dpsh: pairs must be one of {', '.join(PAIRS)}, got {hp['pairs']!r}")
-        return {"eta": check_number(cls.method, "eta", hp["eta"]), "pairs": hp["pairs"]}
+    HPARAMS = common_hparams(
+        eta=HParam(0.002, number(minimum=0)),
+        pairs=HParam("table", choice(*PAIRS)),
+    )
 
     def term_names(self):
         return ("likelihood", "quantization")
