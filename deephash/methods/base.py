@@ -46,7 +46,9 @@ class HashingMethod(Protocol):
 
     def hparams(self) -> dict: ...
 
-    def extra_metrics(self, dataset: Any, query_codes: np.ndarray, db_codes: np.ndarray) -> dict: ...
+    def extra_metrics(
+        self, dataset: Any, query_codes: np.ndarray, db_codes: np.ndarray
+    ) -> dict: ...
 
     @classmethod
     def resolve_hparams(
@@ -82,7 +84,7 @@ def available(family: str | None = None) -> list[str]:
 
 
 def family(name: str) -> str:
-    """"deep" or "shallow": the family of the method registered as ``name``."""
+    """The family ("deep" or "shallow") of the method registered as ``name``."""
     return factory(name).family
 
 
@@ -93,6 +95,9 @@ def factory(name: str) -> type:
     if key not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}")
     return _REGISTRY[key]
+
+
+_lookup = factory  # the old private name (deephash.experiment used it); prefer factory
 
 
 def create(name: str, **kwargs) -> "HashingMethod":
@@ -152,7 +157,8 @@ def load(path: str) -> "HashingMethod":
                     path
                 )  # (Keras says "File not found" for a truncated file that exists)
                 raise ValueError(
-                    f"{path!r}: cannot load the saved method, the file is damaged or not a deephash "
+                    f"{path!r}: cannot load the saved method, the file is damaged or not a "
+                    "deephash "
                     f"model ({size} bytes; {type(e).__name__}: {e})"
                 ) from e
     raise ValueError(f"{path!r}: unknown saved-method format (known: {', '.join(_LOADERS)})")
@@ -169,9 +175,7 @@ def check_bits(bits: Any, *, method: str, multiple_of: int = 1, maximum: int | N
     if maximum is not None and bits > maximum:
         validation.fail("bits", f"at most {maximum} here", bits, method)
     if bits > MAX_BITS:
-        validation.fail(
-            "bits", f"at most {MAX_BITS} (the papers use 12 to 128)", bits, method
-        )
+        validation.fail("bits", f"at most {MAX_BITS} (the papers use 12 to 128)", bits, method)
     return bits
 
 
@@ -223,7 +227,8 @@ class ShallowMethod(abc.ABC):
     def fit(
         self, features: np.ndarray, labels: np.ndarray | None = None, seed: int = 0
     ) -> "ShallowMethod":
-        """Learn the hash functions from ``features`` (n, d) and, if supervised, multi-hot labels."""
+        """Learn the hash functions from ``features`` (n, d) and, if supervised, multi-hot
+        labels."""
 
     @abc.abstractmethod
     def _project(self, features: np.ndarray) -> np.ndarray:
@@ -272,7 +277,8 @@ class ShallowMethod(abc.ABC):
         arr = arr.reshape(arr.shape[0], -1)
         if arr.shape[1] != self.input_dim:
             raise ValueError(
-                f"{self.name}: features have {arr.shape[1]} dims, the model was fit on {self.input_dim}"
+                f"{self.name}: features have {arr.shape[1]} dims, the model was fit on "
+                f"{self.input_dim}"
             )
         out = np.empty((arr.shape[0], self.bits), dtype=bool)
         for start in range(0, arr.shape[0], int(batch_size)):

@@ -105,9 +105,9 @@ def _make_sweep(cubic_roots):
             hi = h[i, j]
             a_sum = 0.0
             b_sum = 0.0
-            for l in range(n):
-                hl = h[l, j]
-                a_sum += hl * r[i, l]
+            for row in range(n):
+                hl = h[row, j]
+                a_sum += hl * r[i, row]
                 b_sum += hl * hl
             rii = r[i, i]
             a_sum -= hi * rii
@@ -132,10 +132,10 @@ def _make_sweep(cubic_roots):
                     best_d = d
             if best_d != 0.0:
                 d = best_d
-                for l in range(n):
-                    delta = d * h[l, j]
-                    r[i, l] -= delta
-                    r[l, i] -= delta
+                for row in range(n):
+                    delta = d * h[row, j]
+                    r[i, row] -= delta
+                    r[row, i] -= delta
                 r[i, i] -= d * d
                 h[i, j] = hi + d
 

@@ -5,7 +5,8 @@ Network (paper §3.1): backbone (CNN-F in the paper) -> linear hash layer ``u_i 
 
 Loss (Eq. 6) with ``s_ij = 1`` when items i and j share a label:
 
-    J = mean_{pairs} [ log(1 + e^{Θ_ij}) - s_ij Θ_ij ] + eta * mean_i ||b_i - u_i||²,   Θ_ij = ½ u_iᵀ u_j
+    J = mean_{pairs} [ log(1 + e^{Θ_ij}) - s_ij Θ_ij ] + eta * mean_i ||b_i - u_i||²,
+    Θ_ij = ½ u_iᵀ u_j
 
 (``losses.pairwise_likelihood_loss``, the same likelihood DSEH uses, and
 ``losses.sign_quantization_loss``). The paper writes both terms as sums, the first over

@@ -241,7 +241,8 @@ class DSEH(KerasHashingMethod):
         lr_multiplier: learning-rate factor of ImgNet's new layers (and LabNet) over the
             backbone: None = 10 when the backbone is loaded with pretrained ``weights`` (the
             paper), 1 when it starts from random initialisation (all layers are new then).
-        semantic_dim, labnet_hidden: widths of the semantic layer (512) and LabNet's first layer (4096).
+        semantic_dim, labnet_hidden: widths of the semantic layer (512) and LabNet's first
+            layer (4096).
         image_shape: raw image shape (h, w, ch) the model encodes (None: file-based data).
         image_mean: per-channel RGB mean subtracted by the cnn_f preprocessing (None: taken
             from the MatConvNet file when ``weights`` is given, else ImageNet's).
@@ -389,7 +390,8 @@ class DSEH(KerasHashingMethod):
         )
 
     def hash_model(self) -> keras.Model:
-        """Preprocessed images -> relaxed ImgNet codes ``tanh(hash logits)`` in (-1, 1), ``(b, bits)``."""
+        """Preprocessed images -> relaxed ImgNet codes ``tanh(hash logits)`` in (-1, 1),
+        ``(b, bits)``."""
         return keras.Model(
             self.inputs[0], self.get_layer("img_codes").output, name=f"{self.name}_hash"
         )
@@ -403,7 +405,8 @@ class DSEH(KerasHashingMethod):
         y = np.asarray(getattr(labels, "labels", labels))
         if y.ndim != 2 or y.shape[1] != self.num_classes or y.shape[0] == 0:
             raise ValueError(
-                f"{self.name}: labels must be (n, {self.num_classes}) multi-hot, got shape {y.shape}"
+                f"{self.name}: labels must be (n, {self.num_classes}) multi-hot, "
+                f"got shape {y.shape}"
             )
         if not np.all(np.isfinite(y.astype(np.float64))):
             raise ValueError(f"{self.name}: labels contain NaN or infinite values")
@@ -417,7 +420,8 @@ class DSEH(KerasHashingMethod):
         return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
 
     def encode_labels(self, labels) -> np.ndarray:
-        """LabNet codes of multi-hot label vectors (or a Split's labels): bool ``(n, bits)`` = H > 0."""
+        """LabNet codes of multi-hot label vectors (or a Split's labels): bool ``(n, bits)``
+        = H > 0."""
         return self._labnet_outputs(labels)["codes"] > 0
 
     def semantic_features(self, images=None, labels=None):
@@ -605,7 +609,8 @@ class DSEH(KerasHashingMethod):
         logits = self._predict(self.code_logits_model(), images, 256)
         if len(semantic) != self._store.labels.shape[0]:
             raise ValueError(
-                f"{self.name}: {len(semantic)} images for a table of {self._store.labels.shape[0]} labels"
+                f"{self.name}: {len(semantic)} images for a table of "
+                f"{self._store.labels.shape[0]} labels"
             )
         self._store.semantic.assign(np.asarray(semantic, np.float32))
         self._store.codes.assign(np.where(np.asarray(logits) >= 0, 1.0, -1.0).astype(np.float32))
@@ -683,7 +688,8 @@ class DSEH(KerasHashingMethod):
         labels = np.asarray(split.labels, np.float32)
         if labels.ndim != 2 or labels.shape[1] != self.num_classes:
             raise ValueError(
-                f"{self.name}: training labels have shape {labels.shape}, expected (n, {self.num_classes})"
+                f"{self.name}: training labels have shape {labels.shape}, "
+                f"expected (n, {self.num_classes})"
             )
         self._weight_decay = float(config.weight_decay)
         self._train_split = split
@@ -765,7 +771,8 @@ class DSEH(KerasHashingMethod):
                 optimizer = self.make_optimizer(phase_config, steps, round_index, clip)
             if phase == "imgnet" and self.optimizer_name == "adam" and self.lr_multiplier != 1:
                 # Adam normalises the gradient scale away: the new layers get their own optimiser
-                # at lr_multiplier x lr (the authors' two AdamOptimizers), built here, not in the step
+                # at lr_multiplier x lr (the authors' two AdamOptimizers), built here, not in
+                # the step
                 head_optimizer = self.make_optimizer(
                     phase_config, steps, round_index, clip, lr_factor=self.lr_multiplier
                 )

@@ -130,7 +130,8 @@ class DSRH(TripletHashingMethod):
                 "chosen": best,
                 "grid": list(ORTHO_GRID),
                 "validation_map": scores,
-                "validation": f"10% of the training split (seed {config.seed}) as queries, the rest as database",
+                "validation": f"10% of the training split (seed {config.seed}) as queries, "
+                "the rest as database",
             }
         }
         return {**rest, "ortho_weight": best}, record

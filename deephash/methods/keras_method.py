@@ -11,21 +11,25 @@ This class adds the common method interface of ``deephash.methods.base``:
 
 * ``fit_dataset(dataset, config)``: builds the method's tf.data pipeline
   (:meth:`train_dataset`, overridable), compiles with ``training.make_optimizer``, runs
-  ``keras.Model.fit`` (progress per ``config.verbose``: Keras' bar, or one tqdm bar over epochs), checkpoints every epoch
-  into ``config.checkpoint_dir`` and resumes from the latest checkpoint there;
+  ``keras.Model.fit`` (progress per ``config.verbose``: Keras' bar, or one tqdm bar over
+  epochs), checkpoints every epoch into ``config.checkpoint_dir`` and resumes from the
+  latest checkpoint there;
 * ``encode(images_or_split) -> bool (n, bits)``, batched through
   ``data.image_dataset`` with the backbone's preprocessing;
 * ``hash_model()``: a model from (preprocessed) images to relaxed codes, exportable alone;
-* ``extra_metrics(dataset, query_codes, db_codes) -> dict`` (default: none);
+* ``hparams()``, ``extra_metrics(dataset, query_codes, db_codes) -> dict`` (default: none),
+  the class attribute ``family = "deep"`` and the classmethod ``resolve_hparams``;
 * ``from_registry(name, bits, dataset, **hparams)`` used by ``methods.create``.
 
-Subclasses implement ``train_step`` and :meth:`hash_model` / :meth:`code_logits_model`,
-list their saved constructor arguments in ``CONFIG_KEYS`` (``get_config`` / ``from_config``
-come from here) and the ones reported by :meth:`hparams` in ``HPARAM_KEYS``, and keep
-their loss trackers in ``self._trackers`` (the ``metrics`` property).
-Inside ``train_step`` losses must be per-replica shares of the global mean (see
-``deephash.training``); :meth:`regularization_loss` gives the weight-decay term already
-scaled that way.
+Subclasses list every constructor argument in the table ``HPARAMS``
+(``deephash.methods.hparams``: default + check), which is validated once
+(:meth:`check_hparams`), saved by ``get_config`` and reported by :meth:`hparams`; the data
+set's arguments (``num_classes``, ``multilabel``, ``image_shape``, the small-image backbone)
+come from :meth:`registry_kwargs`. They implement ``train_step`` and :meth:`hash_model` /
+:meth:`code_logits_model`, and keep their loss trackers in ``self._trackers`` (the
+``metrics`` property). Inside ``train_step`` losses must be per-replica shares of the
+global mean (see ``deephash.training``); :meth:`regularization_loss` gives the
+weight-decay term already scaled that way. docs/CONTRIBUTING_METHODS.md walks through one.
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def resolve_backbone(method: str, backbone: Any, image_shape, weights, input_sha
         model, preprocessing = backbone, preprocessing or "none"
     else:
         raise ValueError(
-            f"{method}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}"
+            f"{method}: backbone must be a keras.Model or a backbone name. "
+            f"Received: backbone={backbone!r}"
         )
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
         raise ValueError(f"{method}: the backbone must output one feature matrix (b, d)")
@@ -409,7 +414,8 @@ class KerasHashingMethod(keras.Model):
             )
         if self.image_shape is not None and tuple(shape[1:]) != tuple(self.image_shape):
             raise ValueError(
-                f"{self.name}: images have shape {tuple(shape[1:])}, the model expects {tuple(self.image_shape)}"
+                f"{self.name}: images have shape {tuple(shape[1:])}, the model expects "
+                f"{tuple(self.image_shape)}"
             )
 
     def relaxed_codes(self, inputs, batch_size: int = _IMAGE_BATCH) -> np.ndarray:

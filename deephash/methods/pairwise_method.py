@@ -28,6 +28,7 @@ from deephash import losses, training
 from deephash.methods.hparams import HParam, protocol
 from deephash.methods.keras_method import KerasHashingMethod
 
+
 def common_hparams(**own: HParam) -> dict[str, HParam]:
     """The table of a pairwise method: the common entries (``bits``, ``backbone`` (cnn_f),
     ``num_classes``, ``multilabel``, ``image_shape``, ``preprocessing``, ``augment``), then

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from deephash.methods.base import register
-from deephash.validation import check_int
 from deephash.methods.shallow._linalg import pca, signs
 from deephash.methods.shallow._linear import LinearHash
+from deephash.validation import check_int
 
 
 def random_rotation(c: int, rng: np.random.Generator) -> np.ndarray:

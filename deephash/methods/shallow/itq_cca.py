@@ -78,7 +78,8 @@ class ITQCCA(RotatedLinearHash):
         if self.bits > informative:
             warnings.warn(
                 f"itq-cca: {self.bits} bits but only {informative} non-zero canonical correlations "
-                f"(CCA gives at most min(d, c) = {min(d, y.shape[1])} directions, c - 1 for single-label "
+                f"(CCA gives at most min(d, c) = {min(d, y.shape[1])} directions, c - 1 for "
+                "single-label "
                 "one-hot labels); the extra directions carry no label information",
                 UserWarning,
                 stacklevel=2,

@@ -103,8 +103,8 @@ class KSH(ShallowMethod):
         n = x.shape[0]
         rng = np.random.default_rng(seed)
         self.anchors = choose_anchors(x, self.hp["n_anchors"], rng)
-        l = min(self.hp["n_labeled"], n)
-        idx = np.sort(rng.choice(n, size=l, replace=False))
+        n_labeled = min(self.hp["n_labeled"], n)
+        idx = np.sort(rng.choice(n, size=n_labeled, replace=False))
         xl, yl = x[idx], y[idx]
         self.sigma = np.asarray(np.sqrt(max(sqdist(xl, self.anchors).mean(), 1e-12)))
         kl = rbf(xl, self.anchors, float(self.sigma))
@@ -132,7 +132,7 @@ class KSH(ShallowMethod):
                 0.5 * (lhs + lhs.T), ktk + ridge, subset_by_index=[m - 1, m - 1]
             )
             a0 = vec[:, 0]
-            a0 *= np.sqrt(l / max(float(a0 @ ktk @ a0), 1e-300))
+            a0 *= np.sqrt(n_labeled / max(float(a0 @ ktk @ a0), 1e-300))
             a, values = gradient_descent(a0, kl, resid, self.hp["max_iter"])
             h0, h = signs(kl @ a0), signs(kl @ a)
             d0, d1 = float(-h0 @ resid @ h0), float(-h @ resid @ h)

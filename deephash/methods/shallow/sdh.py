@@ -93,7 +93,9 @@ class SDH(ShallowMethod):
         super().__init__(
             bits,
             n_anchors=check_int(n_anchors, "n_anchors", owner=owner),
-            sigma=None if sigma is None else check_number(sigma, "sigma", positive=True, owner=owner),
+            sigma=(
+                None if sigma is None else check_number(sigma, "sigma", positive=True, owner=owner)
+            ),
             lam=check_number(lam, "lam", positive=True, owner=owner),
             nu=check_number(nu, "nu", positive=True, owner=owner),
             delta=check_number(delta, "delta", positive=True, owner=owner),
