@@ -717,68 +717,21 @@ class DSEH(KerasHashingMethod):
     def _fit_phase(
         self, phase: str, epochs: int, split, labels: np.ndarray, config, k: int, callbacks
     ):
-        from deephash import data
-
+        """Phase ``k`` of Algorithm 1's schedule: ``epochs`` epochs of ``phase``."""
         seed = int(config.seed) * 1000 + k
         round_index = k // 2
         object.__setattr__(self, "_head_optimizer", None)
         if phase == "labnet":
-            lr = (
-                self.labnet_lr
-                if self.labnet_lr is not None
-                else self.lr_multiplier * float(config.lr)
+            phase_config, batch, ds, refresh = self._labnet_stream(
+                split, labels, config, epochs, seed, round_index
             )
-            phase_config = config.replace(lr=lr, batch_size=self.labnet_batch_size)
-            batch = min(self.labnet_batch_size, len(labels))
-            ds = _label_batches(labels, batch, epochs, seed)
-            joint = self.joint_table == "imgnet" and round_index > 0
-            if joint:  # Algorithm 1: from round 2 LabNet starts from ImgNet's features and codes
-                self.refresh_from_imgnet(split)
-            refresh = [_Refresh(self, skip_first=joint)]
             clip = self.clip_value
         else:
-            phase_config = config
-            batch = min(int(config.batch_size), len(split))
-            self.refresh_store()  # LabNet is fixed during this phase
+            phase_config, batch, ds, refresh = self._imgnet_stream(split, config, seed)
             clip = self.imgnet_clip_value
-            # stateless stream (same batches under any strategy); a phase always starts at
-            # step 0, since checkpoints are taken between phases
-            ds = data.labeled_dataset(
-                split,
-                batch,
-                seed=seed,
-                shuffle=True,
-                repeat=True,
-                preprocess=self.preprocessor(),
-                augment=self.augment,
-                drop_remainder=True,
-                start_step=0,
-            )
-            refresh = []
         steps = max(1, len(labels) // batch)
         object.__setattr__(self, "_phase", phase)
-        with self.distribute_strategy.scope():
-            if (
-                self.optimizer_name == "sgd"
-                and self.lr_decay_epochs is None
-                and self.round_lr_decay == 1
-                and clip is None
-            ):
-                optimizer = training.make_optimizer(
-                    phase_config
-                )  # the project's SGD (unchanged default)
-            else:
-                optimizer = self.make_optimizer(phase_config, steps, round_index, clip)
-            if phase == "imgnet" and self.optimizer_name == "adam" and self.lr_multiplier != 1:
-                # Adam normalises the gradient scale away: the new layers get their own optimiser
-                # at lr_multiplier x lr (the authors' two AdamOptimizers), built here, not in
-                # the step
-                head_optimizer = self.make_optimizer(
-                    phase_config, steps, round_index, clip, lr_factor=self.lr_multiplier
-                )
-                head_optimizer.build(self.imgnet_weights()[1])
-                object.__setattr__(self, "_head_optimizer", head_optimizer)
-            self.compile(optimizer=optimizer)
+        self._compile_phase(phase, phase_config, steps, round_index, clip)
         self.train_function = None  # retrace train_step for this phase
         log.info(
             "%s: round %d, %s for %d epochs of %d steps",
@@ -799,6 +752,59 @@ class DSEH(KerasHashingMethod):
             verbose=verbose,
             shuffle=False,
         )  # the stateless pipeline orders the batches
+
+    def _labnet_stream(self, split, labels, config, epochs: int, seed: int, round_index: int):
+        """``(phase config, batch, label batches, callbacks)`` of a LabNet phase: its own
+        batch and learning rate; from round 2 with ``joint_table="imgnet"`` the table starts
+        as ImgNet's features and codes (Algorithm 1), else it is refreshed every epoch."""
+        lr = self.labnet_lr if self.labnet_lr is not None else self.lr_multiplier * float(config.lr)
+        phase_config = config.replace(lr=lr, batch_size=self.labnet_batch_size)
+        batch = min(self.labnet_batch_size, len(labels))
+        ds = _label_batches(labels, batch, epochs, seed)
+        joint = self.joint_table == "imgnet" and round_index > 0
+        if joint:
+            self.refresh_from_imgnet(split)
+        return phase_config, batch, ds, [_Refresh(self, skip_first=joint)]
+
+    def _imgnet_stream(self, split, config, seed: int):
+        """``(phase config, batch, image batches, callbacks)`` of an ImgNet phase, LabNet's
+        table fixed: a stateless stream (the same batches under any strategy) starting at
+        step 0, since checkpoints are taken between phases."""
+        from deephash import data
+
+        batch = min(int(config.batch_size), len(split))
+        self.refresh_store()  # LabNet is fixed during this phase
+        ds = data.labeled_dataset(
+            split,
+            batch,
+            seed=seed,
+            shuffle=True,
+            repeat=True,
+            preprocess=self.preprocessor(),
+            augment=self.augment,
+            drop_remainder=True,
+            start_step=0,
+        )
+        return config, batch, ds, []
+
+    def _compile_phase(self, phase: str, phase_config, steps: int, round_index: int, clip):
+        """Compile with the phase's optimiser: the project's SGD (the unchanged default) or
+        :meth:`make_optimizer`; ImgNet under Adam with ``lr_multiplier != 1`` also gets a
+        second optimiser for the new layers (Adam normalises a gradient multiplier away; the
+        authors' two AdamOptimizers), built here, not in the step."""
+        with self.distribute_strategy.scope():
+            plain = self.optimizer_name == "sgd" and self.lr_decay_epochs is None
+            if plain and self.round_lr_decay == 1 and clip is None:
+                optimizer = training.make_optimizer(phase_config)
+            else:
+                optimizer = self.make_optimizer(phase_config, steps, round_index, clip)
+            if phase == "imgnet" and self.optimizer_name == "adam" and self.lr_multiplier != 1:
+                head_optimizer = self.make_optimizer(
+                    phase_config, steps, round_index, clip, lr_factor=self.lr_multiplier
+                )
+                head_optimizer.build(self.imgnet_weights()[1])
+                object.__setattr__(self, "_head_optimizer", head_optimizer)
+            self.compile(optimizer=optimizer)
 
 
 def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
