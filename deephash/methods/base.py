@@ -175,7 +175,7 @@ def check_bits(bits: Any, *, method: str, multiple_of: int = 1, maximum: int | N
     if maximum is not None and bits > maximum:
         validation.fail("bits", f"at most {maximum} here", bits, method)
     if bits > MAX_BITS:
-        validation.fail("bits", f"at most {MAX_BITS} (the papers use 12 to 128)", bits, method)
+        validation.fail("bits", f"at most {MAX_BITS} bits (the papers use 12 to 128)", bits, method)
     return bits
 
 
