@@ -1,6 +1,6 @@
 """Deep baselines NINH, CNNH, DPSH, DHN, HashNet: architecture, loss terms against numpy
 references, CNNH's stage 1 against brute force, MirroredStrategy == one device (DPSH),
-saving/loading (fresh process for NINH), train.py end to end, and learning on digits."""
+train.py end to end, and learning on digits (save/reload: tests/test_method_contract.py)."""
 
 import dataclasses
 import json
@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -50,7 +49,7 @@ def _sp(x):
     return np.logaddexp(0.0, x)
 
 
-# ----------------------------------------------------------------------------- registry and architecture
+# ------------------------------------------------------------ registry and architecture
 def test_every_deep_baseline_is_registered_and_built_from_the_dataset(digits):
     assert set(NAMES) <= set(methods.available("deep"))
     for name in NAMES:
@@ -108,7 +107,7 @@ def test_bad_hyper_parameters_raise_value_error(digits, name, hparams, match):
         _create(name, digits, **hparams)
 
 
-# ----------------------------------------------------------------------------- loss terms vs numpy references
+# ------------------------------------------------------------ loss terms vs numpy references
 def _pair_reference(codes, labels, pair_loss):
     """Mean over i != j of pair_loss(theta-free inputs) written out pair by pair."""
     n = len(codes)
@@ -411,63 +410,6 @@ def test_triplet_and_pairwise_baselines_train_under_the_mixed_float16_policy(dig
         max(float(np.max(np.abs(w.numpy() - s))) for w, s in zip(m.trainable_weights, start)) > 1e-4
     )
     assert m.encode(ds.query.images[:4]).dtype == bool
-
-
-# ----------------------------------------------------------------------------- config and saving
-@pytest.mark.parametrize("name", NAMES)
-def test_get_config_is_json_and_save_load_round_trips(digits, name, tmp_path):
-    extra = {
-        "ninh": {"margin": 0.5},
-        "cnnh": {"with_labels": True, "sweeps": 3},
-        "dpsh": {"eta": 0.2},
-        "dhn": {"hash_activation": "tanh"},
-        "hashnet": {"alpha": 0.3, "beta_step": 7},
-    }[name]
-    m = _create(name, digits, bits=8, **extra)
-    config = json.loads(json.dumps(m.get_config()))
-    clone = type(m).from_config(config)
-    for k, v in extra.items():
-        assert getattr(clone, k) == v
-    clone.set_weights(m.get_weights())
-    codes = m.encode(digits.query)
-    assert codes.dtype == bool and codes.shape == (len(digits.query), 8)
-    np.testing.assert_array_equal(clone.encode(digits.query), codes)
-    path = str(tmp_path / f"{name}.keras")
-    m.save(path)
-    loaded = methods.load(path)
-    assert type(loaded) is type(m)
-    np.testing.assert_array_equal(loaded.encode(digits.query), codes)
-    assert (
-        json.loads(json.dumps(m.hparams()))["bits"] == 8 and m.hparams()["backbone"] == "small_cnn"
-    )
-
-
-def test_ninh_reloads_in_a_fresh_process_with_identical_codes(digits, tmp_path):
-    m = _create(
-        "ninh", digits, bits=24, threshold_epsilon=0.05
-    )  # 24 bits: the remainder is cropped
-    m.fit_dataset(_small(digits, 64), training.TrainConfig(epochs=1, batch_size=16, verbose=0))
-    path = str(tmp_path / "ninh.keras")
-    m.save(path)
-    np.save(tmp_path / "images.npy", digits.query.images)
-    script = textwrap.dedent(f"""
-        import numpy as np, keras
-        import deephash
-        model = keras.models.load_model({path!r})
-        np.save({str(tmp_path / "codes.npy")!r}, model.encode(np.load({str(tmp_path / "images.npy")!r})))
-        print(type(model).__name__, model.threshold_epsilon)
-    """)
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": REPO},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split() == ["NINH", "0.05"]
-    np.testing.assert_array_equal(np.load(tmp_path / "codes.npy"), m.encode(digits.query))
 
 
 def test_train_script_writes_the_same_run_directory_as_dsrh(tmp_path, digits):

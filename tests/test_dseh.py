@@ -282,7 +282,7 @@ def test_two_identical_fits_give_identical_weights_and_codes(digits_multi):
     )
 
 
-# ----------------------------------------------------------------------------- learning, run directory, reload
+# ------------------------------------------------------------ learning, run directory, reload
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,8 @@ def test_adam_with_clipping_and_the_authors_learning_rate_decay(digits_multi):
     first_moment = [w for w in opt.variables if "momentum" in w.name]
     assert len(first_moment) == 1
     assert first_moment[0].numpy()[0] == pytest.approx(0.1)  # m = (1 - beta_1) * clip(g) = 0.1 * 1
-    # a whole fit: each phase compiles Adam; ImgNet's new layers get their own Adam at lr x multiplier
+    # a whole fit: each phase compiles Adam; ImgNet's new layers get their own Adam at
+    # lr x multiplier
     ds = _small(digits_multi, 32)
     m = _tiny(
         ds,

@@ -26,7 +26,7 @@ def _sp(x):
     return math.log1p(math.exp(x))
 
 
-# ----------------------------------------------------------------------------- pairwise cross-entropy
+# ------------------------------------------------------------ pairwise cross-entropy
 def test_pairwise_cross_entropy_hand_computed():
     # u1 = (1, 0), u2 = (0, 2), v1 = (1, 1): <u, v> = [1, 2]; s = [1, 0]
     # alpha = 1:   l = [log(1+e) - 1, log(1+e^2)]            = [0.31326169, 2.12692801]

@@ -1,4 +1,5 @@
-"""Save/load round trips, the registry and bad-input errors of the shallow methods."""
+"""The registry, the saved file and bad-input errors of the shallow methods (save/reload:
+tests/test_method_contract.py)."""
 
 import json
 
@@ -41,21 +42,6 @@ class _null:
 
     def __exit__(self, *exc):
         return False
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_save_load_restores_identical_codes(name, data, tmp_path):
-    x, _ = data
-    m = fitted(name, data)
-    path = tmp_path / f"{name}.npz"
-    m.save(str(path))
-    loaded = methods.load(str(path))
-    assert type(loaded) is type(m)
-    assert loaded.bits == 8 and loaded.hparams == m.hparams
-    codes = m.encode(x)
-    assert codes.dtype == bool and codes.shape == (120, 8)
-    np.testing.assert_array_equal(loaded.encode(x), codes)
-    assert not list(tmp_path.glob("*.tmp"))  # written atomically
 
 
 @pytest.mark.parametrize("name", NAMES)

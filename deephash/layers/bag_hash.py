@@ -12,6 +12,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from deephash.validation import check_int
+
 
 def _default_kernel_initializer() -> keras.initializers.Initializer:
     # Each output unit sees ``bags`` inputs. The kernel has shape (bits, bags), so Keras'
@@ -60,11 +62,8 @@ class BagHash(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (("bits", bits), ("bags", bags)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"BagHash: {name} must be a positive integer, got {value!r}")
-        self.bits = int(bits)
-        self.bags = int(bags)
+        self.bits = check_int(bits, "bits", owner="BagHash")
+        self.bags = check_int(bags, "bags", owner="BagHash")
         self.activation = keras.activations.get(activation)  # None -> linear
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(

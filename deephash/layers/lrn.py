@@ -18,6 +18,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from deephash.validation import check_int, check_number
+
 
 @keras.saving.register_keras_serializable(package="deephash")
 class LocalResponseNormalization(keras.layers.Layer):
@@ -32,15 +34,11 @@ class LocalResponseNormalization(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(depth_radius, bool) or int(depth_radius) != depth_radius or depth_radius < 0:
-            raise ValueError(f"depth_radius must be a non-negative integer, got {depth_radius!r}")
-        for name, value in (("bias", bias), ("alpha", alpha), ("beta", beta)):
-            if not float(value) >= 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        self.depth_radius = int(depth_radius)
-        self.bias = float(bias)
-        self.alpha = float(alpha)
-        self.beta = float(beta)
+        owner = "LocalResponseNormalization"
+        self.depth_radius = check_int(depth_radius, "depth_radius", minimum=0, owner=owner)
+        self.bias = check_number(bias, "bias", minimum=0, owner=owner)
+        self.alpha = check_number(alpha, "alpha", minimum=0, owner=owner)
+        self.beta = check_number(beta, "beta", minimum=0, owner=owner)
 
     @classmethod
     def from_matconvnet(cls, param: Sequence[float], **kwargs) -> "LocalResponseNormalization":
@@ -51,7 +49,8 @@ class LocalResponseNormalization(keras.layers.Layer):
         n, kappa, alpha, beta = values
         if n < 1 or n != int(n) or int(n) % 2 == 0:
             raise ValueError(
-                f"MatConvNet LRN window N must be a positive odd integer (symmetric window), got {n}"
+                f"MatConvNet LRN window N must be a positive odd integer (symmetric window), "
+                f"got {n}"
             )
         return cls(depth_radius=(int(n) - 1) // 2, bias=kappa, alpha=alpha, beta=beta, **kwargs)
 

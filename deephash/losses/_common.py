@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from keras import ops
+
+from deephash.validation import check_number
 
 
 def as_float(x: Any):
@@ -35,23 +36,9 @@ def check_same_shape(tensors: dict, what: str) -> None:
             raise ValueError(f"{what}: {ref_name} has shape {ref} but {name} has shape {shape}")
 
 
-def check_number(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite float, positive (or non-negative with ``allow_zero``); else ValueError."""
-    kind = "non-negative" if allow_zero else "positive"
-    message = f"{name} must be a {kind} finite number, got {value!r}"
-    if isinstance(value, bool):
-        raise ValueError(message)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(message)
-    return v
-
-
 def check_margin(margin: Any) -> float:
-    return check_number("margin", margin, allow_zero=True)
+    """The triplet hinge's margin: a finite number >= 0, as float."""
+    return check_number(margin, "margin", minimum=0)
 
 
 def split_triple(y_pred, what: str) -> tuple:

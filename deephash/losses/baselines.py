@@ -23,7 +23,7 @@ import math
 import keras
 import tensorflow as tf
 
-from deephash.losses._common import as_float, check_number
+from deephash.losses._common import as_float
 from deephash.losses.pairwise import (
     _check_reduction,
     _float,
@@ -31,6 +31,7 @@ from deephash.losses.pairwise import (
     _same_shape,
     similarity_matrix,
 )
+from deephash.validation import check_int, check_number
 
 _LOG2 = math.log(2.0)
 
@@ -55,7 +56,7 @@ def pairwise_cross_entropy(u, v, s, alpha: float = 1.0, weights=None, reduction:
     matrix, "sum" -> ``Σ_ij l_ij``, "mean" -> ``Σ_ij l_ij / (n_u n_v)``.
     """
     _check_reduction(reduction)
-    alpha = check_number("alpha", alpha)
+    alpha = check_number(alpha, "alpha", positive=True)
     u, v = _matrices(u, v, "pairwise_cross_entropy")
     s = tf.cast(_float(s), u.dtype)
     theta = alpha * tf.matmul(u, v, transpose_b=True)
@@ -123,18 +124,17 @@ def sign_quantization_loss(u, reduction: str = "none"):
 def hashnet_beta(
     step, beta0: float = 1.0, gamma: float = 0.005, power: float = 0.5, step_size: int = 200
 ):
-    """HashNet's continuation schedule ``β_t = β_0 (1 + γ t)^p``, ``t = step_size ⌊step / step_size⌋``.
+    """HashNet's continuation schedule ``β_t = β_0 (1 + γ t)^p``,
+    ``t = step_size ⌊step / step_size⌋``.
 
     β rises step-wise every ``step_size`` optimiser steps (the authors' released code:
     ``β_0 = 1, γ = 0.005, p = 0.5, step_size = 200``), so ``tanh(βz)`` tends to ``sgn(z)``.
     ``step`` may be a Python number or a tensor; returns the same kind (float32 tensor).
     """
-    beta0 = check_number("beta0", beta0)
-    if isinstance(gamma, bool) or not float(gamma) >= 0 or not math.isfinite(float(gamma)):
-        raise ValueError(f"gamma must be a non-negative finite number, got {gamma!r}")
+    beta0 = check_number(beta0, "beta0", positive=True)
+    gamma = check_number(gamma, "gamma", minimum=0)
     power = float(power)
-    if isinstance(step_size, bool) or int(step_size) != step_size or step_size < 1:
-        raise ValueError(f"step_size must be a positive integer, got {step_size!r}")
+    step_size = check_int(step_size, "step_size")
     if isinstance(step, (int, float)):
         t = step_size * math.floor(step / step_size)
         return beta0 * (1.0 + float(gamma) * t) ** power
@@ -167,7 +167,7 @@ class PairwiseCrossEntropyLoss(keras.losses.Loss):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        self.alpha = check_number("alpha", alpha)
+        self.alpha = check_number(alpha, "alpha", positive=True)
         self.weighted = bool(weighted)
 
     def call(self, y_true, y_pred):

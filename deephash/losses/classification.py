@@ -47,7 +47,8 @@ def softmax_cross_entropy(labels, logits):
             and labels.shape[0] != logits.shape[0]
         ):
             raise ValueError(
-                f"softmax_cross_entropy: {labels.shape[0]} labels for {logits.shape[0]} rows of logits"
+                f"softmax_cross_entropy: {labels.shape[0]} labels for {logits.shape[0]} rows "
+                "of logits"
             )
         ids = ops.cast(ids, "int32")
         return -ops.take_along_axis(log_p, ids[:, None], axis=-1)[:, 0]

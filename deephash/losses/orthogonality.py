@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from deephash.losses._common import as_float, check_rank
+from deephash.validation import check_bool
 
 
 def centre_codes(h):
@@ -60,8 +61,8 @@ def orthogonality_loss(*centred_codes):
 class OrthogonalityLoss(keras.losses.Loss):
     """``keras.losses.Loss`` form of :func:`orthogonality_loss` (Eq. 6), a scalar.
 
-    ``y_true`` is ignored (may be ``None``); ``y_pred`` is a tuple/list of ``(m, k)`` code matrices or one
-    stacked tensor ``(m, n, k)`` holding ``n`` matrices (e.g. anchors, positives,
+    ``y_true`` is ignored (may be ``None``); ``y_pred`` is a tuple/list of ``(m, k)`` code
+    matrices or one stacked tensor ``(m, n, k)`` holding ``n`` matrices (e.g. anchors, positives,
     negatives). With ``centre=True`` (default) ``y_pred`` are the sigmoid outputs ``H`` in
     ``[0, 1]`` and are centred (``2H - 1``) first; with ``centre=False`` they are already
     centred. The result is already a batch statistic; ``reduction`` leaves a scalar as is.
@@ -75,9 +76,7 @@ class OrthogonalityLoss(keras.losses.Loss):
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if not isinstance(centre, bool):
-            raise ValueError(f"centre must be True or False, got {centre!r}")
-        self.centre = centre
+        self.centre = check_bool(centre, "centre", owner="OrthogonalityLoss")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # y_true is ignored; allow None (Keras' Loss would try to convert it).

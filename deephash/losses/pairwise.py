@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from deephash.validation import check_choice, check_number
+
 _REDUCTIONS = ("none", "sum", "mean")
 
 
@@ -26,8 +28,7 @@ def _reduce(values, reduction: str):
 
 
 def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    check_choice(reduction, _REDUCTIONS, "reduction")
 
 
 def _float(x, dtype=None):
@@ -47,7 +48,8 @@ def _same_shape(a, b, what: str) -> None:
 
 
 def similarity_matrix(labels_u, labels_v, positive: float = 1.0):
-    """``s_ij = positive`` if items i and j share a label, else 0: ``(n_u, c), (n_v, c) -> (n_u, n_v)``."""
+    """``s_ij = positive`` if items i and j share a label, else 0:
+    ``(n_u, c), (n_v, c) -> (n_u, n_v)``."""
     yu, yv = _float(labels_u), _float(labels_v)
     if (
         yu.shape.rank != 2
@@ -150,9 +152,9 @@ class PairwiseLikelihoodLoss(keras.losses.Loss):
         self, positive_similarity: float = 1.0, name: str = "pairwise_likelihood", **kwargs
     ):
         super().__init__(name=name, **kwargs)
-        if not float(positive_similarity) > 0:
-            raise ValueError(f"positive_similarity must be > 0, got {positive_similarity!r}")
-        self.positive_similarity = float(positive_similarity)
+        self.positive_similarity = check_number(
+            positive_similarity, "positive_similarity", positive=True
+        )
 
     def call(self, y_true, y_pred):
         s = similarity_matrix(y_true, y_true, self.positive_similarity)
@@ -166,7 +168,8 @@ class PairwiseLikelihoodLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="deephash")
 class QuantizationLoss(keras.losses.Loss):
-    """``|| |h| - 1 ||_1`` per sample; ``y_true`` is ignored, ``y_pred`` the relaxed codes (b, k)."""
+    """``|| |h| - 1 ||_1`` per sample; ``y_true`` is ignored, ``y_pred`` the relaxed codes
+    (b, k)."""
 
     def __init__(self, name: str = "quantization", **kwargs):
         super().__init__(name=name, **kwargs)

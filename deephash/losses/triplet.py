@@ -43,7 +43,8 @@ def triplet_ranking_loss(h, h_pos, h_neg, margin: float = 1.0):
 class TripletRankingLoss(keras.losses.Loss):
     """``keras.losses.Loss`` form of :func:`triplet_ranking_loss`.
 
-    ``y_true`` is ignored (may be ``None``) (the triplet structure is the supervision); ``y_pred`` is a tuple
+    ``y_true`` is ignored (may be ``None``) (the triplet structure is the supervision);
+    ``y_pred`` is a tuple
     ``(h, h_pos, h_neg)`` of ``(m, k)`` tensors or one stacked tensor ``(m, 3, k)``. The
     per-triplet values are reduced by ``reduction`` (default: mean over the batch).
     """

@@ -1,16 +1,20 @@
-"""Hashing methods behind one interface; see ``deephash.methods.base``."""
+"""Hashing methods behind one interface; see ``deephash.methods.base``.
+
+``factory(name)`` is the class registered as ``name`` (its ``family`` and
+``resolve_hparams`` work on the class); ``create(name, bits=, dataset=, **hparams)`` builds
+one; ``load(path)`` restores a saved one.
+"""
 
 # Each method module registers itself on import.
-# (method modules are imported below as they are added)
-from deephash.methods import (  # noqa: F401, E402  (deep baselines)
+from deephash.methods import (  # noqa: F401  (registers every method)
     cnnh,
     dhn,
     dpsh,
-    dseh,  # noqa: F401, E402
-    dsrh,  # noqa: F401, E402
+    dseh,
+    dsrh,
     hashnet,
     ninh,
-    shallow,  # noqa: F401, E402  (registers lsh, pcah, ...)
+    shallow,  # lsh, pcah, sh, itq, itq-cca, ksh, sdh
 )
 from deephash.methods.base import (
     HashingMethod,
@@ -18,6 +22,7 @@ from deephash.methods.base import (
     available,
     check_bits,
     create,
+    factory,
     family,
     load,
     register,
@@ -30,6 +35,7 @@ __all__ = [
     "available",
     "check_bits",
     "create",
+    "factory",
     "family",
     "load",
     "register",

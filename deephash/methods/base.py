@@ -22,14 +22,20 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from deephash import validation
+
 _REGISTRY: dict[str, Callable[..., "HashingMethod"]] = {}
 _LOADERS: dict[str, Callable[[str], "HashingMethod"]] = {}
 
 
 @runtime_checkable
 class HashingMethod(Protocol):
-    """Structural type of a hashing method (see module docstring)."""
+    """Structural type of a hashing method (see the module docstring). ``ShallowMethod``
+    and ``keras_method.KerasHashingMethod`` give every member a default, so callers never
+    need ``hasattr``; ``family`` and ``resolve_hparams`` work on the class as well."""
 
+    name: str
+    family: str  # "deep" (trains on images) or "shallow" (trains on feature vectors)
     bits: int
 
     def fit_dataset(self, dataset: Any, config: Any = None) -> dict: ...
@@ -37,6 +43,17 @@ class HashingMethod(Protocol):
     def encode(self, inputs: Any) -> np.ndarray: ...
 
     def save(self, path: str) -> None: ...
+
+    def hparams(self) -> dict: ...
+
+    def extra_metrics(
+        self, dataset: Any, query_codes: np.ndarray, db_codes: np.ndarray
+    ) -> dict: ...
+
+    @classmethod
+    def resolve_hparams(
+        cls, name: str, dataset: Any, bits: int, config: Any, hparams: dict
+    ) -> tuple[dict, dict]: ...
 
 
 def register(name: str, *, family: str = "deep") -> Callable:
@@ -50,7 +67,7 @@ def register(name: str, *, family: str = "deep") -> Callable:
         if key in _REGISTRY and _REGISTRY[key] is not factory:
             raise ValueError(f"method {name!r} is already registered")
         _REGISTRY[key] = factory
-        factory.method_family = family
+        factory.family = family
         return factory
 
     return wrap
@@ -63,35 +80,37 @@ def register_loader(extension: str, loader: Callable[[str], "HashingMethod"]) ->
 
 def available(family: str | None = None) -> list[str]:
     """Names of the registered methods, optionally only one family ("deep"/"shallow")."""
-    return sorted(k for k, f in _REGISTRY.items() if family is None or f.method_family == family)
+    return sorted(k for k, f in _REGISTRY.items() if family is None or f.family == family)
 
 
 def family(name: str) -> str:
-    return _lookup(name).method_family
+    """The family ("deep" or "shallow") of the method registered as ``name``."""
+    return factory(name).family
 
 
-def _lookup(name: str):
+def factory(name: str) -> type:
+    """The class registered as ``name`` (any case); ValueError naming the available methods
+    for an unknown one. Its ``family`` and ``resolve_hparams`` work on the class."""
     key = str(name).lower()
     if key not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}")
     return _REGISTRY[key]
 
 
+_lookup = factory  # the old private name (deephash.experiment used it); prefer factory
+
+
 def create(name: str, **kwargs) -> "HashingMethod":
     """Instantiate the method registered as ``name`` with ``kwargs``; an argument the
     method does not take raises ValueError naming it and the accepted ones."""
-    factory = _lookup(name)
+    cls = factory(name)
     try:
-        return (
-            factory.from_registry(name.lower(), **kwargs)
-            if hasattr(factory, "from_registry")
-            else factory(**kwargs)
-        )
+        return cls.from_registry(name.lower(), **kwargs)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e) and "got multiple values" not in str(e):
             raise
         raise ValueError(
-            f"{name}: {_bad_argument(e)} (hyper-parameters it takes: {', '.join(_accepted(factory))})"
+            f"{name}: {_bad_argument(e)} (hyper-parameters it takes: {', '.join(_accepted(cls))})"
         ) from None
 
 
@@ -102,15 +121,11 @@ def _bad_argument(e: TypeError) -> str:
     return f"unknown hyper-parameter {m.group(1)!r}" if m else str(e)
 
 
-def _accepted(factory) -> list[str]:
+def _accepted(cls) -> list[str]:
     import inspect
 
-    names: list[str] = []
-    for fn in (
-        getattr(factory, "from_registry", None),
-        getattr(factory, "__init__", None),
-        factory,
-    ):
+    names: list[str] = [n for n in getattr(cls, "HPARAMS", {}) if n not in ("bits",)]
+    for fn in (cls.from_registry, cls.__init__, cls):
         if fn is None:
             continue
         try:
@@ -142,7 +157,8 @@ def load(path: str) -> "HashingMethod":
                     path
                 )  # (Keras says "File not found" for a truncated file that exists)
                 raise ValueError(
-                    f"{path!r}: cannot load the saved method, the file is damaged or not a deephash "
+                    f"{path!r}: cannot load the saved method, the file is damaged or not a "
+                    "deephash "
                     f"model ({size} bytes; {type(e).__name__}: {e})"
                 ) from e
     raise ValueError(f"{path!r}: unknown saved-method format (known: {', '.join(_LOADERS)})")
@@ -153,46 +169,66 @@ MAX_BITS = 4096  # longest code accepted: beyond it models and metrics outgrow m
 
 def check_bits(bits: Any, *, method: str, multiple_of: int = 1, maximum: int | None = None) -> int:
     """Validate a code length for ``method``; returns it as int or raises ValueError."""
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
-        raise ValueError(f"{method}: bits must be a positive integer, got {bits!r}")
+    bits = validation.check_int(bits, "bits", owner=method)
     if bits % multiple_of:
-        raise ValueError(f"{method}: bits must be a multiple of {multiple_of}, got {bits}")
+        validation.fail("bits", f"a multiple of {multiple_of}", bits, method)
     if maximum is not None and bits > maximum:
-        raise ValueError(f"{method}: at most {maximum} bits are possible here, got {bits}")
+        validation.fail("bits", f"at most {maximum} here", bits, method)
     if bits > MAX_BITS:
-        raise ValueError(
-            f"{method}: codes of at most {MAX_BITS} bits are supported (the papers use 12 to 128), "
-            f"got {bits}"
-        )
-    return int(bits)
+        validation.fail("bits", f"at most {MAX_BITS} bits (the papers use 12 to 128)", bits, method)
+    return bits
 
 
 class ShallowMethod(abc.ABC):
     """Base class of numpy methods fit on feature vectors (LSH, ITQ, KSH, ...).
 
     Subclasses implement ``fit(features, labels=None, seed=0)`` and ``_project``
-    (features -> real-valued (n, bits) whose sign gives the code) and list their
-    learned arrays in ``_state``; saving, loading and ``fit_dataset`` come from here.
+    (features -> real-valued (n, bits) whose sign gives the code), keep their validated
+    hyper-parameters in ``self.hp`` (``super().__init__(bits, **hp)``) and list their
+    learned arrays in ``_state``; saving, loading, ``fit_dataset``, ``hparams``,
+    ``extra_metrics`` and ``resolve_hparams`` come from here.
     """
 
     name: str = "shallow"
+    family: str = "shallow"
     supervised: bool = False
     _state: tuple[str, ...] = ()
 
     def __init__(self, bits: int, **hparams):
         self.bits = check_bits(bits, method=self.name)
-        self.hparams = dict(hparams)
+        self.hp = dict(hparams)
         self.fitted = False
+        self._given = dict(hparams)
 
     @classmethod
     def from_registry(cls, name: str, bits: int, dataset: Any = None, **hparams):
-        return cls(bits=bits, **hparams)
+        obj = cls(bits=bits, **hparams)
+        obj._given = dict(hparams)
+        return obj
+
+    @classmethod
+    def resolve_hparams(
+        cls, name: str, dataset: Any, bits: int, config: Any, hparams: dict
+    ) -> tuple[dict, dict]:
+        """Hyper-parameters chosen before creation: ``(hparams, selection record)``
+        (default: ``hparams`` unchanged, no selection)."""
+        return dict(hparams), {}
+
+    def hparams(self) -> dict:
+        """The hyper-parameters the method was created with, as given to
+        ``methods.create`` (what config.json records; all of them for a loaded method)."""
+        return dict(self._given)
+
+    def extra_metrics(self, dataset: Any, query_codes: np.ndarray, db_codes: np.ndarray) -> dict:
+        """Method-specific metrics merged into metrics.json (default: none)."""
+        return {}
 
     @abc.abstractmethod
     def fit(
         self, features: np.ndarray, labels: np.ndarray | None = None, seed: int = 0
     ) -> "ShallowMethod":
-        """Learn the hash functions from ``features`` (n, d) and, if supervised, multi-hot labels."""
+        """Learn the hash functions from ``features`` (n, d) and, if supervised, multi-hot
+        labels."""
 
     @abc.abstractmethod
     def _project(self, features: np.ndarray) -> np.ndarray:
@@ -241,7 +277,8 @@ class ShallowMethod(abc.ABC):
         arr = arr.reshape(arr.shape[0], -1)
         if arr.shape[1] != self.input_dim:
             raise ValueError(
-                f"{self.name}: features have {arr.shape[1]} dims, the model was fit on {self.input_dim}"
+                f"{self.name}: features have {arr.shape[1]} dims, the model was fit on "
+                f"{self.input_dim}"
             )
         out = np.empty((arr.shape[0], self.bits), dtype=bool)
         for start in range(0, arr.shape[0], int(batch_size)):
@@ -250,7 +287,7 @@ class ShallowMethod(abc.ABC):
         return out
 
     def get_config(self) -> dict:
-        return {"name": self.name, "bits": self.bits, **self.hparams}
+        return {"name": self.name, "bits": self.bits, **self.hp}
 
     def save(self, path: str) -> None:
         from deephash.io import atomic_write, dumps_strict
@@ -275,7 +312,7 @@ class ShallowMethod(abc.ABC):
         except Exception as e:  # corrupt or foreign file
             raise ValueError(f"{path!r} is not a saved deephash shallow method: {e}") from e
         name = config.pop("name")
-        obj = _lookup(name)(**config)
+        obj = factory(name)(**config)
         for k, v in arrays.items():
             setattr(obj, k, v)
         obj.fitted = True

@@ -43,7 +43,9 @@ import tensorflow as tf
 
 from deephash import losses
 from deephash.methods.base import register
-from deephash.methods.pairwise_method import PairwiseHashingMethod, check_int, check_number
+from deephash.methods.hparams import HParam, boolean, integer, number
+from deephash.methods.pairwise_method import PairwiseHashingMethod, common_hparams
+from deephash.validation import check_int, check_number
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +105,9 @@ def _make_sweep(cubic_roots):
             hi = h[i, j]
             a_sum = 0.0
             b_sum = 0.0
-            for l in range(n):
-                hl = h[l, j]
-                a_sum += hl * r[i, l]
+            for row in range(n):
+                hl = h[row, j]
+                a_sum += hl * r[i, row]
                 b_sum += hl * hl
             rii = r[i, i]
             a_sum -= hi * rii
@@ -130,10 +132,10 @@ def _make_sweep(cubic_roots):
                     best_d = d
             if best_d != 0.0:
                 d = best_d
-                for l in range(n):
-                    delta = d * h[l, j]
-                    r[i, l] -= delta
-                    r[l, i] -= delta
+                for row in range(n):
+                    delta = d * h[row, j]
+                    r[i, row] -= delta
+                    r[row, i] -= delta
                 r[i, i] -= d * d
                 h[i, j] = hi + d
 
@@ -161,9 +163,9 @@ def approximate_codes(
 ) -> tuple[np.ndarray, list[float]]:
     """CNNH stage 1: approximate codes ``sgn(H)`` in {-1, +1} (int8, (n, bits)) and the
     objective ``||S - HHᵀ/q||²_F`` before and after every sweep (relaxed H)."""
-    bits = check_int("cnnh", "bits", bits)
-    sweeps = check_int("cnnh", "sweeps", sweeps)
-    tol = check_number("cnnh", "tol", tol)
+    bits = check_int(bits, "bits", owner="cnnh")
+    sweeps = check_int(sweeps, "sweeps", owner="cnnh")
+    tol = check_number(tol, "tol", minimum=0, owner="cnnh")
     y = np.asarray(labels)
     similarity_signs(y[:1])  # validates the labels' shape
     n = y.shape[0]
@@ -208,22 +210,12 @@ class CNNH(PairwiseHashingMethod):
     stage 1, plus the common ones of ``PairwiseHashingMethod``."""
 
     method = "cnnh"
-    default_backbone = "cnn_f"
-    HPARAMS = {"with_labels": False, "classification_weight": 1.0, "sweeps": 20, "tol": 1e-4}
-
-    @classmethod
-    def check_hparams(cls, hp: dict) -> dict:
-        m = cls.method
-        if not isinstance(hp["with_labels"], (bool, np.bool_)):
-            raise ValueError(f"{m}: with_labels must be True or False, got {hp['with_labels']!r}")
-        return {
-            "with_labels": bool(hp["with_labels"]),
-            "classification_weight": check_number(
-                m, "classification_weight", hp["classification_weight"]
-            ),
-            "sweeps": check_int(m, "sweeps", hp["sweeps"]),
-            "tol": check_number(m, "tol", hp["tol"]),
-        }
+    HPARAMS = common_hparams(
+        with_labels=HParam(False, boolean),
+        classification_weight=HParam(1.0, number(minimum=0)),
+        sweeps=HParam(20, integer()),
+        tol=HParam(1e-4, number(minimum=0)),
+    )
 
     @classmethod
     def uses_classifier(cls, hp: dict) -> bool:

@@ -26,7 +26,8 @@ import tensorflow as tf
 
 from deephash import losses
 from deephash.methods.base import register
-from deephash.methods.pairwise_method import PairwiseHashingMethod, check_number
+from deephash.methods.hparams import HParam, choice, number
+from deephash.methods.pairwise_method import PairwiseHashingMethod, common_hparams
 
 _ACTIVATIONS = ("linear", "tanh")
 
@@ -39,22 +40,10 @@ class DHN(PairwiseHashingMethod):
     ``PairwiseHashingMethod``."""
 
     method = "dhn"
-    default_backbone = "cnn_f"
-    HPARAMS = {"quantization_weight": 0.005, "hash_activation": "linear"}
-
-    @classmethod
-    def check_hparams(cls, hp: dict) -> dict:
-        act = str(hp["hash_activation"]).lower()
-        if act not in _ACTIVATIONS:
-            raise ValueError(
-                f"dhn: hash_activation must be one of {', '.join(_ACTIVATIONS)}, got {hp['hash_activation']!r}"
-            )
-        return {
-            "quantization_weight": check_number(
-                cls.method, "quantization_weight", hp["quantization_weight"]
-            ),
-            "hash_activation": act,
-        }
+    HPARAMS = common_hparams(
+        quantization_weight=HParam(0.005, number(minimum=0)),
+        hash_activation=HParam("linear", choice(*_ACTIVATIONS, lower=True)),
+    )
 
     def term_names(self):
         return ("cross_entropy", "quantization")

@@ -5,7 +5,8 @@ Network (paper §3.1): backbone (CNN-F in the paper) -> linear hash layer ``u_i 
 
 Loss (Eq. 6) with ``s_ij = 1`` when items i and j share a label:
 
-    J = mean_{pairs} [ log(1 + e^{Θ_ij}) - s_ij Θ_ij ] + eta * mean_i ||b_i - u_i||²,   Θ_ij = ½ u_iᵀ u_j
+    J = mean_{pairs} [ log(1 + e^{Θ_ij}) - s_ij Θ_ij ] + eta * mean_i ||b_i - u_i||²,
+    Θ_ij = ½ u_iᵀ u_j
 
 (``losses.pairwise_likelihood_loss``, the same likelihood DSEH uses, and
 ``losses.sign_quantization_loss``). The paper writes both terms as sums, the first over
@@ -32,7 +33,8 @@ import tensorflow as tf
 
 from deephash import losses
 from deephash.methods.base import register
-from deephash.methods.pairwise_method import PairwiseHashingMethod, check_number
+from deephash.methods.hparams import HParam, choice, number
+from deephash.methods.pairwise_method import PairwiseHashingMethod, common_hparams
 
 PAIRS = ("table", "batch")
 
@@ -46,14 +48,10 @@ class DPSH(PairwiseHashingMethod):
     ``image_shape``, ``preprocessing``, ``augment``, ``weights``, ``input_shape``)."""
 
     method = "dpsh"
-    default_backbone = "cnn_f"
-    HPARAMS = {"eta": 0.002, "pairs": "table"}
-
-    @classmethod
-    def check_hparams(cls, hp: dict) -> dict:
-        if hp["pairs"] not in PAIRS:
-            raise ValueError(f"dpsh: pairs must be one of {', '.join(PAIRS)}, got {hp['pairs']!r}")
-        return {"eta": check_number(cls.method, "eta", hp["eta"]), "pairs": hp["pairs"]}
+    HPARAMS = common_hparams(
+        eta=HParam(0.002, number(minimum=0)),
+        pairs=HParam("table", choice(*PAIRS)),
+    )
 
     def term_names(self):
         return ("likelihood", "quantization")

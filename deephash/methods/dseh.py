@@ -59,8 +59,7 @@ with the default 3 rounds; give it 3x the epochs for an equal budget).
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -68,8 +67,19 @@ import tensorflow as tf
 
 from deephash import losses, training
 from deephash.data import pipelines
-from deephash.methods.base import check_bits, register
+from deephash.methods.base import register
+from deephash.methods.hparams import (
+    REQUIRED,
+    HParam,
+    choice,
+    flag,
+    integer,
+    number,
+    optional,
+    protocol,
+)
 from deephash.methods.keras_method import KerasHashingMethod
+from deephash.validation import check_int, fail
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +100,108 @@ EVALUATIONS = (
     "authors",
 )  # Table 2 on the protocol's database and depth / the released evaluate.py
 DEFAULT_ROUNDS = 3
-_SMALL_IMAGES = 32  # data sets with smaller images default to the small_cnn backbone
 _LABNET_LAYERS = ("lab_fc1", "lab_semantic", "lab_hash", "lab_label")
 _IMGNET_HEAD = ("img_semantic", "img_hash")
+
+
+_TRACKERS = (
+    "labnet_loss",
+    "labnet_semantic",
+    "labnet_hash",
+    "labnet_quantization",
+    "labnet_label",
+    "imgnet_loss",
+    "imgnet_semantic",
+    "imgnet_codes",
+)
+
+
+def _image_mean(value, name, owner):
+    """3 RGB values or an ``(h, w, 3)`` average image, as (nested) lists of floats."""
+    m = np.asarray(value, np.float32)
+    if not ((m.ndim == 1 and m.shape[0] == 3) or (m.ndim == 3 and m.shape[2] == 3)):
+        fail(name, "3 (RGB) values or an (h, w, 3) average image", f"shape {m.shape}", owner)
+    return m.tolist()
+
+
+def _epochs(owner: str, name: str, value, rounds: int):
+    """None, a positive int, or one positive int per round (a tuple of ``rounds`` values)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != rounds:
+            fail(name, f"one count per round ({rounds})", list(value), owner)
+        return tuple(check_int(v, name, owner=owner) for v in value)
+    return check_int(value, name, owner=owner)
+
+
+def _pretrained(hp: dict, owner: str):
+    """``(weights, image_mean)``: a named backbone's weights resolved ("imagenet" -> the
+    cached published file) and, for cnn_f with weights and no ``image_mean``, the mean of
+    the MatConvNet file (its full average image, which MatConvNet and the authors' code
+    subtract; older files store only a per-channel mean)."""
+    backbone, weights, image_mean = hp["backbone"], hp["weights"], hp["image_mean"]
+    if not isinstance(backbone, str):
+        return weights, image_mean
+    from deephash.backbones.pretrained import resolve
+
+    weights = resolve(backbone.lower(), weights)
+    if image_mean is None and weights is not None and backbone.lower() == "cnn_f":
+        from deephash.backbones.cnn_f import matconvnet_metadata
+
+        meta = matconvnet_metadata(weights)
+        average = meta.get("average_image")
+        if average is not None and np.ndim(average) == 3:
+            image_mean = _image_mean(average, "image_mean", owner)
+        elif meta["mean"] is not None:
+            image_mean = _image_mean([float(m) for m in meta["mean"]], "image_mean", owner)
+    return weights, image_mean
+
+
+def _imgnet_head(hp: dict) -> dict:
+    """ImgNet's new layers: the semantic layer (``semantic_fc`` + its activation
+    ``semantic`` when the hash layer reads the pre-activation), the hash logits and the
+    tanh codes."""
+    dim, act = hp["semantic_dim"], hp["semantic_activation"]
+    layers = {}
+    if hp["hash_input"] == "pre_activation":
+        layers["semantic_fc"] = keras.layers.Dense(dim, dtype="float32", name="img_semantic_fc")
+        layers["semantic"] = keras.layers.Activation(act, dtype="float32", name="img_semantic")
+    else:
+        layers["semantic"] = keras.layers.Dense(
+            dim, activation=act, dtype="float32", name="img_semantic"
+        )
+    layers["hash"] = keras.layers.Dense(hp["bits"], dtype="float32", name="img_hash")
+    layers["codes"] = keras.layers.Activation("tanh", dtype="float32", name="img_codes")
+    return layers
+
+
+def _labnet_layers(hp: dict) -> dict:
+    """LabNet's layers: ``hidden`` (fc1 + ReLU, then the authors' LRN with MatConvNet's
+    CNN-F parameters when ``labnet_lrn``), the semantic layer, the codes and the labels."""
+    width = hp["labnet_hidden"]
+    hidden = [keras.layers.Dense(width, activation="relu", name="lab_fc1")]
+    if hp["labnet_lrn"]:
+        from deephash.layers import LocalResponseNormalization
+
+        hidden += [
+            keras.layers.Reshape((1, 1, width), name="lab_lrn_in"),
+            LocalResponseNormalization(2, 2.0, 1e-4, 0.75, name="lab_lrn"),
+            keras.layers.Reshape((width,), name="lab_lrn_out"),
+        ]
+    return {
+        "hidden": hidden,
+        "semantic": keras.layers.Dense(
+            hp["semantic_dim"],
+            activation=hp["semantic_activation"],
+            dtype="float32",
+            name="lab_semantic",
+        ),
+        "hash": keras.layers.Dense(hp["bits"], activation="tanh", dtype="float32", name="lab_hash"),
+        "label": keras.layers.Dense(
+            hp["num_classes"], activation="sigmoid", dtype="float32", name="lab_label"
+        ),
+    }
 
 
 class _Store:
@@ -132,7 +241,8 @@ class DSEH(KerasHashingMethod):
         lr_multiplier: learning-rate factor of ImgNet's new layers (and LabNet) over the
             backbone: None = 10 when the backbone is loaded with pretrained ``weights`` (the
             paper), 1 when it starts from random initialisation (all layers are new then).
-        semantic_dim, labnet_hidden: widths of the semantic layer (512) and LabNet's first layer (4096).
+        semantic_dim, labnet_hidden: widths of the semantic layer (512) and LabNet's first
+            layer (4096).
         image_shape: raw image shape (h, w, ch) the model encodes (None: file-based data).
         image_mean: per-channel RGB mean subtracted by the cnn_f preprocessing (None: taken
             from the MatConvNet file when ``weights`` is given, else ImageNet's).
@@ -142,188 +252,80 @@ class DSEH(KerasHashingMethod):
     """
 
     code_threshold = 0.0
+    method = "dseh"
+    HPARAMS = {
+        **protocol("bits"),
+        "num_classes": HParam(REQUIRED, integer()),
+        **protocol("backbone", backbone="cnn_f"),
+        "variant": HParam("dseh", choice(*VARIANTS, lower=True)),
+        "rounds": HParam(None, optional(integer())),  # None: 1 for dseh-a, else DEFAULT_ROUNDS
+        "labnet_epochs": HParam(None),  # None, an int, or one int per round (check_related)
+        "imgnet_epochs": HParam(None),
+        "alpha": HParam(1.0, number(minimum=0)),
+        "beta": HParam(0.005, number(minimum=0)),
+        "gamma": HParam(1.0, number(minimum=0)),
+        "eta": HParam(1.0, number(minimum=0)),
+        "positive_similarity": HParam(1.0, number(positive=True)),
+        "labnet_batch_size": HParam(32, integer()),
+        "labnet_lr": HParam(None, optional(number(minimum=0))),
+        # None: 10 with pretrained weights, else 1 (check_related)
+        "lr_multiplier": HParam(None, optional(number(positive=True))),
+        "semantic_dim": HParam(512, integer()),
+        "labnet_hidden": HParam(4096, integer()),
+        **protocol("image_shape"),
+        "image_mean": HParam(None, optional(_image_mean)),
+        **protocol("preprocessing", "augment"),
+        # the authors' code (module docstring)
+        "loss_scale": HParam("paper", choice(*LOSS_SCALES)),
+        "code_logit_scale": HParam(1.0, number(positive=True)),
+        "code_target": HParam(1.0, number(positive=True, maximum=1)),
+        "semantic_activation": HParam("tanh", choice(*ACTIVATIONS)),
+        "hash_input": HParam("activated", choice(*HASH_INPUTS)),
+        "labnet_lrn": HParam(False, flag),
+        "labnet_semantic_weight": HParam(1.0, number(minimum=0)),
+        "imgnet_similarity": HParam(None, optional(number(positive=True))),
+        "optimizer": HParam("sgd", choice(*OPTIMIZERS), attr="optimizer_name"),
+        "clip_value": HParam(None, optional(number(positive=True))),
+        "imgnet_clip_value": HParam(None, optional(number(positive=True))),
+        "lr_decay_epochs": HParam(None, optional(integer())),
+        "lr_decay_rate": HParam(0.1, number(positive=True)),
+        "round_lr_decay": HParam(1.0, number(positive=True)),
+        "joint_table": HParam("own", choice(*JOINT_TABLES)),
+        "evaluation": HParam("protocol", choice(*EVALUATIONS)),
+        **protocol("weights", "input_shape"),
+    }
 
-    def __init__(
-        self,
-        bits: int,
-        num_classes: int,
-        backbone: Any = "cnn_f",
-        variant: str = "dseh",
-        rounds: int | None = None,
-        labnet_epochs: int | None = None,
-        imgnet_epochs: int | None = None,
-        alpha: float = 1.0,
-        beta: float = 0.005,
-        gamma: float = 1.0,
-        eta: float = 1.0,
-        positive_similarity: float = 1.0,
-        labnet_batch_size: int = 32,
-        labnet_lr: float | None = None,
-        lr_multiplier: float | None = None,
-        semantic_dim: int = 512,
-        labnet_hidden: int = 4096,
-        image_shape: Sequence[int] | None = None,
-        image_mean: Sequence[float] | None = None,
-        preprocessing: str | None = None,
-        augment: bool = False,
-        loss_scale: str = "paper",
-        code_logit_scale: float = 1.0,
-        code_target: float = 1.0,
-        semantic_activation: str = "tanh",
-        hash_input: str = "activated",
-        labnet_lrn: bool = False,
-        labnet_semantic_weight: float = 1.0,
-        imgnet_similarity: float | None = None,
-        optimizer: str = "sgd",
-        clip_value: float | None = None,
-        imgnet_clip_value: float | None = None,
-        lr_decay_epochs: int | None = None,
-        lr_decay_rate: float = 0.1,
-        round_lr_decay: float = 1.0,
-        joint_table: str = "own",
-        evaluation: str = "protocol",
-        weights: str | None = None,
-        input_shape: Sequence[int] | None = None,
-        **kwargs,
-    ):
-        variant = str(variant).lower()
-        if variant not in VARIANTS:
-            raise ValueError(f"DSEH: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        bits = check_bits(bits, method=variant)
-        for label, v in (
-            ("num_classes", num_classes),
-            ("labnet_batch_size", labnet_batch_size),
-            ("semantic_dim", semantic_dim),
-            ("labnet_hidden", labnet_hidden),
-        ):
-            _positive_int(variant, label, v)
-        if rounds is None:
-            rounds = 1 if variant == "dseh-a" else DEFAULT_ROUNDS
-        _positive_int(variant, "rounds", rounds)
-        if variant == "dseh-a" and rounds != 1:
-            raise ValueError(f"dseh-a trains one round (no alternation), got rounds={rounds}")
-        labnet_epochs = _epochs(variant, "labnet_epochs", labnet_epochs, rounds)
-        imgnet_epochs = _epochs(variant, "imgnet_epochs", imgnet_epochs, rounds)
-        for label, v, choices in (
-            ("loss_scale", loss_scale, LOSS_SCALES),
-            ("semantic_activation", semantic_activation, ACTIVATIONS),
-            ("hash_input", hash_input, HASH_INPUTS),
-            ("optimizer", optimizer, OPTIMIZERS),
-            ("joint_table", joint_table, JOINT_TABLES),
-            ("evaluation", evaluation, EVALUATIONS),
-        ):
-            if v not in choices:
-                raise ValueError(
-                    f"{variant}: {label} must be one of {', '.join(choices)}, got {v!r}"
-                )
-        for label, v in (
-            ("code_logit_scale", code_logit_scale),
-            ("code_target", code_target),
-            ("lr_decay_rate", lr_decay_rate),
-            ("round_lr_decay", round_lr_decay),
-        ):
-            _non_negative(variant, label, v)
-            if v == 0:
-                raise ValueError(f"{variant}: {label} must be > 0")
-        if code_target > 1:
-            raise ValueError(f"{variant}: code_target must be in (0, 1], got {code_target!r}")
-        _non_negative(variant, "labnet_semantic_weight", labnet_semantic_weight)
-        for label, v in (
-            ("imgnet_similarity", imgnet_similarity),
-            ("clip_value", clip_value),
-            ("imgnet_clip_value", imgnet_clip_value),
-        ):
-            if v is not None:
-                _non_negative(variant, label, v)
-                if v == 0:
-                    raise ValueError(f"{variant}: {label} must be > 0 (or None)")
-        if lr_decay_epochs is not None:
-            _positive_int(variant, "lr_decay_epochs", lr_decay_epochs)
-        for label, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("eta", eta)):
-            _non_negative(variant, label, v)
-        if lr_multiplier is None:  # new layers learn 10x faster than a PRETRAINED backbone
-            lr_multiplier = 10.0 if weights is not None else 1.0
-        for label, v in (
-            ("positive_similarity", positive_similarity),
-            ("lr_multiplier", lr_multiplier),
-        ):
-            _non_negative(variant, label, v)
-            if v == 0:
-                raise ValueError(f"{variant}: {label} must be > 0")
-        if labnet_lr is not None:
-            _non_negative(variant, "labnet_lr", labnet_lr)
-        image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
-        if isinstance(backbone, str):
-            weights = _resolve_weights(backbone, weights)  # "imagenet" -> the cached published file
-            if image_mean is None and weights is not None and str(backbone).lower() == "cnn_f":
-                from deephash.backbones.cnn_f import matconvnet_metadata
-
-                meta = matconvnet_metadata(weights)
-                # MatConvNet (and the DSEH authors' code) subtract the file's full average
-                # image; older files store only a per-channel mean
-                average = meta.get("average_image")
-                if average is not None and np.ndim(average) == 3:
-                    image_mean = np.asarray(average, np.float32).tolist()
-                elif meta["mean"] is not None:
-                    image_mean = [float(m) for m in meta["mean"]]
-            backbone_model, pre_name = self.build_backbone(
-                backbone, image_shape, weights, input_shape
-            )
-            preprocessing = preprocessing or pre_name
-        elif isinstance(backbone, keras.Model):
-            backbone_model = backbone
-            preprocessing = preprocessing or "none"
-        else:
-            raise ValueError(
-                f"{variant}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}"
-            )
-        if len(backbone_model.outputs) != 1 or len(backbone_model.outputs[0].shape) != 2:
-            raise ValueError(f"{variant}: the backbone must output one feature matrix (b, d)")
-        if image_mean is not None:
-            m = np.asarray(image_mean, np.float32)
-            if not ((m.ndim == 1 and m.shape[0] == 3) or (m.ndim == 3 and m.shape[2] == 3)):
-                raise ValueError(
-                    f"{variant}: image_mean must hold 3 (RGB) values or an (h, w, 3) average image, "
-                    f"got shape {m.shape}"
-                )
-            image_mean = m.tolist()
-
-        images = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
-        labels = keras.Input(shape=(int(num_classes),), name="labels")
-        # ImgNet
-        features = backbone_model(images)
-        if hash_input == "pre_activation":  # the authors' hash layer reads fc8 before its ReLU
-            img_pre = keras.layers.Dense(semantic_dim, dtype="float32", name="img_semantic_fc")(
-                features
-            )
-            img_semantic = keras.layers.Activation(
-                semantic_activation, dtype="float32", name="img_semantic"
-            )(img_pre)
-            hash_source = img_pre
-        else:
-            img_semantic = keras.layers.Dense(
-                semantic_dim, activation=semantic_activation, dtype="float32", name="img_semantic"
-            )(features)
-            hash_source = img_semantic
-        img_hash = keras.layers.Dense(bits, dtype="float32", name="img_hash")(hash_source)
-        img_codes = keras.layers.Activation("tanh", dtype="float32", name="img_codes")(img_hash)
-        # LabNet
-        hidden = keras.layers.Dense(labnet_hidden, activation="relu", name="lab_fc1")(labels)
-        if labnet_lrn:  # the authors' LabNet: LRN (MatConvNet's CNN-F parameters) after fc1's ReLU
-            from deephash.layers import LocalResponseNormalization
-
-            hidden = keras.layers.Reshape((1, 1, labnet_hidden), name="lab_lrn_in")(hidden)
-            hidden = LocalResponseNormalization(2, 2.0, 1e-4, 0.75, name="lab_lrn")(hidden)
-            hidden = keras.layers.Reshape((labnet_hidden,), name="lab_lrn_out")(hidden)
-        lab_semantic = keras.layers.Dense(
-            semantic_dim, activation=semantic_activation, dtype="float32", name="lab_semantic"
-        )(hidden)
-        lab_codes = keras.layers.Dense(bits, activation="tanh", dtype="float32", name="lab_hash")(
-            lab_semantic
+    def __init__(self, bits: int, num_classes: int = REQUIRED, backbone: Any = None, **kwargs):
+        hp = self.check_hparams(
+            bits=bits, num_classes=num_classes, backbone=backbone, **self.pop_hparams(kwargs)
         )
-        lab_labels = keras.layers.Dense(
-            int(num_classes), activation="sigmoid", dtype="float32", name="lab_label"
-        )(lab_codes)
+        variant = hp["variant"]
+        # === Layers ===
+        hp["weights"], hp["image_mean"] = _pretrained(hp, variant)
+        backbone_model, hp["preprocessing"] = self.make_backbone(hp, variant)
+        img = _imgnet_head(hp)
+        lab = _labnet_layers(hp)
+
+        # === Functional model ===
+        images = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
+        labels = keras.Input(shape=(hp["num_classes"],), name="labels")
+        # ImgNet: backbone -> semantic layer -> hash logits (-> tanh codes)
+        features = backbone_model(images)
+        if hp["hash_input"] == "pre_activation":  # the authors' hash layer reads fc8 pre-ReLU
+            img_pre = img["semantic_fc"](features)
+            img_semantic = img["semantic"](img_pre)
+            img_hash = img["hash"](img_pre)
+        else:
+            img_semantic = img["semantic"](features)
+            img_hash = img["hash"](img_semantic)
+        img_codes = img["codes"](img_hash)
+        # LabNet: labels -> hidden (-> LRN) -> semantic -> codes -> labels
+        hidden = labels
+        for layer in lab["hidden"]:
+            hidden = layer(hidden)
+        lab_semantic = lab["semantic"](hidden)
+        lab_codes = lab["hash"](lab_semantic)
+        lab_labels = lab["label"](lab_codes)
         outputs = {
             "img_semantic": img_semantic,
             "img_hash": img_hash,
@@ -335,158 +337,42 @@ class DSEH(KerasHashingMethod):
         kwargs.setdefault("name", variant.replace("-", "_"))
         super().__init__(inputs=[images, labels], outputs=outputs, **kwargs)
 
-        self.bits = bits
-        self.num_classes = int(num_classes)
+        # === Config ===
         self.backbone = backbone_model
-        self.variant = variant
-        self.rounds = int(rounds)
-        self.labnet_epochs = labnet_epochs
-        self.imgnet_epochs = imgnet_epochs
-        self.alpha, self.beta, self.gamma, self.eta = (
-            float(alpha),
-            float(beta),
-            float(gamma),
-            float(eta),
-        )
-        self.positive_similarity = float(positive_similarity)
-        self.labnet_batch_size = int(labnet_batch_size)
-        self.labnet_lr = None if labnet_lr is None else float(labnet_lr)
-        self.lr_multiplier = float(lr_multiplier)
-        self.semantic_dim = int(semantic_dim)
-        self.labnet_hidden = int(labnet_hidden)
-        self.image_shape = image_shape
-        self.image_mean = image_mean
-        self.preprocessing = preprocessing
-        self.augment = bool(augment)
-        self.loss_scale = loss_scale
-        self.code_logit_scale = float(code_logit_scale)
-        self.code_target = float(code_target)
-        self.semantic_activation = semantic_activation
-        self.hash_input = hash_input
-        self.labnet_lrn = bool(labnet_lrn)
-        self.labnet_semantic_weight = float(labnet_semantic_weight)
-        self.imgnet_similarity = None if imgnet_similarity is None else float(imgnet_similarity)
-        self.optimizer_name = optimizer
-        self.clip_value = None if clip_value is None else float(clip_value)
-        self.imgnet_clip_value = None if imgnet_clip_value is None else float(imgnet_clip_value)
-        self.lr_decay_epochs = None if lr_decay_epochs is None else int(lr_decay_epochs)
-        self.lr_decay_rate = float(lr_decay_rate)
-        self.round_lr_decay = float(round_lr_decay)
-        self.joint_table = joint_table
-        self.evaluation = evaluation
+        self.set_hparams(hp)
+
+        # === Training state ===
         # sub-networks share the layers above; set without Keras tracking (not saved twice)
-        object.__setattr__(
-            self,
-            "labnet",
-            keras.Model(
-                labels,
-                {"semantic": lab_semantic, "codes": lab_codes, "labels": lab_labels},
-                name="labnet",
-            ),
-        )
-        object.__setattr__(
-            self,
-            "imgnet",
-            keras.Model(images, {"semantic": img_semantic, "hash": img_hash}, name="imgnet"),
-        )
+        labnet_outputs = {"semantic": lab_semantic, "codes": lab_codes, "labels": lab_labels}
+        object.__setattr__(self, "labnet", keras.Model(labels, labnet_outputs, name="labnet"))
+        imgnet_outputs = {"semantic": img_semantic, "hash": img_hash}
+        object.__setattr__(self, "imgnet", keras.Model(images, imgnet_outputs, name="imgnet"))
         object.__setattr__(self, "_phase", "imgnet")
         object.__setattr__(self, "_store", None)
         object.__setattr__(self, "_head_optimizer", None)
         object.__setattr__(self, "_skip_refresh", False)
-        self._trackers = {
-            name: keras.metrics.Mean(name=name)
-            for name in (
-                "labnet_loss",
-                "labnet_semantic",
-                "labnet_hash",
-                "labnet_quantization",
-                "labnet_label",
-                "imgnet_loss",
-                "imgnet_semantic",
-                "imgnet_codes",
-            )
-        }
-
-    # ------------------------------------------------------------------ registry / config
-    @classmethod
-    def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
-        """``methods.create("dseh"|"dseh-s"|..., bits=, dataset=, **hparams)``; on data sets
-        with images under 32 pixels the backbone defaults to ``small_cnn``."""
-        kw = dict(hparams)
-        kw["variant"] = name
-        kw["bits"] = bits
-        if dataset is not None:
-            kw.setdefault("num_classes", dataset.protocol.num_classes)
-            kw.setdefault("image_shape", dataset.image_shape)
-            shape = dataset.image_shape
-            if "backbone" not in kw and shape is not None and max(shape[:2]) < _SMALL_IMAGES:
-                kw["backbone"] = "small_cnn"
-        if "num_classes" not in kw:
-            raise ValueError(f"{name}: num_classes is required (or pass dataset=)")
-        unknown = set(kw) - set(_INIT_ARGS)
-        if unknown:
-            raise ValueError(
-                f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(_HPARAMS)}"
-            )
-        return kw
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "bits": self.bits,
-            "num_classes": self.num_classes,
-            "backbone": keras.layers.serialize(self.backbone),
-            "variant": self.variant,
-            "rounds": self.rounds,
-            "labnet_epochs": _jsonable(self.labnet_epochs),
-            "imgnet_epochs": _jsonable(self.imgnet_epochs),
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "gamma": self.gamma,
-            "eta": self.eta,
-            "positive_similarity": self.positive_similarity,
-            "labnet_batch_size": self.labnet_batch_size,
-            "labnet_lr": self.labnet_lr,
-            "lr_multiplier": self.lr_multiplier,
-            "semantic_dim": self.semantic_dim,
-            "labnet_hidden": self.labnet_hidden,
-            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
-            "image_mean": self.image_mean,
-            "preprocessing": self.preprocessing,
-            "augment": self.augment,
-            "loss_scale": self.loss_scale,
-            "code_logit_scale": self.code_logit_scale,
-            "code_target": self.code_target,
-            "semantic_activation": self.semantic_activation,
-            "hash_input": self.hash_input,
-            "labnet_lrn": self.labnet_lrn,
-            "labnet_semantic_weight": self.labnet_semantic_weight,
-            "imgnet_similarity": self.imgnet_similarity,
-            "optimizer": self.optimizer_name,
-            "clip_value": self.clip_value,
-            "imgnet_clip_value": self.imgnet_clip_value,
-            "lr_decay_epochs": self.lr_decay_epochs,
-            "lr_decay_rate": self.lr_decay_rate,
-            "round_lr_decay": self.round_lr_decay,
-            "joint_table": self.joint_table,
-            "evaluation": self.evaluation,
-        }
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKERS}
 
     @classmethod
-    def from_config(cls, config: dict) -> "DSEH":
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
+    def check_related(cls, hp: dict, owner: str) -> dict:
+        """Algorithm 1's rounds (dseh-a: one) and epochs per round; ``lr_multiplier``'s
+        default (10 with pretrained ``weights``, else 1)."""
+        if hp["rounds"] is None:
+            hp["rounds"] = 1 if hp["variant"] == "dseh-a" else DEFAULT_ROUNDS
+        if hp["variant"] == "dseh-a" and hp["rounds"] != 1:
+            fail("rounds", "1 (dseh-a trains one round, no alternation)", hp["rounds"], owner)
+        for key in ("labnet_epochs", "imgnet_epochs"):
+            hp[key] = _epochs(owner, key, hp[key], hp["rounds"])
+        if hp["lr_multiplier"] is None:  # new layers learn 10x faster than a PRETRAINED backbone
+            hp["lr_multiplier"] = 10.0 if hp["weights"] is not None else 1.0
+        return hp
 
     def hparams(self) -> dict:
-        """The method's hyper-parameters (for config.json)."""
-        out = {k: v for k, v in self.get_config().items() if k in _HPARAMS}
-        if (
-            self.image_mean is not None and np.ndim(self.image_mean) == 3
-        ):  # not 150k numbers in config.json
+        """The method's hyper-parameters (for config.json); an average image as its shape."""
+        out = super().hparams()
+        if self.image_mean is not None and np.ndim(self.image_mean) == 3:  # not 150k numbers
             out["image_mean"] = f"average image {tuple(np.shape(self.image_mean))}"
-        return {**out, "backbone": self.backbone.name}
+        return out
 
     # ------------------------------------------------------------------ models and encoding
     def preprocessor(self):
@@ -504,7 +390,8 @@ class DSEH(KerasHashingMethod):
         )
 
     def hash_model(self) -> keras.Model:
-        """Preprocessed images -> relaxed ImgNet codes ``tanh(hash logits)`` in (-1, 1), ``(b, bits)``."""
+        """Preprocessed images -> relaxed ImgNet codes ``tanh(hash logits)`` in (-1, 1),
+        ``(b, bits)``."""
         return keras.Model(
             self.inputs[0], self.get_layer("img_codes").output, name=f"{self.name}_hash"
         )
@@ -518,7 +405,8 @@ class DSEH(KerasHashingMethod):
         y = np.asarray(getattr(labels, "labels", labels))
         if y.ndim != 2 or y.shape[1] != self.num_classes or y.shape[0] == 0:
             raise ValueError(
-                f"{self.name}: labels must be (n, {self.num_classes}) multi-hot, got shape {y.shape}"
+                f"{self.name}: labels must be (n, {self.num_classes}) multi-hot, "
+                f"got shape {y.shape}"
             )
         if not np.all(np.isfinite(y.astype(np.float64))):
             raise ValueError(f"{self.name}: labels contain NaN or infinite values")
@@ -532,7 +420,8 @@ class DSEH(KerasHashingMethod):
         return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
 
     def encode_labels(self, labels) -> np.ndarray:
-        """LabNet codes of multi-hot label vectors (or a Split's labels): bool ``(n, bits)`` = H > 0."""
+        """LabNet codes of multi-hot label vectors (or a Split's labels): bool ``(n, bits)``
+        = H > 0."""
         return self._labnet_outputs(labels)["codes"] > 0
 
     def semantic_features(self, images=None, labels=None):
@@ -720,7 +609,8 @@ class DSEH(KerasHashingMethod):
         logits = self._predict(self.code_logits_model(), images, 256)
         if len(semantic) != self._store.labels.shape[0]:
             raise ValueError(
-                f"{self.name}: {len(semantic)} images for a table of {self._store.labels.shape[0]} labels"
+                f"{self.name}: {len(semantic)} images for a table of "
+                f"{self._store.labels.shape[0]} labels"
             )
         self._store.semantic.assign(np.asarray(semantic, np.float32))
         self._store.codes.assign(np.where(np.asarray(logits) >= 0, 1.0, -1.0).astype(np.float32))
@@ -798,7 +688,8 @@ class DSEH(KerasHashingMethod):
         labels = np.asarray(split.labels, np.float32)
         if labels.ndim != 2 or labels.shape[1] != self.num_classes:
             raise ValueError(
-                f"{self.name}: training labels have shape {labels.shape}, expected (n, {self.num_classes})"
+                f"{self.name}: training labels have shape {labels.shape}, "
+                f"expected (n, {self.num_classes})"
             )
         self._weight_decay = float(config.weight_decay)
         self._train_split = split
@@ -826,67 +717,21 @@ class DSEH(KerasHashingMethod):
     def _fit_phase(
         self, phase: str, epochs: int, split, labels: np.ndarray, config, k: int, callbacks
     ):
-        from deephash import data
-
+        """Phase ``k`` of Algorithm 1's schedule: ``epochs`` epochs of ``phase``."""
         seed = int(config.seed) * 1000 + k
         round_index = k // 2
         object.__setattr__(self, "_head_optimizer", None)
         if phase == "labnet":
-            lr = (
-                self.labnet_lr
-                if self.labnet_lr is not None
-                else self.lr_multiplier * float(config.lr)
+            phase_config, batch, ds, refresh = self._labnet_stream(
+                split, labels, config, epochs, seed, round_index
             )
-            phase_config = config.replace(lr=lr, batch_size=self.labnet_batch_size)
-            batch = min(self.labnet_batch_size, len(labels))
-            ds = _label_batches(labels, batch, epochs, seed)
-            joint = self.joint_table == "imgnet" and round_index > 0
-            if joint:  # Algorithm 1: from round 2 LabNet starts from ImgNet's features and codes
-                self.refresh_from_imgnet(split)
-            refresh = [_Refresh(self, skip_first=joint)]
             clip = self.clip_value
         else:
-            phase_config = config
-            batch = min(int(config.batch_size), len(split))
-            self.refresh_store()  # LabNet is fixed during this phase
+            phase_config, batch, ds, refresh = self._imgnet_stream(split, config, seed)
             clip = self.imgnet_clip_value
-            # stateless stream (same batches under any strategy); a phase always starts at
-            # step 0, since checkpoints are taken between phases
-            ds = data.labeled_dataset(
-                split,
-                batch,
-                seed=seed,
-                shuffle=True,
-                repeat=True,
-                preprocess=self.preprocessor(),
-                augment=self.augment,
-                drop_remainder=True,
-                start_step=0,
-            )
-            refresh = []
         steps = max(1, len(labels) // batch)
         object.__setattr__(self, "_phase", phase)
-        with self.distribute_strategy.scope():
-            if (
-                self.optimizer_name == "sgd"
-                and self.lr_decay_epochs is None
-                and self.round_lr_decay == 1
-                and clip is None
-            ):
-                optimizer = training.make_optimizer(
-                    phase_config
-                )  # the project's SGD (unchanged default)
-            else:
-                optimizer = self.make_optimizer(phase_config, steps, round_index, clip)
-            if phase == "imgnet" and self.optimizer_name == "adam" and self.lr_multiplier != 1:
-                # Adam normalises the gradient scale away: the new layers get their own optimiser
-                # at lr_multiplier x lr (the authors' two AdamOptimizers), built here, not in the step
-                head_optimizer = self.make_optimizer(
-                    phase_config, steps, round_index, clip, lr_factor=self.lr_multiplier
-                )
-                head_optimizer.build(self.imgnet_weights()[1])
-                object.__setattr__(self, "_head_optimizer", head_optimizer)
-            self.compile(optimizer=optimizer)
+        self._compile_phase(phase, phase_config, steps, round_index, clip)
         self.train_function = None  # retrace train_step for this phase
         log.info(
             "%s: round %d, %s for %d epochs of %d steps",
@@ -907,6 +752,59 @@ class DSEH(KerasHashingMethod):
             verbose=verbose,
             shuffle=False,
         )  # the stateless pipeline orders the batches
+
+    def _labnet_stream(self, split, labels, config, epochs: int, seed: int, round_index: int):
+        """``(phase config, batch, label batches, callbacks)`` of a LabNet phase: its own
+        batch and learning rate; from round 2 with ``joint_table="imgnet"`` the table starts
+        as ImgNet's features and codes (Algorithm 1), else it is refreshed every epoch."""
+        lr = self.labnet_lr if self.labnet_lr is not None else self.lr_multiplier * float(config.lr)
+        phase_config = config.replace(lr=lr, batch_size=self.labnet_batch_size)
+        batch = min(self.labnet_batch_size, len(labels))
+        ds = _label_batches(labels, batch, epochs, seed)
+        joint = self.joint_table == "imgnet" and round_index > 0
+        if joint:
+            self.refresh_from_imgnet(split)
+        return phase_config, batch, ds, [_Refresh(self, skip_first=joint)]
+
+    def _imgnet_stream(self, split, config, seed: int):
+        """``(phase config, batch, image batches, callbacks)`` of an ImgNet phase, LabNet's
+        table fixed: a stateless stream (the same batches under any strategy) starting at
+        step 0, since checkpoints are taken between phases."""
+        from deephash import data
+
+        batch = min(int(config.batch_size), len(split))
+        self.refresh_store()  # LabNet is fixed during this phase
+        ds = data.labeled_dataset(
+            split,
+            batch,
+            seed=seed,
+            shuffle=True,
+            repeat=True,
+            preprocess=self.preprocessor(),
+            augment=self.augment,
+            drop_remainder=True,
+            start_step=0,
+        )
+        return config, batch, ds, []
+
+    def _compile_phase(self, phase: str, phase_config, steps: int, round_index: int, clip):
+        """Compile with the phase's optimiser: the project's SGD (the unchanged default) or
+        :meth:`make_optimizer`; ImgNet under Adam with ``lr_multiplier != 1`` also gets a
+        second optimiser for the new layers (Adam normalises a gradient multiplier away; the
+        authors' two AdamOptimizers), built here, not in the step."""
+        with self.distribute_strategy.scope():
+            plain = self.optimizer_name == "sgd" and self.lr_decay_epochs is None
+            if plain and self.round_lr_decay == 1 and clip is None:
+                optimizer = training.make_optimizer(phase_config)
+            else:
+                optimizer = self.make_optimizer(phase_config, steps, round_index, clip)
+            if phase == "imgnet" and self.optimizer_name == "adam" and self.lr_multiplier != 1:
+                head_optimizer = self.make_optimizer(
+                    phase_config, steps, round_index, clip, lr_factor=self.lr_multiplier
+                )
+                head_optimizer.build(self.imgnet_weights()[1])
+                object.__setattr__(self, "_head_optimizer", head_optimizer)
+            self.compile(optimizer=optimizer)
 
 
 def _label_batches(labels: np.ndarray, batch: int, epochs: int, seed: int):
@@ -946,88 +844,4 @@ class _WeightsOnly:
         self.distribute_strategy = model.distribute_strategy
 
 
-def _epochs(method: str, label: str, v, rounds: int):
-    """None, a positive int, or one positive int per round (a list of ``rounds`` values)."""
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple)):
-        if len(v) != rounds:
-            raise ValueError(
-                f"{method}: {label} must give one count per round ({rounds}), got {list(v)!r}"
-            )
-        for x in v:
-            _positive_int(method, label, x)
-        return tuple(int(x) for x in v)
-    _positive_int(method, label, v)
-    return int(v)
-
-
-def _jsonable(v):
-    return list(v) if isinstance(v, tuple) else v
-
-
-def _positive_int(method: str, label: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{method}: {label} must be a positive integer, got {v!r}")
-
-
-def _non_negative(method: str, label: str, v) -> None:
-    if (
-        isinstance(v, bool)
-        or not isinstance(v, (int, float, np.floating, np.integer))
-        or not math.isfinite(v)
-        or v < 0
-    ):
-        raise ValueError(f"{method}: {label} must be a non-negative number, got {v!r}")
-
-
-_INIT_ARGS = (
-    "bits",
-    "num_classes",
-    "backbone",
-    "variant",
-    "rounds",
-    "labnet_epochs",
-    "imgnet_epochs",
-    "alpha",
-    "beta",
-    "gamma",
-    "eta",
-    "positive_similarity",
-    "labnet_batch_size",
-    "labnet_lr",
-    "lr_multiplier",
-    "semantic_dim",
-    "labnet_hidden",
-    "image_shape",
-    "image_mean",
-    "preprocessing",
-    "augment",
-    "loss_scale",
-    "code_logit_scale",
-    "code_target",
-    "semantic_activation",
-    "hash_input",
-    "labnet_lrn",
-    "labnet_semantic_weight",
-    "imgnet_similarity",
-    "optimizer",
-    "clip_value",
-    "imgnet_clip_value",
-    "lr_decay_epochs",
-    "lr_decay_rate",
-    "round_lr_decay",
-    "joint_table",
-    "evaluation",
-    "weights",
-    "input_shape",
-)
-_HPARAMS = tuple(a for a in _INIT_ARGS if a not in ("backbone", "weights", "input_shape"))
-
 __all__ = ["DSEH", "VARIANTS"]
-
-
-def _resolve_weights(backbone: str, weights):
-    from deephash.backbones.pretrained import resolve
-
-    return resolve(str(backbone).lower(), weights)

@@ -30,9 +30,8 @@ import tensorflow as tf
 
 from deephash import losses, training
 from deephash.layers import BagHash
-from deephash.methods.base import check_bits, register
-from deephash.methods.keras_method import resolve_backbone
-from deephash.methods.pairwise_method import check_int
+from deephash.methods.base import register
+from deephash.methods.hparams import HParam, choice, integer, number, protocol
 from deephash.methods.triplet_method import TripletHashingMethod
 
 log = logging.getLogger(__name__)
@@ -72,121 +71,48 @@ class DSRH(TripletHashingMethod):
     """
 
     LOGITS_LAYER = "bag_hash"  # bit = bag unit's pre-activation > 0
-    CONFIG_KEYS = (
-        "bits",
-        "backbone",
-        "num_classes",
-        "multilabel",
-        "variant",
-        "bags",
-        "ortho_weight",
-        "classification_weight",
-        "margin",
-        "image_shape",
-        "preprocessing",
-        "augment",
-        "triplet_on",
-    )
-    HPARAM_KEYS = (
-        "bits",
-        "variant",
-        "bags",
-        "ortho_weight",
-        "classification_weight",
-        "margin",
-        "num_classes",
-        "multilabel",
-        "preprocessing",
-        "augment",
-        "triplet_on",
-        "image_shape",
-    )
+    method = "dsrh"
+    HPARAMS = {
+        **protocol("bits", "backbone", "num_classes", "multilabel", backbone="small_cnn"),
+        "variant": HParam("dsrh", choice(*VARIANTS, lower=True)),
+        "bags": HParam(30, integer()),
+        "ortho_weight": HParam(0.25, number(minimum=0)),
+        "classification_weight": HParam(1.0, number(minimum=0)),
+        "margin": HParam(1.0, number(minimum=0)),
+        **protocol("image_shape", "preprocessing", "augment"),
+        "triplet_on": HParam("centred", choice("centred", "relaxed")),
+        **protocol("weights", "input_shape"),
+    }
 
-    def __init__(
-        self,
-        bits: int,
-        backbone: Any = "small_cnn",
-        num_classes: int = 10,
-        multilabel: bool = False,
-        variant: str = "dsrh",
-        bags: int = 30,
-        ortho_weight: float = 0.25,
-        classification_weight: float = 1.0,
-        margin: float = 1.0,
-        image_shape: Sequence[int] | None = None,
-        preprocessing: str | None = None,
-        augment: bool = False,
-        triplet_on: str = "centred",
-        weights: str | None = None,
-        input_shape: Sequence[int] | None = None,
-        **kwargs,
-    ):
-        variant = str(variant).lower()
-        if variant not in VARIANTS:
-            raise ValueError(f"DSRH: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        bits = check_bits(bits, method=variant)
-        bags = check_int(variant, "bags", bags)
-        num_classes = check_int(variant, "num_classes", num_classes)
-        for label, v in (
-            ("ortho_weight", ortho_weight),
-            ("classification_weight", classification_weight),
-            ("margin", margin),
-        ):
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float, np.floating))
-                or not np.isfinite(v)
-                or v < 0
-            ):
-                raise ValueError(f"{variant}: {label} must be a non-negative number, got {v!r}")
-        image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
-        if triplet_on not in ("centred", "relaxed"):
-            raise ValueError(
-                f"{variant}: triplet_on must be 'centred' (Eq. 5, on 2H-1) or 'relaxed' (Eq. 2 on H), got {triplet_on!r}"
-            )
-        backbone_model, preprocessing = resolve_backbone(
-            variant, backbone, image_shape, weights, input_shape, preprocessing
-        )
+    def __init__(self, bits: int, backbone: Any = None, **kwargs):
+        hp = self.check_hparams(bits=bits, backbone=backbone, **self.pop_hparams(kwargs))
+        variant = hp["variant"]
+        # === Layers ===
+        backbone_model, hp["preprocessing"] = self.make_backbone(hp, variant)
 
+        # === Functional model ===
         inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
         features = backbone_model(inputs)
-        fc8 = keras.layers.Dense(bags * bits, name="fc8")(features)
-        logits = BagHash(bits, bags=bags, activation=None, name="bag_hash")(fc8)
+        fc8 = keras.layers.Dense(hp["bags"] * hp["bits"], name="fc8")(features)
+        logits = BagHash(hp["bits"], bags=hp["bags"], activation=None, name="bag_hash")(fc8)
         codes = keras.layers.Activation("sigmoid", dtype="float32", name="codes")(logits)
         outputs = {"codes": codes}
         if variant == "dsrh":
             outputs["class_logits"] = keras.layers.Dense(
-                num_classes, dtype="float32", name="classifier"
+                hp["num_classes"], dtype="float32", name="classifier"
             )(fc8)
         kwargs.setdefault("name", variant.replace("+", "_plus"))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
-        self.bits = bits
+        # === Config ===
         self.backbone = backbone_model
-        self.num_classes = num_classes
-        self.multilabel = bool(multilabel)
-        self.variant = variant
-        self.bags = bags
-        self.ortho_weight = float(ortho_weight)
-        self.classification_weight = float(classification_weight)
-        self.margin = float(margin)
-        self.image_shape = image_shape
-        self.preprocessing = preprocessing
-        self.augment = bool(augment)
-        self.triplet_on = triplet_on
+        self.set_hparams(hp)
         self._trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "triplet", "orthogonality", "classification")
         }
 
-    # ------------------------------------------------------------------ registry / config
-    @classmethod
-    def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
-        """``methods.create("dsrh"|"drh"|"drh+", bits=, dataset=, backbone=, ...)``."""
-        kw = cls.protocol_kwargs(bits, dataset, {**hparams, "variant": name})
-        cls.check_known(name, kw, (*cls.CONFIG_KEYS, "weights", "input_shape"), cls.HPARAM_KEYS)
-        return kw
-
+    # ------------------------------------------------------------------ hyper-parameter selection
     @classmethod
     def resolve_hparams(
         cls, name: str, dataset, bits: int, config: training.TrainConfig, hparams: dict
@@ -194,7 +120,7 @@ class DSRH(TripletHashingMethod):
         """Resolve ``ortho_weight="auto"`` with :func:`select_ortho_weight` (validation
         split carved from training). Returns ``(hparams, selection record)``."""
         if str(hparams.get("ortho_weight", "")).lower() != "auto":
-            return hparams, {}
+            return dict(hparams), {}
         if name == "drh":
             raise ValueError("drh has no orthogonality term: ortho_weight=auto does not apply")
         rest = {k: v for k, v in hparams.items() if k != "ortho_weight"}
@@ -204,7 +130,8 @@ class DSRH(TripletHashingMethod):
                 "chosen": best,
                 "grid": list(ORTHO_GRID),
                 "validation_map": scores,
-                "validation": f"10% of the training split (seed {config.seed}) as queries, the rest as database",
+                "validation": f"10% of the training split (seed {config.seed}) as queries, "
+                "the rest as database",
             }
         }
         return {**rest, "ortho_weight": best}, record

@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from deephash import losses
 from deephash.methods.base import register
-from deephash.methods.pairwise_method import PairwiseHashingMethod, check_int, check_number
+from deephash.methods.hparams import HParam, integer, number, optional
+from deephash.methods.pairwise_method import PairwiseHashingMethod, common_hparams
 
 
 @register("hashnet")
@@ -36,21 +37,13 @@ class HashNet(PairwiseHashingMethod):
     ``PairwiseHashingMethod``."""
 
     method = "hashnet"
-    default_backbone = "cnn_f"
-    HPARAMS = {"alpha": None, "beta0": 1.0, "gamma": 0.005, "power": 0.5, "beta_step": 200}
-
-    @classmethod
-    def check_hparams(cls, hp: dict) -> dict:
-        m = cls.method
-        return {
-            "alpha": None
-            if hp["alpha"] is None
-            else check_number(m, "alpha", hp["alpha"], positive=True),
-            "beta0": check_number(m, "beta0", hp["beta0"], positive=True),
-            "gamma": check_number(m, "gamma", hp["gamma"]),
-            "power": check_number(m, "power", hp["power"]),
-            "beta_step": check_int(m, "beta_step", hp["beta_step"]),
-        }
+    HPARAMS = common_hparams(
+        alpha=HParam(None, optional(number(positive=True))),
+        beta0=HParam(1.0, number(positive=True)),
+        gamma=HParam(0.005, number(minimum=0)),
+        power=HParam(0.5, number(minimum=0)),
+        beta_step=HParam(200, integer()),
+    )
 
     @property
     def sigmoid_alpha(self) -> float:

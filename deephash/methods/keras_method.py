@@ -11,21 +11,25 @@ This class adds the common method interface of ``deephash.methods.base``:
 
 * ``fit_dataset(dataset, config)``: builds the method's tf.data pipeline
   (:meth:`train_dataset`, overridable), compiles with ``training.make_optimizer``, runs
-  ``keras.Model.fit`` (progress per ``config.verbose``: Keras' bar, or one tqdm bar over epochs), checkpoints every epoch
-  into ``config.checkpoint_dir`` and resumes from the latest checkpoint there;
+  ``keras.Model.fit`` (progress per ``config.verbose``: Keras' bar, or one tqdm bar over
+  epochs), checkpoints every epoch into ``config.checkpoint_dir`` and resumes from the
+  latest checkpoint there;
 * ``encode(images_or_split) -> bool (n, bits)``, batched through
   ``data.image_dataset`` with the backbone's preprocessing;
 * ``hash_model()``: a model from (preprocessed) images to relaxed codes, exportable alone;
-* ``extra_metrics(dataset, query_codes, db_codes) -> dict`` (default: none);
+* ``hparams()``, ``extra_metrics(dataset, query_codes, db_codes) -> dict`` (default: none),
+  the class attribute ``family = "deep"`` and the classmethod ``resolve_hparams``;
 * ``from_registry(name, bits, dataset, **hparams)`` used by ``methods.create``.
 
-Subclasses implement ``train_step`` and :meth:`hash_model` / :meth:`code_logits_model`,
-list their saved constructor arguments in ``CONFIG_KEYS`` (``get_config`` / ``from_config``
-come from here) and the ones reported by :meth:`hparams` in ``HPARAM_KEYS``, and keep
-their loss trackers in ``self._trackers`` (the ``metrics`` property).
-Inside ``train_step`` losses must be per-replica shares of the global mean (see
-``deephash.training``); :meth:`regularization_loss` gives the weight-decay term already
-scaled that way.
+Subclasses list every constructor argument in the table ``HPARAMS``
+(``deephash.methods.hparams``: default + check), which is validated once
+(:meth:`check_hparams`), saved by ``get_config`` and reported by :meth:`hparams`; the data
+set's arguments (``num_classes``, ``multilabel``, ``image_shape``, the small-image backbone)
+come from :meth:`registry_kwargs`. They implement ``train_step`` and :meth:`hash_model` /
+:meth:`code_logits_model`, and keep their loss trackers in ``self._trackers`` (the
+``metrics`` property). Inside ``train_step`` losses must be per-replica shares of the
+global mean (see ``deephash.training``); :meth:`regularization_loss` gives the
+weight-decay term already scaled that way. docs/CONTRIBUTING_METHODS.md walks through one.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import keras
 import numpy as np
 
 from deephash import training
+from deephash.methods import hparams as hp
 from deephash.methods.base import register_loader
 
 _IMAGE_BATCH = 256
@@ -64,7 +69,8 @@ def resolve_backbone(method: str, backbone: Any, image_shape, weights, input_sha
         model, preprocessing = backbone, preprocessing or "none"
     else:
         raise ValueError(
-            f"{method}: backbone must be a keras.Model or a backbone name, got {type(backbone).__name__}"
+            f"{method}: backbone must be a keras.Model or a backbone name. "
+            f"Received: backbone={backbone!r}"
         )
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
         raise ValueError(f"{method}: the backbone must output one feature matrix (b, d)")
@@ -74,71 +80,128 @@ def resolve_backbone(method: str, backbone: Any, image_shape, weights, input_sha
 class KerasHashingMethod(keras.Model):
     """Common behaviour of Keras hashing methods; see the module docstring.
 
-    Subclass ``__init__`` must set ``self.bits``, ``self.image_shape`` (raw image shape
-    ``(h, w, ch)``, or None for file-based data) and ``self.preprocessing`` (the backbone
-    name given to ``data.preprocessing.for_backbone``) after ``super().__init__``.
+    A subclass sets ``method`` (its registry name, the owner of its error messages) and
+    ``HPARAMS``, and its ``__init__`` has three sections, as keras-hub's models::
+
+        def __init__(self, bits, backbone=None, **kwargs):
+            hp = self.check_hparams(bits=bits, backbone=backbone, **self.pop_hparams(kwargs))
+            # === Layers ===
+            backbone_model, hp["preprocessing"] = self.make_backbone(hp)
+            ...
+            # === Functional model ===
+            super().__init__(inputs=..., outputs=..., **kwargs)
+            # === Config ===
+            self.backbone = backbone_model
+            self.set_hparams(hp)
+
+    ``self.image_shape`` (raw image shape ``(h, w, ch)``, or None for file-based data) and
+    ``self.preprocessing`` (the backbone name given to ``data.preprocessing.for_backbone``)
+    must be table entries.
     """
 
+    family = "deep"
+    method = "deep"
     # bit = 1 where the output of code_logits_model() is above this
     code_threshold: float = 0.0
-    # attributes saved by get_config (besides name and trainable), in order
-    CONFIG_KEYS: tuple[str, ...] = ()
-    # keys of get_config() reported by hparams(); None: all but name, trainable, backbone
-    HPARAM_KEYS: tuple[str, ...] | None = None
+    # every constructor argument (besides Keras' name/trainable/dtype), in get_config order
+    HPARAMS: dict[str, hp.HParam] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_registry(
         cls, name: str, bits: int, dataset: Any = None, **hparams
     ) -> "KerasHashingMethod":
-        """Build the method registered as ``name`` for ``dataset`` (classes, label type,
-        image shape). Subclasses override :meth:`registry_kwargs`."""
+        """Build the method registered as ``name`` for ``dataset`` (see :meth:`registry_kwargs`)."""
         return cls(**cls.registry_kwargs(name, bits, dataset, **hparams))
 
     @classmethod
     def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
-        raise NotImplementedError
-
-    @staticmethod
-    def protocol_kwargs(
-        bits: int, dataset: Any, hparams: dict, backbone_fallback: str | None = None
-    ) -> dict:
-        """``hparams`` plus ``bits`` and, unless given, the data set's ``num_classes``,
-        ``multilabel`` and ``image_shape`` (and, with ``backbone_fallback``, the backbone
-        chosen by :func:`default_backbone`)."""
-        kw = dict(hparams)
-        kw["bits"] = bits
+        """``hparams`` plus ``bits``, ``variant=name`` (for a table with a ``variant``) and,
+        unless given, what ``dataset`` tells: ``num_classes``, ``multilabel`` and
+        ``image_shape`` (the entries the table has) and the ``small_cnn`` backbone on images
+        under 32 pixels. ValueError naming unknown hyper-parameters."""
+        kw = {**hparams, "bits": bits}
+        if "variant" in cls.HPARAMS:
+            kw["variant"] = name
         if dataset is not None:
-            kw.setdefault("num_classes", dataset.protocol.num_classes)
-            kw.setdefault("multilabel", dataset.protocol.multilabel)
-            kw.setdefault("image_shape", dataset.image_shape)
-            if backbone_fallback is not None and kw.get("backbone") is None:
-                kw["backbone"] = default_backbone(dataset, backbone_fallback)
-        return kw
-
-    @staticmethod
-    def check_known(name: str, kw: dict, known, shown) -> None:
-        """ValueError naming the keys of ``kw`` not in ``known`` (listing ``shown`` as known)."""
-        unknown = set(kw) - set(known)
+            derived = {
+                "num_classes": dataset.protocol.num_classes,
+                "multilabel": dataset.protocol.multilabel,
+                "image_shape": dataset.image_shape,
+            }
+            for key, value in derived.items():
+                if key in cls.HPARAMS:
+                    kw.setdefault(key, value)
+            if "backbone" in cls.HPARAMS and kw.get("backbone") is None:
+                kw["backbone"] = default_backbone(dataset, cls.HPARAMS["backbone"].default)
+        unknown = set(kw) - set(cls.HPARAMS)
         if unknown:
             raise ValueError(
-                f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(shown)}"
+                f"{name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(cls.HPARAMS)}"
             )
+        return kw
 
     @classmethod
-    def config_keys(cls) -> tuple[str, ...]:
-        """The constructor arguments :meth:`get_config` saves (default ``CONFIG_KEYS``)."""
-        return cls.CONFIG_KEYS
+    def resolve_hparams(
+        cls, name: str, dataset: Any, bits: int, config: Any, hparams: dict
+    ) -> tuple[dict, dict]:
+        """Hyper-parameters chosen before creation (e.g. on a validation split):
+        ``(hparams, selection record)``; default ``hparams`` unchanged, no selection."""
+        return dict(hparams), {}
+
+    @classmethod
+    def pop_hparams(cls, kwargs: dict) -> dict:
+        """Remove the table's entries from ``kwargs`` (the rest goes to ``keras.Model``)."""
+        return {k: kwargs.pop(k) for k in list(kwargs) if k in cls.HPARAMS}
+
+    @classmethod
+    def check_hparams(cls, **values) -> dict:
+        """Every table entry, validated once: its value in ``values`` (a None backbone or a
+        missing one: the default) after its check, then :meth:`check_related`. A table with
+        a ``variant`` names the variant in its messages."""
+        if values.get("backbone", 0) is None:
+            del values["backbone"]
+        owner = cls.method
+        if "variant" in cls.HPARAMS:
+            entry = cls.HPARAMS["variant"]
+            owner = entry.check(values.get("variant", entry.default), "variant", cls.__name__)
+        return cls.check_related(hp.check_table(cls.HPARAMS, values, owner), owner)
+
+    @classmethod
+    def check_related(cls, hparams: dict, owner: str) -> dict:
+        """Checks and derived values that involve several entries (default: none)."""
+        return hparams
+
+    @classmethod
+    def make_backbone(cls, hparams: dict, owner: str):
+        """``(backbone model, preprocessing name)`` for the validated ``hparams``."""
+        return resolve_backbone(
+            owner,
+            hparams["backbone"],
+            hparams["image_shape"],
+            hparams.get("weights"),
+            hparams.get("input_shape"),
+            hparams["preprocessing"],
+        )
+
+    def set_hparams(self, hparams: dict) -> None:
+        """Keep every saved entry but the backbone as an attribute (``entry.attr``)."""
+        for key, entry in self.HPARAMS.items():
+            if entry.saved and key != "backbone":
+                setattr(self, entry.attr or key, hparams[key])
 
     def get_config(self) -> dict:
-        """``name``, ``trainable`` and the attributes named by :meth:`config_keys`; the
-        backbone through ``keras.layers.serialize``, ``image_shape`` as a list."""
+        """``name``, ``trainable`` and every saved table entry, in table order; the backbone
+        through ``keras.layers.serialize``, tuples (``image_shape``) as lists."""
         config = {"name": self.name, "trainable": self.trainable}
-        for key in self.config_keys():
-            value = getattr(self, key)
+        for key, entry in self.HPARAMS.items():
+            if not entry.saved:
+                continue
+            value = getattr(self, entry.attr or key)
             if key == "backbone":
                 value = keras.layers.serialize(value)
-            elif key == "image_shape" and value is not None:
+            elif isinstance(value, tuple):
                 value = list(value)
             config[key] = value
         return config
@@ -151,14 +214,11 @@ class KerasHashingMethod(keras.Model):
         return cls(**config)
 
     def hparams(self) -> dict:
-        """The method's hyper-parameters (for config.json), with the backbone's name."""
+        """The method's hyper-parameters (for config.json): the backbone's name and every
+        other saved entry of :meth:`get_config`."""
         config = self.get_config()
-        keys = (
-            self.HPARAM_KEYS
-            if self.HPARAM_KEYS is not None
-            else set(config) - {"name", "trainable", "backbone"}
-        )
-        return {"backbone": self.backbone.name, **{k: v for k, v in config.items() if k in keys}}
+        rest = {k: v for k, v in config.items() if k not in ("name", "trainable", "backbone")}
+        return {"backbone": self.backbone.name, **rest}
 
     @staticmethod
     def build_backbone(
@@ -354,7 +414,8 @@ class KerasHashingMethod(keras.Model):
             )
         if self.image_shape is not None and tuple(shape[1:]) != tuple(self.image_shape):
             raise ValueError(
-                f"{self.name}: images have shape {tuple(shape[1:])}, the model expects {tuple(self.image_shape)}"
+                f"{self.name}: images have shape {tuple(shape[1:])}, the model expects "
+                f"{tuple(self.image_shape)}"
             )
 
     def relaxed_codes(self, inputs, batch_size: int = _IMAGE_BATCH) -> np.ndarray:

@@ -28,7 +28,7 @@ the batch (``losses.triplet_ranking_loss``); triplets come from ``data.triplet_d
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -36,10 +36,10 @@ from keras import ops
 
 from deephash import losses, training
 from deephash.layers import BagHash
-from deephash.methods.base import check_bits, register
-from deephash.methods.keras_method import resolve_backbone
-from deephash.methods.pairwise_method import check_number
+from deephash.methods.base import register
+from deephash.methods.hparams import HParam, number, protocol
 from deephash.methods.triplet_method import TripletHashingMethod
+from deephash.validation import check_number
 
 
 @keras.saving.register_keras_serializable(package="deephash")
@@ -52,9 +52,9 @@ class PiecewiseThreshold(keras.layers.Layer):
 
     def __init__(self, epsilon: float = 0.1, **kwargs):
         super().__init__(**kwargs)
-        self.epsilon = check_number("PiecewiseThreshold", "epsilon", epsilon)
-        if self.epsilon > 0.5:
-            raise ValueError(f"PiecewiseThreshold: epsilon must be at most 0.5, got {epsilon!r}")
+        self.epsilon = check_number(
+            epsilon, "epsilon", minimum=0, maximum=0.5, owner="PiecewiseThreshold"
+        )
 
     def call(self, inputs, training=None):
         if not training or self.epsilon == 0.0:
@@ -87,63 +87,28 @@ class NINH(TripletHashingMethod):
     """
 
     LOGITS_LAYER = "divide_encode"  # bit = slice unit's pre-activation > 0
-    CONFIG_KEYS = (
-        "bits",
-        "backbone",
-        "num_classes",
-        "multilabel",
-        "threshold_epsilon",
-        "margin",
-        "image_shape",
-        "preprocessing",
-        "augment",
-    )
-    HPARAM_KEYS = (
-        "bits",
-        "num_classes",
-        "multilabel",
-        "threshold_epsilon",
-        "margin",
-        "image_shape",
-        "preprocessing",
-        "augment",
-    )
+    method = "ninh"
+    HPARAMS = {
+        **protocol("bits", "backbone", "num_classes", "multilabel", backbone="vgg19"),
+        "threshold_epsilon": HParam(0.0, number(minimum=0, maximum=0.5)),
+        "margin": HParam(1.0, number(minimum=0)),
+        **protocol("image_shape", "preprocessing", "augment", "weights", "input_shape"),
+    }
 
-    def __init__(
-        self,
-        bits: int,
-        backbone: Any = "vgg19",
-        num_classes: int = 10,
-        multilabel: bool = False,
-        threshold_epsilon: float = 0.0,
-        margin: float = 1.0,
-        image_shape: Sequence[int] | None = None,
-        preprocessing: str | None = None,
-        augment: bool = False,
-        weights: str | None = None,
-        input_shape: Sequence[int] | None = None,
-        **kwargs,
-    ):
-        bits = check_bits(bits, method="ninh")
-        threshold_epsilon = check_number("ninh", "threshold_epsilon", threshold_epsilon)
-        if threshold_epsilon > 0.5:
-            raise ValueError(
-                f"ninh: threshold_epsilon must be at most 0.5, got {threshold_epsilon!r}"
-            )
-        margin = check_number("ninh", "margin", margin)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"ninh: num_classes must be a positive integer, got {num_classes!r}")
-        image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
-        backbone_model, preprocessing = resolve_backbone(
-            "ninh", backbone, image_shape, weights, input_shape, preprocessing
-        )
+    def __init__(self, bits: int, backbone: Any = None, **kwargs):
+        hp = self.check_hparams(bits=bits, backbone=backbone, **self.pop_hparams(kwargs))
+        bits = hp["bits"]
+        # === Layers ===
+        backbone_model, hp["preprocessing"] = self.make_backbone(hp, "ninh")
         width = int(backbone_model.outputs[0].shape[-1])
         if bits > width:
             raise ValueError(
-                f"ninh: {bits} bits need at least {bits} backbone features, the backbone gives {width}"
+                f"ninh: {bits} bits need at least {bits} backbone features, the backbone "
+                f"gives {width}. Received: bits={bits}"
             )
         slice_len = width // bits
 
+        # === Functional model ===
         inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
         features = backbone_model(inputs)
         used = slice_len * bits
@@ -159,29 +124,14 @@ class NINH(TripletHashingMethod):
         super().__init__(inputs=inputs, outputs=codes, **kwargs)
         # the training-time threshold sits outside the inference graph
         self.threshold = PiecewiseThreshold(
-            threshold_epsilon, dtype="float32", name="piecewise_threshold"
+            hp["threshold_epsilon"], dtype="float32", name="piecewise_threshold"
         )
 
-        self.bits = bits
+        # === Config ===
         self.backbone = backbone_model
-        self.num_classes = int(num_classes)
-        self.multilabel = bool(multilabel)
-        self.threshold_epsilon = threshold_epsilon
-        self.margin = margin
+        self.set_hparams(hp)
         self.slice_length = slice_len
-        self.image_shape = image_shape
-        self.preprocessing = preprocessing
-        self.augment = bool(augment)
         self._trackers = {"loss": keras.metrics.Mean(name="loss")}
-
-    # ------------------------------------------------------------------ registry / config
-    @classmethod
-    def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
-        """``methods.create("ninh", bits=, dataset=, ...)``; the backbone defaults to
-        small_cnn on images under 32 pixels, else VGG-19 (as DSRH's comparison)."""
-        kw = cls.protocol_kwargs(bits, dataset, hparams, backbone_fallback="vgg19")
-        cls.check_known("ninh", kw, (*cls.CONFIG_KEYS, "weights", "input_shape"), cls.HPARAM_KEYS)
-        return kw
 
     # ------------------------------------------------------------------ training
     def compute_loss_value(self, data, training_mode: bool = True):

@@ -19,120 +19,67 @@ item with a stored table of all training outputs instead (``methods/dpsh.py``).
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from deephash import losses, training
-from deephash.methods.base import check_bits
-from deephash.methods.keras_method import KerasHashingMethod, default_backbone, resolve_backbone
-
-_COMMON_CONFIG = (
-    "bits",
-    "backbone",
-    "num_classes",
-    "multilabel",
-    "image_shape",
-    "preprocessing",
-    "augment",
-)
-_COMMON_ARGS = (*_COMMON_CONFIG, "weights", "input_shape")
+from deephash.methods.hparams import HParam, protocol
+from deephash.methods.keras_method import KerasHashingMethod
 
 
-def check_number(method: str, name: str, value, *, positive: bool = False) -> float:
-    """``value`` as a float, or ValueError unless it is a finite non-negative (positive) number."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not math.isfinite(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(f"{method}: {name} must be a {kind} number, got {value!r}")
-    return float(value)
-
-
-def check_int(method: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{method}: {name} must be a positive integer, got {value!r}")
-    return int(value)
+def common_hparams(**own: HParam) -> dict[str, HParam]:
+    """The table of a pairwise method: the common entries (``bits``, ``backbone`` (cnn_f),
+    ``num_classes``, ``multilabel``, ``image_shape``, ``preprocessing``, ``augment``), then
+    the method's ``own``, then the construction-only ``weights`` and ``input_shape``."""
+    return {
+        **protocol("bits", "backbone", "num_classes", "multilabel", backbone="cnn_f"),
+        **protocol("image_shape", "preprocessing", "augment"),
+        **own,
+        **protocol("weights", "input_shape"),
+    }
 
 
 class PairwiseHashingMethod(KerasHashingMethod):
     """Base class: backbone -> hash logits (+ optional classifier), trained on labeled batches.
 
-    Subclasses set ``method`` (registry name), ``default_backbone``, ``HPARAMS`` (their own
-    hyper-parameters with defaults, validated by :meth:`check_hparams`), and implement
-    :meth:`loss_terms` and :meth:`loss_weights`.
+    Subclasses set ``method`` (registry name), ``HPARAMS`` (``common_hparams(**own)``),
+    and implement :meth:`loss_terms` and :meth:`loss_weights`.
     """
 
     method = "pairwise"
-    default_backbone = "cnn_f"
-    HPARAMS: dict = {}
+    HPARAMS = common_hparams()
     with_classifier = False
 
     code_threshold = 0.0  # on the hash layer's outputs (logits)
 
-    def __init__(
-        self,
-        bits: int,
-        backbone: Any = None,
-        num_classes: int = 10,
-        multilabel: bool = False,
-        image_shape: Sequence[int] | None = None,
-        preprocessing: str | None = None,
-        augment: bool = False,
-        weights: str | None = None,
-        input_shape: Sequence[int] | None = None,
-        **kwargs,
-    ):
-        method = self.method
-        hp = {k: kwargs.pop(k, v) for k, v in self.HPARAMS.items()}
-        hp = self.check_hparams(hp)
-        bits = check_bits(bits, method=method)
-        num_classes = check_int(method, "num_classes", num_classes)
-        image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
-        backbone_model, preprocessing = resolve_backbone(
-            method,
-            backbone if backbone is not None else self.default_backbone,
-            image_shape,
-            weights,
-            input_shape,
-            preprocessing,
-        )
+    def __init__(self, bits: int, backbone: Any = None, **kwargs):
+        hp = self.check_hparams(bits=bits, backbone=backbone, **self.pop_hparams(kwargs))
+        # === Layers ===
+        backbone_model, hp["preprocessing"] = self.make_backbone(hp, self.method)
+        hash_layer = keras.layers.Dense(hp["bits"], dtype="float32", name="hash")
+        classifier = None
+        if self.uses_classifier(hp):
+            classifier = keras.layers.Dense(hp["num_classes"], dtype="float32", name="classifier")
+
+        # === Functional model ===
         inputs = keras.Input(shape=tuple(backbone_model.input_shape[1:]), name="images")
         features = backbone_model(inputs)
-        outputs = {"hash": keras.layers.Dense(bits, dtype="float32", name="hash")(features)}
-        if self.uses_classifier(hp):
-            outputs["class_logits"] = keras.layers.Dense(
-                num_classes, dtype="float32", name="classifier"
-            )(features)
-        kwargs.setdefault("name", method.replace("+", "_plus"))
+        outputs = {"hash": hash_layer(features)}
+        if classifier is not None:
+            outputs["class_logits"] = classifier(features)
+        kwargs.setdefault("name", self.method.replace("+", "_plus"))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
-        self.bits = bits
+        # === Config ===
         self.backbone = backbone_model
-        self.num_classes = num_classes
-        self.multilabel = bool(multilabel)
-        self.image_shape = image_shape
-        self.preprocessing = preprocessing
-        self.augment = bool(augment)
-        for k, v in hp.items():
-            setattr(self, k, v)
+        self.set_hparams(hp)
         self._trackers = {
             name: keras.metrics.Mean(name=name) for name in ("loss", *self.term_names())
         }
 
     # ------------------------------------------------------------------ subclass hooks
-    @classmethod
-    def check_hparams(cls, hp: dict) -> dict:
-        """Validate and normalise the method's own hyper-parameters (ValueError)."""
-        return hp
-
     @classmethod
     def uses_classifier(cls, hp: dict) -> bool:
         return cls.with_classifier
@@ -166,19 +113,6 @@ class PairwiseHashingMethod(KerasHashingMethod):
     def masked_mean(values, mask):
         """Mean of ``values`` over the entries where ``mask`` is 1."""
         return tf.math.divide_no_nan(tf.reduce_sum(values * mask), tf.reduce_sum(mask))
-
-    # ------------------------------------------------------------------ registry / config
-    @classmethod
-    def registry_kwargs(cls, name: str, bits: int, dataset: Any = None, **hparams) -> dict:
-        kw = cls.protocol_kwargs(bits, dataset, hparams, backbone_fallback=cls.default_backbone)
-        known = (*_COMMON_ARGS, *cls.HPARAMS)
-        cls.check_known(name, kw, known, sorted(set(known) - {"weights", "input_shape"}))
-        return kw
-
-    @classmethod
-    def config_keys(cls) -> tuple[str, ...]:
-        """The common arguments, then the method's own ``HPARAMS``."""
-        return (*_COMMON_CONFIG, *cls.HPARAMS)
 
     # ------------------------------------------------------------------ models
     def code_logits_model(self) -> keras.Model:
@@ -222,10 +156,4 @@ class PairwiseHashingMethod(KerasHashingMethod):
         return self.record_losses(self._weighted(terms, scale=False), terms)
 
 
-__all__ = [
-    "PairwiseHashingMethod",
-    "check_int",
-    "check_number",
-    "default_backbone",
-    "resolve_backbone",
-]
+__all__ = ["PairwiseHashingMethod", "common_hparams"]

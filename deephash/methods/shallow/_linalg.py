@@ -73,7 +73,8 @@ def rbf(x: np.ndarray, anchors: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def choose_anchors(x: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
-    """``m`` distinct training rows drawn at random (all of them when ``n <= m``), shape ``(m', d)``."""
+    """``m`` distinct training rows drawn at random (all of them when ``n <= m``), shape
+    ``(m', d)``."""
     n = x.shape[0]
     if m >= n:
         return x.copy()
@@ -81,7 +82,8 @@ def choose_anchors(x: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarra
 
 
 def similarity_matrix(y: np.ndarray) -> np.ndarray:
-    """Pairwise similarity in {-1, +1}: +1 when two items share at least one label, shape ``(n, n)``."""
+    """Pairwise similarity in {-1, +1}: +1 when two items share at least one label, shape
+    ``(n, n)``."""
     return np.where(y @ y.T > 0, 1.0, -1.0)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from deephash.methods.base import register
 from deephash.methods.shallow._linalg import pca, signs
 from deephash.methods.shallow._linear import LinearHash
+from deephash.validation import check_int
 
 
 def random_rotation(c: int, rng: np.random.Generator) -> np.ndarray:
@@ -48,22 +49,15 @@ def itq_rotation(
     return r, losses
 
 
-def check_n_iter(method: str, n_iter) -> int:
-    """``n_iter`` as int, or ValueError unless it is a non-negative integer."""
-    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
-        raise ValueError(f"{method}: n_iter must be a non-negative integer, got {n_iter!r}")
-    return int(n_iter)
-
-
 class RotatedLinearHash(LinearHash):
     """Codes ``sgn((x - mu) W R)`` with the ITQ rotation ``R``: the common part of ITQ and
     ITQ-CCA, which differ only in the embedding ``W``."""
 
     def _fit_rotation(self, centred: np.ndarray, seed: int) -> "RotatedLinearHash":
-        """Learn ``rotation`` on ``V = centred @ projection`` with ``hparams["n_iter"]``
+        """Learn ``rotation`` on ``V = centred @ projection`` with ``hp["n_iter"]``
         alternations, record ``history["quantization_loss"]`` and finish the fit."""
         rng = np.random.default_rng(seed)
-        self.rotation, losses = itq_rotation(centred @ self.projection, self.hparams["n_iter"], rng)
+        self.rotation, losses = itq_rotation(centred @ self.projection, self.hp["n_iter"], rng)
         return self._finish_fit({"quantization_loss": losses})
 
     def _project(self, features: np.ndarray) -> np.ndarray:
@@ -83,7 +77,7 @@ class ITQ(RotatedLinearHash):
     _state = ("mean", "projection", "rotation")
 
     def __init__(self, bits: int, n_iter: int = 50):
-        super().__init__(bits, n_iter=check_n_iter("itq", n_iter))
+        super().__init__(bits, n_iter=check_int(n_iter, "n_iter", minimum=0, owner="itq"))
 
     def fit(self, features, labels=None, seed: int = 0) -> "ITQ":
         x, _ = self._fit_inputs(features, labels)

@@ -26,7 +26,8 @@ import scipy.linalg
 
 from deephash.methods.base import register
 from deephash.methods.shallow._linalg import fix_signs
-from deephash.methods.shallow.itq import RotatedLinearHash, check_n_iter
+from deephash.methods.shallow.itq import RotatedLinearHash
+from deephash.validation import check_int, check_number
 
 
 @register("itq-cca", family="shallow")
@@ -50,17 +51,18 @@ class ITQCCA(RotatedLinearHash):
     _state = ("mean", "projection", "rotation", "correlations")
 
     def __init__(self, bits: int, n_iter: int = 50, reg: float = 1e-4):
-        n_iter = check_n_iter("itq-cca", n_iter)
-        if not np.isfinite(reg) or reg <= 0:
-            raise ValueError(f"itq-cca: reg must be a positive number, got {reg!r}")
-        super().__init__(bits, n_iter=int(n_iter), reg=float(reg))
+        super().__init__(
+            bits,
+            n_iter=check_int(n_iter, "n_iter", minimum=0, owner="itq-cca"),
+            reg=check_number(reg, "reg", positive=True, owner="itq-cca"),
+        )
 
     def fit(self, features, labels=None, seed: int = 0) -> "ITQCCA":
         x, y = self._fit_inputs(features, labels)
         n, d = x.shape
         if self.bits > d:
             raise ValueError(f"itq-cca: bits ({self.bits}) must be <= the feature dimension ({d})")
-        reg = self.hparams["reg"]
+        reg = self.hp["reg"]
         self.mean = x.mean(axis=0)
         xc = x - self.mean
         yc = y - y.mean(axis=0)
@@ -76,7 +78,8 @@ class ITQCCA(RotatedLinearHash):
         if self.bits > informative:
             warnings.warn(
                 f"itq-cca: {self.bits} bits but only {informative} non-zero canonical correlations "
-                f"(CCA gives at most min(d, c) = {min(d, y.shape[1])} directions, c - 1 for single-label "
+                f"(CCA gives at most min(d, c) = {min(d, y.shape[1])} directions, c - 1 for "
+                "single-label "
                 "one-hot labels); the extra directions carry no label information",
                 UserWarning,
                 stacklevel=2,

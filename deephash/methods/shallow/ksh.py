@@ -31,6 +31,7 @@ import scipy.linalg
 
 from deephash.methods.base import ShallowMethod, register
 from deephash.methods.shallow._linalg import choose_anchors, rbf, signs, similarity_matrix, sqdist
+from deephash.validation import check_int
 
 
 def _phi(x: np.ndarray) -> np.ndarray:
@@ -90,24 +91,20 @@ class KSH(ShallowMethod):
     _state = ("anchors", "sigma", "kernel_mean", "coefficients")
 
     def __init__(self, bits: int, n_anchors: int = 300, n_labeled: int = 1000, max_iter: int = 100):
-        for key, val in (
-            ("n_anchors", n_anchors),
-            ("n_labeled", n_labeled),
-            ("max_iter", max_iter),
-        ):
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-                raise ValueError(f"ksh: {key} must be a positive integer, got {val!r}")
         super().__init__(
-            bits, n_anchors=int(n_anchors), n_labeled=int(n_labeled), max_iter=int(max_iter)
+            bits,
+            n_anchors=check_int(n_anchors, "n_anchors", owner="ksh"),
+            n_labeled=check_int(n_labeled, "n_labeled", owner="ksh"),
+            max_iter=check_int(max_iter, "max_iter", owner="ksh"),
         )
 
     def fit(self, features, labels=None, seed: int = 0) -> "KSH":
         x, y = self._fit_inputs(features, labels)
         n = x.shape[0]
         rng = np.random.default_rng(seed)
-        self.anchors = choose_anchors(x, self.hparams["n_anchors"], rng)
-        l = min(self.hparams["n_labeled"], n)
-        idx = np.sort(rng.choice(n, size=l, replace=False))
+        self.anchors = choose_anchors(x, self.hp["n_anchors"], rng)
+        n_labeled = min(self.hp["n_labeled"], n)
+        idx = np.sort(rng.choice(n, size=n_labeled, replace=False))
         xl, yl = x[idx], y[idx]
         self.sigma = np.asarray(np.sqrt(max(sqdist(xl, self.anchors).mean(), 1e-12)))
         kl = rbf(xl, self.anchors, float(self.sigma))
@@ -135,8 +132,8 @@ class KSH(ShallowMethod):
                 0.5 * (lhs + lhs.T), ktk + ridge, subset_by_index=[m - 1, m - 1]
             )
             a0 = vec[:, 0]
-            a0 *= np.sqrt(l / max(float(a0 @ ktk @ a0), 1e-300))
-            a, values = gradient_descent(a0, kl, resid, self.hparams["max_iter"])
+            a0 *= np.sqrt(n_labeled / max(float(a0 @ ktk @ a0), 1e-300))
+            a, values = gradient_descent(a0, kl, resid, self.hp["max_iter"])
             h0, h = signs(kl @ a0), signs(kl @ a)
             d0, d1 = float(-h0 @ resid @ h0), float(-h @ resid @ h)
             if d1 > d0:

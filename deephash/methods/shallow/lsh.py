@@ -33,6 +33,6 @@ class LSH(LinearHash):
     def fit(self, features, labels=None, seed: int = 0) -> "LSH":
         x, _ = self._fit_inputs(features, labels)
         rng = np.random.default_rng(seed)
-        self.mean = x.mean(axis=0) if self.hparams["centre"] else np.zeros(x.shape[1])
+        self.mean = x.mean(axis=0) if self.hp["centre"] else np.zeros(x.shape[1])
         self.projection = rng.standard_normal((x.shape[1], self.bits))
         return self._finish_fit({})

@@ -29,6 +29,7 @@ import scipy.linalg
 
 from deephash.methods.base import ShallowMethod, register
 from deephash.methods.shallow._linalg import choose_anchors, rbf, sqdist
+from deephash.validation import check_int, check_number
 
 
 def sdh_objective(y, b, w, phi, p, lam, nu, delta) -> float:
@@ -88,23 +89,18 @@ class SDH(ShallowMethod):
         n_iter: int = 5,
         dcc_sweeps: int = 10,
     ):
-        for key, val in (("n_anchors", n_anchors), ("n_iter", n_iter), ("dcc_sweeps", dcc_sweeps)):
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-                raise ValueError(f"sdh: {key} must be a positive integer, got {val!r}")
-        for key, val in (("lam", lam), ("nu", nu), ("delta", delta)):
-            if not np.isfinite(val) or val <= 0:
-                raise ValueError(f"sdh: {key} must be a positive number, got {val!r}")
-        if sigma is not None and (not np.isfinite(sigma) or sigma <= 0):
-            raise ValueError(f"sdh: sigma must be a positive number or None, got {sigma!r}")
+        owner = "sdh"
         super().__init__(
             bits,
-            n_anchors=int(n_anchors),
-            sigma=None if sigma is None else float(sigma),
-            lam=float(lam),
-            nu=float(nu),
-            delta=float(delta),
-            n_iter=int(n_iter),
-            dcc_sweeps=int(dcc_sweeps),
+            n_anchors=check_int(n_anchors, "n_anchors", owner=owner),
+            sigma=(
+                None if sigma is None else check_number(sigma, "sigma", positive=True, owner=owner)
+            ),
+            lam=check_number(lam, "lam", positive=True, owner=owner),
+            nu=check_number(nu, "nu", positive=True, owner=owner),
+            delta=check_number(delta, "delta", positive=True, owner=owner),
+            n_iter=check_int(n_iter, "n_iter", owner=owner),
+            dcc_sweeps=check_int(dcc_sweeps, "dcc_sweeps", owner=owner),
         )
 
     def _features(self, x: np.ndarray) -> np.ndarray:
@@ -113,7 +109,7 @@ class SDH(ShallowMethod):
 
     def fit(self, features, labels=None, seed: int = 0) -> "SDH":
         x, y = self._fit_inputs(features, labels)
-        hp = self.hparams
+        hp = self.hp
         lam, nu, delta = hp["lam"], hp["nu"], hp["delta"]
         rng = np.random.default_rng(seed)
         self.anchors = choose_anchors(x, hp["n_anchors"], rng)
