@@ -32,7 +32,9 @@ import shutil
 import tempfile
 from typing import Any, Iterable, Iterator
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from deephash.io import atomic_write, dumps_strict
 
@@ -46,8 +48,6 @@ def simulate_devices(n: int) -> None:
     """Split the (first) CPU into ``n`` logical devices, e.g. to try ``mirrored`` on a
     machine without GPUs. Must run before TensorFlow initialises its runtime; raises
     RuntimeError if it is too late and the device count differs."""
-    import tensorflow as tf
-
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"simulate_devices: n must be a positive integer, got {n!r}")
     cpus = tf.config.list_physical_devices("CPU")
@@ -76,8 +76,6 @@ def get_strategy(name: str = "default"):
     :func:`simulate_devices`); ``multiworker``: ``MultiWorkerMirroredStrategy`` configured
     from the ``TF_CONFIG`` environment variable.
     """
-    import tensorflow as tf
-
     key = str(name).lower()
     if key == "default":
         return tf.distribute.get_strategy()
@@ -89,8 +87,6 @@ def get_strategy(name: str = "default"):
 
 
 def _new_strategy(key: str):
-    import tensorflow as tf
-
     if key == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
@@ -103,8 +99,6 @@ def _new_strategy(key: str):
 
 
 def _resolve(strategy):
-    import tensorflow as tf
-
     if strategy is None:
         return _STRATEGIES.get("multiworker") or tf.distribute.get_strategy()
     return get_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -150,8 +144,6 @@ def same_on_all_workers(value: int, what: str, strategy=None) -> int:
     strategy = _resolve(strategy)
     if not in_cluster(strategy):
         return value
-    import tensorflow as tf
-
     local = tf.constant([int(value)], tf.int64)
 
     def replica_value():
@@ -168,8 +160,6 @@ def same_on_all_workers(value: int, what: str, strategy=None) -> int:
 
 def num_replicas() -> int:
     """Replicas of the strategy in the current context (1 outside any strategy)."""
-    import tensorflow as tf
-
     return int(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
@@ -179,8 +169,6 @@ def scale_to_replicas(value):
     Gradients of the replicas are summed, so a replica must contribute mean/N for the
     sum to equal the global mean. Keras does this for losses given to ``compile``, but
     not for losses computed inside a custom ``train_step``."""
-    import tensorflow as tf
-
     n = num_replicas()
     return value if n == 1 else value * tf.cast(1.0 / n, value.dtype)
 
@@ -188,8 +176,6 @@ def scale_to_replicas(value):
 def gather_replicas(tensor):
     """Concatenate ``tensor`` (b, ...) over the replicas along axis 0 inside a replica
     context (differentiable); identity outside a strategy or with one replica."""
-    import tensorflow as tf
-
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return tensor
@@ -198,8 +184,6 @@ def gather_replicas(tensor):
 
 def weight_decay_loss(variables: Iterable, weight_decay: float):
     """Caffe-style L2 term ``0.5 * weight_decay * sum ||W||^2`` over kernels (ndim >= 2)."""
-    import tensorflow as tf
-
     kernels = [v for v in variables if len(v.shape) >= 2]
     if not weight_decay or not kernels:
         return tf.constant(0.0)
@@ -321,7 +305,6 @@ def progress(
         return 0, []  # one process of a cluster reports: the chief
     if config.verbose != "epochs":
         return int(config.verbose), []
-    import keras
     from tqdm.auto import tqdm
 
     class EpochBar(keras.callbacks.Callback):
@@ -344,8 +327,6 @@ def progress(
 
 def make_optimizer(config: TrainConfig):
     """SGD with momentum and the step learning-rate schedule of ``config``."""
-    import keras
-
     lr: Any = float(config.lr)
     if config.lr_decay_steps:
         lr = keras.optimizers.schedules.ExponentialDecay(
@@ -360,9 +341,6 @@ def make_optimizer(config: TrainConfig):
 def set_seed(seed: int, deterministic: bool = False) -> None:
     """Seed Python, numpy and TensorFlow; ``deterministic`` also asks TF for deterministic
     kernels (slower; used by the equality tests)."""
-    import keras
-    import tensorflow as tf
-
     keras.utils.set_random_seed(int(seed))
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -372,9 +350,6 @@ def configure_mixed_precision(enabled: bool) -> bool:
     """Use the ``mixed_float16`` policy when asked AND a GPU is present; on CPU the request
     is logged and ignored (float16 is slower there). Returns whether it is on. Call before
     building the model."""
-    import keras
-    import tensorflow as tf
-
     if not enabled:
         keras.mixed_precision.set_global_policy("float32")
         return False
@@ -471,7 +446,6 @@ def finite_loss_guard():
     """A Keras callback that stops training with :class:`NonFiniteLossError` at the end of
     an epoch whose logs hold a NaN or infinite value, before any later callback (the
     checkpoint) sees that epoch."""
-    import keras
 
     class _FiniteLossGuard(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -588,7 +562,6 @@ def worker_dir(directory: str | None, strategy=None) -> Iterator[str | None]:
 
 def checkpoint_callback(directory: str, initial_history: dict | None = None):
     """A Keras callback saving a checkpoint at the end of every epoch (history included)."""
-    import keras
 
     class _EpochCheckpoint(keras.callbacks.Callback):
         def __init__(self):

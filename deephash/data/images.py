@@ -27,6 +27,7 @@ import time
 from typing import Iterable, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ def decode_file(path: str, channels: int = 3) -> np.ndarray:
     FileNotFoundError for a missing file, ``CorruptImageError`` (a ValueError naming the
     file) for one that does not decode.
     """
-    import tensorflow as tf
-
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 IMAGENET_RGB_MEAN = (123.68, 116.779, 103.939)
@@ -66,8 +67,6 @@ class Preprocessor:
     # ------------------------------------------------------------------ per image (files)
     def prepare_image(self, image):
         """One decoded image (h, w, ch) -> float32 of a fixed size, ready to be batched."""
-        import tensorflow as tf
-
         x = tf.cast(image, tf.float32)
         size = self.prepare_size or (None if self.input_shape is None else self.input_shape[:2])
         if size is None:
@@ -83,8 +82,6 @@ class Preprocessor:
 
     # ------------------------------------------------------------------ per batch
     def __call__(self, images, training: bool = False, seed=None):
-        import tensorflow as tf
-
         x = tf.convert_to_tensor(images)
         if x.shape.rank != 4:
             raise ValueError(
@@ -138,8 +135,6 @@ class Preprocessor:
 
 
 def _resize_shorter(x, side: int):
-    import tensorflow as tf
-
     if x.shape[1] is not None and x.shape[2] is not None and min(x.shape[1], x.shape[2]) == side:
         return x  # already the right size (e.g. files brought to side x side when decoded)
     shape = tf.shape(x)
@@ -151,8 +146,6 @@ def _resize_shorter(x, side: int):
 
 
 def _center_crop(x, size):
-    import tensorflow as tf
-
     h, w = size
     shape = tf.shape(x)
     oy, ox = (shape[1] - h) // 2, (shape[2] - w) // 2
@@ -161,8 +154,6 @@ def _center_crop(x, size):
 
 def _random_crop(x, size, seed, static=None):
     """Crop each image of the batch at its own random position."""
-    import tensorflow as tf
-
     h, w = size
     shape = tf.shape(x)
     b = shape[0]
@@ -184,8 +175,6 @@ def _random_crop(x, size, seed, static=None):
 
 
 def _random_flip(x, seed):
-    import tensorflow as tf
-
     b = tf.shape(x)[0]
     u = tf.random.uniform((b,)) if seed is None else tf.random.stateless_uniform((b,), seed=seed)
     return tf.where(
