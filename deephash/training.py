@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from deephash.io import atomic_write, dumps_strict
+from deephash.validation import check_choice, check_fraction, check_int, check_number, fail
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,7 @@ def simulate_devices(n: int) -> None:
     """Split the (first) CPU into ``n`` logical devices, e.g. to try ``mirrored`` on a
     machine without GPUs. Must run before TensorFlow initialises its runtime; raises
     RuntimeError if it is too late and the device count differs."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"simulate_devices: n must be a positive integer, got {n!r}")
+    check_int(n, "n", owner="simulate_devices")
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
@@ -229,51 +229,21 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> "TrainConfig":
-        def positive_int(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
-
-        positive_int("epochs")
-        positive_int("batch_size")
-        if self.lr_decay_steps is not None:
-            positive_int("lr_decay_steps")
+        owner = "TrainConfig"
+        for name in ("epochs", "batch_size", "validation_every"):
+            check_int(getattr(self, name), name, owner=owner)
+        for name in ("lr_decay_steps", "patience"):  # None: constant lr / no early stopping
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, owner=owner)
         for name in ("lr", "lr_decay_rate"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
-                raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
-        for name in ("momentum", "weight_decay"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-                raise ValueError(f"TrainConfig.{name} must be a non-negative number, got {v!r}")
+            check_number(getattr(self, name), name, positive=True, owner=owner)
+        for name in ("momentum", "weight_decay", "min_delta"):
+            check_number(getattr(self, name), name, minimum=0, owner=owner)
         if str(self.strategy).lower() not in STRATEGIES:
-            raise ValueError(
-                f"TrainConfig.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-            )
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, (int, np.integer))
-            or self.seed < 0
-        ):
-            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
-        if self.patience is not None:
-            positive_int("patience")
-        positive_int("validation_every")
-        if (
-            not isinstance(self.min_delta, (int, float))
-            or not np.isfinite(self.min_delta)
-            or self.min_delta < 0
-        ):
-            raise ValueError(
-                f"TrainConfig.min_delta must be a non-negative number, got {self.min_delta!r}"
-            )
-        f = self.validation_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
-            raise ValueError(f"TrainConfig.validation_fraction must be in (0, 1), got {f!r}")
-        if self.verbose not in (0, 1, 2, "epochs"):
-            raise ValueError(
-                f"TrainConfig.verbose must be 0, 1, 2 or 'epochs', got {self.verbose!r}"
-            )
+            fail("strategy", f"one of {', '.join(STRATEGIES)}", self.strategy, owner)
+        check_int(self.seed, "seed", minimum=0, owner=owner)
+        check_fraction(self.validation_fraction, "validation_fraction", owner=owner)
+        check_choice(self.verbose, (0, 1, 2, "epochs"), "verbose", owner=owner)
         return self
 
     def replace(self, **overrides) -> "TrainConfig":
@@ -437,7 +407,8 @@ def check_finite(logs: dict | None, where: str) -> None:
         if bad.size:
             raise NonFiniteLossError(
                 f"training diverged: {k} is {values[bad[0]]} {where}"
-                f"{f' (entry {int(bad[0]) + 1})' if values.size > 1 else ''}; nothing was saved for it. "
+                f"{f' (entry {int(bad[0]) + 1})' if values.size > 1 else ''}; "
+                "nothing was saved for it. "
                 "Lower the learning rate (--lr) or check the data"
             )
 
@@ -536,7 +507,8 @@ def restore_checkpoint(model, path: str) -> dict:
                 opt.build(model.trainable_variables)
         if len(opt.variables) != len(opt_state):
             raise ValueError(
-                f"{path}: optimiser state has {len(opt_state)} variables, the optimiser {len(opt.variables)}"
+                f"{path}: optimiser state has {len(opt_state)} variables, "
+                f"the optimiser {len(opt.variables)}"
             )
         for v, w in zip(opt.variables, opt_state):
             v.assign(w)
