@@ -143,7 +143,8 @@ class Dataset:
         return (
             f"{self.name}: {len(self.query)} queries, {len(self.train)} training, "
             f"{len(self.database)} database items, {self.protocol.num_classes} classes "
-            f"({'multi' if self.protocol.multilabel else 'single'}-label), checksum {self.checksum[:12]}"
+            f"({'multi' if self.protocol.multilabel else 'single'}-label), "
+            f"checksum {self.checksum[:12]}"
         )
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from deephash.data.dataset import Dataset
+from deephash.validation import check_int
 
 
 def _list_loader(name: str) -> Callable[..., Dataset]:
@@ -76,6 +75,5 @@ def load(name: str, root: str | None = None, seed: int = 0, **options) -> Datase
     key = str(name).lower()
     if key not in _LOADERS:
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return _LOADERS[key](root=root, seed=int(seed), **options)
+    seed = check_int(seed, "seed", minimum=0)
+    return _LOADERS[key](root=root, seed=seed, **options)
