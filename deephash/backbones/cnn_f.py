@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from deephash.layers.lrn import LocalResponseNormalization
+from deephash.validation import check_fraction
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,7 @@ def cnn_f(
     the standard CNN-F randomly initialised (with a logged warning); on inputs other than
     224x224 its fc6 then covers whatever pool5 map the input gives.
     """
-    if dropout < 0 or dropout >= 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    check_fraction(dropout, "dropout", allow_zero=True, owner="cnn_f")
     if weights is None:
         log.warning("cnn_f: no weights file given, the backbone starts from random initialisation")
         shape = _check_input_shape(INPUT_SHAPE if input_shape is None else input_shape)

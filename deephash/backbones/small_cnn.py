@@ -33,7 +33,7 @@ def small_cnn(
     """
     input_shape = _check_input_shape(input_shape)
     features = check_int(features, "features", owner="small_cnn")
-    dropout = check_fraction(dropout, "dropout", allow_zero=True, owner="small_cnn")
+    check_fraction(dropout, "dropout", allow_zero=True, owner="small_cnn")
 
     inputs = keras.Input(shape=input_shape, name="images")
     h, w = input_shape[0], input_shape[1]

@@ -49,7 +49,7 @@ def vgg19(
     """
     input_shape = _check_input_shape(input_shape)
     fc_units = check_int(fc_units, "fc_units", owner="vgg19")
-    dropout = check_fraction(dropout, "dropout", allow_zero=True, owner="vgg19")
+    check_fraction(dropout, "dropout", allow_zero=True, owner="vgg19")
     if input_shape[0] < 32 or input_shape[1] < 32:
         raise ValueError(
             f"vgg19: images must be at least 32x32 (five 2x2 poolings), got {input_shape}"

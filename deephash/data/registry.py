@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from deephash.data.dataset import Dataset
-from deephash.validation import check_int
+from deephash.validation import check_choice, check_int
 
 
 def _list_loader(name: str) -> Callable[..., Dataset]:
@@ -17,10 +17,7 @@ def _list_loader(name: str) -> Callable[..., Dataset]:
             source = "tfds" if root is None and name in TFDS_NAMES else "lists"
         if source == "tfds":
             return load_from_tfds(name, seed, data_dir=root, **options)
-        if source != "lists":
-            raise ValueError(
-                f"{name}: source must be 'lists' or 'tfds'. Received: source={source!r}"
-            )
+        check_choice(source, ("lists", "tfds"), "source", owner=name)
         return load_list_dataset(name, root, seed, **options)
 
     return load
