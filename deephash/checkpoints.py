@@ -89,9 +89,9 @@ def prepare(directory: str, fingerprint: dict, overwrite: bool = False) -> str:
     if os.path.isdir(directory) and os.listdir(directory):
         if not os.path.isfile(marker):
             raise ValueError(
-                f"checkpoint directory {directory!r} is not empty and holds no {MARKER}: it is not a deephash "
-                "checkpoint directory, and the library never deletes what it did not write; pass an empty or "
-                "new directory (--checkpoint_dir)"
+                f"checkpoint directory {directory!r} is not empty and holds no {MARKER}: it is "
+                "not a deephash checkpoint directory, and the library never deletes what it did "
+                "not write; pass an empty or new directory (--checkpoint_dir)"
             )
         try:
             with open(marker, encoding="utf-8") as f:
@@ -101,12 +101,14 @@ def prepare(directory: str, fingerprint: dict, overwrite: bool = False) -> str:
             problem = (
                 None
                 if stored.get("key") == key
-                else (
-                    f"its checkpoints belong to other settings ({differences(stored['settings'], fingerprint)})"
-                )
+                else "its checkpoints belong to other settings "
+                f"({differences(stored['settings'], fingerprint)})"
             )
         except (OSError, ValueError) as e:
-            problem = f"its {MARKER} is damaged ({type(e).__name__}: {e}), so the checkpoints cannot be matched"
+            problem = (
+                f"its {MARKER} is damaged ({type(e).__name__}: {e}), so the checkpoints cannot "
+                "be matched"
+            )
         if problem is None:
             state = "resume"
             log.info("resuming from checkpoints in %s", directory)
@@ -115,8 +117,9 @@ def prepare(directory: str, fingerprint: dict, overwrite: bool = False) -> str:
                     os.unlink(os.path.join(directory, name))
         elif not overwrite:
             raise ValueError(
-                f"checkpoint directory {directory!r}: {problem}. Nothing was deleted: pass overwrite_checkpoints=True "
-                "(--overwrite_checkpoints) to discard them, or use another checkpoint directory / --out"
+                f"checkpoint directory {directory!r}: {problem}. Nothing was deleted: pass "
+                "overwrite_checkpoints=True (--overwrite_checkpoints) to discard them, or use "
+                "another checkpoint directory / --out"
             )
         else:
             discard(directory)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deephash.validation import check_int
+
 __all__ = ["as_bits", "pack", "unpack", "as_words", "n_bytes"]
 
 
@@ -33,16 +35,15 @@ def _check_packed(arr: np.ndarray, n_bits, name: str) -> np.ndarray:
         raise ValueError(
             f"{name}: packed=True needs n_bits (the code length cannot be read from packed bytes)"
         )
-    if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
-        raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
+    check_int(n_bits, "n_bits")
     if arr.ndim != 2 or arr.dtype != np.uint8:
         raise ValueError(
             f"{name}: packed codes must be a uint8 array (n, bytes), got {arr.dtype} {arr.shape}"
         )
     if arr.shape[1] != n_bytes(n_bits):
         raise ValueError(
-            f"{name}: packed codes have {arr.shape[1]} bytes, but {n_bits} bits need {n_bytes(n_bits)} "
-            "(mismatched bit lengths)"
+            f"{name}: packed codes have {arr.shape[1]} bytes, but {n_bits} bits need "
+            f"{n_bytes(n_bits)} (mismatched bit lengths)"
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: got shape {arr.shape}")
@@ -117,15 +118,15 @@ def pack(bits) -> np.ndarray:
 def unpack(packed, n_bits: int) -> np.ndarray:
     """Inverse of :func:`pack`: ``uint8 (n, ceil(k/8)) -> bool (n, k)``."""
     arr = np.asarray(packed)
-    if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
-        raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
+    check_int(n_bits, "n_bits")
     if arr.ndim != 2 or arr.dtype != np.uint8:
         raise ValueError(
             f"packed codes must be a uint8 array (n, bytes), got {arr.dtype} {arr.shape}"
         )
     if arr.shape[1] != n_bytes(n_bits):
         raise ValueError(
-            f"packed codes have {arr.shape[1]} bytes, but {n_bits} bits need {n_bytes(n_bits)} (mismatched bit lengths)"
+            f"packed codes have {arr.shape[1]} bytes, but {n_bits} bits need {n_bytes(n_bits)} "
+            "(mismatched bit lengths)"
         )
     return np.unpackbits(arr, axis=1, count=int(n_bits)).astype(bool)
 

@@ -61,7 +61,10 @@ def network_allowed() -> bool:
 def offline_reason() -> str:
     """Why :func:`network_allowed` is False, for error messages ('' when it is True)."""
     if _allowed_override is False:
-        return "downloads are switched off (--download=false or deephash.downloads.set_network_allowed(False))"
+        return (
+            "downloads are switched off (--download=false or "
+            "deephash.downloads.set_network_allowed(False))"
+        )
     if _allowed_override is None and _env_offline():
         return f"downloads are switched off by ${OFFLINE_ENV}={os.environ.get(OFFLINE_ENV)}"
     return ""
@@ -112,7 +115,8 @@ def verify(
     file_hash: str | None = None,
     check: Callable[[str], None] | None = None,
 ) -> None:
-    """Raise ValueError unless ``path`` has ``size`` bytes, hash ``file_hash`` and passes ``check``."""
+    """Raise ValueError unless ``path`` has ``size`` bytes, hash ``file_hash`` and passes
+    ``check``."""
     if size is not None and os.path.getsize(path) != size:
         raise ValueError(f"{path}: {os.path.getsize(path)} bytes, expected {size}")
     if file_hash is not None:

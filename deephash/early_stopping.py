@@ -37,9 +37,12 @@ import os
 import re
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from deephash import training
+from deephash import metrics, training
+from deephash.data import Split
 from deephash.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -71,8 +74,6 @@ class Validation:
     def combined(self):
         """Queries then database as one split (encoded in one pass)."""
         if "_combined" not in self.__dict__:
-            from deephash.data import Split
-
             q, d = self.queries, self.database
             cat = lambda a, b: None if a is None else np.concatenate([a, b])  # noqa: E731
             object.__setattr__(
@@ -184,8 +185,6 @@ def load_best(directory: str, validation: int) -> list[np.ndarray]:
 
 def validation_map(model, validation: Validation) -> float:
     """mAP of ``model``'s codes: validation queries against the validation database."""
-    from deephash import metrics
-
     codes = fast_encode(model, validation.combined())
     q, db = codes[: len(validation.queries)], codes[len(validation.queries) :]
     return float(
@@ -209,8 +208,6 @@ def fast_encode(model, split) -> np.ndarray:
         or not hasattr(model, "_cached")
     ):
         return model.encode(split)
-    import tensorflow as tf
-
     fn = model.__dict__.get("_validation_codes")
     if fn is None:
         logits = model._cached("logits", model.code_logits_model)
@@ -228,13 +225,7 @@ def fast_encode(model, split) -> np.ndarray:
     return np.concatenate(out) > model.code_threshold
 
 
-def _callback_base():
-    import keras
-
-    return keras.callbacks.Callback
-
-
-class ValidationMAP(_callback_base()):
+class ValidationMAP(keras.callbacks.Callback):
     """Keras callback: validation mAP, early stopping and best weights (module docstring).
 
     ``prior``: the validation curve of the epochs already done (a resumed run);
@@ -298,7 +289,8 @@ class ValidationMAP(_callback_base()):
                 )
         if now.stopped:
             log.info(
-                "early stopping: validation mAP has not improved for %d validations (best %.4f at %d)",
+                "early stopping: validation mAP has not improved for %d validations "
+                "(best %.4f at %d)",
                 now.since_best,
                 now.best,
                 now.best_validation,

@@ -44,6 +44,8 @@ from typing import Sequence
 import numpy as np
 import scipy.fft
 
+from deephash.validation import check_int, check_number, fail, is_int
+
 PREFILTER_PAD = 5  # prefilt's w
 _WORKERS = -1  # scipy.fft: all CPUs
 
@@ -64,28 +66,11 @@ class GistParams:
     def __post_init__(self):
         object.__setattr__(self, "orientations", tuple(self.orientations))
         for name in ("image_size", "blocks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"GIST {name} must be a positive integer, got {value!r}")
-        if (
-            isinstance(self.boundary, bool)
-            or not isinstance(self.boundary, (int, np.integer))
-            or self.boundary < 0
-        ):
-            raise ValueError(f"GIST boundary must be a non-negative integer, got {self.boundary!r}")
-        if not self.orientations or any(
-            isinstance(o, bool) or not isinstance(o, (int, np.integer)) or o < 1
-            for o in self.orientations
-        ):
-            raise ValueError(
-                f"GIST orientations must be positive integers (one per scale), got {self.orientations!r}"
-            )
-        if not (
-            isinstance(self.fc_prefilt, (int, float, np.number))
-            and math.isfinite(self.fc_prefilt)
-            and self.fc_prefilt > 0
-        ):
-            raise ValueError(f"GIST fc_prefilt must be a positive number, got {self.fc_prefilt!r}")
+            check_int(getattr(self, name), name, owner="GIST")
+        check_int(self.boundary, "boundary", minimum=0, owner="GIST")
+        if not self.orientations or not all(is_int(o) and o >= 1 for o in self.orientations):
+            fail("orientations", "positive integers (one per scale)", self.orientations, "GIST")
+        check_number(self.fc_prefilt, "fc_prefilt", positive=True, owner="GIST")
         if self.blocks > self.image_size:
             raise ValueError(
                 f"GIST blocks ({self.blocks}) must not exceed image_size ({self.image_size}): "
@@ -341,12 +326,7 @@ def gist(
     order. ValueError for bad shapes, NaN / infinite values, empty input or bad parameters.
     """
     params = GistParams(image_size, tuple(orientations), blocks, fc_prefilt, boundary)
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int(batch_size, "batch_size")
     arr = _check_images(images)
     n = len(arr)
     out = np.empty((n, params.dim), dtype=np.float32)

@@ -32,9 +32,12 @@ import shutil
 import tempfile
 from typing import Any, Iterable, Iterator
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from deephash.io import atomic_write, dumps_strict
+from deephash.validation import check_choice, check_fraction, check_int, check_number, fail
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +49,7 @@ def simulate_devices(n: int) -> None:
     """Split the (first) CPU into ``n`` logical devices, e.g. to try ``mirrored`` on a
     machine without GPUs. Must run before TensorFlow initialises its runtime; raises
     RuntimeError if it is too late and the device count differs."""
-    import tensorflow as tf
-
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"simulate_devices: n must be a positive integer, got {n!r}")
+    check_int(n, "n", owner="simulate_devices")
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
@@ -76,8 +76,6 @@ def get_strategy(name: str = "default"):
     :func:`simulate_devices`); ``multiworker``: ``MultiWorkerMirroredStrategy`` configured
     from the ``TF_CONFIG`` environment variable.
     """
-    import tensorflow as tf
-
     key = str(name).lower()
     if key == "default":
         return tf.distribute.get_strategy()
@@ -89,8 +87,6 @@ def get_strategy(name: str = "default"):
 
 
 def _new_strategy(key: str):
-    import tensorflow as tf
-
     if key == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
@@ -103,8 +99,6 @@ def _new_strategy(key: str):
 
 
 def _resolve(strategy):
-    import tensorflow as tf
-
     if strategy is None:
         return _STRATEGIES.get("multiworker") or tf.distribute.get_strategy()
     return get_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -150,8 +144,6 @@ def same_on_all_workers(value: int, what: str, strategy=None) -> int:
     strategy = _resolve(strategy)
     if not in_cluster(strategy):
         return value
-    import tensorflow as tf
-
     local = tf.constant([int(value)], tf.int64)
 
     def replica_value():
@@ -168,8 +160,6 @@ def same_on_all_workers(value: int, what: str, strategy=None) -> int:
 
 def num_replicas() -> int:
     """Replicas of the strategy in the current context (1 outside any strategy)."""
-    import tensorflow as tf
-
     return int(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
@@ -179,8 +169,6 @@ def scale_to_replicas(value):
     Gradients of the replicas are summed, so a replica must contribute mean/N for the
     sum to equal the global mean. Keras does this for losses given to ``compile``, but
     not for losses computed inside a custom ``train_step``."""
-    import tensorflow as tf
-
     n = num_replicas()
     return value if n == 1 else value * tf.cast(1.0 / n, value.dtype)
 
@@ -188,8 +176,6 @@ def scale_to_replicas(value):
 def gather_replicas(tensor):
     """Concatenate ``tensor`` (b, ...) over the replicas along axis 0 inside a replica
     context (differentiable); identity outside a strategy or with one replica."""
-    import tensorflow as tf
-
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return tensor
@@ -198,8 +184,6 @@ def gather_replicas(tensor):
 
 def weight_decay_loss(variables: Iterable, weight_decay: float):
     """Caffe-style L2 term ``0.5 * weight_decay * sum ||W||^2`` over kernels (ndim >= 2)."""
-    import tensorflow as tf
-
     kernels = [v for v in variables if len(v.shape) >= 2]
     if not weight_decay or not kernels:
         return tf.constant(0.0)
@@ -245,51 +229,21 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> "TrainConfig":
-        def positive_int(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
-
-        positive_int("epochs")
-        positive_int("batch_size")
-        if self.lr_decay_steps is not None:
-            positive_int("lr_decay_steps")
+        owner = "TrainConfig"
+        for name in ("epochs", "batch_size", "validation_every"):
+            check_int(getattr(self, name), name, owner=owner)
+        for name in ("lr_decay_steps", "patience"):  # None: constant lr / no early stopping
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, owner=owner)
         for name in ("lr", "lr_decay_rate"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
-                raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
-        for name in ("momentum", "weight_decay"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-                raise ValueError(f"TrainConfig.{name} must be a non-negative number, got {v!r}")
+            check_number(getattr(self, name), name, positive=True, owner=owner)
+        for name in ("momentum", "weight_decay", "min_delta"):
+            check_number(getattr(self, name), name, minimum=0, owner=owner)
         if str(self.strategy).lower() not in STRATEGIES:
-            raise ValueError(
-                f"TrainConfig.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-            )
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, (int, np.integer))
-            or self.seed < 0
-        ):
-            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
-        if self.patience is not None:
-            positive_int("patience")
-        positive_int("validation_every")
-        if (
-            not isinstance(self.min_delta, (int, float))
-            or not np.isfinite(self.min_delta)
-            or self.min_delta < 0
-        ):
-            raise ValueError(
-                f"TrainConfig.min_delta must be a non-negative number, got {self.min_delta!r}"
-            )
-        f = self.validation_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
-            raise ValueError(f"TrainConfig.validation_fraction must be in (0, 1), got {f!r}")
-        if self.verbose not in (0, 1, 2, "epochs"):
-            raise ValueError(
-                f"TrainConfig.verbose must be 0, 1, 2 or 'epochs', got {self.verbose!r}"
-            )
+            fail("strategy", f"one of {', '.join(STRATEGIES)}", self.strategy, owner)
+        check_int(self.seed, "seed", minimum=0, owner=owner)
+        check_fraction(self.validation_fraction, "validation_fraction", owner=owner)
+        check_choice(self.verbose, (0, 1, 2, "epochs"), "verbose", owner=owner)
         return self
 
     def replace(self, **overrides) -> "TrainConfig":
@@ -321,7 +275,6 @@ def progress(
         return 0, []  # one process of a cluster reports: the chief
     if config.verbose != "epochs":
         return int(config.verbose), []
-    import keras
     from tqdm.auto import tqdm
 
     class EpochBar(keras.callbacks.Callback):
@@ -344,8 +297,6 @@ def progress(
 
 def make_optimizer(config: TrainConfig):
     """SGD with momentum and the step learning-rate schedule of ``config``."""
-    import keras
-
     lr: Any = float(config.lr)
     if config.lr_decay_steps:
         lr = keras.optimizers.schedules.ExponentialDecay(
@@ -360,9 +311,6 @@ def make_optimizer(config: TrainConfig):
 def set_seed(seed: int, deterministic: bool = False) -> None:
     """Seed Python, numpy and TensorFlow; ``deterministic`` also asks TF for deterministic
     kernels (slower; used by the equality tests)."""
-    import keras
-    import tensorflow as tf
-
     keras.utils.set_random_seed(int(seed))
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -372,9 +320,6 @@ def configure_mixed_precision(enabled: bool) -> bool:
     """Use the ``mixed_float16`` policy when asked AND a GPU is present; on CPU the request
     is logged and ignored (float16 is slower there). Returns whether it is on. Call before
     building the model."""
-    import keras
-    import tensorflow as tf
-
     if not enabled:
         keras.mixed_precision.set_global_policy("float32")
         return False
@@ -462,7 +407,8 @@ def check_finite(logs: dict | None, where: str) -> None:
         if bad.size:
             raise NonFiniteLossError(
                 f"training diverged: {k} is {values[bad[0]]} {where}"
-                f"{f' (entry {int(bad[0]) + 1})' if values.size > 1 else ''}; nothing was saved for it. "
+                f"{f' (entry {int(bad[0]) + 1})' if values.size > 1 else ''}; "
+                "nothing was saved for it. "
                 "Lower the learning rate (--lr) or check the data"
             )
 
@@ -471,7 +417,6 @@ def finite_loss_guard():
     """A Keras callback that stops training with :class:`NonFiniteLossError` at the end of
     an epoch whose logs hold a NaN or infinite value, before any later callback (the
     checkpoint) sees that epoch."""
-    import keras
 
     class _FiniteLossGuard(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -562,7 +507,8 @@ def restore_checkpoint(model, path: str) -> dict:
                 opt.build(model.trainable_variables)
         if len(opt.variables) != len(opt_state):
             raise ValueError(
-                f"{path}: optimiser state has {len(opt_state)} variables, the optimiser {len(opt.variables)}"
+                f"{path}: optimiser state has {len(opt_state)} variables, "
+                f"the optimiser {len(opt.variables)}"
             )
         for v, w in zip(opt.variables, opt_state):
             v.assign(w)
@@ -588,7 +534,6 @@ def worker_dir(directory: str | None, strategy=None) -> Iterator[str | None]:
 
 def checkpoint_callback(directory: str, initial_history: dict | None = None):
     """A Keras callback saving a checkpoint at the end of every epoch (history included)."""
-    import keras
 
     class _EpochCheckpoint(keras.callbacks.Callback):
         def __init__(self):

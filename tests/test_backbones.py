@@ -280,7 +280,8 @@ def test_backbone_inside_a_model_saves_and_reloads_in_a_fresh_process(tmp_path):
         import numpy as np, keras
         import deephash
         model = keras.models.load_model({str(path)!r})
-        np.save({str(tmp_path / "y.npy")!r}, keras.ops.convert_to_numpy(model(np.load({str(tmp_path / "x.npy")!r}))))
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "y.npy")!r}, keras.ops.convert_to_numpy(model(x)))
         """
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(deephash.__file__)))

@@ -20,8 +20,8 @@ from deephash.layers.lrn import LocalResponseNormalization
 
 def np_conv(x, f, b, stride, pad):
     """MatConvNet vl_nnconv: x (H, W, C), f (h, w, C, K), pad [t b l r], stride [y x]."""
-    t, bo, l, r = pad
-    x = np.pad(x, ((t, bo), (l, r), (0, 0)))
+    t, bo, left, r = pad
+    x = np.pad(x, ((t, bo), (left, r), (0, 0)))
     h, w, _, k = f.shape
     oh, ow = (x.shape[0] - h) // stride[0] + 1, (x.shape[1] - w) // stride[1] + 1
     out = np.zeros((oh, ow, k))
@@ -33,7 +33,8 @@ def np_conv(x, f, b, stride, pad):
 
 
 def np_lrn(x, n, kappa, alpha, beta):
-    """MatConvNet vl_nnnormalize: window G(k) = [k - floor((N-1)/2), k + ceil((N-1)/2)], alpha not / N."""
+    """MatConvNet vl_nnnormalize: window G(k) = [k - floor((N-1)/2), k + ceil((N-1)/2)],
+    alpha not / N."""
     d = x.shape[-1]
     out = np.empty_like(x)
     for k in range(d):
@@ -45,8 +46,8 @@ def np_lrn(x, n, kappa, alpha, beta):
 
 
 def np_maxpool(x, pool, stride, pad):
-    t, bo, l, r = pad
-    x = np.pad(x, ((t, bo), (l, r), (0, 0)), constant_values=-np.inf)
+    t, bo, left, r = pad
+    x = np.pad(x, ((t, bo), (left, r), (0, 0)), constant_values=-np.inf)
     oh, ow = (x.shape[0] - pool[0]) // stride[0] + 1, (x.shape[1] - pool[1]) // stride[1] + 1
     out = np.empty((oh, ow, x.shape[2]))
     for i in range(oh):

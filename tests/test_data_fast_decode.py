@@ -183,6 +183,22 @@ def test_skip_gives_the_same_batches_on_both_paths_when_verification_found_a_cor
         _images(split, "auto", image_size=(8, 8))
 
 
+def test_a_pipeline_given_its_own_report_keeps_what_it_skipped_there(tmp_path, caplog):
+    from deephash.data.pipelines import FileReport
+
+    paths = _write_images(str(tmp_path), 6)
+    with open(paths[2], "wb") as f:
+        f.write(b"not an image")
+    split, report = _split(paths), FileReport()
+    kw = dict(shuffle=False, on_corrupt="skip", image_size=(8, 8), decode="python")
+    with caplog.at_level(logging.WARNING, logger="deephash.data.pipelines"):
+        for _ in range(2):  # the second epoch skips it again, silently
+            batches = list(data.labeled_dataset(split, 4, report=report, **kw))
+            assert sum(len(y) for _, y in batches) == 5
+    assert report.skipped() == [paths[2]] and paths[2] not in data.skipped_files()
+    assert caplog.text.count("skipping unreadable image") == 1
+
+
 def test_graph_decoding_of_an_unverified_corrupt_file_fails_without_the_python_path(tmp_path):
     paths = _write_images(str(tmp_path), 3)
     with open(paths[1], "wb") as f:

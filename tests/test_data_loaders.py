@@ -291,7 +291,7 @@ def test_file_triplets_are_resumable_and_distribute(tmp_path):
     np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), ya.numpy())
 
 
-# --------------------------------------------------------------------------- aliases, duplicates, spaces
+# ------------------------------------------------------------------ aliases, duplicates, spaces
 def _given_set(root, query_spelling):
     """ImageNet-100 given lists whose query list names database image 3 as ``query_spelling``."""
     db, query = fake_rows(200, 100, 1, False), fake_rows(100, 100, 2, False)

@@ -175,7 +175,8 @@ def test_labeled_dataset_covers_each_item_once_per_epoch_with_a_fresh_permutatio
     assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
     for (_, y), p in zip(batches, pos):  # labels travel with their images
         np.testing.assert_array_equal(y.numpy(), split.labels[p])
-    # seeded: the same seed gives the same stream, another seed another one; one epoch without repeat
+    # seeded: the same seed gives the same stream, another seed another one; one epoch without
+    # repeat
     again = list(data.labeled_dataset(split, 64, seed=1))
     assert len(again) == 8
     np.testing.assert_array_equal(np.concatenate(_positions(split, again)), epochs[0])

@@ -74,7 +74,7 @@ def reference_gist(image, p: GistParams):
     return np.array(feats)
 
 
-# ----------------------------------------------------------------------------- against the references
+# ------------------------------------------------------------------------ against the references
 def test_filter_bank_matches_the_slow_gabor_formula():
     for orientations, n in (
         ((8, 8, 8, 8), 96),
@@ -130,7 +130,8 @@ def test_resize_matches_hand_computed_bilinear_weights():
     # imresize bilinear, 2 -> 4 (no antialiasing): [a, b] -> [a, .75a + .25b, .25a + .75b, b]
     up = resize_crop(np.array([[[1.0, 2.0], [1.0, 2.0]]]), 4)[0]
     np.testing.assert_allclose(up[0], [1.0, 1.25, 1.75, 2.0])
-    # 4 -> 2 with antialiasing: kernel 0.5 * tri(x / 2), mirrored taps: [.5, .375, .125, 0] and reversed
+    # 4 -> 2 with antialiasing: kernel 0.5 * tri(x / 2), mirrored taps: [.5, .375, .125, 0] and
+    # reversed
     row = np.array([1.0, 10.0, 100.0, 1000.0])
     down = resize_crop(np.tile(row, (4, 1))[None], 2)[0]
     np.testing.assert_allclose(down[0], [0.5 + 3.75 + 12.5, 0.125 * 10 + 0.375 * 100 + 0.5 * 1000])
@@ -146,7 +147,8 @@ def test_resize_keeps_the_central_square_of_a_wide_image():
 
 # ----------------------------------------------------------------------------- behaviour
 def _grating(size, cycles_per_pixel, direction):
-    """cos grating whose frequency vector (fx along columns, fy along rows) points at `direction`."""
+    """cos grating whose frequency vector (fx along columns, fy along rows) points at
+    `direction`."""
     r, c = np.mgrid[:size, :size]
     phase = 2 * np.pi * cycles_per_pixel * (c * math.cos(direction) + r * math.sin(direction))
     return 127.5 + 127.5 * np.cos(phase)

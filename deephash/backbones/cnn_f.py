@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from deephash.layers.lrn import LocalResponseNormalization
+from deephash.validation import check_fraction
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,7 @@ def cnn_f(
     the standard CNN-F randomly initialised (with a logged warning); on inputs other than
     224x224 its fc6 then covers whatever pool5 map the input gives.
     """
-    if dropout < 0 or dropout >= 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    check_fraction(dropout, "dropout", allow_zero=True, owner="cnn_f")
     if weights is None:
         log.warning("cnn_f: no weights file given, the backbone starts from random initialisation")
         shape = _check_input_shape(INPUT_SHAPE if input_shape is None else input_shape)
@@ -122,41 +122,13 @@ def _build(
     for layer in layers[: names.index(LAST_LAYER) + 1]:
         kind, lname = layer["type"], layer["name"]
         if kind == "conv":
-            h, w, cin, cout = layer["size"]
-            if x.shape[-1] != cin:
-                raise ValueError(
-                    f"{lname}: filters expect {cin} input channels, the layer gets {x.shape[-1]}"
-                )
-            x = _pad(x, layer["pad"], lname)
-            if adapt_fc and lname.startswith("fc") and h > 1:
-                h, w = x.shape[1], x.shape[2]  # fc6 covers whatever map it gets
-            if x.shape[1] < h or x.shape[2] < w:
-                raise ValueError(
-                    f"{lname}: a {h}x{w} filter does not fit the {x.shape[1]}x{x.shape[2]} map that "
-                    f"input_shape {tuple(input_shape)} gives (CNN-F expects 224x224 inputs)"
-                )
-            x = keras.layers.Conv2D(
-                cout, (h, w), strides=layer["stride"], padding="valid", name=lname
-            )(x)
-            nonnegative = False
+            x, nonnegative = _conv(x, layer, input_shape, adapt_fc), False
         elif kind == "relu":
-            x = keras.layers.ReLU(name=lname)(x)
-            nonnegative = True
+            x, nonnegative = keras.layers.ReLU(name=lname)(x), True
         elif kind == "lrn":
             x = LocalResponseNormalization.from_matconvnet(layer["param"], name=lname)(x)
         elif kind == "pool":
-            if layer.get("method", "max") != "max":
-                raise ValueError(
-                    f"{lname}: only max pooling is supported, got {layer.get('method')!r}"
-                )
-            if any(layer["pad"]) and not nonnegative:
-                raise ValueError(
-                    f"{lname}: padded max pooling of possibly negative values is not supported"
-                )
-            x = _pad(x, layer["pad"], lname)
-            x = keras.layers.MaxPooling2D(
-                layer["pool"], strides=layer["stride"], padding="valid", name=lname
-            )(x)
+            x = _max_pool(x, layer, nonnegative)
         elif kind == "dropout":
             continue  # dropout is placed after relu6/relu7 below, whatever the file says
         else:
@@ -165,11 +137,48 @@ def _build(
             x = keras.layers.Dropout(dropout, name="dropout" + lname[-1])(x)
     if x.shape[1] != 1 or x.shape[2] != 1:
         raise ValueError(
-            f"input_shape {tuple(input_shape)} leaves a {x.shape[1]}x{x.shape[2]} map after {LAST_LAYER}; "
-            "the weights need the input size they were trained for (224x224 for CNN-F)"
+            f"input_shape {tuple(input_shape)} leaves a {x.shape[1]}x{x.shape[2]} map after "
+            f"{LAST_LAYER}; the weights need the input size they were trained for (224x224 "
+            "for CNN-F)"
         )
     outputs = keras.layers.Flatten(name="features")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _conv(x, layer: dict, input_shape, adapt_fc: bool):
+    """A MatConvNet conv (or fc) layer: padding, then a valid Conv2D."""
+    lname = layer["name"]
+    h, w, cin, cout = layer["size"]
+    if x.shape[-1] != cin:
+        raise ValueError(
+            f"{lname}: filters expect {cin} input channels, the layer gets {x.shape[-1]}"
+        )
+    x = _pad(x, layer["pad"], lname)
+    if adapt_fc and lname.startswith("fc") and h > 1:
+        h, w = x.shape[1], x.shape[2]  # fc6 covers whatever map it gets
+    if x.shape[1] < h or x.shape[2] < w:
+        raise ValueError(
+            f"{lname}: a {h}x{w} filter does not fit the {x.shape[1]}x{x.shape[2]} map that "
+            f"input_shape {tuple(input_shape)} gives (CNN-F expects 224x224 inputs)"
+        )
+    return keras.layers.Conv2D(cout, (h, w), strides=layer["stride"], padding="valid", name=lname)(
+        x
+    )
+
+
+def _max_pool(x, layer: dict, nonnegative: bool):
+    """A MatConvNet max-pool layer: zero padding (exact only on non-negative maps)."""
+    lname = layer["name"]
+    if layer.get("method", "max") != "max":
+        raise ValueError(f"{lname}: only max pooling is supported, got {layer.get('method')!r}")
+    if any(layer["pad"]) and not nonnegative:
+        raise ValueError(
+            f"{lname}: padded max pooling of possibly negative values is not supported"
+        )
+    x = _pad(x, layer["pad"], lname)
+    return keras.layers.MaxPooling2D(
+        layer["pool"], strides=layer["stride"], padding="valid", name=lname
+    )(x)
 
 
 def _pad(x, pad, lname):
@@ -209,7 +218,8 @@ def matconvnet_metadata(path: str | os.PathLike) -> dict:
 
 
 def read_matconvnet(path: str | os.PathLike) -> dict:
-    """Parse a MatConvNet simplenn ``.mat`` into ``{"layers": [...], "meta": {...}, "image_size"}``.
+    """Parse a MatConvNet simplenn ``.mat`` into
+    ``{"layers": [...], "meta": {...}, "image_size"}``.
 
     Each layer is a dict like the entries of :data:`CNN_F_LAYERS`; conv layers also carry
     ``filters`` (H, W, in, out) and ``biases`` (out,) as float32.
@@ -226,13 +236,14 @@ def read_matconvnet(path: str | os.PathLike) -> dict:
         top = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as e:  # not a MAT file, truncated, HDF5-based v7.3, ...
         raise ValueError(
-            f"{path!r} is not a readable MATLAB .mat file ({e}); MATLAB v7.3 (HDF5) files are not "
-            "supported: re-save with save(..., '-v7')"
+            f"{path!r} is not a readable MATLAB .mat file ({e}); MATLAB v7.3 (HDF5) files are "
+            "not supported: re-save with save(..., '-v7')"
         ) from e
     keys = sorted(k for k in top if not k.startswith("__"))
     if "layers" not in top:
         raise ValueError(
-            f"{path!r} is not a MatConvNet simplenn model: it has no 'layers' (top-level keys: {keys})"
+            f"{path!r} is not a MatConvNet simplenn model: it has no 'layers' "
+            f"(top-level keys: {keys})"
         )
     if "meta" in top:
         layout, meta_src = "tidy", top["meta"]
@@ -242,8 +253,8 @@ def read_matconvnet(path: str | os.PathLike) -> dict:
         layout, normalization, classes = "old", top["normalization"], top.get("classes")
     else:
         raise ValueError(
-            f"{path!r}: neither 'meta' (vl_simplenn_tidy layout) nor 'normalization' (old layout) "
-            f"found; top-level keys: {keys}"
+            f"{path!r}: neither 'meta' (vl_simplenn_tidy layout) nor 'normalization' "
+            f"(old layout) found; top-level keys: {keys}"
         )
     layers = []
     channels = None
@@ -259,6 +270,21 @@ def read_matconvnet(path: str | os.PathLike) -> dict:
     # beta17+ (vl_simplenn_tidy) move normalization and classes into meta
     importer = "beta17+" if layout == "tidy" else ("beta12-16" if weights_field else "beta3-11")
 
+    mean, average, image_size = _normalization(normalization, path)
+    meta = {
+        "layout": layout,
+        "importer": importer,
+        "average_image": average,
+        "mean": mean,
+        "class_names": _strings(getattr(classes, "name", None)),
+        "class_descriptions": _strings(getattr(classes, "description", None)),
+        "image_size": image_size,
+    }
+    return {"layers": layers, "meta": meta, "image_size": image_size}
+
+
+def _normalization(normalization, path: str):
+    """``(mean RGB, averageImage, image_size)`` from a MatConvNet ``normalization`` struct."""
     average = getattr(normalization, "averageImage", None)
     average = None if average is None or np.size(average) == 0 else np.asarray(average, np.float32)
     mean = None
@@ -271,16 +297,7 @@ def read_matconvnet(path: str | os.PathLike) -> dict:
     if size is not None and np.size(size) >= 2:
         s = [int(v) for v in np.atleast_1d(size)]
         image_size = (s[0], s[1], s[2] if len(s) > 2 else 3)
-    meta = {
-        "layout": layout,
-        "importer": importer,
-        "average_image": average,
-        "mean": mean,
-        "class_names": _strings(getattr(classes, "name", None)),
-        "class_descriptions": _strings(getattr(classes, "description", None)),
-        "image_size": image_size,
-    }
-    return {"layers": layers, "meta": meta, "image_size": image_size}
+    return mean, average, image_size
 
 
 def _field(struct: Any, name: str, path: str, where: str):
@@ -304,6 +321,41 @@ def _pairs(value, n: int, what: str) -> tuple[int, ...]:
     return tuple(v)
 
 
+def _parse_conv(raw: Any, where: str, channels: int | None) -> dict:
+    """A conv layer's filters (H, W, in, out), biases, stride and pad."""
+    if hasattr(raw, "weights"):
+        w = np.atleast_1d(raw.weights)
+        if w.dtype != object or w.size != 2:
+            raise ValueError(f"{where}: 'weights' must hold {{filters, biases}}")
+        filters, biases = w[0], w[1]
+    elif hasattr(raw, "filters") and hasattr(raw, "biases"):
+        filters, biases = raw.filters, raw.biases
+    else:
+        raise ValueError(
+            f"{where}: a conv layer needs 'weights' (tidy layout) or 'filters' and 'biases' (old)"
+        )
+    biases = np.asarray(biases, np.float32).ravel()
+    filters = np.asarray(filters, np.float32)
+    size = getattr(raw, "size", None)
+    size = (
+        tuple(int(s) for s in np.atleast_1d(size))
+        if size is not None and np.size(size) == 4
+        else None
+    )
+    filters = _restore_filters(
+        filters, biases.size, channels if channels is not None else 3, size, where
+    )
+    if np.any(np.atleast_1d(getattr(raw, "dilate", 1)) != 1):
+        raise ValueError(f"{where}: dilated convolution is not supported")
+    return dict(
+        size=filters.shape,
+        filters=filters,
+        biases=biases,
+        stride=_pairs(getattr(raw, "stride", 1), 2, f"{where} stride"),
+        pad=_pairs(getattr(raw, "pad", 0), 4, f"{where} pad"),
+    )
+
+
 def _parse_layer(raw: Any, i: int, path: str, layout: str, channels: int | None) -> dict:
     kind = str(getattr(raw, "type", "")).strip()
     name = str(getattr(raw, "name", "") or f"layer{i + 1}")
@@ -313,37 +365,7 @@ def _parse_layer(raw: Any, i: int, path: str, layout: str, channels: int | None)
     kind = {"normalize": "lrn"}.get(kind, kind)
     layer: dict = {"name": name, "type": kind}
     if kind == "conv":
-        if hasattr(raw, "weights"):
-            w = np.atleast_1d(raw.weights)
-            if w.dtype != object or w.size != 2:
-                raise ValueError(f"{where}: 'weights' must hold {{filters, biases}}")
-            filters, biases = w[0], w[1]
-        elif hasattr(raw, "filters") and hasattr(raw, "biases"):
-            filters, biases = raw.filters, raw.biases
-        else:
-            raise ValueError(
-                f"{where}: a conv layer needs 'weights' (tidy layout) or 'filters' and 'biases' (old)"
-            )
-        biases = np.asarray(biases, np.float32).ravel()
-        filters = np.asarray(filters, np.float32)
-        size = getattr(raw, "size", None)
-        size = (
-            tuple(int(s) for s in np.atleast_1d(size))
-            if size is not None and np.size(size) == 4
-            else None
-        )
-        filters = _restore_filters(
-            filters, biases.size, channels if channels is not None else 3, size, where
-        )
-        if np.any(np.atleast_1d(getattr(raw, "dilate", 1)) != 1):
-            raise ValueError(f"{where}: dilated convolution is not supported")
-        layer.update(
-            size=filters.shape,
-            filters=filters,
-            biases=biases,
-            stride=_pairs(getattr(raw, "stride", 1), 2, f"{where} stride"),
-            pad=_pairs(getattr(raw, "pad", 0), 4, f"{where} pad"),
-        )
+        layer.update(_parse_conv(raw, where, channels))
     elif kind == "pool":
         layer.update(
             method=str(getattr(raw, "method", "max")),
@@ -387,7 +409,8 @@ def _restore_filters(filters: np.ndarray, out: int, cin: int, size, where: str) 
         raise ValueError(f"{where}: {shape[3]} filters but {out} biases")
     if shape[2] != cin:
         raise ValueError(
-            f"{where}: filters of shape {shape} expect {shape[2]} input channels, the layer gets {cin}"
+            f"{where}: filters of shape {shape} expect {shape[2]} input channels, "
+            f"the layer gets {cin}"
         )
     return filters.reshape(shape)
 
@@ -456,7 +479,8 @@ def _assign(model: keras.Model, net: dict) -> tuple[list[str], list[str]]:
         kernel, bias = target.get_weights()
         if tuple(kernel.shape) != tuple(src["filters"].shape):
             raise ValueError(
-                f"layer {target.name}: the file's filters are {src['filters'].shape} (H x W x in x out), "
+                f"layer {target.name}: the file's filters are {src['filters'].shape} "
+                "(H x W x in x out), "
                 f"the model's kernel is {kernel.shape}"
             )
         target.set_weights([src["filters"], src["biases"]])

@@ -2,8 +2,9 @@
 
 ``resolve(backbone, weights)`` turns ``weights="imagenet"`` (for ``backbones.get`` and the
 methods) into the local path of the published file, fetched once into a cache and
-verified; ``None`` (random initialisation) and local paths pass through unchanged. Downloads go through :mod:`deephash.downloads` (verified, atomic, switched
-off by ``$DEEPHASH_OFFLINE=1`` or ``--download=false``).
+verified; ``None`` (random initialisation) and local paths pass through unchanged.
+Downloads go through :mod:`deephash.downloads` (verified, atomic, switched off
+by ``$DEEPHASH_OFFLINE=1`` or ``--download=false``).
 
 * ``vgg19``: Keras' published file ``vgg19_weights_tf_dim_ordering_tf_kernels.h5``
   (about 549 MB) from the URL that ``keras.applications.VGG19(weights="imagenet")`` uses,
@@ -65,7 +66,10 @@ CNN_F_IMAGENET = PretrainedWeights(
     file_hash=None,
     approx_size="about 0.24 GB (61 M float32 parameters; not published)",
     cache="deephash",
-    source="MatConvNet pretrained models (Chatfield et al. 2014, 'Return of the Devil'); no published checksum",
+    source=(
+        "MatConvNet pretrained models (Chatfield et al. 2014, 'Return of the Devil'); "
+        "no published checksum"
+    ),
 )
 PUBLISHED = {w.backbone: w for w in (VGG19_IMAGENET, CNN_F_IMAGENET)}
 
@@ -76,7 +80,8 @@ def keras_cache_dir() -> str:
 
 
 def weights_cache_dir() -> str:
-    """This library's weights cache: ``$DEEPHASH_CACHE/weights`` (default ``~/.cache/deephash/weights``)."""
+    """This library's weights cache: ``$DEEPHASH_CACHE/weights`` (default
+    ``~/.cache/deephash/weights``)."""
     root = os.environ.get("DEEPHASH_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "deephash"
     )
@@ -93,7 +98,8 @@ def cache_path(backbone: str) -> str:
 
 
 def fetch(backbone: str, *, file_hash: str | None = None, url: str | None = None) -> str:
-    """Local path of ``backbone``'s published ImageNet weights, downloaded and verified on first use.
+    """Local path of ``backbone``'s published ImageNet weights, downloaded and verified on
+    first use.
 
     ``file_hash`` pins an expected sha256/md5 (default: the published one; for ``cnn_f``
     ``$DEEPHASH_CNN_F_SHA256`` or the sha256 recorded at the first download). ``url``
@@ -115,8 +121,8 @@ def fetch(backbone: str, *, file_hash: str | None = None, url: str | None = None
                 expected = (f.read().split() or [None])[0]
             from_record = True
     command = (
-        f"python -m deephash.backbones.pretrained {w.backbone}   (or: curl -L --create-dirs -o {path} "
-        f"{url or w.url})"
+        f"python -m deephash.backbones.pretrained {w.backbone}   "
+        f"(or: curl -L --create-dirs -o {path} {url or w.url})"
     )
     try:
         local = downloads.fetch(
@@ -193,7 +199,8 @@ def _check_cnn_f_file(path: str) -> None:
     conv1 = convs["conv1"]
     if tuple(conv1["filters"].shape[:3]) != (11, 11, 3) or tuple(conv1["stride"]) != (4, 4):
         raise ValueError(
-            f"conv1 has {tuple(conv1['filters'].shape)} filters at stride {tuple(conv1['stride'])}; "
+            f"conv1 has {tuple(conv1['filters'].shape)} filters at stride "
+            f"{tuple(conv1['stride'])}; "
             "CNN-F has 11x11x3 filters at stride 4"
         )
     for previous, name in itertools.pairwise(names):

@@ -12,6 +12,7 @@ from typing import Sequence
 import keras
 
 from deephash.backbones.vgg19 import _check_input_shape
+from deephash.validation import check_fraction, check_int
 
 
 def small_cnn(
@@ -31,10 +32,8 @@ def small_cnn(
     ("small_cnn")``), not the raw ``[0, 255]`` range.
     """
     input_shape = _check_input_shape(input_shape)
-    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-        raise ValueError(f"small_cnn: features must be a positive integer, got {features!r}")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"small_cnn: dropout must be in [0, 1), got {dropout!r}")
+    features = check_int(features, "features", owner="small_cnn")
+    check_fraction(dropout, "dropout", allow_zero=True, owner="small_cnn")
 
     inputs = keras.Input(shape=input_shape, name="images")
     h, w = input_shape[0], input_shape[1]

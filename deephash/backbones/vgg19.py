@@ -15,6 +15,8 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from deephash.validation import check_fraction, check_int
+
 logger = logging.getLogger(__name__)
 
 # (block, number of 3x3 conv layers, filters) of VGG-19 (configuration "E").
@@ -46,10 +48,8 @@ def vgg19(
         dropout: dropout rate after fc6 and fc7, in ``[0, 1)``.
     """
     input_shape = _check_input_shape(input_shape)
-    if isinstance(fc_units, bool) or not isinstance(fc_units, int) or fc_units < 1:
-        raise ValueError(f"vgg19: fc_units must be a positive integer, got {fc_units!r}")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"vgg19: dropout must be in [0, 1), got {dropout!r}")
+    fc_units = check_int(fc_units, "fc_units", owner="vgg19")
+    check_fraction(dropout, "dropout", allow_zero=True, owner="vgg19")
     if input_shape[0] < 32 or input_shape[1] < 32:
         raise ValueError(
             f"vgg19: images must be at least 32x32 (five 2x2 poolings), got {input_shape}"
@@ -77,7 +77,8 @@ def vgg19(
     if weights is None:
         logger.warning(
             "vgg19: no weights file given, the backbone starts from RANDOM initialisation "
-            "(pass weights='imagenet' or the path of %s to fine-tune from ImageNet as the paper does)",
+            "(pass weights='imagenet' or the path of %s to fine-tune from ImageNet as the paper "
+            "does)",
             WEIGHTS_FILE,
         )
     else:
@@ -135,40 +136,50 @@ def load_vgg19_weights(model: keras.Model, path: str | os.PathLike) -> list[str]
                 f"{path!r} is not a Keras HDF5 weights file: it has no 'layer_names' attribute "
                 f"(expected the format of {WEIGHTS_FILE})"
             )
-        file_layers = {_decode(n) for n in layer_names}
-        # First check every layer (names and shapes, without reading arrays), then assign:
-        # a bad file leaves the model untouched.
-        plan = []
-        for layer in _leaf_layers(model):
-            if not layer.weights or layer.name not in vgg19_layer_names():
-                continue
-            if layer.name not in file_layers or layer.name not in group:
-                raise ValueError(f"{path!r} has no weights for layer {layer.name!r} of the model")
-            g = group[layer.name]
-            weight_names = [_decode(n) for n in _attribute(g, "weight_names", [])]
-            missing = [w for w in weight_names if w not in g]
-            if missing:
-                raise ValueError(
-                    f"{path!r}: layer {layer.name!r} lacks the datasets {missing} listed in weight_names"
-                )
-            datasets = [g[w] for w in weight_names]
-            expected = [tuple(w.shape) for w in layer.weights]
-            found = [tuple(d.shape) for d in datasets]
-            if expected != found:
-                raise ValueError(
-                    f"weights for layer {layer.name!r} in {path!r} have shapes {found}, the model needs "
-                    f"{expected} (was the model built with input_shape=(224, 224, 3) and fc_units=4096?)"
-                )
-            plan.append((layer, datasets))
-        if not plan:
-            raise ValueError(
-                f"no VGG-19 layer of model {model.name!r} found to assign weights from {path!r}"
-            )
+        plan = _plan_assignment(model, group, path, layer_names)
         for layer, datasets in plan:
             layer.set_weights([np.asarray(d) for d in datasets])
         assigned = [layer.name for layer, _ in plan]
     logger.info("vgg19: loaded weights of %d layers from %s", len(assigned), path)
     return assigned
+
+
+def _plan_assignment(model, group, path: str, layer_names) -> list:
+    """``[(layer, datasets)]`` for every VGG layer of ``model``, checking names and shapes
+    without reading arrays, so that a bad file leaves the model untouched."""
+    file_layers = {_decode(n) for n in layer_names}
+    plan = []
+    for layer in _leaf_layers(model):
+        if not layer.weights or layer.name not in vgg19_layer_names():
+            continue
+        if layer.name not in file_layers or layer.name not in group:
+            raise ValueError(f"{path!r} has no weights for layer {layer.name!r} of the model")
+        datasets = _layer_datasets(group[layer.name], layer.name, path)
+        expected = [tuple(w.shape) for w in layer.weights]
+        found = [tuple(d.shape) for d in datasets]
+        if expected != found:
+            raise ValueError(
+                f"weights for layer {layer.name!r} in {path!r} have shapes {found}, the model "
+                f"needs {expected} (was the model built with input_shape=(224, 224, 3) and "
+                "fc_units=4096?)"
+            )
+        plan.append((layer, datasets))
+    if not plan:
+        raise ValueError(
+            f"no VGG-19 layer of model {model.name!r} found to assign weights from {path!r}"
+        )
+    return plan
+
+
+def _layer_datasets(g, name: str, path: str) -> list:
+    """The datasets of one layer's group, in ``weight_names`` order."""
+    weight_names = [_decode(n) for n in _attribute(g, "weight_names", [])]
+    missing = [w for w in weight_names if w not in g]
+    if missing:
+        raise ValueError(
+            f"{path!r}: layer {name!r} lacks the datasets {missing} listed in weight_names"
+        )
+    return [g[w] for w in weight_names]
 
 
 def save_vgg19_weights(model: keras.Model, path: str | os.PathLike) -> list[str]:

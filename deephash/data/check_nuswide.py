@@ -84,6 +84,29 @@ def check(
         return report
     image_root = os.path.abspath(os.path.expanduser(image_root)) if image_root else root
     widths = (spec.num_classes, *spec.accept_labels)
+    names = _list_names(root, report)
+    if names is None:
+        return report
+    all_labels, seen = [], set()
+    for name in names:
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            _check_list(path, name, widths, image_root, check_images, report, all_labels, seen)
+    report.listed_images = len(seen)
+    if report.missing_images:
+        report.problems.append(
+            f"{len(report.missing_images)} listed images are missing (under {image_root})"
+        )
+    if report.empty_images:
+        report.problems.append(f"{len(report.empty_images)} images are empty files")
+    if all_labels:
+        _check_label_counts(np.concatenate(all_labels), query_per_class, train_per_class, report)
+    return report
+
+
+def _list_names(root: str, report: Report) -> list[str] | None:
+    """The list files to read (given splits, or the full list); None when there are none.
+    Sets ``report.mode`` and notes missing given lists."""
     given = [name for name in GIVEN_LISTS.values() if os.path.isfile(os.path.join(root, name))]
     if given:
         report.mode = "given"
@@ -94,59 +117,54 @@ def check(
                 report.problems.append(
                     f"{name} is missing: with given splits all of {', '.join(names)} are needed"
                 )
-    elif os.path.isfile(os.path.join(root, FULL_LIST)):
-        report.mode, names = "full", [FULL_LIST]
-    else:
-        report.problems.append(
-            f"no list files: expected {', '.join(GIVEN_LISTS.values())} (given split) or "
-            f"{FULL_LIST} (full list) in {root}"
-        )
-        return report
-    all_labels, seen = [], set()
-    for name in names:
-        path = os.path.join(root, name)
-        if not os.path.isfile(path):
+        return names
+    if os.path.isfile(os.path.join(root, FULL_LIST)):
+        report.mode = "full"
+        return [FULL_LIST]
+    report.problems.append(
+        f"no list files: expected {', '.join(GIVEN_LISTS.values())} (given split) or "
+        f"{FULL_LIST} (full list) in {root}"
+    )
+    return None
+
+
+def _check_list(path, name, widths, image_root, check_images, report, all_labels, seen) -> None:
+    """One list file: readable, its labels (21 kept), and its images (once each)."""
+    spec = SPECS["nuswide21"]
+    try:
+        rel, paths, labels = read_list(path, widths, image_root)
+    except ValueError as e:
+        report.lists[name] = f"UNREADABLE ({e})"
+        report.problems.append(str(e))
+        return
+    report.lists[name] = len(rel)
+    if labels.shape[1] != spec.num_classes:
+        labels = labels[:, top_labels(labels, spec.num_classes)]
+    all_labels.append(labels)
+    report.without_labels += int(np.sum(labels.sum(axis=1) == 0))
+    for i, p in enumerate(paths):
+        if p in seen:
             continue
-        try:
-            rel, paths, labels = read_list(path, widths, image_root)
-        except ValueError as e:
-            report.lists[name] = f"UNREADABLE ({e})"
-            report.problems.append(str(e))
+        seen.add(p)
+        if not check_images:
             continue
-        report.lists[name] = len(rel)
-        if labels.shape[1] != spec.num_classes:
-            labels = labels[:, top_labels(labels, spec.num_classes)]
-        all_labels.append(labels)
-        report.without_labels += int(np.sum(labels.sum(axis=1) == 0))
-        for i, p in enumerate(paths):
-            if p in seen:
-                continue
-            seen.add(p)
-            if not check_images:
-                continue
-            if not os.path.isfile(p):
-                report.missing_images.append((p, f"{path}, line {i + 1}"))
-            elif os.path.getsize(p) == 0:
-                report.empty_images.append(p)
-    report.listed_images = len(seen)
-    if report.missing_images:
-        report.problems.append(
-            f"{len(report.missing_images)} listed images are missing (under {image_root})"
-        )
-    if report.empty_images:
-        report.problems.append(f"{len(report.empty_images)} images are empty files")
-    if all_labels:
-        counts = np.concatenate(all_labels).sum(axis=0).astype(int)
-        report.label_counts = counts.tolist()
-        if report.mode == "full":
-            need = query_per_class + train_per_class
-            short = [i for i, c in enumerate(counts) if c < need]
-            if short:
-                report.problems.append(
-                    f"labels {short} have fewer than {need} images ({query_per_class} queries + "
-                    f"{train_per_class} training per label in the DSRH protocol)"
-                )
-    return report
+        if not os.path.isfile(p):
+            report.missing_images.append((p, f"{path}, line {i + 1}"))
+        elif os.path.getsize(p) == 0:
+            report.empty_images.append(p)
+
+
+def _check_label_counts(labels, query_per_class: int, train_per_class: int, report) -> None:
+    counts = labels.sum(axis=0).astype(int)
+    report.label_counts = counts.tolist()
+    if report.mode == "full":
+        need = query_per_class + train_per_class
+        short = [i for i, c in enumerate(counts) if c < need]
+        if short:
+            report.problems.append(
+                f"labels {short} have fewer than {need} images ({query_per_class} queries + "
+                f"{train_per_class} training per label in the DSRH protocol)"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,8 +85,9 @@ def load_cifar10(
         root = os.path.expanduser(root)
         if not os.path.isdir(root):
             raise FileNotFoundError(
-                f"CIFAR-10 data directory {root!r} does not exist: it should hold the prepared tfds folder "
-                "cifar10/ (or leave root unset to use tfds' standard cache, downloading when needed)"
+                f"CIFAR-10 data directory {root!r} does not exist: it should hold the prepared "
+                "tfds folder cifar10/ (or leave root unset to use tfds' standard cache, "
+                "downloading when needed)"
             )
     else:
         root = _default_root()
@@ -127,8 +128,9 @@ def load_cifar10(
         multilabel=False,
         map_depth=None,
         class_names=CLASS_NAMES,
-        description=f"DSRH CIFAR-10: {query_per_class} queries/class, {train_per_class} train/class, "
-        "database = the other images, mAP over the whole database",
+        description=f"DSRH CIFAR-10: {query_per_class} queries/class, "
+        f"{train_per_class} train/class, database = the other images, mAP over the whole "
+        "database",
     )
     # raw stays uint8 here: each Split converts only its own subset to float32
     return assemble(

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deephash.validation import check_fraction
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -114,8 +116,7 @@ class Dataset:
         ``val`` holds ``round(fraction * len(train))`` items (at least 1), stratified by
         class for single-label sets; ``fit`` the rest. The same ``seed`` gives the same split.
         """
-        if not 0.0 < float(fraction) < 1.0:
-            raise ValueError(f"validation fraction must be in (0, 1), got {fraction!r}")
+        check_fraction(fraction, "fraction", owner="validation_split")
         n = len(self.train)
         n_val = max(1, int(round(fraction * n)))
         if n_val >= n:
@@ -143,7 +144,8 @@ class Dataset:
         return (
             f"{self.name}: {len(self.query)} queries, {len(self.train)} training, "
             f"{len(self.database)} database items, {self.protocol.num_classes} classes "
-            f"({'multi' if self.protocol.multilabel else 'single'}-label), checksum {self.checksum[:12]}"
+            f"({'multi' if self.protocol.multilabel else 'single'}-label), "
+            f"checksum {self.checksum[:12]}"
         )
 
 

@@ -84,8 +84,8 @@ def load_digits(
         multilabel=False,
         map_depth=None,
         class_names=DIGIT_NAMES,
-        description=f"sklearn digits: {query_per_class} queries/class, {train_per_class} train/class, "
-        "database = all non-queries, mAP over the whole database",
+        description=f"sklearn digits: {query_per_class} queries/class, "
+        f"{train_per_class} train/class, database = all non-queries, mAP over the whole database",
     )
     return assemble(
         "digits",
@@ -149,7 +149,8 @@ def load_digits_multi(
     drawn from the database, database = all non-queries; mAP over the whole database."""
     if not 0 < num_query < num_images or not 0 < num_train <= num_images - num_query:
         raise ValueError(
-            "digits_multi: need 0 < num_query < num_images and 0 < num_train <= num_images - num_query"
+            "digits_multi: need 0 < num_query < num_images and "
+            "0 < num_train <= num_images - num_query"
         )
     images, labels, sources = make_digits_multi(seed, num_images, num_query)
     params = dict(
@@ -179,8 +180,9 @@ def load_digits_multi(
         multilabel=True,
         map_depth=None,
         class_names=DIGIT_NAMES,
-        description=f"digit canvases (2x2 cells, 1-3 digits): {num_query} queries, {num_train} train, "
-        "database = all non-queries; queries built from held-out source digits",
+        description=f"digit canvases (2x2 cells, 1-3 digits): {num_query} queries, "
+        f"{num_train} train, database = all non-queries; queries built from held-out source "
+        "digits",
     )
     return assemble(
         "digits_multi",

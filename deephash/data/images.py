@@ -27,6 +27,9 @@ import time
 from typing import Iterable, Sequence
 
 import numpy as np
+import tensorflow as tf
+
+from deephash.validation import check_choice
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +57,6 @@ def decode_file(path: str, channels: int = 3) -> np.ndarray:
     FileNotFoundError for a missing file, ``CorruptImageError`` (a ValueError naming the
     file) for one that does not decode.
     """
-    import tensorflow as tf
-
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -95,8 +96,7 @@ def verify_images(
     before and unchanged since (same size and modification time) are not decoded again
     unless ``recheck``. A tqdm bar shows progress (``progress``; shown on a terminal).
     """
-    if on_corrupt not in ("raise", "skip"):
-        raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
+    check_choice(on_corrupt, ("raise", "skip"), "on_corrupt")
     from tqdm.auto import tqdm
 
     paths = [str(p) for p in paths]
@@ -118,19 +118,10 @@ def verify_images(
             if state in (VERIFIED, CORRUPT):
                 ok = state == VERIFIED
             else:
-                before = _stat(p)
-                checked_ns = time.time_ns()
-                try:
-                    decode_file(p, channels=channels)
-                    ok = True
-                except CorruptImageError:
-                    ok = False
-                after = _stat(p)
-                if before is not None and before == after:
-                    if checked_ns - after[1] >= FRESH_SECONDS * 1e9:
-                        results[p] = [after[0], after[1], ok]
-                    else:
-                        fresh += 1
+                ok, entry, too_fresh = _check_file(p, channels)
+                if entry is not None:
+                    results[p] = entry
+                fresh += too_fresh
             if not ok:
                 bad.append(p)
             if record and results and time.monotonic() - flushed > RECORD_EVERY_SECONDS:
@@ -141,19 +132,42 @@ def verify_images(
             _record(results)
     if fresh:
         log.info(
-            "%d image file(s) were modified less than %.0f s before verification and are not recorded as "
-            "verified; verify again later for the pipelines' graph-only decoding",
+            "%d image file(s) were modified less than %.0f s before verification and are not "
+            "recorded as verified; verify again later for the pipelines' graph-only decoding",
             fresh,
             FRESH_SECONDS,
         )
     if bad:
-        shown = ", ".join(repr(b) for b in bad[:10]) + (
-            f" and {len(bad) - 10} more" if len(bad) > 10 else ""
-        )
-        if on_corrupt == "raise":
-            raise CorruptImageError(bad[0], f"{len(bad)} corrupt image file(s): {shown}")
-        log.warning("skipping %d corrupt image file(s): %s", len(bad), shown)
+        _report_corrupt(bad, on_corrupt)
     return bad
+
+
+def _check_file(path: str, channels: int) -> tuple[bool, list | None, bool]:
+    """Decode one file: ``(ok, manifest entry [size, mtime_ns, ok] or None, too fresh)``.
+    No entry when the file changed while it was read, or was modified less than
+    ``FRESH_SECONDS`` before (``too fresh``: not recorded)."""
+    before = _stat(path)
+    checked_ns = time.time_ns()
+    try:
+        decode_file(path, channels=channels)
+        ok = True
+    except CorruptImageError:
+        ok = False
+    after = _stat(path)
+    if before is None or before != after:
+        return ok, None, False
+    if checked_ns - after[1] >= FRESH_SECONDS * 1e9:
+        return ok, [after[0], after[1], ok], False
+    return ok, None, True
+
+
+def _report_corrupt(bad: list[str], on_corrupt: str) -> None:
+    shown = ", ".join(repr(b) for b in bad[:10]) + (
+        f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    )
+    if on_corrupt == "raise":
+        raise CorruptImageError(bad[0], f"{len(bad)} corrupt image file(s): {shown}")
+    log.warning("skipping %d corrupt image file(s): %s", len(bad), shown)
 
 
 # --------------------------------------------------------------------------- manifests

@@ -102,31 +102,9 @@ def read_list(
             tokens = line.split()
             if not tokens:
                 continue
-            vec = tokens[1:]
-            middle = tokens[1 : len(tokens) - len(_trailing_labels(tokens))]
-            words = 1 + len(middle)
-            if middle and not all(t.lstrip("+-").replace(".", "", 1).isdigit() for t in middle):
-                raise ValueError(
-                    f"{path}, line {lineno}: the image path {' '.join(tokens[:words])!r} contains whitespace; a list "
-                    "line is 'path 0 1 0 ...' separated by whitespace, so rename the file (or its folders) without spaces"
-                )
-            if width is None:
-                if len(vec) not in accepted:
-                    raise ValueError(
-                        f"{path}, line {lineno}: label vector has {len(vec)} entries, expected "
-                        + " or ".join(str(a) for a in accepted)
-                    )
-                width = len(vec)
-            elif len(vec) != width:
-                raise ValueError(
-                    f"{path}, line {lineno}: label vector has {len(vec)} entries, expected {width}"
-                )
-            if any(v not in ("0", "1") for v in vec):
-                raise ValueError(
-                    f"{path}, line {lineno}: labels must be 0 or 1, got {' '.join(vec)!r}"
-                )
+            width = _check_line(tokens, accepted, width, f"{path}, line {lineno}")
             rel.append(tokens[0])
-            labels.append([v == "1" for v in vec])
+            labels.append([v == "1" for v in tokens[1:]])
     if not rel:
         raise ValueError(f"list file {path!r} holds no images")
     rel_arr = np.asarray(rel, dtype=str)
@@ -134,17 +112,46 @@ def read_list(
         [p if os.path.isabs(p) else os.path.normpath(os.path.join(image_root, p)) for p in rel],
         dtype=str,
     )
+    _check_no_duplicates(path, rel, abs_arr)
+    return rel_arr, abs_arr, np.asarray(labels, dtype=np.uint8)
+
+
+def _check_line(tokens: list[str], accepted: tuple[int, ...], width: int | None, where: str):
+    """The label-vector width of a list line ``path 0 1 0 ...``, or ValueError naming the
+    line (a path with whitespace, a wrong length, a label other than 0/1)."""
+    vec = tokens[1:]
+    middle = tokens[1 : len(tokens) - len(_trailing_labels(tokens))]
+    words = 1 + len(middle)
+    if middle and not all(t.lstrip("+-").replace(".", "", 1).isdigit() for t in middle):
+        raise ValueError(
+            f"{where}: the image path {' '.join(tokens[:words])!r} contains whitespace; a "
+            "list line is 'path 0 1 0 ...' separated by whitespace, so rename the file (or "
+            "its folders) without spaces"
+        )
+    if width is None:
+        if len(vec) not in accepted:
+            raise ValueError(
+                f"{where}: label vector has {len(vec)} entries, expected "
+                + " or ".join(str(a) for a in accepted)
+            )
+        width = len(vec)
+    elif len(vec) != width:
+        raise ValueError(f"{where}: label vector has {len(vec)} entries, expected {width}")
+    if any(v not in ("0", "1") for v in vec):
+        raise ValueError(f"{where}: labels must be 0 or 1, got {' '.join(vec)!r}")
+    return width
+
+
+def _check_no_duplicates(path: str, rel: list[str], abs_arr: np.ndarray) -> None:
+    """The same file twice (also spelled differently) would leak across splits."""
     seen: dict[str, int] = {}
-    for i, p in enumerate(
-        abs_arr
-    ):  # the same file twice (also spelled differently) would leak across splits
+    for i, p in enumerate(abs_arr):
         j = seen.setdefault(os.path.realpath(p), i)
         if j != i:
             raise ValueError(
-                f"{path}, line {i + 1}: {rel[i]!r} is the same file as {rel[j]!r} on line {j + 1} "
-                "(duplicate lines let one image be both a query and a database item)"
+                f"{path}, line {i + 1}: {rel[i]!r} is the same file as {rel[j]!r} on line "
+                f"{j + 1} (duplicate lines let one image be both a query and a database item)"
             )
-    return rel_arr, abs_arr, np.asarray(labels, dtype=np.uint8)
 
 
 def _trailing_labels(tokens: list[str]) -> list[str]:
@@ -179,8 +186,8 @@ def subsample_per_class(
         members = train[cls == c]
         if 0 < len(members) < per_class:
             raise ValueError(
-                f"{name}: class {c} has {len(members)} training items in the given list, fewer than "
-                f"train_per_class={per_class}"
+                f"{name}: class {c} has {len(members)} training items in the given list, "
+                f"fewer than train_per_class={per_class}"
             )
         out.append(rng.permutation(members)[:per_class])
     return np.sort(np.concatenate(out)).astype(train.dtype)
@@ -233,120 +240,28 @@ def load_list_dataset(
                 f"{name}: list file {missing[0]!r} does not exist{where}: with given splits "
                 f"all of {', '.join(GIVEN_LISTS.values())} are needed"
             )
-        parts = {
-            k: read_list(given[k], widths, image_root, where)
-            for k in ("database", "query", "train")
-        }
-        widths_seen = {v[2].shape[1] for v in parts.values()}
-        if len(widths_seen) != 1:
-            raise ValueError(
-                f"{name}: the given lists have different label lengths {sorted(widths_seen)}"
-            )
-        rel, paths, labels, positions, sources = _pool(parts, given)
-        labels, keep = _select_labels(name, spec, labels)
-        query, train, database = (
-            _remap(positions[k], keep) for k in ("query", "train", "database")
+        loaded = _given_splits(
+            name, spec, root, given, widths, image_root, where, seed, train_per_class, split_dir
         )
-        rel, paths, sources = rel[keep], paths[keep], sources[keep]
-        fingerprint = {k: file_digest(given[k]) for k in GIVEN_LISTS}
-        params = dict(dataset=name, mode="given", num_items=int(len(rel)), lists=fingerprint)
-        subdir = "given"
-        if (
-            train_per_class is not None
-        ):  # e.g. DSEH's 100 per class from HashNet's 130-per-class list
-            train = subsample_per_class(train, labels, int(train_per_class), seed, name)
-            params.update(train_per_class=int(train_per_class), seed=int(seed))
-            subdir = f"given-train{int(train_per_class)}pc-seed{int(seed)}"
-        directory = split_dir or os.path.join(root, "deephash_splits", name, subdir)
-        q, t, d, checksum, directory = load_or_create(
-            directory,
-            lambda: (query, train, database),
-            params,
-            fallback_dir=os.path.join(cache_dir(), name, subdir),
-        )
-        verify_split(q, t, d, len(rel), database_rule="given", where=directory)
-        for k, stored, expected in (
-            ("query", q, query),
-            ("train", t, train),
-            ("database", d, database),
-        ):
-            if not np.array_equal(stored, expected):
-                raise ValueError(
-                    f"{directory}: the stored {k} indices disagree with the given list {given[k]}"
-                    + (
-                        f" (train_per_class={train_per_class})"
-                        if k == "train" and train_per_class
-                        else ""
-                    )
-                )
-        kind = "given lists (train.txt / test.txt / database.txt)"
     else:
         if not os.path.isfile(full_path):
             raise FileNotFoundError(
-                f"{name}: no list files found: expected {', '.join(given.values())} (given splits) or the full "
-                f"list {full_path!r}{where}"
+                f"{name}: no list files found: expected {', '.join(given.values())} (given "
+                f"splits) or the full list {full_path!r}{where}"
             )
-        rel, paths, labels = read_list(full_path, widths, image_root, where)
-        sources = np.asarray([f"{full_path}, line {i + 1}" for i in range(len(rel))], dtype=object)
-        labels, keep = _select_labels(name, spec, labels)
-        rel, paths, sources = rel[keep], paths[keep], sources[keep]
-        counts = dict(
-            query_per_class=query_per_class
-            if query_per_class is not None
-            else (None if num_query else spec.query_per_class),
-            train_per_class=train_per_class
-            if train_per_class is not None
-            else (None if num_train else spec.train_per_class),
-            num_query=num_query
-            if num_query is not None
-            else (None if query_per_class else spec.num_query),
-            num_train=num_train
-            if num_train is not None
-            else (None if train_per_class else spec.num_train),
+        counts = _counts(spec, query_per_class, train_per_class, num_query, num_train)
+        loaded = _seeded_splits(
+            name, spec, root, full_path, widths, image_root, where, seed, counts, split_dir
         )
-        params = dict(
-            dataset=name,
-            mode="seeded",
-            seed=int(seed),
-            num_items=int(len(rel)),
-            list=file_digest(full_path),
-            **counts,
-        )
-        directory = split_dir or os.path.join(root, "deephash_splits", name, f"seed{int(seed)}")
-        q, t, d, checksum, directory = load_or_create(
-            directory,
-            lambda: protocol_split(labels, seed, **counts),
-            params,
-            fallback_dir=os.path.join(cache_dir(), name, f"seed{int(seed)}"),
-        )
-        verify_split(q, t, d, len(rel), labels=labels, where=directory, **counts)
-        kind = f"seeded protocol split of {os.path.basename(full_path)} ({_describe(counts)})"
-
-    real = np.asarray(
-        [os.path.realpath(p) for p in paths], dtype=str
-    )  # aliases (./x, absolute, links) resolved
-    for other, what in ((t, "in training"), (d, "in the database")):
-        leak = np.intersect1d(real[q], real[other])
-        if len(leak):
-            raise ValueError(
-                f"{name}: the image {leak[0]!r} is both a query and {what} (paths compared after "
-                f"resolving ./, absolute paths and links; {len(leak)} such images)"
-            )
+    rel, paths, labels, sources, (q, t, d), checksum, directory, kind = loaded
+    real = _check_no_leaks(name, paths, q, t, d)
     if check_files:
         check_files_exist(paths, sources)
     if verify_images:
         _verify_images(np.unique(paths), on_corrupt="raise")
         _check_copies(real, q, np.union1d(t, d), sources)
     depth = spec.map_depth if map_depth == "protocol" else map_depth
-    if not spec.multilabel:
-        if np.any(labels.sum(axis=1) != 1):
-            bad = int(np.flatnonzero(labels.sum(axis=1) != 1)[0])
-            raise ValueError(
-                f"{name} is single-label, but {sources[bad]} has {int(labels[bad].sum())} labels"
-            )
-        class_ids = labels.argmax(axis=1).astype(np.int64)
-    else:
-        class_ids = None
+    class_ids = None if spec.multilabel else _class_ids(name, labels, sources)
     protocol = Protocol(
         num_classes=int(labels.shape[1]),
         multilabel=spec.multilabel,
@@ -367,6 +282,122 @@ def load_list_dataset(
         root=root,
         split_dir=directory,
     )
+
+
+def _given_splits(
+    name, spec, root, given, widths, image_root, where, seed, train_per_class, split_dir
+):
+    """Splits from the given lists (train.txt / test.txt / database.txt)."""
+    parts = {
+        k: read_list(given[k], widths, image_root, where) for k in ("database", "query", "train")
+    }
+    widths_seen = {v[2].shape[1] for v in parts.values()}
+    if len(widths_seen) != 1:
+        raise ValueError(
+            f"{name}: the given lists have different label lengths {sorted(widths_seen)}"
+        )
+    rel, paths, labels, positions, sources = _pool(parts, given)
+    labels, keep = _select_labels(name, spec, labels)
+    query, train, database = (_remap(positions[k], keep) for k in ("query", "train", "database"))
+    rel, paths, sources = rel[keep], paths[keep], sources[keep]
+    fingerprint = {k: file_digest(given[k]) for k in GIVEN_LISTS}
+    params = dict(dataset=name, mode="given", num_items=int(len(rel)), lists=fingerprint)
+    subdir = "given"
+    if train_per_class is not None:  # e.g. DSEH's 100 per class from HashNet's 130-per-class list
+        train = subsample_per_class(train, labels, int(train_per_class), seed, name)
+        params.update(train_per_class=int(train_per_class), seed=int(seed))
+        subdir = f"given-train{int(train_per_class)}pc-seed{int(seed)}"
+    directory = split_dir or os.path.join(root, "deephash_splits", name, subdir)
+    q, t, d, checksum, directory = load_or_create(
+        directory,
+        lambda: (query, train, database),
+        params,
+        fallback_dir=os.path.join(cache_dir(), name, subdir),
+    )
+    verify_split(q, t, d, len(rel), database_rule="given", where=directory)
+    for k, stored, expected in (
+        ("query", q, query),
+        ("train", t, train),
+        ("database", d, database),
+    ):
+        if not np.array_equal(stored, expected):
+            raise ValueError(
+                f"{directory}: the stored {k} indices disagree with the given list {given[k]}"
+                + (
+                    f" (train_per_class={train_per_class})"
+                    if k == "train" and train_per_class
+                    else ""
+                )
+            )
+    kind = "given lists (train.txt / test.txt / database.txt)"
+    return rel, paths, labels, sources, (q, t, d), checksum, directory, kind
+
+
+def _counts(spec, query_per_class, train_per_class, num_query, num_train) -> dict:
+    """The split counts: those given, else the protocol's (a per-class count given replaces
+    the protocol's total and the other way round)."""
+
+    def pick(value, default, other):
+        if value is not None:
+            return value
+        return None if other else default
+
+    return dict(
+        query_per_class=pick(query_per_class, spec.query_per_class, num_query),
+        train_per_class=pick(train_per_class, spec.train_per_class, num_train),
+        num_query=pick(num_query, spec.num_query, query_per_class),
+        num_train=pick(num_train, spec.num_train, train_per_class),
+    )
+
+
+def _seeded_splits(name, spec, root, full_path, widths, image_root, where, seed, counts, split_dir):
+    """A seeded protocol split of the full list."""
+    rel, paths, labels = read_list(full_path, widths, image_root, where)
+    sources = np.asarray([f"{full_path}, line {i + 1}" for i in range(len(rel))], dtype=object)
+    labels, keep = _select_labels(name, spec, labels)
+    rel, paths, sources = rel[keep], paths[keep], sources[keep]
+    params = dict(
+        dataset=name,
+        mode="seeded",
+        seed=int(seed),
+        num_items=int(len(rel)),
+        list=file_digest(full_path),
+        **counts,
+    )
+    directory = split_dir or os.path.join(root, "deephash_splits", name, f"seed{int(seed)}")
+    q, t, d, checksum, directory = load_or_create(
+        directory,
+        lambda: protocol_split(labels, seed, **counts),
+        params,
+        fallback_dir=os.path.join(cache_dir(), name, f"seed{int(seed)}"),
+    )
+    verify_split(q, t, d, len(rel), labels=labels, where=directory, **counts)
+    kind = f"seeded protocol split of {os.path.basename(full_path)} ({_describe(counts)})"
+    return rel, paths, labels, sources, (q, t, d), checksum, directory, kind
+
+
+def _check_no_leaks(name, paths, q, t, d) -> np.ndarray:
+    """ValueError when a query image is also a training or database image; returns the
+    resolved paths (aliases ./x, absolute, links resolved)."""
+    real = np.asarray([os.path.realpath(p) for p in paths], dtype=str)
+    for other, what in ((t, "in training"), (d, "in the database")):
+        leak = np.intersect1d(real[q], real[other])
+        if len(leak):
+            raise ValueError(
+                f"{name}: the image {leak[0]!r} is both a query and {what} (paths compared after "
+                f"resolving ./, absolute paths and links; {len(leak)} such images)"
+            )
+    return real
+
+
+def _class_ids(name, labels, sources) -> np.ndarray:
+    """Class ids of a single-label set; ValueError naming a line with another label count."""
+    if np.any(labels.sum(axis=1) != 1):
+        bad = int(np.flatnonzero(labels.sum(axis=1) != 1)[0])
+        raise ValueError(
+            f"{name} is single-label, but {sources[bad]} has {int(labels[bad].sum())} labels"
+        )
+    return labels.argmax(axis=1).astype(np.int64)
 
 
 def _check_copies(

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 IMAGENET_RGB_MEAN = (123.68, 116.779, 103.939)
@@ -66,8 +67,6 @@ class Preprocessor:
     # ------------------------------------------------------------------ per image (files)
     def prepare_image(self, image):
         """One decoded image (h, w, ch) -> float32 of a fixed size, ready to be batched."""
-        import tensorflow as tf
-
         x = tf.cast(image, tf.float32)
         size = self.prepare_size or (None if self.input_shape is None else self.input_shape[:2])
         if size is None:
@@ -83,8 +82,6 @@ class Preprocessor:
 
     # ------------------------------------------------------------------ per batch
     def __call__(self, images, training: bool = False, seed=None):
-        import tensorflow as tf
-
         x = tf.convert_to_tensor(images)
         if x.shape.rank != 4:
             raise ValueError(
@@ -99,6 +96,22 @@ class Preprocessor:
         channels = None if self.input_shape is None else self.input_shape[2]
         if channels == 3 and x.shape[-1] == 1:
             x = tf.repeat(x, 3, axis=-1)
+        x = self._resize_and_crop(x, training, None if seeds is None else seeds[0])
+        if training and self.translate:
+            x = _random_translate(x, None if seeds is None else seeds[1])
+        if training and self.flip:
+            x = _random_flip(x, None if seeds is None else seeds[2])
+        if self.bgr:
+            x = tf.reverse(x, [3])  # RGB -> BGR; a negative-stride slice is 3x slower on CPU
+        if self.mean is not None:
+            x = x - self._mean_for(x)
+        if self.scale != 1.0:
+            x = x * self.scale
+        return x
+
+    def _resize_and_crop(self, x, training: bool, seed):
+        """To ``input_shape``: resize (the shorter side, or the whole image), then a centre
+        crop, or a random crop when training with ``random_crop``."""
         if self.resize_shorter:
             x = _resize_shorter(x, self.resize_shorter)
         elif self.input_shape is not None:
@@ -108,38 +121,29 @@ class Preprocessor:
         if self.input_shape is not None and (self.resize_shorter or self.random_crop):
             size = self.input_shape[:2]
             x = (
-                _random_crop(x, size, None if seeds is None else seeds[0])
+                _random_crop(x, size, seed)
                 if training and self.random_crop
                 else _center_crop(x, size)
             )
-        if training and self.translate:
-            pad = tf.maximum(1, tf.shape(x)[1] // 8)
-            shape = tf.shape(x)
-            padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-            x = _random_crop(
-                padded, (shape[1], shape[2]), None if seeds is None else seeds[1], static=x.shape
-            )
-        if training and self.flip:
-            x = _random_flip(x, None if seeds is None else seeds[2])
-        if self.bgr:
-            x = tf.reverse(x, [3])  # RGB -> BGR; a negative-stride slice is 3x slower on CPU
-        if self.mean is not None:
-            mean = tf.constant(self.mean)
-            if self.mean.ndim == 3:
-                mean = (
-                    tf.image.resize(mean[None], tf.shape(x)[1:3])[0]
-                    if self.mean.shape[:2] != tuple(x.shape[1:3])
-                    else mean
-                )
-            x = x - mean
-        if self.scale != 1.0:
-            x = x * self.scale
         return x
+
+    def _mean_for(self, x):
+        """The mean to subtract: a scalar/per-channel mean, or a mean image resized to x."""
+        mean = tf.constant(self.mean)
+        if self.mean.ndim == 3 and self.mean.shape[:2] != tuple(x.shape[1:3]):
+            mean = tf.image.resize(mean[None], tf.shape(x)[1:3])[0]
+        return mean
+
+
+def _random_translate(x, seed):
+    """Shift by up to 1/8 of the height: pad with zeros, then a random crop of the size."""
+    pad = tf.maximum(1, tf.shape(x)[1] // 8)
+    shape = tf.shape(x)
+    padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    return _random_crop(padded, (shape[1], shape[2]), seed, static=x.shape)
 
 
 def _resize_shorter(x, side: int):
-    import tensorflow as tf
-
     if x.shape[1] is not None and x.shape[2] is not None and min(x.shape[1], x.shape[2]) == side:
         return x  # already the right size (e.g. files brought to side x side when decoded)
     shape = tf.shape(x)
@@ -151,8 +155,6 @@ def _resize_shorter(x, side: int):
 
 
 def _center_crop(x, size):
-    import tensorflow as tf
-
     h, w = size
     shape = tf.shape(x)
     oy, ox = (shape[1] - h) // 2, (shape[2] - w) // 2
@@ -161,8 +163,6 @@ def _center_crop(x, size):
 
 def _random_crop(x, size, seed, static=None):
     """Crop each image of the batch at its own random position."""
-    import tensorflow as tf
-
     h, w = size
     shape = tf.shape(x)
     b = shape[0]
@@ -184,8 +184,6 @@ def _random_crop(x, size, seed, static=None):
 
 
 def _random_flip(x, seed):
-    import tensorflow as tf
-
     b = tf.shape(x)[0]
     u = tf.random.uniform((b,)) if seed is None else tf.random.stateless_uniform((b,), seed=seed)
     return tf.where(
@@ -213,7 +211,8 @@ def for_backbone(
         m = np.asarray(mean, np.float32)
         if not (m.shape == (3,) or (m.ndim == 3 and m.shape[-1] == 3)):
             raise ValueError(
-                f"mean must be 3 per-channel values or an (h, w, 3) average image, got shape {m.shape}"
+                "mean must be 3 per-channel values or an (h, w, 3) average image, "
+                f"got shape {m.shape}"
             )
     if key == "small_cnn":
         return Preprocessor(key, input_shape, scale=1.0 / 255.0, translate=True)

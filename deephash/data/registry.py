@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from deephash.data.dataset import Dataset
+from deephash.validation import check_choice, check_int
 
 
 def _list_loader(name: str) -> Callable[..., Dataset]:
@@ -18,10 +17,7 @@ def _list_loader(name: str) -> Callable[..., Dataset]:
             source = "tfds" if root is None and name in TFDS_NAMES else "lists"
         if source == "tfds":
             return load_from_tfds(name, seed, data_dir=root, **options)
-        if source != "lists":
-            raise ValueError(
-                f"{name}: source must be 'lists' or 'tfds'. Received: source={source!r}"
-            )
+        check_choice(source, ("lists", "tfds"), "source", owner=name)
         return load_list_dataset(name, root, seed, **options)
 
     return load
@@ -76,6 +72,5 @@ def load(name: str, root: str | None = None, seed: int = 0, **options) -> Datase
     key = str(name).lower()
     if key not in _LOADERS:
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return _LOADERS[key](root=root, seed=int(seed), **options)
+    seed = check_int(seed, "seed", minimum=0)
+    return _LOADERS[key](root=root, seed=seed, **options)

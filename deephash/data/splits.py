@@ -102,7 +102,8 @@ def _draw(labels, rng, allowed, per_class, total, what) -> np.ndarray:
         pool = np.flatnonzero(allowed & (labels[:, k] > 0))
         if len(pool) < per_class:
             raise ValueError(
-                f"cannot draw {per_class} {what} for class {k}: only {len(pool)} eligible items carry it"
+                f"cannot draw {per_class} {what} for class {k}: only {len(pool)} eligible "
+                "items carry it"
             )
         pick = rng.permutation(pool)[:per_class]
         allowed[pick] = False
@@ -133,13 +134,31 @@ def verify_split(
     ``labels``; for multi-label sets "per class" means the drawing procedure of
     ``protocol_split``, so only the total ``per_class * classes`` is checked).
     """
-    parts = {"query": query, "train": train, "database": database}
+    _check_indices({"query": query, "train": train, "database": database}, num_items, where)
+    _check_database(query, train, database, num_items, database_rule, where)
+    for name, idx, per_class, total in (
+        ("query", query, query_per_class, num_query),
+        ("train", train, train_per_class, num_train),
+    ):
+        if total is not None and len(idx) != total:
+            raise ValueError(
+                f"{where}: the protocol asks for {total} {name} items, the split has {len(idx)}"
+            )
+        if per_class is not None and labels is not None:
+            _check_per_class(name, idx, labels, per_class, where)
+
+
+def _check_indices(parts: dict, num_items: int, where: str) -> None:
     for name, idx in parts.items():
         idx = np.asarray(idx)
         if idx.size and (idx.min() < 0 or idx.max() >= num_items):
             raise ValueError(f"{where}: {name} index out of range [0, {num_items})")
         if len(np.unique(idx)) != len(idx):
             raise ValueError(f"{where}: {name} list contains duplicate indices")
+
+
+def _check_database(query, train, database, num_items: int, database_rule: str, where: str):
+    """No query in training or in the database; the database rule."""
     leak = np.intersect1d(query, train)
     if leak.size:
         raise ValueError(
@@ -153,35 +172,29 @@ def verify_split(
     if database_rule == "rest":
         if len(query) + len(database) != num_items:
             raise ValueError(
-                f"{where}: the database must hold every non-query item ({num_items - len(query)}), "
-                f"it holds {len(database)}"
+                f"{where}: the database must hold every non-query item "
+                f"({num_items - len(query)}), it holds {len(database)}"
             )
     elif database_rule != "given":
         raise ValueError(f"unknown database rule {database_rule!r}")
-    c = None if labels is None else labels.shape[1]
-    for name, idx, per_class, total in (
-        ("query", query, query_per_class, num_query),
-        ("train", train, train_per_class, num_train),
-    ):
-        if total is not None and len(idx) != total:
+
+
+def _check_per_class(name: str, idx, labels: np.ndarray, per_class: int, where: str) -> None:
+    c = labels.shape[1]
+    if len(idx) != per_class * c:
+        raise ValueError(
+            f"{where}: the protocol asks for {per_class} {name} items per class "
+            f"({per_class * c}), the split has {len(idx)}"
+        )
+    single = labels.sum(axis=1).max() <= 1
+    if single:
+        counts = labels[np.asarray(idx)].sum(axis=0)
+        bad = np.flatnonzero(counts != per_class)
+        if bad.size:
             raise ValueError(
-                f"{where}: the protocol asks for {total} {name} items, the split has {len(idx)}"
+                f"{where}: class {int(bad[0])} has {int(counts[bad[0]])} {name} items, "
+                f"the protocol asks for {per_class}"
             )
-        if per_class is not None and c is not None:
-            if len(idx) != per_class * c:
-                raise ValueError(
-                    f"{where}: the protocol asks for {per_class} {name} items per class "
-                    f"({per_class * c}), the split has {len(idx)}"
-                )
-            single = labels.sum(axis=1).max() <= 1
-            if single:
-                counts = labels[np.asarray(idx)].sum(axis=0)
-                bad = np.flatnonzero(counts != per_class)
-                if bad.size:
-                    raise ValueError(
-                        f"{where}: class {int(bad[0])} has {int(counts[bad[0]])} {name} items, "
-                        f"the protocol asks for {per_class}"
-                    )
 
 
 # --------------------------------------------------------------------------- files
@@ -215,7 +228,8 @@ def read_split(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
                     continue
                 if not line.isdigit():
                     raise ValueError(
-                        f"{path}, line {lineno}: expected a non-negative integer index, got {line!r}"
+                        f"{path}, line {lineno}: expected a non-negative integer index, "
+                        f"got {line!r}"
                     )
                 values.append(int(line))
         arrays.append(np.asarray(values, dtype=np.int64))
@@ -233,7 +247,8 @@ def read_split(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
     if manifest.get("checksum") != checksum:
         raise ValueError(
             f"split files in {directory} do not match the checksum in split.json "
-            f"({checksum[:12]} vs {str(manifest.get('checksum'))[:12]}): they were edited or damaged"
+            f"({checksum[:12]} vs {str(manifest.get('checksum'))[:12]}): they were edited or "
+            "damaged"
         )
     return arrays[0], arrays[1], arrays[2], manifest
 

@@ -101,19 +101,23 @@ def ensure_prepared(name: str, data_dir: str | None = None, *, download: bool | 
         missing = [f for f in IMAGENET_MANUAL_FILES if not os.path.isfile(os.path.join(manual, f))]
         if missing:
             raise FileNotFoundError(
-                f"ImageNet-100 is prepared from the ILSVRC2012 archives, which cannot be downloaded "
-                f"automatically: download {' and '.join(missing)} from https://image-net.org (after accepting "
-                f"its terms) and put them in {manual}/, then run again (or run "
+                "ImageNet-100 is prepared from the ILSVRC2012 archives, which cannot be "
+                f"downloaded automatically: download {' and '.join(missing)} from "
+                "https://image-net.org (after accepting its terms) and put them in "
+                f"{manual}/, then run again (or run "
                 f"{prepare_command(name, data_dir)})"
             )
         config = tfds.download.DownloadConfig(manual_dir=manual)
     elif download is False or not downloads.network_allowed():
         reason = "download=False was passed" if download is False else downloads.offline_reason()
         raise downloads.DownloadDisabledError(
-            f"{name} (tensorflow-datasets {TFDS_NAMES[name]}) is not prepared in {data_dir} and {reason}. "
-            f"On a machine with internet run:\n    {prepare_command(name, data_dir)}\n"
-            f"(or, with only tensorflow-datasets installed: tfds build {TFDS_NAMES[name]} --data_dir={data_dir})\n"
-            f"then copy {os.path.join(data_dir, TFDS_NAMES[name].split('/')[0])}/ to the same place here"
+            f"{name} (tensorflow-datasets {TFDS_NAMES[name]}) is not prepared in {data_dir} "
+            f"and {reason}. On a machine with internet run:\n"
+            f"    {prepare_command(name, data_dir)}\n"
+            "(or, with only tensorflow-datasets installed: "
+            f"tfds build {TFDS_NAMES[name]} --data_dir={data_dir})\n"
+            f"then copy {os.path.join(data_dir, TFDS_NAMES[name].split('/')[0])}/ to the same "
+            "place here"
         )
     os.makedirs(data_dir, exist_ok=True)
     log.info(
