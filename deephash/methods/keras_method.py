@@ -41,6 +41,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from deephash import training
 from deephash.methods import hparams as hp
@@ -303,8 +304,6 @@ class KerasHashingMethod(keras.Model):
         strategy = getattr(self, "_distribute_strategy", None)
         if iterator is None or not _multi_worker(strategy):
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        import tensorflow as tf
-
         for _, _, it in iterator:
             data_batch = tf.nest.map_structure(
                 lambda v: strategy.experimental_local_results(v)[0], next(it)
@@ -322,8 +321,6 @@ class KerasHashingMethod(keras.Model):
             return super().make_train_function(force=force)
         if self.train_function is not None and not force:
             return self.train_function
-        import tensorflow as tf
-
         def step(data):
             logs = self.train_step(data)
             return tf.nest.map_structure(
@@ -496,8 +493,6 @@ def _encode_function(model: keras.Model, spec):
     retraces: no "triggered tf.function retracing" warnings when many models encode
     (hyper-parameter selection) or the last batch is smaller. Kept on the model, outside
     Keras' attribute tracking."""
-    import tensorflow as tf
-
     fn = model.__dict__.get("_deephash_encode_fn")
     if fn is None or fn[0] != spec:
         traced = tf.function(
@@ -519,8 +514,6 @@ def _umask() -> int:
 
 def _multi_worker(strategy) -> bool:
     """Whether ``strategy`` is a MultiWorkerMirroredStrategy (with or without a cluster)."""
-    import tensorflow as tf
-
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
