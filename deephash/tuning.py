@@ -26,8 +26,10 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import logging
 import os
-from typing import Callable
+
+log = logging.getLogger(__name__)
 
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuned", "quick.json")
 VERSION = 1
@@ -127,7 +129,6 @@ def select(
     bits: int = 32,
     seed: int = 0,
     runs_dir: str = "runs/tuning",
-    log: Callable[[str], None] = print,
     path: str | None = TABLE,
     grid: dict | None = None,
     methods_: dict | None = None,
@@ -153,9 +154,9 @@ def select(
     def score(method: str, lr: float | None, hp: dict) -> float:
         spec = presets.spec(method, dataset, bits, preset="quick", seed=seed, lr=lr, hparams=hp)
         spec = _without_table(spec, method, bits, lr, hp)
-        rec = sweep.run_spec(spec, runs_dir, datasets, log=log)
+        rec = sweep.run_spec(spec, runs_dir, datasets)
         value = rec["metrics"]["early_stopping"]["best_validation_map"]
-        log(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {value:.4f}")
+        log.info(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {value:.4f}")
         return float(value)
 
     for family, method in reps.items() if "lr" in wanted else ():

@@ -19,6 +19,8 @@ from absl import app
 
 from deephash import presets
 
+FLAGS = _flags.FLAGS
+
 _flags.define(
     "digits_multi", "results/dseh_figures", presets.DSEH_TABLE1_METHODS, [presets.DSEH_FIGURE_BITS]
 )
@@ -28,12 +30,16 @@ def main(argv):
     del argv
     from deephash import reproduce
 
+    _flags.show_progress()
+
     try:
-        kw = _flags.kwargs()
-        bits = kw.pop("bits")
+        experiment = _flags.experiment_config()
+        bits = _flags.ints(FLAGS.bits, "bits")
         if len(bits) != 1:
             raise ValueError(f"--bits: the figures are drawn at one code length, got {bits}")
-        reproduce.dseh_figures(**kw, bits=bits[0])
+        reproduce.dseh_figures(
+            FLAGS.dataset, experiment, out=FLAGS.out, methods=_flags.methods(), bits=bits[0]
+        )
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
 

@@ -19,6 +19,8 @@ from absl import app
 
 from deephash import presets
 
+FLAGS = _flags.FLAGS
+
 _flags.define("digits_multi", "results/dseh_table1", presets.DSEH_TABLE1_METHODS, presets.DSEH_BITS)
 
 
@@ -26,8 +28,16 @@ def main(argv):
     del argv
     from deephash import reproduce
 
+    _flags.show_progress()
+
     try:
-        reproduce.dseh_table1(**_flags.kwargs())
+        reproduce.dseh_table1(
+            FLAGS.dataset,
+            _flags.experiment_config(),
+            out=FLAGS.out,
+            methods=_flags.methods(),
+            bits=_flags.ints(FLAGS.bits, "bits"),
+        )
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
 

@@ -15,7 +15,9 @@ import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits", "data set the settings are selected on")
@@ -40,6 +42,7 @@ def main(argv):
     del argv
     from deephash import tuning
 
+    _flags.show_progress()
     unknown = set(FLAGS.stages) - set(tuning.STAGES)
     if unknown:
         sys.exit(

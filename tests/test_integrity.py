@@ -289,15 +289,16 @@ def test_the_report_skips_damaged_run_directories_and_says_why(tmp_path, digits)
     assert good
 
 
-def test_the_sweep_never_reuses_a_tampered_run(tmp_path, digits):
+def test_the_sweep_never_reuses_a_tampered_run(tmp_path, digits, caplog):
     spec = presets.spec("lsh", "digits", 16, preset="quick", paper="dsrh", seed=0)
-    logs = []
-    first = sweep.run_spec(spec, str(tmp_path), log=logs.append)
+    first = sweep.run_spec(spec, str(tmp_path))
     honest = first["metrics"]["map"]
-    assert sweep.run_spec(spec, str(tmp_path), log=logs.append)["reused"]
+    assert sweep.run_spec(spec, str(tmp_path))["reused"]
     _tamper(os.path.join(first["run_dir"], "metrics.json"))
-    again = sweep.run_spec(spec, str(tmp_path), log=logs.append)
+    with caplog.at_level(logging.INFO, logger="deephash.sweep"):
+        again = sweep.run_spec(spec, str(tmp_path))
     assert not again["reused"] and again["metrics"]["map"] == pytest.approx(honest)
+    logs = [r.getMessage() for r in caplog.records if r.name == "deephash.sweep"]
     assert any("damaged" in line and "metrics.json" in line for line in logs)
     assert runs.load_run(again["run_dir"])["metrics"]["map"] == pytest.approx(honest)
 
