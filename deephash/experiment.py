@@ -45,6 +45,11 @@ def default_checkpoint_dir(out_dir: str) -> str:
     return os.path.join(os.path.dirname(out_dir), f".{os.path.basename(out_dir)}.ckpt")
 
 
+def _prepare_checkpoints(directory: str, fingerprint: dict, overwrite: bool = False) -> None:
+    """Use ``directory`` for this run's checkpoints (see :func:`deephash.checkpoints.prepare`)."""
+    checkpoints.prepare(directory, fingerprint, overwrite=overwrite)
+
+
 # ---- shim until m13 merges ---------------------------------------------------------------
 # deephash.methods gains ``factory(name)``, ``cls.family``, ``cls.resolve_hparams`` (default
 # ``(dict(hparams), {})``), ``model.hparams()`` and ``model.extra_metrics()`` (default ``{}``)
@@ -249,7 +254,7 @@ def _checkpoint_config(request: _Request) -> tuple[_Request, bool]:
     return request, False
 
 
-def _prepare_checkpoints(locks, request: _Request, ds, model_hparams, overwrite) -> None:
+def _checkpoint_step(locks, request: _Request, ds, model_hparams, overwrite) -> None:
     """Lock and prepare a deep run's checkpoint directory (see
     :func:`deephash.checkpoints.prepare`); the other workers of a cluster wait for it."""
     if not request.deep:
@@ -268,7 +273,7 @@ def _prepare_checkpoints(locks, request: _Request, ds, model_hparams, overwrite)
             "config": settings,
             "hparams": model_hparams,
         }
-        checkpoints.prepare(config.checkpoint_dir, fingerprint, overwrite=overwrite)
+        _prepare_checkpoints(config.checkpoint_dir, fingerprint, overwrite=overwrite)
     # the other workers resume only after the chief has sorted the checkpoints
     training.same_on_all_workers(1, "reaching training", config.strategy)
 
@@ -434,7 +439,7 @@ def run(
         model, selection, mixed = _build(request, fit_ds, hparams)
         model_hparams = model.hparams()
         request, ckpt_default = _checkpoint_config(request)
-        _prepare_checkpoints(locks, request, ds, model_hparams, overwrite_checkpoints)
+        _checkpoint_step(locks, request, ds, model_hparams, overwrite_checkpoints)
         history, stopping, train_s = _train(request, model, fit_ds)
         timing = {"train": round(train_s, 3)}
         ev = _evaluate(request, model, ds, fit_ds, timing)
