@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from deephash import validation
 from deephash.data.dataset import Dataset, Protocol, Split
 from deephash.data.splits import cache_dir, split_checksum
 from deephash.io import atomic_write, write_json
@@ -184,12 +185,8 @@ def extract_features(
     Returns a ``Dataset`` with features ``(n, 1, 1, d)`` in each split's ``images``.
     Items shared by the training and database splits are computed once.
     """
-    if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size is not None:
+        validation.check_int(batch_size, "batch_size")
     from deephash.gist import GistParams
 
     if isinstance(backbone_model_or_name, GistParams) or (

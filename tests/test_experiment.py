@@ -255,7 +255,12 @@ def _check_train_build(train_script, tmp_path):
     run = train_script.build(F)
     assert (run.method, run.dataset, run.bits) == ("dsrh", "digits", 32)
     assert run.config.lr_decay_steps is None and run.out == F.out and run.features is None
-    assert run.hparams == {"bags": 3, "augment": True, "backbone": "small_cnn", "ortho_weight": "auto"}
+    assert run.hparams == {
+        "bags": 3,
+        "augment": True,
+        "backbone": "small_cnn",
+        "ortho_weight": "auto",
+    }
     for attr, value, match in [
         ("method", "nope", "unknown method"),
         ("dataset", "nope", "unknown dataset"),
