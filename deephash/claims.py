@@ -155,9 +155,10 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
     if not results:
         return ""
     lines = [
-        f"Differences in {metric_name}: mean over seeds of the per-seed difference ± its standard deviation "
-        "(runs paired by seed; each seed also draws the split). *holds clearly*: the mean difference exceeds "
-        "the spread; *within the seed spread*: positive but not beyond one standard deviation.",
+        f"Differences in {metric_name}: mean over seeds of the per-seed difference ± its standard "
+        "deviation (runs paired by seed; each seed also draws the split). *holds clearly*: the "
+        "mean difference exceeds the spread; *within the seed spread*: positive but not beyond "
+        "one standard deviation.",
         "",
     ]
     groups: dict = defaultdict(list)
@@ -181,8 +182,8 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | {_fmt(r['difference'])} | "
-        f"{r['verdict']} |"
+        f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | "
+        f"{_fmt(r['difference'])} | {r['verdict']} |"
         for r in results
     ]
     return "\n".join(lines)

@@ -109,14 +109,15 @@ PAPER_POSITIVE_SIMILARITY = {"imagenet100": 5.0}
 # has the knob-by-knob table).
 DSEH_SETTINGS = ("authors", "paper_text")
 PAPER_DSEH_SETTING = "authors"
-_AUTHORS_DECAY = (
-    10**-0.5
-)  # main.py: lr lists 0.1 ** (x0, x0 + 0.5, ...), indexed by epoch // 10 + round
-# main.py 'lr': LabNet 1e-3 everywhere; ImgNet's new layers 1e-4 / 10^-3.5 / 10^-4.5. On NUS-WIDE and
-# MS-COCO DSEH.py trains CNN-F's layers at 0.1x that rate (two Adam optimisers); on ImageNet one
-# optimiser at the same rate for all layers, with the gradients clipped.
+# main.py: lr lists 0.1 ** (x0, x0 + 0.5, ...), indexed by epoch // 10 + round
+_AUTHORS_DECAY = 10**-0.5
+# main.py 'lr': LabNet 1e-3 everywhere; ImgNet's new layers 1e-4 / 10^-3.5 / 10^-4.5. On
+# NUS-WIDE and MS-COCO DSEH.py trains CNN-F's layers at 0.1x that rate (two Adam
+# optimisers); on ImageNet one optimiser at the same rate for all layers, with the gradients
+# clipped.
 AUTHORS_DSEH_IMGNET_LR = {"nuswide21": 1e-4, "coco": 10**-3.5, "imagenet100": 10**-4.5}
-# DSEH.py train_label: LabNet epochs of round r = 30 - 10r (NUS-WIDE), 40 - 10r (COCO), 4 - r (ImageNet)
+# DSEH.py train_label: LabNet epochs of round r = 30 - 10r (NUS-WIDE), 40 - 10r (COCO),
+# 4 - r (ImageNet)
 AUTHORS_DSEH_LABNET_EPOCHS = {
     "nuswide21": (30, 20, 10),
     "coco": (40, 30, 20),
@@ -132,20 +133,25 @@ PAPER_NOTES = {
         "(CIFAR-10) / 20,000 (NUS-WIDE) iterations, batch 64, weight decay 2e-4 (DSRH section 4.2)",
         "DSEH: CNN-F, LabNet batch 32, ImgNet batch 128, new layers at 10x lr, alpha = gamma = 1, "
         "beta = 0.005, eta = 1, S in {0, 5} on ImageNet (DSEH section 4.1)",
-        "shallow baselines: GIST-512 (CIFAR-10) and AlexNet fc8 (NUS-WIDE) in DSRH, CNN-F fc7 in DSEH",
+        "shallow baselines: GIST-512 (CIFAR-10) and AlexNet fc8 (NUS-WIDE) in DSRH, CNN-F fc7 in "
+        "DSEH",
     ],
     "chosen": [
         "DSRH total iterations: twice the decay point (10,000 on CIFAR-10, 40,000 on NUS-WIDE)",
-        "DSEH (dseh_setting=authors, the default): the released code's configuration where the paper is silent "
-        "or the code differs (per-element loss means, ReLU semantic layers, Adam clipped to +-1, lr x10^-0.5 every "
-        "10 epochs and every round, per-data-set epochs / weights / similarities, Algorithm 1's joint step, "
-        "Table 2 over train + retrieval at full depth; docs/dseh.md)",
-        f"DSEH (dseh_setting=paper_text): {PAPER_DSEH_EPOCHS} epochs per phase, 3 rounds, SGD lr {PAPER_DSEH_LR:g} "
-        "(the paper selects lr on validation data in 1e-2..1e-6; pass --lr to change it)",
-        f"deep baselines: {PAPER_BASELINE_EPOCHS} epochs, batch 128, lr 1e-3, CNN-F in DSEH's comparison",
-        "shallow baselines on CIFAR-10: 512-d GIST (deephash.gist, LMgist's parameters) of the images at their "
-        "own 32x32 size (the size is our choice; the paper does not state it), computed once per split and "
-        "cached (--features=gist, the default here; a feature directory given with --features replaces it)",
+        "DSEH (dseh_setting=authors, the default): the released code's configuration where the "
+        "paper is silent or the code differs (per-element loss means, ReLU semantic layers, Adam "
+        "clipped to +-1, lr x10^-0.5 every 10 epochs and every round, per-data-set epochs / "
+        "weights / similarities, Algorithm 1's joint step, Table 2 over train + retrieval at full "
+        "depth; docs/dseh.md)",
+        f"DSEH (dseh_setting=paper_text): {PAPER_DSEH_EPOCHS} epochs per phase, 3 rounds, SGD lr "
+        f"{PAPER_DSEH_LR:g} (the paper selects lr on validation data in 1e-2..1e-6; pass --lr to "
+        "change it)",
+        f"deep baselines: {PAPER_BASELINE_EPOCHS} epochs, batch 128, lr 1e-3, CNN-F in DSEH's "
+        "comparison",
+        "shallow baselines on CIFAR-10: 512-d GIST (deephash.gist, LMgist's parameters) of the "
+        "images at their own 32x32 size (the size is our choice; the paper does not state it), "
+        "computed once per split and cached (--features=gist, the default here; a feature "
+        "directory given with --features replaces it)",
     ],
 }
 
@@ -502,12 +508,12 @@ def dseh_paper(
 
 def _features_required(name: str) -> str:
     msg = (
-        f"--preset=paper: the shallow method {name!r} is fit on feature vectors; give a feature directory "
-        "with --features"
+        f"--preset=paper: the shallow method {name!r} is fit on feature vectors; give a feature "
+        "directory with --features"
     )
     return (
-        f"{msg} (experiments/extract_features.py), or --features=gist for 512-d GIST features computed "
-        f"from the images and cached"
+        f"{msg} (experiments/extract_features.py), or --features=gist for 512-d GIST features "
+        "computed from the images and cached"
     )
 
 

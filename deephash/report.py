@@ -263,9 +263,10 @@ def dataset_header(rows: Sequence[dict], dataset: str) -> str:
     depth = proto.get("map_depth")
     lines = [
         f"**data set**: {dataset} ({'multi' if proto.get('multilabel') else 'single'}-label, "
-        f"{proto.get('num_classes', '?')} classes; query {sizes.get('query', '?')}, train {sizes.get('train', '?')}, "
-        f"database {sizes.get('database', '?')})",
-        f"**protocol**: {proto.get('description', '?')}; mAP depth: {'all' if depth is None else depth}",
+        f"{proto.get('num_classes', '?')} classes; query {sizes.get('query', '?')}, train "
+        f"{sizes.get('train', '?')}, database {sizes.get('database', '?')})",
+        f"**protocol**: {proto.get('description', '?')}; mAP depth: "
+        f"{'all' if depth is None else depth}",
         "**split checksum**: " + ", ".join(f"seed {s}: `{c[:16]}`" for s, c in sums),
         "**metric conventions**: "
         + " | ".join(", ".join(f"{k}={v}" for k, v in json.loads(c).items()) for c in convs),

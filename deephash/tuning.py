@@ -148,7 +148,8 @@ def select(
     ortho_methods = (methods_ or {}).get("ortho", ORTHO_METHODS)
     wanted = tuple(stages)
     found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
-    # every run starts from the presets without a table (the values being chosen), plus the stages so far
+    # every run starts from the presets without a table (the values being chosen), plus the
+    # stages so far
     datasets = sweep.DatasetCache()
 
     def score(method: str, lr: float | None, hp: dict) -> float:
@@ -201,10 +202,12 @@ def select(
             f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
             "database = the rest of the training split; the queries are never used"
         ),
-        "command": f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
+        "command": "python experiments/select_hparams.py "
+        + f"--dataset={dataset} --bits={bits} --seed={seed}"
         + ("" if set(wanted) == set(STAGES) else f" --stages={','.join(wanted)}"),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "applies_to": "the quick preset on every data set and code length (margins scale with the code length)",
+        "applies_to": "the quick preset on every data set and code length (margins scale with "
+        "the code length)",
         "stages": found,
         "not_selected": {k: NOT_SELECTED[k] for k in STAGES if not found[k]},
     }

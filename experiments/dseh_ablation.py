@@ -1,6 +1,7 @@
 """DSEH's ablation (Table 2): DSEH, DSEH-S, DSEH-SS, DSEH-L and DSEH-A over several seeds.
 
-    python experiments/dseh_ablation.py --dataset=digits_multi --bits=32 --seeds=3 --out=runs/dseh_ablation
+    python experiments/dseh_ablation.py --dataset=digits_multi --bits=32 --seeds=3 \\
+        --out=runs/dseh_ablation
 
 Each (variant, seed) is one run directory ``RUNS/<dataset>/<variant>/<bits>b-seed<k>-<key>``
 (``RUNS`` = --runs_dir, default ``OUT/runs``); ``OUT/table.md``

@@ -3,7 +3,8 @@ at 32 bits) for every method of DSEH Table 1.
 
     python experiments/dseh_figures.py                                    # digits_multi
     python experiments/dseh_figures.py --dataset=coco --root=/data/coco --preset=paper \\
-        --weights=models/imagenet-vgg-f.mat --features=features/coco_cnnf_fc7 --out=results/dseh_figs_coco
+        --weights=models/imagenet-vgg-f.mat --features=features/coco_cnnf_fc7 \\
+        --out=results/dseh_figs_coco
 
 The paper publishes these figures as plots only; the printed table is mAP (and precision
 within radius 2) at 32 bits beside Table 1's 32-bit column. Writes OUT/report.md,

@@ -1,10 +1,11 @@
 """DSEH Table 1: mAP at 16/32/48/64 bits for DSEH, HashNet, DHN, DPSH, CNNH, SDH, ITQ-CCA,
 KSH, ITQ, SH and LSH.
 
-    python experiments/dseh_table1.py                                     # digits_multi (NUS-WIDE stand-in)
-    python experiments/dseh_table1.py --dataset=digits                    # ImageNet stand-in (single label)
+    python experiments/dseh_table1.py                   # digits_multi (NUS-WIDE stand-in)
+    python experiments/dseh_table1.py --dataset=digits  # ImageNet stand-in (single label)
     python experiments/dseh_table1.py --dataset=nuswide21 --root=/data/nuswide --preset=paper \\
-        --weights=models/imagenet-vgg-f.mat --features=features/nus_cnnf_fc7 --out=results/dseh_table1_nus
+        --weights=models/imagenet-vgg-f.mat --features=features/nus_cnnf_fc7 \\
+        --out=results/dseh_table1_nus
 
 Prints the table with the paper's numbers beside it ("paper" / "this run") and writes
 OUT/report.md and OUT/<dataset>_map.csv.

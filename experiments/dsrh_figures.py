@@ -2,8 +2,8 @@
 Hamming radius 2 vs code length, (c) precision-recall curves at 48 bits, for DSRH, DRH+,
 DRH, NINH, KSH, ITQ, SH, LSH and PCAH.
 
-    python experiments/dsrh_figures.py                                    # digits (CIFAR-10 stand-in)
-    python experiments/dsrh_figures.py --dataset=digits_multi             # NUS-WIDE stand-in
+    python experiments/dsrh_figures.py                  # digits (CIFAR-10 stand-in)
+    python experiments/dsrh_figures.py --dataset=digits_multi  # NUS-WIDE stand-in
     python experiments/dsrh_figures.py --dataset=cifar10 --preset=paper \\
         --weights=models/vgg19.h5 --features=features/cifar10_fc7 --out=results/dsrh_fig3
 

@@ -1,6 +1,6 @@
 """Recompute the quick preset's settings chosen on validation data (deephash/tuned/quick.json).
 
-    python experiments/select_hparams.py                          # every stage, digits, 32 bits, seed 0
+    python experiments/select_hparams.py            # every stage, digits, 32 bits, seed 0
     python experiments/select_hparams.py --stages=margin_per_bit,ortho_weight
 
 Each grid point is a quick-preset run (early stopping on a validation split carved from the
@@ -46,7 +46,8 @@ def main(argv):
     unknown = set(FLAGS.stages) - set(tuning.STAGES)
     if unknown:
         sys.exit(
-            f"error: unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(tuning.STAGES)}"
+            f"error: unknown stage(s) {', '.join(sorted(unknown))}; choose from "
+            f"{', '.join(tuning.STAGES)}"
         )
     narrow = {}
     if FLAGS.margin_methods:
@@ -65,7 +66,8 @@ def main(argv):
     for stage, entries in table["stages"].items():
         for who, e in entries.items():
             print(
-                f"{stage:<15} {who:<12} chosen {e['chosen']:g}  validation mAP {e['validation_map']}"
+                f"{stage:<15} {who:<12} chosen {e['chosen']:g}  validation mAP "
+                f"{e['validation_map']}"
             )
     print(f"table: {FLAGS.out or tuning.TABLE}")
 

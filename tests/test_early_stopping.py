@@ -333,7 +333,7 @@ def test_train_defaults_come_from_the_preset_and_a_flag_overrides_one_value(tmp_
         assert flags.FLAGS["verbose"].default == str(defaults.verbose)
 
 
-# ----------------------------------------------------------------------------- learning with the defaults
+# ---------------------------------------------------------------------- learning with the defaults
 @pytest.fixture(scope="module")
 def itq_map(digits):
     from deephash import experiment
@@ -379,7 +379,7 @@ def test_train_script_defaults_beat_itq_on_digits(method, digits, itq_map, tmp_p
     assert cfg["sources"]["preset"] == "quick"
 
 
-# ----------------------------------------------------------------------------- report: claims, spread, pictures
+# ---------------------------------------------------------------- report: claims, spread, pictures
 def _row(method, seed, value, dataset="digits", bits=32):
     return {
         "dataset": dataset,
