@@ -79,7 +79,9 @@ def _shim_methods_api(methods) -> None:  # shim until m13 merges
         return cls
 
     base.ShallowMethod.hparams = property(
-        lambda self: _CallableDict(self.__dict__["_shim_hparams"]),
+        lambda self: _CallableDict(
+            self.__dict__.get("_shim_hparams", self.__dict__.get("hparams", {}))
+        ),
         lambda self, value: self.__dict__.__setitem__("_shim_hparams", dict(value)),
     )
     methods.factory = lambda name: _patch(base._lookup(name))
