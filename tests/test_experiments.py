@@ -156,6 +156,49 @@ def test_presets_give_the_papers_settings_and_reject_bad_requests():
         presets.spec("nosuch", "digits", 32)
 
 
+def test_experiment_config_is_one_frozen_validated_object():
+    import dataclasses
+
+    from deephash.experiment_config import ExperimentConfig, from_settings
+
+    cfg = ExperimentConfig(seeds=[0, 2], hparams={"DSRH": {"bags": 3}}, epochs=2, lr=1)
+    assert cfg.seeds == (0, 2) and cfg.lr == 1.0 and cfg.method_hparams("dsrh") == {"bags": 3}
+    assert cfg.method_hparams("itq") is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.preset = "paper"
+    assert cfg.replace(preset="paper").preset == "paper" and cfg.preset == "quick"
+    for bad, match in (
+        ({"preset": "fast"}, "unknown preset"),
+        ({"paper": "dpsh"}, "unknown paper"),
+        ({"reuse": "never"}, "reuse must be one of"),
+        ({"seeds": (0, -1)}, "seeds"),
+        ({"epochs": 0}, "epochs"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            ExperimentConfig(**bad)
+    assert from_settings(cfg, {"preset": "paper"}).preset == "paper"
+    with pytest.raises(TypeError, match="nosuch"):
+        from_settings(None, {"nosuch": 1})
+    # passed whole: the spec of a config equals the spec of its settings as keywords
+    paper = ExperimentConfig(preset="paper", paper="dseh", epochs=3, lr=0.001)
+    by_object = presets.spec("dseh", "nuswide21", 32, paper, seed=1)
+    by_keywords = presets.spec(
+        "dseh", "nuswide21", 32, preset="paper", paper="dseh", epochs=3, lr=0.001, seed=1
+    )
+    assert by_object.request() == by_keywords.request()
+    assert presets.spec("dsrh", "digits", 32, cfg).hparams["bags"] == 3  # the method's hparams
+
+
+def test_presets_decide_by_the_protocol():
+    from deephash import data
+
+    assert presets.multilabel("digits") is False and presets.multilabel("nuswide21") is True
+    assert presets.multilabel("unknown_set") is None
+    for name in ("digits", "digits_multi"):
+        ds = data.load(name)
+        assert presets.multilabel(ds) == ds.protocol.multilabel == presets.MULTILABEL[name]
+
+
 # ----------------------------------------------------------------------------- sweep + report
 @pytest.fixture(scope="module")
 def shallow_runs(tmp_path_factory):
