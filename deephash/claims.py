@@ -24,6 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
+from deephash import validation
+
 DEEP = ("dsrh", "drh+", "drh", "ninh", "dseh", "hashnet", "dhn", "dpsh", "cnnh")
 SHALLOW = ("ksh", "sdh", "itq-cca", "itq", "sh", "lsh", "pcah")
 
@@ -33,7 +35,7 @@ def _by_seed(rows: Sequence[dict], metric: str) -> dict:
     out: dict = defaultdict(dict)
     for r in rows:
         v = r["metrics"].get(metric)
-        if isinstance(v, (int, float)):
+        if validation.is_number(v):
             out[(r["dataset"], r["method"], r["bits"])][r["seed"]] = float(v)
     return out
 
@@ -80,57 +82,72 @@ def check(rows: Sequence[dict], paper: str | None, metric: str = "map") -> list[
     (``report.collect``): a list of ``{"claim", "dataset", "bits", "comparison",
     "difference": (mean, std, n), "verdict"}``."""
     vals = _by_seed(rows, metric)
-    found = {(d, b) for d, _, b in vals}
     out = []
-
-    def add(claim, dataset, bits, comparison, d):
-        if d is not None:
-            out.append(
-                {
-                    "claim": claim,
-                    "dataset": dataset,
-                    "bits": bits,
-                    "comparison": comparison,
-                    "difference": d,
-                    "verdict": _verdict(d),
-                }
-            )
-
-    for dataset, bits in sorted(found):
+    for dataset, bits in sorted({(d, b) for d, _, b in vals}):
         have = {m for d, m, b in vals if d == dataset and b == bits}
+        found = []
         if paper in (None, "dsrh"):
-            for hi, lo in (("dsrh", "drh+"), ("drh+", "drh")):
-                if {hi, lo} <= have:
-                    add(
-                        "DSRH > DRH+ > DRH",
-                        dataset,
-                        bits,
-                        f"{hi} - {lo}",
-                        _diff(vals[(dataset, hi, bits)], vals[(dataset, lo, bits)]),
-                    )
-        shallow = [m for m in SHALLOW if m in have]
-        best_shallow = _best_of(vals, dataset, bits, shallow)
-        if best_shallow:
-            for m in [m for m in DEEP if m in have]:
-                add(
-                    "deep methods above shallow ones",
-                    dataset,
-                    bits,
-                    f"{m} - {best_shallow[0]} (best shallow)",
-                    _diff(vals[(dataset, m, bits)], best_shallow[1]),
-                )
+            found += _dsrh_order(vals, dataset, bits, have)
+        found += _deep_over_shallow(vals, dataset, bits, have)
         if paper in (None, "dseh") and "dseh" in have:
-            others = [m for m in have if m != "dseh" and not m.startswith("dseh-")]
-            best = _best_of(vals, dataset, bits, others)
-            if best:
-                add(
-                    "DSEH above every baseline",
-                    dataset,
-                    bits,
-                    f"dseh - {best[0]} (best baseline)",
-                    _diff(vals[(dataset, "dseh", bits)], best[1]),
-                )
+            found += _dseh_over_baselines(vals, dataset, bits, have)
+        out += [
+            {
+                "claim": claim,
+                "dataset": dataset,
+                "bits": bits,
+                "comparison": comparison,
+                "difference": d,
+                "verdict": _verdict(d),
+            }
+            for claim, comparison, d in found
+            if d is not None
+        ]
     return out
+
+
+def _dsrh_order(vals: dict, dataset: str, bits: int, have: set) -> list[tuple]:
+    """DSRH > DRH+ > DRH: ``(claim, comparison, difference)`` of each pair present."""
+    return [
+        (
+            "DSRH > DRH+ > DRH",
+            f"{hi} - {lo}",
+            _diff(vals[(dataset, hi, bits)], vals[(dataset, lo, bits)]),
+        )
+        for hi, lo in (("dsrh", "drh+"), ("drh+", "drh"))
+        if {hi, lo} <= have
+    ]
+
+
+def _deep_over_shallow(vals: dict, dataset: str, bits: int, have: set) -> list[tuple]:
+    """Every deep method against the best shallow one."""
+    best = _best_of(vals, dataset, bits, [m for m in SHALLOW if m in have])
+    if not best:
+        return []
+    return [
+        (
+            "deep methods above shallow ones",
+            f"{m} - {best[0]} (best shallow)",
+            _diff(vals[(dataset, m, bits)], best[1]),
+        )
+        for m in DEEP
+        if m in have
+    ]
+
+
+def _dseh_over_baselines(vals: dict, dataset: str, bits: int, have: set) -> list[tuple]:
+    """DSEH against the best method outside the DSEH family."""
+    others = [m for m in have if m != "dseh" and not m.startswith("dseh-")]
+    best = _best_of(vals, dataset, bits, others)
+    if not best:
+        return []
+    return [
+        (
+            "DSEH above every baseline",
+            f"dseh - {best[0]} (best baseline)",
+            _diff(vals[(dataset, "dseh", bits)], best[1]),
+        )
+    ]
 
 
 def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
@@ -138,9 +155,10 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
     if not results:
         return ""
     lines = [
-        f"Differences in {metric_name}: mean over seeds of the per-seed difference ± its standard deviation "
-        "(runs paired by seed; each seed also draws the split). *holds clearly*: the mean difference exceeds "
-        "the spread; *within the seed spread*: positive but not beyond one standard deviation.",
+        f"Differences in {metric_name}: mean over seeds of the per-seed difference ± its standard "
+        "deviation (runs paired by seed; each seed also draws the split). *holds clearly*: the "
+        "mean difference exceeds the spread; *within the seed spread*: positive but not beyond "
+        "one standard deviation.",
         "",
     ]
     groups: dict = defaultdict(list)
@@ -164,8 +182,8 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | {_fmt(r['difference'])} | "
-        f"{r['verdict']} |"
+        f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | "
+        f"{_fmt(r['difference'])} | {r['verdict']} |"
         for r in results
     ]
     return "\n".join(lines)
@@ -208,13 +226,7 @@ def retrieval_figure(
             f"{mine[0]['checksum'][:12]}, the loader gives {ds.checksum[:12]}"
         )
     qlabels = ds.query.labels.astype(bool)
-    picked: list[int] = []
-    for c in range(qlabels.shape[1]):  # first query holding class c, classes in order
-        hits = np.flatnonzero(qlabels[:, c])
-        if len(hits) and hits[0] not in picked:
-            picked.append(int(hits[0]))
-        if len(picked) == num_queries:
-            break
+    picked = _pick_queries(qlabels, num_queries)
     by_method = {r["method"]: r for r in mine}
     ranked = {}
     for m in order:
@@ -228,40 +240,51 @@ def retrieval_figure(
         n_rows, top + 1, figsize=(0.9 * (top + 1) + 1.2, 0.95 * n_rows), squeeze=False
     )
     gray = ds.query.images.shape[-1] == 1
-
-    def show(ax, img, colour=None):
-        img = np.asarray(img, np.float32) / 255.0
-        ax.imshow(img[..., 0] if gray else img, cmap="gray_r" if gray else None, vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(colour is not None)
-            if colour:
-                spine.set_color(colour)
-                spine.set_linewidth(2.5)
-
     row = 0
     for qi, qpos in enumerate(picked):
         for m in order:
-            show(axes[row][0], ds.query.images[qpos], "black")
+            _show(axes[row][0], ds.query.images[qpos], gray, "black")
             axes[row][0].set_ylabel(m, rotation=0, ha="right", va="center", fontsize=8)
             for j, dpos in enumerate(ranked[m][qi]):
                 relevant = bool((qlabels[qpos] & ds.database.labels[dpos].astype(bool)).any())
-                show(
-                    axes[row][j + 1],
-                    ds.database.images[dpos],
-                    "tab:green" if relevant else "tab:red",
-                )
+                colour = "tab:green" if relevant else "tab:red"
+                _show(axes[row][j + 1], ds.database.images[dpos], gray, colour)
             row += 1
     axes[0][0].set_title("query", fontsize=8)
     for j in range(top):
         axes[0][j + 1].set_title(f"#{j + 1}", fontsize=8)
     fig.suptitle(
-        f"Top {top} by Hamming distance, {bits} bits, {dataset} seed {seed} (green: relevant, red: not)",
+        f"Top {top} by Hamming distance, {bits} bits, {dataset} seed {seed} (green: relevant, "
+        "red: not)",
         fontsize=9,
         y=1.0,
     )
     return plots.save_png(fig, path)
+
+
+def _pick_queries(qlabels: np.ndarray, num_queries: int) -> list[int]:
+    """The first query holding each class, classes in order, ``num_queries`` of them."""
+    picked: list[int] = []
+    for c in range(qlabels.shape[1]):
+        hits = np.flatnonzero(qlabels[:, c])
+        if len(hits) and hits[0] not in picked:
+            picked.append(int(hits[0]))
+        if len(picked) == num_queries:
+            break
+    return picked
+
+
+def _show(ax, img, gray: bool, colour=None) -> None:
+    """One image in ``ax``, framed in ``colour`` (no frame: None)."""
+    img = np.asarray(img, np.float32) / 255.0
+    ax.imshow(img[..., 0] if gray else img, cmap="gray_r" if gray else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(colour is not None)
+        if colour:
+            spine.set_color(colour)
+            spine.set_linewidth(2.5)
 
 
 __all__ = ["check", "markdown", "retrieval_figure", "DEEP", "SHALLOW"]

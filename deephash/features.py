@@ -2,9 +2,10 @@
 
 The shallow methods (LSH, ITQ, KSH, SDH, ...) are fit on feature vectors, as in the
 papers (DSEH: 4,096-d CNN-F fc7; DSRH: 512-d GIST (``deephash.gist``) / AlexNet outputs;
-raw pixels for the embedded sets). A *feature data set* is an ordinary ``deephash.data.Dataset`` whose splits
-hold float32 feature vectors in ``images`` with shape ``(n, 1, 1, d)`` — a 1x1 "image"
-with ``d`` channels, so that every ``Split`` check still holds — and
+raw pixels for the embedded sets). A *feature data set* is an ordinary
+``deephash.data.Dataset`` whose splits hold float32 feature vectors in ``images`` with
+shape ``(n, 1, 1, d)`` — a 1x1 "image" with ``d`` channels, so that every ``Split`` check
+still holds — and
 ``image_shape == (1, 1, d)``. ``feature_matrix(split)`` returns the ``(n, d)`` view; the
 shallow methods flatten ``images`` themselves. Labels, indices, class ids, the protocol
 and the split ``checksum`` are those of the source data set.
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from deephash import validation
 from deephash.data.dataset import Dataset, Protocol, Split
 from deephash.data.splits import cache_dir, split_checksum
 from deephash.io import atomic_write, write_json
@@ -89,7 +91,8 @@ def _feature_model(backbone: Any, layer: str | None, weights, input_shape):
         )
     if not isinstance(model, keras.Model):
         raise ValueError(
-            f"backbone must be a keras.Model or a name ({', '.join(backbones.available())}, pixels, gist)"
+            f"backbone must be a keras.Model or a name ({', '.join(backbones.available())}, "
+            "pixels, gist)"
         )
     if layer is None:
         return model
@@ -184,12 +187,8 @@ def extract_features(
     Returns a ``Dataset`` with features ``(n, 1, 1, d)`` in each split's ``images``.
     Items shared by the training and database splits are computed once.
     """
-    if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size is not None:
+        validation.check_int(batch_size, "batch_size")
     from deephash.gist import GistParams
 
     if isinstance(backbone_model_or_name, GistParams) or (
@@ -197,8 +196,8 @@ def extract_features(
     ):
         if layer is not None or weights is not None or preprocess is not None:
             raise ValueError(
-                "GIST features take no layer, weights or preprocess (pass a deephash.gist.GistParams "
-                "to change its parameters)"
+                "GIST features take no layer, weights or preprocess (pass a "
+                "deephash.gist.GistParams to change its parameters)"
             )
         params = (
             backbone_model_or_name

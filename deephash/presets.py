@@ -28,10 +28,8 @@ import dataclasses
 import math
 from typing import Any
 
-from deephash import training, tuning
-
-PRESETS = ("quick", "paper")
-PAPERS = ("dsrh", "dseh")
+from deephash import experiment_config, training, tuning
+from deephash.experiment_config import PAPERS, PRESETS, ExperimentConfig
 
 DSRH_FAMILY = ("dsrh", "drh", "drh+")
 DSEH_FAMILY = ("dseh", "dseh-s", "dseh-ss", "dseh-l", "dseh-a")
@@ -111,14 +109,15 @@ PAPER_POSITIVE_SIMILARITY = {"imagenet100": 5.0}
 # has the knob-by-knob table).
 DSEH_SETTINGS = ("authors", "paper_text")
 PAPER_DSEH_SETTING = "authors"
-_AUTHORS_DECAY = (
-    10**-0.5
-)  # main.py: lr lists 0.1 ** (x0, x0 + 0.5, ...), indexed by epoch // 10 + round
-# main.py 'lr': LabNet 1e-3 everywhere; ImgNet's new layers 1e-4 / 10^-3.5 / 10^-4.5. On NUS-WIDE and
-# MS-COCO DSEH.py trains CNN-F's layers at 0.1x that rate (two Adam optimisers); on ImageNet one
-# optimiser at the same rate for all layers, with the gradients clipped.
+# main.py: lr lists 0.1 ** (x0, x0 + 0.5, ...), indexed by epoch // 10 + round
+_AUTHORS_DECAY = 10**-0.5
+# main.py 'lr': LabNet 1e-3 everywhere; ImgNet's new layers 1e-4 / 10^-3.5 / 10^-4.5. On
+# NUS-WIDE and MS-COCO DSEH.py trains CNN-F's layers at 0.1x that rate (two Adam
+# optimisers); on ImageNet one optimiser at the same rate for all layers, with the gradients
+# clipped.
 AUTHORS_DSEH_IMGNET_LR = {"nuswide21": 1e-4, "coco": 10**-3.5, "imagenet100": 10**-4.5}
-# DSEH.py train_label: LabNet epochs of round r = 30 - 10r (NUS-WIDE), 40 - 10r (COCO), 4 - r (ImageNet)
+# DSEH.py train_label: LabNet epochs of round r = 30 - 10r (NUS-WIDE), 40 - 10r (COCO),
+# 4 - r (ImageNet)
 AUTHORS_DSEH_LABNET_EPOCHS = {
     "nuswide21": (30, 20, 10),
     "coco": (40, 30, 20),
@@ -134,20 +133,25 @@ PAPER_NOTES = {
         "(CIFAR-10) / 20,000 (NUS-WIDE) iterations, batch 64, weight decay 2e-4 (DSRH section 4.2)",
         "DSEH: CNN-F, LabNet batch 32, ImgNet batch 128, new layers at 10x lr, alpha = gamma = 1, "
         "beta = 0.005, eta = 1, S in {0, 5} on ImageNet (DSEH section 4.1)",
-        "shallow baselines: GIST-512 (CIFAR-10) and AlexNet fc8 (NUS-WIDE) in DSRH, CNN-F fc7 in DSEH",
+        "shallow baselines: GIST-512 (CIFAR-10) and AlexNet fc8 (NUS-WIDE) in DSRH, CNN-F fc7 in "
+        "DSEH",
     ],
     "chosen": [
         "DSRH total iterations: twice the decay point (10,000 on CIFAR-10, 40,000 on NUS-WIDE)",
-        "DSEH (dseh_setting=authors, the default): the released code's configuration where the paper is silent "
-        "or the code differs (per-element loss means, ReLU semantic layers, Adam clipped to +-1, lr x10^-0.5 every "
-        "10 epochs and every round, per-data-set epochs / weights / similarities, Algorithm 1's joint step, "
-        "Table 2 over train + retrieval at full depth; docs/dseh.md)",
-        f"DSEH (dseh_setting=paper_text): {PAPER_DSEH_EPOCHS} epochs per phase, 3 rounds, SGD lr {PAPER_DSEH_LR:g} "
-        "(the paper selects lr on validation data in 1e-2..1e-6; pass --lr to change it)",
-        f"deep baselines: {PAPER_BASELINE_EPOCHS} epochs, batch 128, lr 1e-3, CNN-F in DSEH's comparison",
-        "shallow baselines on CIFAR-10: 512-d GIST (deephash.gist, LMgist's parameters) of the images at their "
-        "own 32x32 size (the size is our choice; the paper does not state it), computed once per split and "
-        "cached (--features=gist, the default here; a feature directory given with --features replaces it)",
+        "DSEH (dseh_setting=authors, the default): the released code's configuration where the "
+        "paper is silent or the code differs (per-element loss means, ReLU semantic layers, Adam "
+        "clipped to +-1, lr x10^-0.5 every 10 epochs and every round, per-data-set epochs / "
+        "weights / similarities, Algorithm 1's joint step, Table 2 over train + retrieval at full "
+        "depth; docs/dseh.md)",
+        f"DSEH (dseh_setting=paper_text): {PAPER_DSEH_EPOCHS} epochs per phase, 3 rounds, SGD lr "
+        f"{PAPER_DSEH_LR:g} (the paper selects lr on validation data in 1e-2..1e-6; pass --lr to "
+        "change it)",
+        f"deep baselines: {PAPER_BASELINE_EPOCHS} epochs, batch 128, lr 1e-3, CNN-F in DSEH's "
+        "comparison",
+        "shallow baselines on CIFAR-10: 512-d GIST (deephash.gist, LMgist's parameters) of the "
+        "images at their own 32x32 size (the size is our choice; the paper does not state it), "
+        "computed once per split and cached (--features=gist, the default here; a feature "
+        "directory given with --features replaces it)",
     ],
 }
 
@@ -194,8 +198,24 @@ def _group(method: str, family: str) -> str:
     return "deep" if family == "deep" else "shallow"
 
 
-def _single_label(dataset: str) -> bool:
-    return dataset in ("digits", "cifar10", "imagenet100")
+# whether each named data set's protocol is multi-label (``data.Protocol.multilabel``; the
+# loaders' protocols, listed here so that a preset is chosen without loading the data)
+MULTILABEL = {
+    "digits": False,
+    "digits_multi": True,
+    "cifar10": False,
+    "nuswide21": True,
+    "imagenet100": False,
+    "coco": True,
+}
+
+
+def multilabel(dataset) -> bool | None:
+    """Whether ``dataset``'s protocol is multi-label: ``dataset.protocol.multilabel`` for a
+    ``data.Dataset``, :data:`MULTILABEL` for a name (None for a name it does not list)."""
+    if isinstance(dataset, str):
+        return MULTILABEL.get(dataset)
+    return bool(dataset.protocol.multilabel)
 
 
 def dataset_options(dataset: str, paper: str, preset: str) -> dict:
@@ -209,99 +229,37 @@ def spec(
     method: str,
     dataset: str,
     bits: int,
+    experiment: ExperimentConfig | None = None,
     *,
-    preset: str = "quick",
-    paper: str = "dsrh",
     seed: int = 0,
-    features: str | None = None,
-    root: str | None = None,
-    weights: str | None = None,
-    epochs: int | None = None,
-    lr: float | None = None,
-    verbose: int = 0,
     hparams: dict | None = None,
+    **settings,
 ) -> RunSpec:
-    """The :class:`RunSpec` of one run under ``preset``. ``weights``: a local backbone
-    weight file (VGG-19 .h5 for the DSRH family, CNN-F .mat otherwise; paper preset);
-    ``epochs``/``lr`` override the preset's (for the DSEH family ``epochs`` is every phase's
-    length); ``hparams`` are merged last. Unknown methods,
-    presets or papers raise ValueError."""
+    """The :class:`RunSpec` of one run of ``method`` on ``dataset`` at ``bits`` under the
+    experiment's settings (``experiment``, an :class:`ExperimentConfig`; ``settings``: its
+    fields by name, replacing its values, e.g. ``preset="paper"``). ``weights``: a local
+    backbone weight file (VGG-19 .h5 for the DSRH family, CNN-F .mat otherwise; paper
+    preset); ``epochs``/``lr`` override the preset's (for the DSEH family ``epochs`` is
+    every phase's length); ``hparams`` (default: the experiment's for ``method``) are
+    merged last; ``hparams["dseh_setting"]`` picks the DSEH family's paper configuration
+    (:data:`DSEH_SETTINGS`, read by the DSEH family only, so that a table may pass it with
+    every method's hparams). Unknown methods, presets or papers raise ValueError."""
     from deephash import methods
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if paper not in PAPERS:
-        raise ValueError(f"unknown paper {paper!r}; choose one of {', '.join(PAPERS)}")
+    exp = experiment_config.from_settings(experiment, settings)
     name = str(method).lower()
-    family = methods.family(name)  # ValueError naming the registered methods
-    # which DSEH configuration --preset=paper runs (read by the DSEH family only, so that a
-    # table script may pass it with every method's hparams)
-    hparams = dict(hparams or {})
-    dseh_setting = hparams.pop("dseh_setting", PAPER_DSEH_SETTING)
+    group = _group(name, methods.family(name))  # ValueError naming the registered methods
+    given = dict(hparams if hparams is not None else exp.method_hparams(name) or {})
+    dseh_setting = given.pop("dseh_setting", PAPER_DSEH_SETTING)
     if dseh_setting not in DSEH_SETTINGS:
         raise ValueError(
             f"unknown DSEH setting {dseh_setting!r}; choose one of {', '.join(DSEH_SETTINGS)}"
         )
-    group = _group(name, family)
-    hp: dict[str, Any] = {}
-    selection: dict[str, Any] = {}
-    if group == "shallow":
-        config = training.TrainConfig(epochs=1, seed=seed, verbose=verbose)
-        if preset == "quick":
-            hp.update(QUICK_SHALLOW.get(name, {}))
-        elif features is None and paper == "dsrh" and dataset == "cifar10":
-            features = "gist"  # DSRH's 512-d GIST, computed once per split and cached
-        elif features is None:
-            raise ValueError(_features_required(name))
-    elif preset == "quick":
-        hp.update(QUICK_HPARAMS.get(name, {}))
-        if group == "dseh_family":
-            hp.update(QUICK_DSEH)
-            if name == "dseh-a":
-                hp.pop("rounds")
-            if _single_label(dataset):
-                hp["positive_similarity"] = QUICK_SINGLE_LABEL_SIMILARITY
-            # its fixed alternating schedule on the whole training split: a validation carve that
-            # never stops it would only cost it a fifth of its data (test_dseh's short run: mAP
-            # 0.50 instead of about 0.8 on digits_multi)
-            config = training.TrainConfig(
-                epochs=QUICK_EPOCHS[group],
-                batch_size=QUICK_BATCH,
-                lr=QUICK_LR[group],
-                lr_decay_steps=None,
-                seed=seed,
-                verbose=verbose,
-            )
-        else:
-            config, schedule = quick_schedule(name, group, dataset, bits, seed, verbose)
-            hp.update(schedule)
-            chosen, record = tuning.quick_choice(name, bits)
-            if "lr" in chosen:
-                config = config.replace(lr=chosen.pop("lr"))
-            hp.update(chosen)
-            selection = record
-    elif group == "dseh_family":
-        config, hp = dseh_paper(name, dataset, dseh_setting, seed=seed, verbose=verbose)
-        if weights is not None:
-            hp["weights"] = weights
-    else:
-        config, hp = _paper_deep(name, group, dataset, paper, seed, verbose)
-        if weights is not None:
-            hp["weights"] = weights
-    if epochs is not None:
-        config = config.replace(epochs=int(epochs))
-        if group == "dseh_family":  # every LabNet and ImgNet phase gets `epochs`
-            hp.pop("labnet_epochs", None)
-            hp.pop("imgnet_epochs", None)
-            if (
-                config.patience is not None
-            ):  # validated, never stopped early: patience covers the schedule
-                config = config.replace(patience=int(epochs) * int(hp.get("rounds", 1)))
-    if lr is not None:
-        config = config.replace(lr=float(lr))
-        selection.pop("lr", None)
-    hp.update(hparams or {})
-    for key in hparams or {}:
+    run = _Settings(name, group, dataset, int(bits), int(seed), exp, dseh_setting)
+    config, hp, selection, features = _preset_settings(run)
+    config, hp = _override(run, config, hp, selection)
+    hp.update(given)
+    for key in given:
         selection.pop(key, None)
     return RunSpec(
         name,
@@ -311,10 +269,111 @@ def spec(
         config,
         hp,
         features if group == "shallow" else None,
-        root,
-        dataset_options(dataset, paper, preset),
+        exp.root,
+        dataset_options(dataset, exp.paper, exp.preset),
         selection,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What :func:`spec`'s steps read."""
+
+    name: str
+    group: str
+    dataset: str
+    bits: int
+    seed: int
+    exp: ExperimentConfig
+    dseh_setting: str
+
+
+def _preset_settings(run: _Settings) -> tuple:
+    """``(TrainConfig, hparams, selection, features)`` of the preset (before overrides)."""
+    exp, group = run.exp, run.group
+    if group == "shallow":
+        config, hp, features = _shallow(run)
+        return config, hp, {}, features
+    if exp.preset == "quick" and group == "dseh_family":
+        config, hp = _quick_dseh(run)
+        return config, hp, {}, None
+    if exp.preset == "quick":
+        return (*_quick_deep(run), None)
+    if group == "dseh_family":
+        config, hp = dseh_paper(
+            run.name, run.dataset, run.dseh_setting, seed=run.seed, verbose=exp.verbose
+        )
+    else:
+        config, hp = _paper_deep(run.name, group, run.dataset, exp.paper, run.seed, exp.verbose)
+    if exp.weights is not None:
+        hp["weights"] = exp.weights
+    return config, hp, {}, None
+
+
+def _shallow(run: _Settings) -> tuple:
+    """``(TrainConfig, hparams, features)`` of a shallow method."""
+    exp = run.exp
+    config = training.TrainConfig(epochs=1, seed=run.seed, verbose=exp.verbose)
+    if exp.preset == "quick":
+        return config, dict(QUICK_SHALLOW.get(run.name, {})), exp.features
+    if exp.features is not None:
+        return config, {}, exp.features
+    if exp.paper == "dsrh" and run.dataset == "cifar10":
+        return config, {}, "gist"  # DSRH's 512-d GIST, computed once per split and cached
+    raise ValueError(_features_required(run.name))
+
+
+def _quick_dseh(run: _Settings) -> tuple:
+    """The DSEH family's quick settings: its fixed alternating schedule on the whole training
+    split (a validation carve that never stops it would only cost it a fifth of its data:
+    test_dseh's short run reached mAP 0.50 instead of about 0.8 on digits_multi)."""
+    hp = {**QUICK_HPARAMS.get(run.name, {}), **QUICK_DSEH}
+    if run.name == "dseh-a":
+        hp.pop("rounds")
+    if multilabel(run.dataset) is False:
+        hp["positive_similarity"] = QUICK_SINGLE_LABEL_SIMILARITY
+    config = training.TrainConfig(
+        epochs=QUICK_EPOCHS[run.group],
+        batch_size=QUICK_BATCH,
+        lr=QUICK_LR[run.group],
+        lr_decay_steps=None,
+        seed=run.seed,
+        verbose=run.exp.verbose,
+    )
+    return config, hp
+
+
+def _quick_deep(run: _Settings) -> tuple:
+    """``(TrainConfig, hparams, selection)`` of a quick deep run (not the DSEH family): the
+    schedule of :func:`quick_schedule` and the values chosen on validation
+    (``deephash.tuning``)."""
+    hp = dict(QUICK_HPARAMS.get(run.name, {}))
+    config, schedule = quick_schedule(
+        run.name, run.group, run.dataset, run.bits, run.seed, run.exp.verbose
+    )
+    hp.update(schedule)
+    chosen, record = tuning.quick_choice(run.name, run.bits)
+    if "lr" in chosen:
+        config = config.replace(lr=chosen.pop("lr"))
+    hp.update(chosen)
+    return config, hp, record
+
+
+def _override(run: _Settings, config, hp: dict, selection: dict) -> tuple:
+    """The experiment's ``epochs`` and ``lr`` over the preset's (``selection`` loses what
+    they replace)."""
+    exp = run.exp
+    if exp.epochs is not None:
+        config = config.replace(epochs=int(exp.epochs))
+        if run.group == "dseh_family":  # every LabNet and ImgNet phase gets `epochs`
+            hp.pop("labnet_epochs", None)
+            hp.pop("imgnet_epochs", None)
+            if config.patience is not None:  # validated, never stopped early
+                config = config.replace(patience=int(exp.epochs) * int(hp.get("rounds", 1)))
+    if exp.lr is not None:
+        config = config.replace(lr=float(exp.lr))
+        selection.pop("lr", None)
+    return config, hp
 
 
 def quick_steps_per_epoch(
@@ -449,12 +508,12 @@ def dseh_paper(
 
 def _features_required(name: str) -> str:
     msg = (
-        f"--preset=paper: the shallow method {name!r} is fit on feature vectors; give a feature directory "
-        "with --features"
+        f"--preset=paper: the shallow method {name!r} is fit on feature vectors; give a feature "
+        "directory with --features"
     )
     return (
-        f"{msg} (experiments/extract_features.py), or --features=gist for 512-d GIST features computed "
-        f"from the images and cached"
+        f"{msg} (experiments/extract_features.py), or --features=gist for 512-d GIST features "
+        "computed from the images and cached"
     )
 
 
@@ -493,6 +552,9 @@ def _paper_deep(name: str, group: str, dataset: str, paper: str, seed: int, verb
 
 
 __all__ = [
+    "ExperimentConfig",
+    "multilabel",
+    "MULTILABEL",
     "PRESETS",
     "PAPERS",
     "RunSpec",

@@ -33,6 +33,7 @@ of the real data set they stand in for are shown, labelled with that data set's 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io as _io
 import json
 import os
@@ -42,7 +43,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from deephash import claims, plots, published
+from deephash import claims, plots, published, validation
 from deephash.io import atomic_write
 
 METRICS = ("map", "precision_radius_2", "n_h", "map_l", "map_i")
@@ -130,7 +131,7 @@ def _check_row(r: dict) -> None:
             raise KeyError(key)
     int(m["bits"])
     for metric in METRICS:
-        if metric in m and not isinstance(m[metric], (int, float)):
+        if metric in m and not validation.is_number(m[metric]):
             raise TypeError(f"{r['dir']}: metrics.json {metric!r} is not a number: {m[metric]!r}")
 
 
@@ -149,7 +150,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
     for key, ms in groups.items():
         agg: dict = {"n": len(ms)}
         for metric in METRICS:
-            vals = [float(m[metric]) for m in ms if isinstance(m.get(metric), (int, float))]
+            vals = [float(m[metric]) for m in ms if validation.is_number(m.get(metric))]
             if vals:
                 agg[metric] = float(np.mean(vals))
                 agg[metric + "_std"] = float(np.std(vals))
@@ -262,9 +263,10 @@ def dataset_header(rows: Sequence[dict], dataset: str) -> str:
     depth = proto.get("map_depth")
     lines = [
         f"**data set**: {dataset} ({'multi' if proto.get('multilabel') else 'single'}-label, "
-        f"{proto.get('num_classes', '?')} classes; query {sizes.get('query', '?')}, train {sizes.get('train', '?')}, "
-        f"database {sizes.get('database', '?')})",
-        f"**protocol**: {proto.get('description', '?')}; mAP depth: {'all' if depth is None else depth}",
+        f"{proto.get('num_classes', '?')} classes; query {sizes.get('query', '?')}, train "
+        f"{sizes.get('train', '?')}, database {sizes.get('database', '?')})",
+        f"**protocol**: {proto.get('description', '?')}; mAP depth: "
+        f"{'all' if depth is None else depth}",
         "**split checksum**: " + ", ".join(f"seed {s}: `{c[:16]}`" for s, c in sums),
         "**metric conventions**: "
         + " | ".join(", ".join(f"{k}={v}" for k, v in json.loads(c).items()) for c in convs),
@@ -385,7 +387,6 @@ def write_report(
         raise ValueError(
             "no usable run directories: " + "; ".join(f"{d}: {why}" for d, why in skipped)
         )
-    agg = aggregate(rows)
     found_methods = list(dict.fromkeys(r["method"] for r in rows))
     order = [m for m in (methods or found_methods) if m in found_methods] + [
         m for m in found_methods if methods and m not in methods
@@ -395,128 +396,171 @@ def write_report(
     if paper not in (None, "dsrh", "dseh"):
         raise ValueError(f"paper must be 'auto', 'dsrh', 'dseh' or None, got {paper!r}")
     os.makedirs(out, exist_ok=True)
-    files: list[str] = []
-    tables: dict = {}
-    headers: dict = {}
+    ctx = _Report(rows, aggregate(rows), order, paper, out, metrics, curve_bits, retrieval_bits)
     md = [f"# {title or 'Retrieval results'}", ""]
     if paper:
         md += [
-            f"Published numbers: {paper.upper()} ({', '.join(published.PAPER_TABLES[paper])} in "
-            "`deephash.published`); `n/t` = in the paper, not transcribed here; `-` = not run / not published.",
+            f"Published numbers: {paper.upper()} ({', '.join(published.PAPER_TABLES[paper])} "
+            "in `deephash.published`); `n/t` = in the paper, not transcribed here; `-` = not "
+            "run / not published.",
             "",
         ]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        mine = [r for r in rows if r["dataset"] == dataset]
-        bits = sorted({r["bits"] for r in mine})
-        n_seeds = len({r["seed"] for r in mine})
-        ref = published.reference_dataset(dataset, paper) if paper else None
-        head = [dataset_header(rows, dataset)]
-        if ref and ref != dataset:
-            head.append(
-                f"The embedded set `{dataset}` stands in for {published.dataset_name(ref)}: the paper rows "
-                f"are {published.dataset_name(ref)} numbers, for scale only (a different data set)."
-            )
-        if n_seeds > 1:
-            counts = sorted({agg[k]["n"] for k in agg if k[0] == dataset})
-            head.append(
-                f"Values are mean ± standard deviation over the seeds (each seed also draws the split): "
-                f"{' or '.join(map(str, counts))} seed(s) per cell"
-                + (" (fewer seeds where a cell has no ±)" if len(counts) > 1 else "")
-                + "."
-            )
-        headers[dataset] = "\n\n".join(head)
-        md += [f"## {dataset}", "", headers[dataset], ""]
-        present = [
-            m
-            for m in METRICS
-            if any(
-                (dataset, mm, b) in agg and m in agg[(dataset, mm, b)] for mm in order for b in bits
-            )
-        ]
-        for metric in [m for m in (metrics or present) if m in present]:
-            header = ["method", "source", *(f"{b} bits" for b in bits)]
-            trows = table_rows(agg, dataset, metric, order, bits, paper, spread=True)
-            tables[(dataset, metric)] = (header, trows)
-            md += [f"### {METRIC_NAMES.get(metric, metric)}", "", markdown_table(header, trows), ""]
-            path = os.path.join(out, f"{dataset}_{metric}.csv")
-            with atomic_write(path, "w", encoding="utf-8") as f:  # numbers only: the means
-                f.write(
-                    _csv_text(
-                        ["method", "source", *map(str, bits)],
-                        table_rows(agg, dataset, metric, order, bits, paper),
-                    )
-                )
-            files.append(path)
-        if plots:
-            figs = []
-            for metric in ("map", "precision_radius_2"):
-                series = {
-                    m: {
-                        b: agg[(dataset, m, b)][metric]
-                        for b in bits
-                        if metric in agg.get((dataset, m, b), {})
-                    }
-                    for m in order
-                }
-                series = {m: v for m, v in series.items() if v}
-                if series and metric in (metrics or present) and len(bits) > 1:
-                    p = metric_vs_bits_plot(
-                        series,
-                        os.path.join(out, f"{dataset}_{metric}_vs_bits.png"),
-                        metric,
-                        title=f"{METRIC_NAMES[metric]} vs code length: {dataset}",
-                    )
-                    figs.append(p)
-            for b in [b for b in bits if curve_bits is None or b in curve_bits]:
-                pr = {
-                    m: agg[(dataset, m, b)]["pr_curve"]
-                    for m in order
-                    if "pr_curve" in agg.get((dataset, m, b), {})
-                }
-                if pr:
-                    figs.append(
-                        pr_plot(
-                            pr,
-                            os.path.join(out, f"{dataset}_pr_{b}b.png"),
-                            title=f"Precision-recall @ {b} bits: {dataset}",
-                        )
-                    )
-                pn = {
-                    m: agg[(dataset, m, b)]["precision_at_n"]
-                    for m in order
-                    if agg.get((dataset, m, b), {}).get("precision_at_n")
-                }
-                if pn:
-                    figs.append(
-                        precision_at_n_plot(
-                            pn,
-                            os.path.join(out, f"{dataset}_precision_at_n_{b}b.png"),
-                            title=f"Precision@N @ {b} bits: {dataset}",
-                        )
-                    )
-            if retrieval_bits is not None and retrieval_bits in bits:
-                fig = claims.retrieval_figure(
-                    rows,
-                    dataset,
-                    retrieval_bits,
-                    os.path.join(out, f"{dataset}_retrieval_{retrieval_bits}b.png"),
-                    methods=order,
-                )
-                if fig:
-                    figs.append(fig)
-            if figs:
-                md += (
-                    ["### plots", ""]
-                    + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figs]
-                    + [""]
-                )
-            files += figs
+        md += _dataset_section(ctx, dataset, plots)
     found_claims = claims.check(rows, paper) if with_claims else []
     if found_claims:
         claims_md = claims.markdown(found_claims)
-        headers["claims"] = claims_md
+        ctx.headers["claims"] = claims_md
         md += ["## the papers' claims on these runs", "", claims_md, ""]
-    md += [
+    text = "\n".join(md + _run_list(rows, skipped, out))
+    path = os.path.join(out, "report.md")
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return {
+        "markdown": text,
+        "files": [path, *ctx.files],
+        "tables": ctx.tables,
+        "headers": ctx.headers,
+        "skipped": skipped,
+    }
+
+
+@dataclasses.dataclass
+class _Report:
+    """What :func:`write_report`'s steps read, and what they add (files, tables, headers)."""
+
+    rows: list
+    agg: dict
+    order: list
+    paper: str | None
+    out: str
+    metrics: Sequence[str] | None
+    curve_bits: Sequence[int] | None
+    retrieval_bits: int | None
+    files: list = dataclasses.field(default_factory=list)
+    tables: dict = dataclasses.field(default_factory=dict)
+    headers: dict = dataclasses.field(default_factory=dict)
+
+
+def _dataset_section(ctx: _Report, dataset: str, plots: bool) -> list[str]:
+    """One data set's markdown: header, tables (also written as CSV), plots."""
+    bits = sorted({r["bits"] for r in ctx.rows if r["dataset"] == dataset})
+    ctx.headers[dataset] = _dataset_head(ctx, dataset)
+    md = [f"## {dataset}", "", ctx.headers[dataset], ""]
+    present = [
+        m
+        for m in METRICS
+        if any(m in ctx.agg.get((dataset, mm, b), {}) for mm in ctx.order for b in bits)
+    ]
+    shown = [m for m in (ctx.metrics or present) if m in present]
+    for metric in shown:
+        md += _table(ctx, dataset, metric, bits)
+    if plots:
+        figs = _vs_bits_plots(ctx, dataset, bits, ctx.metrics or present)
+        figs += _curve_plots(ctx, dataset, bits)
+        figs += _retrieval_plot(ctx, dataset, bits)
+        if figs:
+            md += (
+                ["### plots", ""]
+                + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figs]
+                + [""]
+            )
+        ctx.files += figs
+    return md
+
+
+def _dataset_head(ctx: _Report, dataset: str) -> str:
+    """The data set's header: protocol and split, the stand-in note, the seeds."""
+    ref = published.reference_dataset(dataset, ctx.paper) if ctx.paper else None
+    head = [dataset_header(ctx.rows, dataset)]
+    if ref and ref != dataset:
+        name = published.dataset_name(ref)
+        head.append(
+            f"The embedded set `{dataset}` stands in for {name}: the paper rows are {name} "
+            "numbers, for scale only (a different data set)."
+        )
+    if len({r["seed"] for r in ctx.rows if r["dataset"] == dataset}) > 1:
+        counts = sorted({ctx.agg[k]["n"] for k in ctx.agg if k[0] == dataset})
+        head.append(
+            "Values are mean ± standard deviation over the seeds (each seed also draws the "
+            f"split): {' or '.join(map(str, counts))} seed(s) per cell"
+            + (" (fewer seeds where a cell has no ±)" if len(counts) > 1 else "")
+            + "."
+        )
+    return "\n\n".join(head)
+
+
+def _table(ctx: _Report, dataset: str, metric: str, bits: list) -> list[str]:
+    """One metric's table: markdown (mean ± std) and ``<dataset>_<metric>.csv`` (means)."""
+    header = ["method", "source", *(f"{b} bits" for b in bits)]
+    trows = table_rows(ctx.agg, dataset, metric, ctx.order, bits, ctx.paper, spread=True)
+    ctx.tables[(dataset, metric)] = (header, trows)
+    path = os.path.join(ctx.out, f"{dataset}_{metric}.csv")
+    with atomic_write(path, "w", encoding="utf-8") as f:  # numbers only: the means
+        f.write(
+            _csv_text(
+                ["method", "source", *map(str, bits)],
+                table_rows(ctx.agg, dataset, metric, ctx.order, bits, ctx.paper),
+            )
+        )
+    ctx.files.append(path)
+    return [f"### {METRIC_NAMES.get(metric, metric)}", "", markdown_table(header, trows), ""]
+
+
+def _vs_bits_plots(ctx: _Report, dataset: str, bits: list, wanted) -> list[str]:
+    """mAP and precision within radius 2 against the code length (two code lengths or more)."""
+    figs = []
+    for metric in ("map", "precision_radius_2"):
+        series = {
+            m: {
+                b: ctx.agg[(dataset, m, b)][metric]
+                for b in bits
+                if metric in ctx.agg.get((dataset, m, b), {})
+            }
+            for m in ctx.order
+        }
+        series = {m: v for m, v in series.items() if v}
+        if series and metric in wanted and len(bits) > 1:
+            figs.append(
+                metric_vs_bits_plot(
+                    series,
+                    os.path.join(ctx.out, f"{dataset}_{metric}_vs_bits.png"),
+                    metric,
+                    title=f"{METRIC_NAMES[metric]} vs code length: {dataset}",
+                )
+            )
+    return figs
+
+
+def _curve_plots(ctx: _Report, dataset: str, bits: list) -> list[str]:
+    """Precision-recall and precision@N curves at each of ``curve_bits`` (default: all)."""
+    figs = []
+    for b in [b for b in bits if ctx.curve_bits is None or b in ctx.curve_bits]:
+        cells = {m: ctx.agg.get((dataset, m, b), {}) for m in ctx.order}
+        pr = {m: c["pr_curve"] for m, c in cells.items() if "pr_curve" in c}
+        if pr:
+            path = os.path.join(ctx.out, f"{dataset}_pr_{b}b.png")
+            figs.append(pr_plot(pr, path, title=f"Precision-recall @ {b} bits: {dataset}"))
+        pn = {m: c["precision_at_n"] for m, c in cells.items() if c.get("precision_at_n")}
+        if pn:
+            path = os.path.join(ctx.out, f"{dataset}_precision_at_n_{b}b.png")
+            figs.append(precision_at_n_plot(pn, path, title=f"Precision@N @ {b} bits: {dataset}"))
+    return figs
+
+
+def _retrieval_plot(ctx: _Report, dataset: str, bits: list) -> list[str]:
+    """The qualitative retrieval figure at ``retrieval_bits`` (when run at that length)."""
+    b = ctx.retrieval_bits
+    if b is None or b not in bits:
+        return []
+    path = os.path.join(ctx.out, f"{dataset}_retrieval_{b}b.png")
+    fig = claims.retrieval_figure(ctx.rows, dataset, b, path, methods=ctx.order)
+    return [fig] if fig else []
+
+
+def _run_list(rows: list, skipped: list, out: str) -> list[str]:
+    """The report's last sections: the runs, and the directories skipped."""
+    md = [
         "## runs",
         "",
         *(f"- `{os.path.relpath(r['run_dir'], os.path.abspath(out))}`" for r in rows),
@@ -529,18 +573,7 @@ def write_report(
             *(f"- `{os.path.relpath(d, os.path.abspath(out))}`: {why}" for d, why in skipped),
             "",
         ]
-    text = "\n".join(md)
-    path = os.path.join(out, "report.md")
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    files.insert(0, path)
-    return {
-        "markdown": text,
-        "files": files,
-        "tables": tables,
-        "headers": headers,
-        "skipped": skipped,
-    }
+    return md
 
 
 def format_tables(report: dict) -> str:

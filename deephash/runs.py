@@ -359,8 +359,8 @@ class DirectoryLock:
                     holder = f" (process {int(os.pread(fd, 32, 0).decode().strip())})"
                 os.close(fd)
                 raise DirectoryLockedError(
-                    f"{self.what} {self.directory!r} is in use by another run{holder}: one writer at a time "
-                    f"(lock file {self.path})"
+                    f"{self.what} {self.directory!r} is in use by another run{holder}: one writer "
+                    f"at a time (lock file {self.path})"
                 ) from None
             except BaseException:
                 os.close(fd)

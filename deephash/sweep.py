@@ -16,8 +16,10 @@ model; instead ``reuse`` decides: ``"any"`` (default) reuses a finished run and 
 it came from other code, ``"same_code"`` retrains such a run and replaces its directory
 (atomically: the old one stays until the new one is complete).
 
-    results = sweep.run_grid(["dsrh", "itq"], "digits", [16, 32], seeds=[0], preset="quick",
-                             paper="dsrh", runs_dir="results/runs")
+    cfg = ExperimentConfig(preset="quick", paper="dsrh", seeds=(0,), runs_dir="results/runs")
+    results = sweep.run_grid(["dsrh", "itq"], "digits", [16, 32], cfg)
+
+Progress goes to this module's logger (``logging.getLogger("deephash.sweep")``, INFO).
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import logging
 import os
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
-from deephash import presets
+from deephash import experiment_config, presets
+from deephash.experiment_config import REUSE, ExperimentConfig
+
+log = logging.getLogger(__name__)
 
 
 def run_key(spec: presets.RunSpec) -> str:
@@ -72,11 +78,9 @@ def finished(run_dir: str, spec: presets.RunSpec) -> bool:
     return True
 
 
-def check_methods(
-    names: Iterable[str], allow_missing: bool = False, log: Callable[[str], None] = print
-) -> list[str]:
+def check_methods(names: Iterable[str], allow_missing: bool = False) -> list[str]:
     """The registered names among ``names`` (lower-cased, order kept). A name that is not
-    registered raises ValueError, or with ``allow_missing`` is skipped with a printed note."""
+    registered raises ValueError, or with ``allow_missing`` is skipped with a logged note."""
     from deephash import methods
 
     known = set(methods.available())
@@ -88,7 +92,7 @@ def check_methods(
         if key in known:
             out.append(key)
         elif allow_missing:
-            log(
+            log.info(
                 f"note: method {key!r} is not registered in this installation; skipped "
                 f"(registered: {', '.join(sorted(known))})"
             )
@@ -115,7 +119,6 @@ class DatasetCache:
         return self._cache[key]
 
 
-REUSE = ("any", "same_code")
 CHECKED = (
     "request.json",
     "metrics.json",
@@ -137,12 +140,11 @@ def run_spec(
     spec: presets.RunSpec,
     runs_dir: str,
     datasets: DatasetCache | None = None,
-    log: Callable[[str], None] = print,
     reuse: str = "any",
 ) -> dict:
     """Train and evaluate ``spec`` (or reuse its finished run, see ``reuse`` in the module
     docstring). Returns ``{"run_dir", "reused", "metrics", "spec"}``."""
-    from deephash import experiment, runs
+    from deephash import runs
 
     if reuse not in REUSE:
         raise ValueError(f"reuse must be one of {', '.join(REUSE)}, got {reuse!r}")
@@ -151,28 +153,41 @@ def run_spec(
     replace = False
     try:
         done = finished(out, spec)
-    except (
-        runs.CorruptRunError
-    ) as e:  # never reuse a damaged run: retrain it (the old one stays until then)
-        log(f"  retrain {what}: its run directory is damaged: {e}")
+    except runs.CorruptRunError as e:  # never reuse a damaged run: retrain it (the old one
+        log.info(f"  retrain {what}: its run directory is damaged: {e}")  # stays until then)
         done, replace = False, True
     if done:
-        current, stored = runs.source_digest()[:16], trained_by(out)
-        if stored == current or reuse == "any":
-            m = runs.read_json(os.path.join(out, "metrics.json"), "metrics.json")
-            log(f"  reuse  {what}: mAP {m['map']:.4f}")
-            if stored != current:
-                log(
-                    f"  note: that run was trained by other library code (source {stored or 'not recorded'}, "
-                    f"now {current}); pass reuse='same_code' (--reuse=same_code) to retrain it"
-                )
-            return {"run_dir": out, "reused": True, "metrics": m, "spec": spec}
-        log(
-            f"  retrain {what}: its run was trained by other library code (source {stored or 'not recorded'}, "
-            f"now {current})"
-        )
+        reused = _reuse(out, spec, what, reuse)
+        if reused is not None:
+            return reused
         replace = True
-    datasets = datasets or DatasetCache()
+    return _train(spec, out, replace, datasets or DatasetCache())
+
+
+def _reuse(out: str, spec: presets.RunSpec, what: str, reuse: str) -> dict | None:
+    """The record of the finished run in ``out``, or None when ``reuse`` asks to retrain it
+    (it was trained by other library code)."""
+    from deephash import runs
+
+    current, stored = runs.source_digest()[:16], trained_by(out)
+    other = f"source {stored or 'not recorded'}, now {current}"  # which code trained it
+    if stored != current and reuse != "any":
+        log.info(f"  retrain {what}: its run was trained by other library code ({other})")
+        return None
+    m = runs.read_json(os.path.join(out, "metrics.json"), "metrics.json")
+    log.info(f"  reuse  {what}: mAP {m['map']:.4f}")
+    if stored != current:
+        log.info(
+            f"  note: that run was trained by other library code ({other}); pass "
+            "reuse='same_code' (--reuse=same_code) to retrain it"
+        )
+    return {"run_dir": out, "reused": True, "metrics": m, "spec": spec}
+
+
+def _train(spec: presets.RunSpec, out: str, replace: bool, datasets: DatasetCache) -> dict:
+    """Train and evaluate ``spec`` into ``out`` (replacing the run there when ``replace``)."""
+    from deephash import experiment
+
     ds = datasets.get(spec.dataset, spec.seed, spec.root, spec.dataset_options)
     t0 = time.perf_counter()
     result = experiment.run(
@@ -189,9 +204,9 @@ def run_spec(
     )
     result.pop("model", None)
     _release()
-    log(
-        f"  trained {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: mAP {result['map']:.4f} "
-        f"({time.perf_counter() - t0:.1f} s)"
+    log.info(
+        f"  trained {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: "
+        f"mAP {result['map']:.4f} ({time.perf_counter() - t0:.1f} s)"
     )
     return {
         "run_dir": out,
@@ -214,57 +229,36 @@ def run_grid(
     method_names: Sequence[str],
     dataset: str,
     bits: Sequence[int],
+    experiment: ExperimentConfig | None = None,
     *,
-    seeds: Sequence[int] = (0,),
-    preset: str = "quick",
-    paper: str = "dsrh",
-    runs_dir: str = "results/runs",
-    allow_missing: bool = False,
-    features: str | None = None,
-    root: str | None = None,
-    weights: str | None = None,
-    epochs: int | None = None,
-    lr: float | None = None,
-    hparams: dict[str, dict] | None = None,
     datasets: DatasetCache | None = None,
-    log: Callable[[str], None] = print,
-    reuse: str = "any",
+    **settings,
 ) -> list[dict]:
-    """Every method x bits x seed through :func:`run_spec`; returns the run records in
-    that order. ``hparams`` maps a method name to hyper-parameters merged over the
-    preset's. All specs are built (and validated) before any training starts."""
-    if reuse not in REUSE:
-        raise ValueError(f"reuse must be one of {', '.join(REUSE)}, got {reuse!r}")
-    names = check_methods(method_names, allow_missing, log)
-    if not bits:
-        raise ValueError("run_grid: no code lengths given")
-    if not seeds:
-        raise ValueError("run_grid: no seeds given")
-    specs = [
-        presets.spec(
-            m,
-            dataset,
-            int(b),
-            preset=preset,
-            paper=paper,
-            seed=int(s),
-            features=features,
-            root=root,
-            weights=weights,
-            epochs=epochs,
-            lr=lr,
-            hparams=(hparams or {}).get(m),
-        )
-        for m in names
-        for b in bits
-        for s in seeds
-    ]
+    """Every method x bits x seed (``experiment.seeds``) through :func:`run_spec`, in run
+    directories under ``experiment.runs_dir`` (default ``results/runs``); returns the run
+    records in that order. ``experiment``: the settings of every run (an
+    :class:`ExperimentConfig`; ``settings``, its fields by name, replace its values);
+    ``experiment.hparams`` maps a method name to hyper-parameters merged over the preset's.
+    All specs are built (and validated) before any training starts."""
     from deephash import methods
 
+    exp = experiment_config.from_settings(experiment, settings)
+    names = check_methods(method_names, exp.allow_missing)
+    if not bits:
+        raise ValueError("run_grid: no code lengths given")
+    if not exp.seeds:
+        raise ValueError("run_grid: no seeds given")
+    specs = [
+        presets.spec(m, dataset, int(b), exp, seed=s)
+        for m in names
+        for b in bits
+        for s in exp.seeds
+    ]
     for s in specs:
         methods.check_bits(s.bits, method=s.method)
     datasets = datasets or DatasetCache()
-    return [run_spec(s, runs_dir, datasets, log, reuse) for s in specs]
+    runs_dir = exp.runs_dir or "results/runs"
+    return [run_spec(s, runs_dir, datasets, exp.reuse) for s in specs]
 
 
 __all__ = [

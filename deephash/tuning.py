@@ -26,8 +26,10 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import logging
 import os
-from typing import Callable
+
+log = logging.getLogger(__name__)
 
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuned", "quick.json")
 VERSION = 1
@@ -127,7 +129,6 @@ def select(
     bits: int = 32,
     seed: int = 0,
     runs_dir: str = "runs/tuning",
-    log: Callable[[str], None] = print,
     path: str | None = TABLE,
     grid: dict | None = None,
     methods_: dict | None = None,
@@ -147,15 +148,16 @@ def select(
     ortho_methods = (methods_ or {}).get("ortho", ORTHO_METHODS)
     wanted = tuple(stages)
     found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
-    # every run starts from the presets without a table (the values being chosen), plus the stages so far
+    # every run starts from the presets without a table (the values being chosen), plus the
+    # stages so far
     datasets = sweep.DatasetCache()
 
     def score(method: str, lr: float | None, hp: dict) -> float:
         spec = presets.spec(method, dataset, bits, preset="quick", seed=seed, lr=lr, hparams=hp)
         spec = _without_table(spec, method, bits, lr, hp)
-        rec = sweep.run_spec(spec, runs_dir, datasets, log=log)
+        rec = sweep.run_spec(spec, runs_dir, datasets)
         value = rec["metrics"]["early_stopping"]["best_validation_map"]
-        log(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {value:.4f}")
+        log.info(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {value:.4f}")
         return float(value)
 
     for family, method in reps.items() if "lr" in wanted else ():
@@ -200,10 +202,12 @@ def select(
             f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
             "database = the rest of the training split; the queries are never used"
         ),
-        "command": f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
+        "command": "python experiments/select_hparams.py "
+        + f"--dataset={dataset} --bits={bits} --seed={seed}"
         + ("" if set(wanted) == set(STAGES) else f" --stages={','.join(wanted)}"),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "applies_to": "the quick preset on every data set and code length (margins scale with the code length)",
+        "applies_to": "the quick preset on every data set and code length (margins scale with "
+        "the code length)",
         "stages": found,
         "not_selected": {k: NOT_SELECTED[k] for k in STAGES if not found[k]},
     }

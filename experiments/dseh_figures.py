@@ -3,7 +3,8 @@ at 32 bits) for every method of DSEH Table 1.
 
     python experiments/dseh_figures.py                                    # digits_multi
     python experiments/dseh_figures.py --dataset=coco --root=/data/coco --preset=paper \\
-        --weights=models/imagenet-vgg-f.mat --features=features/coco_cnnf_fc7 --out=results/dseh_figs_coco
+        --weights=models/imagenet-vgg-f.mat --features=features/coco_cnnf_fc7 \\
+        --out=results/dseh_figs_coco
 
 The paper publishes these figures as plots only; the printed table is mAP (and precision
 within radius 2) at 32 bits beside Table 1's 32-bit column. Writes OUT/report.md,
@@ -19,6 +20,8 @@ from absl import app
 
 from deephash import presets
 
+FLAGS = _flags.FLAGS
+
 _flags.define(
     "digits_multi", "results/dseh_figures", presets.DSEH_TABLE1_METHODS, [presets.DSEH_FIGURE_BITS]
 )
@@ -28,12 +31,16 @@ def main(argv):
     del argv
     from deephash import reproduce
 
+    _flags.show_progress()
+
     try:
-        kw = _flags.kwargs()
-        bits = kw.pop("bits")
+        experiment = _flags.experiment_config()
+        bits = _flags.ints(FLAGS.bits, "bits")
         if len(bits) != 1:
             raise ValueError(f"--bits: the figures are drawn at one code length, got {bits}")
-        reproduce.dseh_figures(**kw, bits=bits[0])
+        reproduce.dseh_figures(
+            FLAGS.dataset, experiment, out=FLAGS.out, methods=_flags.methods(), bits=bits[0]
+        )
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
 

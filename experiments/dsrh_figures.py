@@ -2,8 +2,8 @@
 Hamming radius 2 vs code length, (c) precision-recall curves at 48 bits, for DSRH, DRH+,
 DRH, NINH, KSH, ITQ, SH, LSH and PCAH.
 
-    python experiments/dsrh_figures.py                                    # digits (CIFAR-10 stand-in)
-    python experiments/dsrh_figures.py --dataset=digits_multi             # NUS-WIDE stand-in
+    python experiments/dsrh_figures.py                  # digits (CIFAR-10 stand-in)
+    python experiments/dsrh_figures.py --dataset=digits_multi  # NUS-WIDE stand-in
     python experiments/dsrh_figures.py --dataset=cifar10 --preset=paper \\
         --weights=models/vgg19.h5 --features=features/cifar10_fc7 --out=results/dsrh_fig3
 
@@ -20,6 +20,8 @@ from absl import app, flags
 
 from deephash import presets
 
+FLAGS = _flags.FLAGS
+
 _flags.define("digits", "results/dsrh_figures", presets.DSRH_FIGURE_METHODS, presets.DSRH_BITS)
 flags.DEFINE_integer(
     "pr_bits", presets.DSRH_PR_BITS, "code length of the precision-recall curves (panel c)"
@@ -30,8 +32,17 @@ def main(argv):
     del argv
     from deephash import reproduce
 
+    _flags.show_progress()
+
     try:
-        reproduce.dsrh_figures(**_flags.kwargs(), pr_bits=flags.FLAGS.pr_bits)
+        reproduce.dsrh_figures(
+            FLAGS.dataset,
+            _flags.experiment_config(),
+            out=FLAGS.out,
+            methods=_flags.methods(),
+            bits=_flags.ints(FLAGS.bits, "bits"),
+            pr_bits=FLAGS.pr_bits,
+        )
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
 

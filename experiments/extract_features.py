@@ -1,11 +1,13 @@
 """Extract feature vectors of a data set's query / train / database splits to .npy files,
 for the shallow baselines (``experiments/train.py --method=itq --features=DIR``).
 
-    python experiments/extract_features.py --dataset=digits --backbone=pixels --out=features/digits_pixels
+    python experiments/extract_features.py --dataset=digits --backbone=pixels \\
+        --out=features/digits_pixels
     python experiments/extract_features.py --dataset=cifar10 --root=/data/tfds --backbone=gist \\
         --out=features/cifar10_gist_seed0
     python experiments/extract_features.py --dataset=nuswide21 --root=/data/nuswide \\
-        --backbone=cnn_f --weights=/models/imagenet-vgg-f.mat --layer=fc7 --out=features/nus_cnnf_fc7
+        --backbone=cnn_f --weights=/models/imagenet-vgg-f.mat --layer=fc7 \\
+        --out=features/nus_cnnf_fc7
 
 ``--backbone=pixels`` flattens the images of the embedded sets; ``--backbone=gist`` computes
 the 512-d GIST descriptor (``deephash.gist``: LMgist's parameters, images at 32x32; DSRH's
@@ -96,8 +98,9 @@ def main(argv):
     save_features(feats, FLAGS.out, source=source)
     dim = feature_matrix(feats.query).shape[1]
     print(
-        f"{dataset.summary()}\n{dim}-d features from {FLAGS.backbone}"
-        f"{'/' + FLAGS.layer if FLAGS.layer else ''} -> {FLAGS.out} ({time.perf_counter() - start:.1f} s)"
+        f"{dataset.summary()}\n{dim}-d features from "
+        f"{FLAGS.backbone}{'/' + FLAGS.layer if FLAGS.layer else ''} -> {FLAGS.out} "
+        f"({time.perf_counter() - start:.1f} s)"
     )
 
 

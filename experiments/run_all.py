@@ -11,7 +11,7 @@ digits (single label) stands in for CIFAR-10 (DSRH) and ImageNet (DSEH); digits_
 * DSRH Fig. 3 on digits and Fig. 4 on digits_multi (12/24/32/48 bits, PR at 48 bits);
 * DSEH Table 1 on digits_multi and digits (16/32/48/64 bits);
 * DSEH Fig. 3 / Fig. 4 at 32 bits (reusing Table 1's 32-bit runs);
-* DSEH Table 2 (ablations at 32 bits) through experiments/dseh_ablation.py.
+* DSEH Table 2 (ablations at 32 bits, ``deephash.reproduce.dseh_ablation``).
 
 Trained runs are kept in --runs_dir and reused by a second invocation (only the reports
 are rebuilt). OUT/README.md indexes the results (tables and plots).
@@ -20,13 +20,14 @@ are rebuilt). OUT/README.md indexes the results (tables and plots).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _flags  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -43,16 +44,8 @@ flags.DEFINE_list(
     "code lengths run with every seed; the others with the first seed only "
     "(empty: every seed at every code length)",
 )
-flags.DEFINE_enum(
-    "reuse",
-    "any",
-    ["any", "same_code"],
-    "finished runs in --runs_dir trained by other library "
-    "code: 'any' reuses them (with a note), 'same_code' retrains them",
-)
-flags.DEFINE_bool(
-    "allow_missing", False, "skip (with a note) methods not registered in this installation"
-)
+_flags.define_flag("reuse")
+_flags.define_flag("allow_missing")
 flags.DEFINE_list(
     "only",
     [],
@@ -74,131 +67,83 @@ def _selected(name: str) -> bool:
     return not FLAGS.only or name in FLAGS.only
 
 
-def _ablation(dataset: str, out: str, seeds: list[int], log) -> str | None:
-    """DSEH Table 2 through experiments/dseh_ablation.py (its own process and flags; it runs
-    seeds 0..n-1, so a seed list is passed as its length). Its runs go through the sweep in
-    --runs_dir (DSEH's 32-bit runs are shared with Table 1); its table.md / table.csv are
-    written under --runs_dir and copied to ``out``."""
-    import shutil
+def _experiments(experiment, tables: dict) -> list[tuple]:
+    """``(name, title, function, dataset, out subdirectory, keyword arguments)`` of every
+    experiment, in order."""
+    from deephash import reproduce
 
-    script = os.path.join(REPO, "experiments", "dseh_ablation.py")
-    if not os.path.exists(script):
-        log(f"note: {script} is not present; DSEH Table 2 skipped")
-        return None
-    work = os.path.join(FLAGS.runs_dir, f"dseh_table2_{dataset}")
-    cmd = [
-        sys.executable,
-        script,
-        f"--dataset={dataset}",
-        "--preset=quick",
-        f"--out={work}",
-        f"--runs_dir={FLAGS.runs_dir}",
-        f"--seeds={len(seeds)}",
-        f"--reuse={FLAGS.reuse}",
-    ]
-    if FLAGS.epochs:
-        cmd.append(f"--epochs={FLAGS.epochs}")
-    log("$ " + " ".join(cmd[1:]))
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, text=True, capture_output=True)
-    log(proc.stdout[-6000:])
-    if proc.returncode != 0:
-        raise RuntimeError(f"dseh_ablation.py failed on {dataset}:\n{proc.stderr[-3000:]}")
-    os.makedirs(out, exist_ok=True)
-    for name in ("table.md", "table.csv"):
-        shutil.copyfile(os.path.join(work, name), os.path.join(out, name))
-    return out
+    dsrh = dict(methods=tables["dsrh_methods"], bits=tables["dsrh_bits"])
+    dsrh["pr_bits"] = tables["pr_bits"]
+    dseh = dict(methods=tables["dseh_methods"])
+    fig_bits = tables["fig_bits"]
+    todo = [
+        ("dsrh_fig3", "DSRH Fig. 3 (CIFAR-10 stand-in: digits)", reproduce.dsrh_figures,
+         SINGLE, "dsrh_fig3_digits", dsrh),
+        ("dsrh_fig4", "DSRH Fig. 4 (NUS-WIDE stand-in: digits_multi)", reproduce.dsrh_figures,
+         MULTI, "dsrh_fig4_digits_multi", dsrh),
+    ]  # fmt: skip
+    for ds, stand_in in ((MULTI, "NUS-WIDE"), (SINGLE, "ImageNet")):
+        todo += [
+            ("dseh_table1", f"DSEH Table 1 ({stand_in} stand-in: {ds})", reproduce.dseh_table1,
+             ds, f"dseh_table1_{ds}", {**dseh, "bits": tables["dseh_bits"]}),
+            ("dseh_figures", f"DSEH Fig. 3 / Fig. 4 at {fig_bits} bits ({stand_in} stand-in: {ds})",
+             reproduce.dseh_figures, ds, f"dseh_figures_{ds}", {**dseh, "bits": fig_bits}),
+        ]  # fmt: skip
+    return [t for t in todo if _selected(t[0])]
+
+
+def _tables() -> dict:
+    """The methods and code lengths of the tables (the presets', or the flags')."""
+    from deephash import presets
+
+    dsrh_bits = [int(b) for b in FLAGS.dsrh_bits] or list(presets.DSRH_BITS)
+    dseh_bits = [int(b) for b in FLAGS.dseh_bits] or list(presets.DSEH_BITS)
+    return {
+        "dsrh_methods": FLAGS.dsrh_methods or list(presets.DSRH_FIGURE_METHODS),
+        "dseh_methods": FLAGS.dseh_methods or list(presets.DSEH_TABLE1_METHODS),
+        "dsrh_bits": dsrh_bits,
+        "dseh_bits": dseh_bits,
+        "fig_bits": (
+            presets.DSEH_FIGURE_BITS if presets.DSEH_FIGURE_BITS in dseh_bits else dseh_bits[0]
+        ),
+        "pr_bits": presets.DSRH_PR_BITS if presets.DSRH_PR_BITS in dsrh_bits else dsrh_bits[-1],
+    }
 
 
 def main(argv):
     del argv
-    from deephash import presets, reproduce
+    from deephash import reproduce
+    from deephash.io import atomic_write
 
+    _flags.show_progress()
+    log = reproduce.log
     start = time.perf_counter()
     seeds = [int(s) for s in FLAGS.seeds]
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
-
     seed_bits = [int(b) for b in FLAGS.seed_bits] or None
-    common = dict(
+    experiment = reproduce.ExperimentConfig(
         preset="quick",
         runs_dir=FLAGS.runs_dir,
-        seeds=seeds,
+        seeds=tuple(seeds),
         allow_missing=FLAGS.allow_missing,
         epochs=FLAGS.epochs,
-        log=log,
         reuse=FLAGS.reuse,
         seed_bits=seed_bits,
     )
-    dsrh_methods = FLAGS.dsrh_methods or list(presets.DSRH_FIGURE_METHODS)
-    dseh_methods = FLAGS.dseh_methods or list(presets.DSEH_TABLE1_METHODS)
-    dsrh_bits = [int(b) for b in FLAGS.dsrh_bits] or list(presets.DSRH_BITS)
-    dseh_bits = [int(b) for b in FLAGS.dseh_bits] or list(presets.DSEH_BITS)
-    fig_bits = presets.DSEH_FIGURE_BITS if presets.DSEH_FIGURE_BITS in dseh_bits else dseh_bits[0]
-    pr_bits = presets.DSRH_PR_BITS if presets.DSRH_PR_BITS in dsrh_bits else dsrh_bits[-1]
-    done: list[tuple[str, str, dict]] = []
-
-    def record(name, title, rep):
-        done.append((name, title, rep))
-
-    if _selected("dsrh_fig3"):
-        out = os.path.join(FLAGS.out, "dsrh_fig3_digits")
-        record(
-            "dsrh_fig3",
-            "DSRH Fig. 3 (CIFAR-10 stand-in: digits)",
-            reproduce.dsrh_figures(
-                SINGLE, out=out, methods=dsrh_methods, bits=dsrh_bits, pr_bits=pr_bits, **common
-            ),
-        )
-    if _selected("dsrh_fig4"):
-        out = os.path.join(FLAGS.out, "dsrh_fig4_digits_multi")
-        record(
-            "dsrh_fig4",
-            "DSRH Fig. 4 (NUS-WIDE stand-in: digits_multi)",
-            reproduce.dsrh_figures(
-                MULTI, out=out, methods=dsrh_methods, bits=dsrh_bits, pr_bits=pr_bits, **common
-            ),
-        )
-    for ds, stand_in in ((MULTI, "NUS-WIDE"), (SINGLE, "ImageNet")):
-        if _selected("dseh_table1"):
-            record(
-                "dseh_table1",
-                f"DSEH Table 1 ({stand_in} stand-in: {ds})",
-                reproduce.dseh_table1(
-                    ds,
-                    out=os.path.join(FLAGS.out, f"dseh_table1_{ds}"),
-                    methods=dseh_methods,
-                    bits=dseh_bits,
-                    **common,
-                ),
-            )
-        if _selected("dseh_figures"):
-            record(
-                "dseh_figures",
-                f"DSEH Fig. 3 / Fig. 4 at {fig_bits} bits ({stand_in} stand-in: {ds})",
-                reproduce.dseh_figures(
-                    ds,
-                    out=os.path.join(FLAGS.out, f"dseh_figures_{ds}"),
-                    methods=dseh_methods,
-                    bits=fig_bits,
-                    **common,
-                ),
-            )
+    done = [
+        (name, title, run(ds, experiment, out=os.path.join(FLAGS.out, sub), **kw))
+        for name, title, run, ds, sub, kw in _experiments(experiment, _tables())
+    ]
     ablations = []
     if _selected("dseh_table2"):
-        for ds in (MULTI, SINGLE):
-            path = _ablation(ds, os.path.join(FLAGS.out, f"dseh_table2_{ds}"), seeds, log)
-            if path:
-                ablations.append((ds, path))
-
+        for ds in (MULTI, SINGLE):  # every seed: the ablation's table is over seeds
+            out = os.path.join(FLAGS.out, f"dseh_table2_{ds}")
+            reproduce.dseh_ablation(ds, experiment.replace(seed_bits=None), out=out)
+            ablations.append((ds, out))
     wall = time.perf_counter() - start
     lines = _index(done, ablations, wall, seeds, seed_bits)
-    from deephash.io import atomic_write
-
     with atomic_write(os.path.join(FLAGS.out, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    log(f"run_all: {wall / 60:.1f} min; index: {os.path.join(FLAGS.out, 'README.md')}")
+    log.info(f"run_all: {wall / 60:.1f} min; index: {os.path.join(FLAGS.out, 'README.md')}")
 
 
 def _index(done, ablations, wall: float, seeds, seed_bits=None) -> list[str]:
@@ -213,30 +158,33 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None) -> list[str]:
     lines = [
         "# Results on the embedded data sets",
         "",
-        f"Generated by `python experiments/run_all.py` (quick preset, seeds {', '.join(map(str, seeds))}) in "
-        f"{wall / 60:.1f} minutes on {os.cpu_count()} CPU core(s) ({platform.machine()}); {trained} of the "
-        f"{total} runs behind the tables and figures were trained in this invocation"
+        "Generated by `python experiments/run_all.py` (quick preset, seeds "
+        f"{', '.join(map(str, seeds))}) in {wall / 60:.1f} minutes on {os.cpu_count()} CPU core(s) "
+        f"({platform.machine()}); {trained} of the {total} runs behind the tables and figures were "
+        "trained in this invocation"
         + (f", {total - trained} reused from an earlier one" if total > trained else "")
         + " (DSEH Table 2 adds its variants' runs; its DSEH runs are Table 1's 32-bit ones).",
         "",
-        "digits stands in for CIFAR-10 (DSRH) and ImageNet (DSEH), digits_multi for NUS-WIDE; the paper rows "
-        "are the real data sets' published numbers, shown for scale only (`n/t`: in the paper, not "
-        "transcribed here).",
+        "digits stands in for CIFAR-10 (DSRH) and ImageNet (DSEH), digits_multi for NUS-WIDE; the "
+        "paper rows are the real data sets' published numbers, shown for scale only (`n/t`: in "
+        "the paper, not transcribed here).",
         "",
         (
             f"Seeds {', '.join(map(str, seeds))} (each seed also draws the split) at "
-            f"{', '.join(map(str, seed_bits))} bits, seed {seeds[0]} only at the other code lengths (to fit the "
-            "time budget): cells with `±` are mean ± standard deviation over the seeds, cells without are one seed."
+            f"{', '.join(map(str, seed_bits))} bits, seed {seeds[0]} only at the other code "
+            "lengths (to fit the time budget): cells with `±` are mean ± standard deviation over "
+            "the seeds, cells without are one seed."
             if seed_bits and len(seeds) > 1
             else f"Seeds {', '.join(map(str, seeds))}; cells are means"
             + (" ± standard deviation" if len(seeds) > 1 else "")
             + "."
         ),
         "",
-        "Deep methods (except the DSEH family, which keeps its alternating rounds) train to the validation "
-        "plateau: early stopping on validation mAP (a seeded split carved from the training split, never the "
-        "queries), best weights restored; the quick preset's learning rates, margins and lambdas were chosen "
-        "on validation data (`deephash/tuned/quick.json`, `experiments/select_hparams.py`).",
+        "Deep methods (except the DSEH family, which keeps its alternating rounds) train to the "
+        "validation plateau: early stopping on validation mAP (a seeded split carved from the "
+        "training split, never the queries), best weights restored; the quick preset's learning "
+        "rates, margins and lambdas were chosen on validation data (`deephash/tuned/quick.json`, "
+        "`experiments/select_hparams.py`).",
         "",
     ]
     for name, title, rep in done:
@@ -275,7 +223,8 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None) -> list[str]:
                 "",
                 "The paper's ordering by map_i "
                 + ("holds" if orders["ours"] == orders["paper"] else "does **not** hold")
-                + f" with seed(s) {', '.join(map(str, seeds))} (docs/dseh.md: digits_multi over 5 seeds).",
+                + f" with seed(s) {', '.join(map(str, seeds))} (docs/dseh.md: digits_multi over "
+                "5 seeds).",
             ]
         lines.append("")
     return lines

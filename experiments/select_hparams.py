@@ -1,6 +1,6 @@
 """Recompute the quick preset's settings chosen on validation data (deephash/tuned/quick.json).
 
-    python experiments/select_hparams.py                          # every stage, digits, 32 bits, seed 0
+    python experiments/select_hparams.py            # every stage, digits, 32 bits, seed 0
     python experiments/select_hparams.py --stages=margin_per_bit,ortho_weight
 
 Each grid point is a quick-preset run (early stopping on a validation split carved from the
@@ -15,7 +15,9 @@ import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits", "data set the settings are selected on")
@@ -40,10 +42,12 @@ def main(argv):
     del argv
     from deephash import tuning
 
+    _flags.show_progress()
     unknown = set(FLAGS.stages) - set(tuning.STAGES)
     if unknown:
         sys.exit(
-            f"error: unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(tuning.STAGES)}"
+            f"error: unknown stage(s) {', '.join(sorted(unknown))}; choose from "
+            f"{', '.join(tuning.STAGES)}"
         )
     narrow = {}
     if FLAGS.margin_methods:
@@ -62,7 +66,8 @@ def main(argv):
     for stage, entries in table["stages"].items():
         for who, e in entries.items():
             print(
-                f"{stage:<15} {who:<12} chosen {e['chosen']:g}  validation mAP {e['validation_map']}"
+                f"{stage:<15} {who:<12} chosen {e['chosen']:g}  validation mAP "
+                f"{e['validation_map']}"
             )
     print(f"table: {FLAGS.out or tuning.TABLE}")
 

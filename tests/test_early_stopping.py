@@ -288,6 +288,7 @@ def test_quick_choices_come_from_the_validation_table_with_their_record(tmp_path
 
 def test_train_defaults_come_from_the_preset_and_a_flag_overrides_one_value(tmp_path):
     from _helpers import script_module
+    from absl import flags
 
     class F:  # the flag values train.build reads, none of the training flags given
         method, dataset, bits, out, overwrite, hparams = (
@@ -306,25 +307,33 @@ def test_train_defaults_come_from_the_preset_and_a_flag_overrides_one_value(tmp_
     with script_module(
         os.path.join(REPO, "experiments", "train.py"), "train_defaults_under_test"
     ) as script:
-        _, _, _, config, _, hparams = script.build(F)
+        run = script.build(F)
+        config, hparams = run.config, run.hparams
         quick = presets.spec("hashnet", "digits", 32)
         assert config.epochs == quick.config.epochs and config.patience == presets.QUICK_PATIENCE
         assert config.lr == quick.config.lr and hparams == quick.hparams
-        assert set(script.build.sources["train"].values()) == {"preset quick"}
-        _, _, _, config, _, _ = script.build(type("G", (F,), {"lr": 0.003, "patience": 0}))
+        assert set(run.sources["train"].values()) == {"preset quick"}
+        assert run.selection == quick.selection
+        run = script.build(type("G", (F,), {"lr": 0.003, "patience": 0}))
+        config = run.config
         assert (
             config.lr == 0.003 and config.patience is None and config.epochs == quick.config.epochs
         )
-        src = script.build.sources["train"]
+        src = run.sources["train"]
         assert src["lr"] == src["patience"] == "flag" and src["epochs"] == "preset quick"
-        _, dataset, _, config, _, _ = script.build(type("P", (F,), {"dataset": "cifar10"}))
+        assert "lr" not in run.selection
+        run = script.build(type("P", (F,), {"dataset": "cifar10"}))
         assert (
-            script.build.sources["preset"] == "paper"
-            and config.epochs == presets.PAPER_BASELINE_EPOCHS
+            run.sources["preset"] == "paper" and run.config.epochs == presets.PAPER_BASELINE_EPOCHS
         )
+        # the flags that are not the preset's default to TrainConfig's
+        defaults = training.TrainConfig()
+        for name in ("strategy", "seed", "mixed_precision", "checkpoint_dir"):
+            assert flags.FLAGS[name].default == getattr(defaults, name)
+        assert flags.FLAGS["verbose"].default == str(defaults.verbose)
 
 
-# ----------------------------------------------------------------------------- learning with the defaults
+# ---------------------------------------------------------------------- learning with the defaults
 @pytest.fixture(scope="module")
 def itq_map(digits):
     from deephash import experiment
@@ -370,7 +379,7 @@ def test_train_script_defaults_beat_itq_on_digits(method, digits, itq_map, tmp_p
     assert cfg["sources"]["preset"] == "quick"
 
 
-# ----------------------------------------------------------------------------- report: claims, spread, pictures
+# ---------------------------------------------------------------- report: claims, spread, pictures
 def _row(method, seed, value, dataset="digits", bits=32):
     return {
         "dataset": dataset,

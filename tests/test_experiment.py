@@ -252,9 +252,15 @@ def _check_train_build(train_script, tmp_path):
         num_devices = 0
         preset = paper = features = root = patience = validation_every = validation_fraction = None
 
-    method, dataset, bits, config, out, hparams = train_script.build(F)
-    assert (method, dataset, bits) == ("dsrh", "digits", 32) and config.lr_decay_steps is None
-    assert hparams == {"bags": 3, "augment": True, "backbone": "small_cnn", "ortho_weight": "auto"}
+    run = train_script.build(F)
+    assert (run.method, run.dataset, run.bits) == ("dsrh", "digits", 32)
+    assert run.config.lr_decay_steps is None and run.out == F.out and run.features is None
+    assert run.hparams == {
+        "bags": 3,
+        "augment": True,
+        "backbone": "small_cnn",
+        "ortho_weight": "auto",
+    }
     for attr, value, match in [
         ("method", "nope", "unknown method"),
         ("dataset", "nope", "unknown dataset"),

@@ -2,8 +2,10 @@
 experiment scripts in their smallest settings (tiny epochs, one or two code lengths, few
 methods); outputs are checked: tables parse, plots are PNGs, values lie in [0, 1]."""
 
+import contextlib
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +27,26 @@ def _run(args, timeout=400):
 
 def _script(name, *args, timeout=400):
     return _run([os.path.join(REPO, "experiments", name), *args], timeout=timeout)
+
+
+@contextlib.contextmanager
+def logged(name="deephash.sweep"):
+    """The messages logged to ``name`` (INFO and above) during the block."""
+    notes = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            notes.append(record.getMessage())
+
+    logger, handler = logging.getLogger(name), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield notes
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _csv(path):
@@ -134,19 +156,56 @@ def test_presets_give_the_papers_settings_and_reject_bad_requests():
         presets.spec("nosuch", "digits", 32)
 
 
+def test_experiment_config_is_one_frozen_validated_object():
+    import dataclasses
+
+    from deephash.experiment_config import ExperimentConfig, from_settings
+
+    cfg = ExperimentConfig(seeds=[0, 2], hparams={"DSRH": {"bags": 3}}, epochs=2, lr=1)
+    assert cfg.seeds == (0, 2) and cfg.lr == 1.0 and cfg.method_hparams("dsrh") == {"bags": 3}
+    assert cfg.method_hparams("itq") is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.preset = "paper"
+    assert cfg.replace(preset="paper").preset == "paper" and cfg.preset == "quick"
+    for bad, match in (
+        ({"preset": "fast"}, "unknown preset"),
+        ({"paper": "dpsh"}, "unknown paper"),
+        ({"reuse": "never"}, "reuse must be one of"),
+        ({"seeds": (0, -1)}, "seeds"),
+        ({"epochs": 0}, "epochs"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            ExperimentConfig(**bad)
+    assert from_settings(cfg, {"preset": "paper"}).preset == "paper"
+    with pytest.raises(TypeError, match="nosuch"):
+        from_settings(None, {"nosuch": 1})
+    # passed whole: the spec of a config equals the spec of its settings as keywords
+    paper = ExperimentConfig(preset="paper", paper="dseh", epochs=3, lr=0.001)
+    by_object = presets.spec("dseh", "nuswide21", 32, paper, seed=1)
+    by_keywords = presets.spec(
+        "dseh", "nuswide21", 32, preset="paper", paper="dseh", epochs=3, lr=0.001, seed=1
+    )
+    assert by_object.request() == by_keywords.request()
+    assert presets.spec("dsrh", "digits", 32, cfg).hparams["bags"] == 3  # the method's hparams
+
+
+def test_presets_decide_by_the_protocol():
+    from deephash import data
+
+    assert presets.multilabel("digits") is False and presets.multilabel("nuswide21") is True
+    assert presets.multilabel("unknown_set") is None
+    for name in ("digits", "digits_multi"):
+        ds = data.load(name)
+        assert presets.multilabel(ds) == ds.protocol.multilabel == presets.MULTILABEL[name]
+
+
 # ----------------------------------------------------------------------------- sweep + report
 @pytest.fixture(scope="module")
 def shallow_runs(tmp_path_factory):
     runs_dir = str(tmp_path_factory.mktemp("runs"))
-    notes = []
-    records = sweep.run_grid(
-        ["lsh", "nosuch", "itq"],
-        "digits",
-        [8, 16],
-        runs_dir=runs_dir,
-        allow_missing=True,
-        log=notes.append,
-    )
+    experiment = presets.ExperimentConfig(runs_dir=runs_dir, allow_missing=True)
+    with logged() as notes:
+        records = sweep.run_grid(["lsh", "nosuch", "itq"], "digits", [8, 16], experiment)
     return runs_dir, records, notes
 
 
@@ -162,8 +221,9 @@ def test_sweep_runs_the_grid_and_reuses_finished_runs(shallow_runs):
     ]
     assert not any(r["reused"] for r in records)
     assert any("'nosuch' is not registered" in n for n in notes)
-    again = sweep.run_grid(["lsh", "itq"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append)
-    assert all(r["reused"] for r in again)
+    with logged() as notes:
+        again = sweep.run_grid(["lsh", "itq"], "digits", [8, 16], runs_dir=runs_dir)
+    assert all(r["reused"] for r in again) and len(notes) == 4
     assert [r["run_dir"] for r in again] == [r["run_dir"] for r in records]
     assert [r["metrics"]["map"] for r in again] == pytest.approx(
         [r["metrics"]["map"] for r in records]
@@ -178,14 +238,14 @@ def test_sweep_runs_the_grid_and_reuses_finished_runs(shallow_runs):
     )  # a consistent directory of another request (hand edits without
     # a new manifest are retrained: test_integrity.py::test_the_sweep_never_reuses_a_tampered_run)
     with pytest.raises(ValueError, match="different settings"):
-        sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir, log=notes.append)
+        sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir)
 
 
 def test_sweep_notes_or_retrains_runs_trained_by_other_library_code(tmp_path):
     from deephash import runs
 
     runs_dir = str(tmp_path / "runs")
-    first = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=lambda m: None)
+    first = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir)
     current = runs.source_digest()[:16]
     for r in first:
         assert sweep.trained_by(r["run_dir"]) == current
@@ -197,14 +257,13 @@ def test_sweep_notes_or_retrains_runs_trained_by_other_library_code(tmp_path):
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
     runs.write_manifest(first[0]["run_dir"])  # as that other code would have written it
-    notes = []
-    again = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append)
+    with logged() as notes:
+        again = sweep.run_grid(["lsh"], "digits", [8, 16], runs_dir=runs_dir)
     assert [r["reused"] for r in again] == [True, True]
     assert sum("trained by other library code" in n and "0123456789abcdef" in n for n in notes) == 1
-    notes.clear()
-    fresh = sweep.run_grid(
-        ["lsh"], "digits", [8, 16], runs_dir=runs_dir, log=notes.append, reuse="same_code"
-    )
+    same_code = presets.ExperimentConfig(runs_dir=runs_dir, reuse="same_code")
+    with logged() as notes:
+        fresh = sweep.run_grid(["lsh"], "digits", [8, 16], same_code)
     assert [r["reused"] for r in fresh] == [False, True]
     assert fresh[0]["run_dir"] == first[0]["run_dir"]
     assert sweep.trained_by(fresh[0]["run_dir"]) == current

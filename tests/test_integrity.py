@@ -164,7 +164,7 @@ def test_directory_lock_is_exclusive_within_and_across_objects(tmp_path):
     assert not os.path.exists(runs.lock_path(tmp_path / "x"))
 
 
-# --------------------------------------------------------------------------- 4. diverged runs, strict JSON
+# ------------------------------------------------------------------- 4. diverged runs, strict JSON
 def test_a_diverged_run_stops_with_an_error_and_writes_nothing(tmp_path, small):
     out, ckpt = tmp_path / "nan", tmp_path / "nan_ckpt"
     with pytest.raises(
@@ -289,20 +289,21 @@ def test_the_report_skips_damaged_run_directories_and_says_why(tmp_path, digits)
     assert good
 
 
-def test_the_sweep_never_reuses_a_tampered_run(tmp_path, digits):
+def test_the_sweep_never_reuses_a_tampered_run(tmp_path, digits, caplog):
     spec = presets.spec("lsh", "digits", 16, preset="quick", paper="dsrh", seed=0)
-    logs = []
-    first = sweep.run_spec(spec, str(tmp_path), log=logs.append)
+    first = sweep.run_spec(spec, str(tmp_path))
     honest = first["metrics"]["map"]
-    assert sweep.run_spec(spec, str(tmp_path), log=logs.append)["reused"]
+    assert sweep.run_spec(spec, str(tmp_path))["reused"]
     _tamper(os.path.join(first["run_dir"], "metrics.json"))
-    again = sweep.run_spec(spec, str(tmp_path), log=logs.append)
+    with caplog.at_level(logging.INFO, logger="deephash.sweep"):
+        again = sweep.run_spec(spec, str(tmp_path))
     assert not again["reused"] and again["metrics"]["map"] == pytest.approx(honest)
+    logs = [r.getMessage() for r in caplog.records if r.name == "deephash.sweep"]
     assert any("damaged" in line and "metrics.json" in line for line in logs)
     assert runs.load_run(again["run_dir"])["metrics"]["map"] == pytest.approx(honest)
 
 
-# --------------------------------------------------------------------------- 8., 9. early checks, housekeeping
+# --------------------------------------------------------------- 8., 9. early checks, housekeeping
 def test_early_checks_before_any_training(tmp_path, small):
     with pytest.raises(ValueError, match="batch_size 1000 is larger than the training set"):
         experiment.run("drh", small, 8, TINY.replace(batch_size=1000), str(tmp_path / "a"))
@@ -394,7 +395,7 @@ def test_train_script_verifies_list_file_images_before_training(tmp_path):
     )  # stopped before training
 
 
-# --------------------------------------------------------------------------- 11. encoding without retracing
+# ------------------------------------------------------------------ 11. encoding without retracing
 def test_encoding_many_models_does_not_retrace(small, digits):
     stream = _io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -431,7 +432,7 @@ def test_encoding_many_models_does_not_retrace(small, digits):
     assert codes.shape == (500, 8) and codes.dtype == bool
 
 
-# --------------------------------------------------------------------------- 10. version-proof tests
+# ------------------------------------------------------------------------- 10. version-proof tests
 def test_approx_history_compares_lists_per_metric():
     assert {"loss": [1.0, 0.5]} == approx_history({"loss": [1.0 + 1e-9, 0.5]})
     assert {"loss": [1.0, 0.5]} != approx_history({"loss": [1.0, 0.6]})

@@ -28,6 +28,8 @@ import json
 import os
 from typing import Any
 
+from deephash import validation
+
 _DIR = os.path.dirname(os.path.abspath(__file__))
 
 DATASET_NAMES = {
@@ -100,79 +102,59 @@ def _flatten(name: str, doc: dict) -> list[Record]:
     or as a dict ``{metric: value}`` (at the single code length ``doc["bits"]``)."""
     paper = str(doc.get("paper", name))
     table = str(doc.get("table", name))
-    null_note = str(doc.get("null_note", "not transcribed"))
     values = doc.get("values", doc.get("records"))
-    out: list[Record] = []
     if isinstance(values, list):
-        for r in values:
-            out.append(
-                Record(
-                    paper,
-                    table,
-                    r["dataset"],
-                    r["method"],
-                    int(r["bits"]),
-                    r["metric"],
-                    _num(r.get("value")),
-                    str(r.get("where", r.get("note", ""))),
-                )
+        return [
+            Record(
+                paper,
+                table,
+                r["dataset"],
+                r["method"],
+                int(r["bits"]),
+                r["metric"],
+                _num(r.get("value")),
+                str(r.get("where", r.get("note", ""))),
             )
-        return out
+            for r in values
+        ]
     if not isinstance(values, dict):
         raise ValueError(f"published table {name!r}: 'values' must be a list or a dict")
-    bits = doc.get("bits")
+    out: list[Record] = []
     for dataset, rows in values.items():
         for method, row in rows.items():
-            if isinstance(row, list) or row is None:
-                if not isinstance(bits, list):
-                    raise ValueError(
-                        f"published table {name!r}: rows are lists but 'bits' is not a list"
-                    )
-                cells = row if row is not None else [None] * len(bits)
-                if len(cells) != len(bits):
-                    raise ValueError(
-                        f"published table {name!r}: {dataset}/{method} has {len(cells)} values "
-                        f"for {len(bits)} code lengths"
-                    )
-                for b, v in zip(bits, cells):
-                    out.append(
-                        Record(
-                            paper,
-                            table,
-                            dataset,
-                            method,
-                            int(b),
-                            str(doc.get("metric", "map")),
-                            _num(v),
-                            "" if v is not None else null_note,
-                        )
-                    )
-            elif isinstance(row, dict):
-                b = row.get("bits", bits)
-                if not isinstance(b, int):
-                    raise ValueError(
-                        f"published table {name!r}: {dataset}/{method} needs one code length"
-                    )
-                for metric, v in row.items():
-                    if metric == "bits" or isinstance(v, (dict, list, str)):
-                        continue
-                    out.append(
-                        Record(
-                            paper,
-                            table,
-                            dataset,
-                            method,
-                            int(b),
-                            metric,
-                            _num(v),
-                            "" if v is not None else null_note,
-                        )
-                    )
-            else:
-                raise ValueError(
-                    f"published table {name!r}: {dataset}/{method} has an unreadable row"
-                )
+            where = f"published table {name!r}: {dataset}/{method}"
+            cells = _cells(name, where, doc, row)
+            out += [
+                Record(paper, table, dataset, method, b, metric, _num(v), note)
+                for b, metric, v, note in cells
+            ]
     return out
+
+
+def _cells(name: str, where: str, doc: dict, row) -> list[tuple]:
+    """``(bits, metric, value, note)`` of one row of a ``values[dataset][method]`` table."""
+    bits = doc.get("bits")
+    null_note = str(doc.get("null_note", "not transcribed"))
+    if isinstance(row, list) or row is None:
+        if not isinstance(bits, list):
+            raise ValueError(f"published table {name!r}: rows are lists but 'bits' is not a list")
+        cells = row if row is not None else [None] * len(bits)
+        if len(cells) != len(bits):
+            raise ValueError(f"{where} has {len(cells)} values for {len(bits)} code lengths")
+        metric = str(doc.get("metric", "map"))
+        return [
+            (int(b), metric, v, "" if v is not None else null_note) for b, v in zip(bits, cells)
+        ]
+    if not isinstance(row, dict):
+        raise ValueError(f"{where} has an unreadable row")
+    b = row.get("bits", bits)
+    if not validation.is_int(b):
+        raise ValueError(f"{where} needs one code length")
+    return [
+        (int(b), metric, v, "" if v is not None else null_note)
+        for metric, v in row.items()
+        if metric != "bits" and not isinstance(v, (dict, list, str))
+    ]
 
 
 def records(name: str | None = None) -> list[Record]:
