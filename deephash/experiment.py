@@ -50,43 +50,6 @@ def _prepare_checkpoints(directory: str, fingerprint: dict, overwrite: bool = Fa
     checkpoints.prepare(directory, fingerprint, overwrite=overwrite)
 
 
-# ---- shim until m13 merges ---------------------------------------------------------------
-# deephash.methods gains ``factory(name)``, ``cls.family``, ``cls.resolve_hparams`` (default
-# ``(dict(hparams), {})``), ``model.hparams()`` and ``model.extra_metrics()`` (default ``{}``)
-# on every method (issue 13, methods side). Until then this block provides them; it does
-# nothing once ``methods.factory`` exists. Delete it after the merge.
-def _shim_methods_api(methods) -> None:  # shim until m13 merges
-    if hasattr(methods, "factory"):
-        return
-    from deephash.methods import base
-
-    class _CallableDict(dict):
-        def __call__(self):
-            return dict(self)
-
-    def _resolve(cls, name, dataset, bits, config, hparams):
-        return dict(hparams), {}
-
-    def _no_extra(self, dataset, query_codes, db_codes):
-        return {}
-
-    def _patch(cls):
-        cls.family = cls.method_family
-        if not hasattr(cls, "resolve_hparams"):
-            cls.resolve_hparams = classmethod(_resolve)
-        if not hasattr(cls, "extra_metrics"):
-            cls.extra_metrics = _no_extra
-        return cls
-
-    base.ShallowMethod.hparams = property(
-        lambda self: _CallableDict(
-            self.__dict__.get("_shim_hparams", self.__dict__.get("hparams", {}))
-        ),
-        lambda self, value: self.__dict__.__setitem__("_shim_hparams", dict(value)),
-    )
-    methods.factory = lambda name: _patch(base._lookup(name))
-
-
 # ---- the request ------------------------------------------------------------------------
 RESERVED = ("config.json", "split.json", "codes.npz", "history.json", "metrics.json")
 
@@ -128,7 +91,6 @@ def _check_request(method, dataset, bits, config, out_dir, overwrite, features, 
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     config.validate()
     name = str(method).lower()
-    _shim_methods_api(methods)  # shim until m13 merges
     cls = methods.factory(name)  # ValueError for unknown methods
     _check_dataset(dataset)
     methods.check_bits(bits, method=name)

@@ -200,21 +200,14 @@ def _group(method: str, family: str) -> str:
 
 # whether each named data set's protocol is multi-label (``data.Protocol.multilabel``; the
 # loaders' protocols, listed here so that a preset is chosen without loading the data)
-MULTILABEL = {
-    "digits": False,
-    "digits_multi": True,
-    "cifar10": False,
-    "nuswide21": True,
-    "imagenet100": False,
-    "coco": True,
-}
-
-
 def multilabel(dataset) -> bool | None:
     """Whether ``dataset``'s protocol is multi-label: ``dataset.protocol.multilabel`` for a
-    ``data.Dataset``, :data:`MULTILABEL` for a name (None for a name it does not list)."""
+    ``data.Dataset``, ``data.multilabel(name)`` for a name (None for a name data does not
+    know)."""
     if isinstance(dataset, str):
-        return MULTILABEL.get(dataset)
+        from deephash import data
+
+        return data.multilabel(dataset) if dataset.lower() in data.available() else None
     return bool(dataset.protocol.multilabel)
 
 
@@ -554,7 +547,6 @@ def _paper_deep(name: str, group: str, dataset: str, paper: str, seed: int, verb
 __all__ = [
     "ExperimentConfig",
     "multilabel",
-    "MULTILABEL",
     "PRESETS",
     "PAPERS",
     "RunSpec",

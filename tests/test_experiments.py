@@ -196,7 +196,11 @@ def test_presets_decide_by_the_protocol():
     assert presets.multilabel("unknown_set") is None
     for name in ("digits", "digits_multi"):
         ds = data.load(name)
-        assert presets.multilabel(ds) == ds.protocol.multilabel == presets.MULTILABEL[name]
+        assert presets.multilabel(ds) == ds.protocol.multilabel == data.multilabel(name)
+    expected = {"cifar10": False, "nuswide21": True, "imagenet100": False, "coco": True}
+    assert {name: data.multilabel(name) for name in expected} == expected
+    with pytest.raises(ValueError, match="unknown data set"):
+        data.multilabel("unknown_set")
 
 
 # ----------------------------------------------------------------------------- sweep + report

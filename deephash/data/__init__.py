@@ -19,7 +19,7 @@ from deephash.data.pipelines import (
     triplet_statistics,
 )
 from deephash.data.preprocessing import Preprocessor, for_backbone
-from deephash.data.registry import available, load
+from deephash.data.registry import available, load, multilabel
 from deephash.data.splits import split_checksum, verify_split
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Split",
     "TripletSampler",
     "available",
+    "multilabel",
     "for_backbone",
     "image_dataset",
     "labeled_dataset",

@@ -51,6 +51,24 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+# Whether each embedded / tfds-only set's protocol is multi-label (the list sets' comes from
+# their listfile.SPECS entry); the loaders build their Protocol with the same value.
+_MULTILABEL = {"digits": False, "digits_multi": True, "cifar10": False}
+
+
+def multilabel(name: str) -> bool:
+    """Whether data set ``name``'s protocol is multi-label, without loading it (what
+    ``load(name).protocol.multilabel`` says). Unknown names raise ValueError."""
+    key = str(name).lower()
+    if key not in _LOADERS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
+    if key in _MULTILABEL:
+        return _MULTILABEL[key]
+    from deephash.data.listfile import SPECS
+
+    return bool(SPECS[key].multilabel)
+
+
 def available() -> list[str]:
     """Names accepted by ``load``."""
     return list(_LOADERS)

@@ -97,9 +97,6 @@ def factory(name: str) -> type:
     return _REGISTRY[key]
 
 
-_lookup = factory  # the old private name (deephash.experiment used it); prefer factory
-
-
 def create(name: str, **kwargs) -> "HashingMethod":
     """Instantiate the method registered as ``name`` with ``kwargs``; an argument the
     method does not take raises ValueError naming it and the accepted ones."""
