@@ -1,4 +1,6 @@
-"""Exact search over distinct codes: the kernels behind ``GroupedHammingIndex`` (numba + numpy twins).
+"""Exact search over distinct codes: the kernels of ``HammingIndex(backend="grouped")``.
+
+numba kernels with numpy twins.
 
 Learned codes crowd into few distinct values (10-200 for thousands of items on the embedded
 sets). Each distinct code is a *group*: its items, in insertion (index) order, are
@@ -185,7 +187,10 @@ def np_grouped_range(qc, uc, members, gstart, radius, n_bits):
                     counts[s + r] += hit.size
     offsets = np.zeros(nq + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    cat = lambda p, t: np.concatenate(p) if p else np.zeros(0, t)
+
+    def cat(p, t):
+        return np.concatenate(p) if p else np.zeros(0, t)
+
     return cat(idx_parts, np.int64), cat(d_parts, np.int32), offsets
 
 
@@ -234,7 +239,7 @@ if _kernels.HAVE_NUMBA:
 
     @njit(parallel=True, cache=True)
     def nb_grouped_knn(qc, uc, members, gstart, k, n_bits, nthreads):
-        """The ``k`` nearest items per query by (distance, index), from distances to distinct codes."""
+        """The ``k`` nearest items per query by (distance, index), from the distinct codes."""
         nq = qc.shape[0]
         U = uc.shape[0]
         k = min(k, members.shape[0])
@@ -328,7 +333,7 @@ if _kernels.HAVE_NUMBA:
 
 
 def knn(qc, uc, members, gstart, k, n_bits, kernels=None):
-    """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest items, by (distance, index)."""
+    """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest, by (distance, index)."""
     if _kernels.resolve(kernels) == "numba":
         with _kernels._LAUNCH_LOCK:
             if _kernels.small_call(qc.shape[0], uc.shape[0]) or qc.shape[0] <= 4:

@@ -25,6 +25,8 @@ import types as _pytypes
 
 import numpy as np
 
+from deephash.validation import check_choice
+
 try:  # numba is an install requirement, but keep the library usable without it
     import numba
     from llvmlite import ir
@@ -48,8 +50,7 @@ _LAUNCH_LOCK = threading.Lock()
 def resolve(kernels: str | None = None) -> str:
     """The kernel implementation to use: argument, else ``$DEEPHASH_KERNELS``, else numba."""
     name = kernels if kernels is not None else os.environ.get("DEEPHASH_KERNELS", "numba")
-    if name not in KERNELS:
-        raise ValueError(f"unknown kernels {name!r}: expected one of {KERNELS}")
+    check_choice(name, KERNELS, "kernels")
     if name == "numba" and not HAVE_NUMBA:  # pragma: no cover
         return "numpy"
     return name
@@ -151,7 +152,10 @@ def np_range(qc, dbc, radius, n_bits):
             counts[s + r] = hit.size
     offsets = np.zeros(nq + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    cat = lambda p, t: np.concatenate(p) if p else np.zeros(0, t)
+
+    def cat(p, t):
+        return np.concatenate(p) if p else np.zeros(0, t)
+
     return cat(idx_parts, np.int64), cat(d_parts, np.int32), offsets
 
 
@@ -228,7 +232,9 @@ if HAVE_NUMBA:
             zero = ir.Constant(ir.IntType(32), 0)
             splat = builder.insert_element(ir.Constant(vty, ir.Undefined), x, zero)
             splat = builder.shuffle_vector(
-                splat, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 32), None)
+                splat,
+                ir.Constant(vty, ir.Undefined),
+                ir.Constant(ir.VectorType(ir.IntType(32), 32), None),
             )
             m = builder.bitcast(builder.icmp_unsigned("==", v, splat), ir.IntType(32))
             return builder.zext(m, ir.IntType(64))
@@ -245,7 +251,9 @@ if HAVE_NUMBA:
             aty, sty = signature.args
             s = context.cast(builder, args[1], sty, types.intp)
             v, vty = _vector_at(context, builder, aty, args[0], s, 32)
-            m = builder.bitcast(builder.icmp_unsigned("!=", v, ir.Constant(vty, None)), ir.IntType(32))
+            m = builder.bitcast(
+                builder.icmp_unsigned("!=", v, ir.Constant(vty, None)), ir.IntType(32)
+            )
             return builder.zext(m, ir.IntType(64))
 
         return types.uint64(arr, start), codegen
@@ -455,7 +463,8 @@ if HAVE_NUMBA:
         return hist_all, hist_rel, ap_sum, ap_cnt, rel_n
 
     @njit(parallel=True, cache=True)
-    def nb_knn(qc, dbc, k, n_bits, nthreads):
+    # one numba kernel loop (top-k with a falling threshold): splitting it costs inlining control
+    def nb_knn(qc, dbc, k, n_bits, nthreads):  # noqa: C901
         """The ``k`` nearest items per query, ordered by (distance, index); one pass.
 
         A per-query threshold ``acc`` (largest distance that can still enter the top k) falls
@@ -692,7 +701,7 @@ def knn(qc, dbc, k, n_bits, kernels=None):
 
 
 def range_search(qc, dbc, radius, n_bits, kernels=None):
-    """Flat ``(indices, distances, offsets)`` of items at distance <= radius, by (distance, index)."""
+    """Flat ``(indices, distances, offsets)`` of items within ``radius``, by (distance, index)."""
     if resolve(kernels) == "numba":
         with _LAUNCH_LOCK:
             serial = qc.shape[0] == 1 or small_call(qc.shape[0], dbc.shape[0])

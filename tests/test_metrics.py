@@ -230,9 +230,10 @@ def test_empty_query_conventions():
 
 def test_packed_codes_and_label_forms_give_same_result():
     qb, db, ql, dl = make_data(12, False, seed=3)
-    onehot = lambda y: (y[:, None] == np.arange(100)).astype(
-        np.uint8
-    )  # 100 classes: two label words
+
+    def onehot(y):
+        return (y[:, None] == np.arange(100)).astype(np.uint8)  # 100 classes: two label words
+
     base = metrics.mean_average_precision(qb, db, ql, dl)
     assert (
         metrics.mean_average_precision(
@@ -335,12 +336,12 @@ def test_distinct_codes():
         ),
         (dict(top_k=0), "top_k"),
         (dict(top_k=-3), "top_k"),
-        (dict(normalize="all"), "unknown normalize"),
-        (dict(empty="nan"), "unknown empty"),
+        (dict(normalize="all"), "normalize must be one of"),
+        (dict(empty="nan"), "empty must be one of"),
         (dict(ns=[100, 0]), "each n in ns"),
         (dict(ns=[]), "ns is empty"),
         (dict(radius=-1), "radius"),
-        (dict(kernels="cuda"), "unknown kernels"),
+        (dict(kernels="cuda"), "kernels must be one of"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_problem(kwargs, match):
