@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from deephash import _kernels
+from deephash import _grouped, _kernels
 from deephash.codes import as_words
 from deephash.validation import check_choice, check_int
 
@@ -143,12 +143,18 @@ def _counts(
     # count each distinct (code, labels) once (learned codes repeat a lot), then expand
     first, inverse = _distinct_rows(np.concatenate([qw, ql], axis=1))
     if first.size < qw.shape[0]:
-        out = _kernels.metric_counts(
-            qw[first], dw, ql[first], dl, eq, k, kk, ns, need_ranks, kernels
-        )
+        out = _count(qw[first], dw, ql[first], dl, eq, k, kk, ns, need_ranks, kernels)
         return k, dw.shape[0], tuple(a[inverse] for a in out)
-    out = _kernels.metric_counts(qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels)
-    return k, dw.shape[0], out
+    return k, dw.shape[0], _count(qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels)
+
+
+def _count(qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels):
+    """The per-query counts: by runs of equal (code, labels) database items when the database
+    has few (learned codes stored by class or code: ``_grouped.metric_counts_by_runs``),
+    else by the flat kernels. Both give identical results."""
+    args = (qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels)
+    out = _grouped.metric_counts_by_runs(*args)
+    return _kernels.metric_counts(*args) if out is None else out
 
 
 def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
