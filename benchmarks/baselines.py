@@ -21,6 +21,7 @@ the same data. Triplet methods (DRH, NINH) run 3 images per batch item.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -195,7 +196,7 @@ def bench_deep(
             fit_s, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
             epoch_s = float(np.median(np.diff(marks))) if len(marks) > 1 else fit_s
             model.encode(split.images[:batch_size])  # trace the encoder
-            encode_s = _time(lambda: model.encode(split), repeats)
+            encode_s = _time(functools.partial(model.encode, split), repeats)
             results[name] = (fit_s, fit_cpu, epoch_s, n / encode_s)
             del model
         ref = results[DEEP_REFERENCE]
@@ -224,13 +225,15 @@ def bench_deep(
 
 def format_deep_table(rows: list[dict]) -> str:
     head = (
-        f"{'method':8s} {'n':>6s} {'fit s':>7s} {'fit cpu s':>9s} {'epoch s':>8s} {'enc img/s':>10s} "
+        f"{'method':8s} {'n':>6s} {'fit s':>7s} {'fit cpu s':>9s} {'epoch s':>8s} "
+        f"{'enc img/s':>10s} "
         f"{'fit/DRH':>8s} {'cpu/DRH':>8s} {'epoch/DRH':>10s} {'enc rate/DRH':>13s}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['method']:8s} {r['n']:6d} {r['fit_s']:7.2f} {r['fit_cpu_s']:9.2f} {r['epoch_s']:8.3f} "
+            f"{r['method']:8s} {r['n']:6d} {r['fit_s']:7.2f} {r['fit_cpu_s']:9.2f} "
+            f"{r['epoch_s']:8.3f} "
             f"{r['encode_images_per_s']:10.0f} {r['fit_vs_drh']:8.2f} {r['fit_cpu_vs_drh']:8.2f} "
             f"{r['epoch_vs_drh']:10.2f} {r['encode_rate_vs_drh']:13.2f}"
         )
@@ -241,7 +244,10 @@ SUITES = {"shallow": bench_shallow, "deep": bench_deep}
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'method':8s} {'n':>6s} {'d':>4s} {'fit s':>9s} {'encode s':>9s} {'fit/LSH fit':>12s} {'enc/LSH enc':>12s}"
+    head = (
+        f"{'method':8s} {'n':>6s} {'d':>4s} {'fit s':>9s} {'encode s':>9s} "
+        f"{'fit/LSH fit':>12s} {'enc/LSH enc':>12s}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(

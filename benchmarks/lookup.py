@@ -1,4 +1,4 @@
-"""Radius lookup speed: MultiIndexHashing against the exhaustive HammingIndex.range_search, in one process.
+"""Radius lookup speed: MultiIndexHashing against the exhaustive range_search, in one process.
 
 For each database size, bit length and code distribution it builds a ``MultiIndexHashing``
 (``m`` by the paper's rule unless ``--m``), checks that its radius-``r`` results equal the
@@ -11,7 +11,7 @@ Distributions: ``random`` (uniform bits: tiny buckets, the best case) and ``clus
     python benchmarks/lookup.py                 # N = 100k and 1M, 32 and 64 bits, radius 2
     python benchmarks/lookup.py --quick         # smoke run (seconds)
     python benchmarks/lookup.py --database 1000000 --bits 64 --radius 3 --m 4
-    python benchmarks/lookup.py --sweep         # the measurements behind MultiIndexHashing's thresholds
+    python benchmarks/lookup.py --sweep   # the measurements behind MultiIndexHashing's thresholds
 
 ``--sweep`` times ``MultiIndexHashing.range_search`` with each candidate value of its two scan
 thresholds (``SCAN_FRACTION``: scan a query whose buckets hold more than ``N * f`` candidates;
@@ -62,12 +62,14 @@ def sweep(args) -> None:
     worst = {("scan", v): [] for v in SCAN_VALUES} | {("probe", v): [] for v in PROBE_VALUES}
     n = max(args.database)
     print(
-        f"N = {n}, {args.queries} queries, median of {args.repeat}; time / best time per configuration"
+        f"N = {n}, {args.queries} queries, median of {args.repeat}; "
+        "time / best time per configuration"
     )
     head = " ".join(f"{'1/' + str(round(1 / v)) if v < 1 else '1':>7}" for v in SCAN_VALUES)
     head2 = " ".join(f"{'1/' + str(round(1 / v)) if v < 1 else '1':>7}" for v in PROBE_VALUES)
     print(
-        f"{'codes':>9} {'bits':>4} {'r':>2} {'hits/q':>8} | SCAN_FRACTION {head} | PROBE_FRACTION {head2} | best us/q"
+        f"{'codes':>9} {'bits':>4} {'r':>2} {'hits/q':>8} | SCAN_FRACTION {head} | "
+        f"PROBE_FRACTION {head2} | best us/q"
     )
     for kind in ("random", "clustered", "spread", "repeated"):
         for bits in args.bits:
@@ -93,7 +95,8 @@ def sweep(args) -> None:
                     )
                     return float(np.median(times))
 
-                # the scan threshold with table lookups allowed; the probe threshold with the default scan one
+                # the scan threshold with table lookups allowed; the probe threshold with the
+                # default scan one
                 ts = [run(v, 1e9) for v in SCAN_VALUES]
                 tp = [run(MultiIndexHashing.SCAN_FRACTION, v) for v in PROBE_VALUES]
                 best_s, best_p = min(ts), min(tp)
@@ -148,7 +151,8 @@ def main() -> None:
         return
     print(f"radius {args.radius}, {args.queries} queries, kernels={_kernels.resolve()}")
     print(
-        f"{'codes':>9} {'N':>9} {'bits':>4} {'m':>2} {'build s':>8} {'table MiB':>9} {'codes MiB':>9} "
+        f"{'codes':>9} {'N':>9} {'bits':>4} {'m':>2} {'build s':>8} {'table MiB':>9} "
+        f"{'codes MiB':>9} "
         f"{'lookup us/q':>11} {'scan us/q':>10} {'speed-up':>9} {'hits/q':>9}"
     )
     rng = np.random.default_rng(0)
@@ -170,8 +174,10 @@ def main() -> None:
         hits = np.mean([len(a) for a in want])
         us = 1e6 / len(qp)
         tqdm.write(
-            f"{kind:>9} {n:>9} {bits:>4} {mih.m:>2} {t_build:8.3f} {mih.tables_nbytes / 2**20:9.1f} "
-            f"{dp.nbytes / 2**20:9.1f} {t_mih * us:11.1f} {t_scan * us:10.1f} {t_scan / t_mih:8.1f}x {hits:9.1f}"
+            f"{kind:>9} {n:>9} {bits:>4} {mih.m:>2} {t_build:8.3f} "
+            f"{mih.tables_nbytes / 2**20:9.1f} "
+            f"{dp.nbytes / 2**20:9.1f} {t_mih * us:11.1f} {t_scan * us:10.1f} "
+            f"{t_scan / t_mih:8.1f}x {hits:9.1f}"
         )
 
 

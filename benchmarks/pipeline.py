@@ -11,7 +11,8 @@ machines. ``--stat_files=N`` also times the check the pipelines make before taki
 path (one manifest read per directory, one ``os.stat`` per file) on N empty files in 100
 directories.
 
-    python benchmarks/pipeline.py [--num_images=512] [--batch_size=64] [--stat_files=130000] [--output=pipeline.json]
+    python benchmarks/pipeline.py [--num_images=512] [--batch_size=64] [--stat_files=130000] \
+        [--output=pipeline.json]
 """
 
 from __future__ import annotations
@@ -135,6 +136,59 @@ def _stat_check(directory: str, n: int) -> dict[str, float]:
     }
 
 
+def _jpeg_rates(ds, b, secs, graph_decode) -> dict[str, float]:
+    """Decode + resize (+ batch) rates of the library's python and fast JPEG paths, against the
+    plain graph map and each other, for raw images and for every training stream."""
+    from deephash import data
+
+    results: dict[str, float] = {}
+    cnn_f, vgg = data.for_backbone("cnn_f"), data.for_backbone("vgg19")
+    # decode + resize to 224x224 + batch, no preprocessing: the library's two paths against
+    # the plain graph map
+    rates, ratios = _compare(
+        {
+            "reference_graph_decode": graph_decode,
+            "python": lambda: iter(
+                data.image_dataset(ds.database, b, image_size=(224, 224), decode="python")
+            ),
+            "fast": lambda: iter(
+                data.image_dataset(ds.database, b, image_size=(224, 224), decode="auto")
+            ),
+        },
+        b,
+        secs,
+        FLAGS.rounds,
+    )
+    results["reference_graph_decode_images_per_s"] = rates["reference_graph_decode"]
+    for tag in ("python", "fast"):
+        results[f"jpeg_raw_images_per_s_{tag}"] = rates[tag]
+        results[f"jpeg_raw_images_{tag}_vs_graph_decode"] = ratios[(tag, "reference_graph_decode")]
+    results["jpeg_raw_images_fast_vs_python"] = ratios[("fast", "python")]
+    streams = {
+        "images": lambda mode: data.image_dataset(ds.database, b, preprocess=cnn_f, decode=mode),
+        "triplets_noaug": lambda mode: data.triplet_dataset(
+            ds.train, b, preprocess=cnn_f, decode=mode
+        ),
+        "triplets": lambda mode: data.triplet_dataset(
+            ds.train, b, preprocess=cnn_f, augment=True, decode=mode
+        ),
+        "vgg19_triplets": lambda mode: data.triplet_dataset(
+            ds.train, b, preprocess=vgg, augment=True, decode=mode
+        ),
+    }
+    for what, make in streams.items():
+        rates, ratios = _compare(
+            {"python": lambda: iter(make("python")), "fast": lambda: iter(make("auto"))},
+            b,
+            secs,
+            FLAGS.rounds,
+        )
+        results[f"jpeg_{what}_per_s_python"] = rates["python"]
+        results[f"jpeg_{what}_per_s_fast"] = rates["fast"]
+        results[f"jpeg_{what}_fast_vs_python"] = ratios[("fast", "python")]
+    return results
+
+
 def main(argv) -> None:
     del argv
     import tensorflow as tf
@@ -199,53 +253,7 @@ def main(argv) -> None:
         for split in (ds.database, ds.train):
             graph, _ = data.pipelines.decode_plan(split.paths)
             assert graph.all(), "verified files should take the graph-only path"
-        cnn_f, vgg = data.for_backbone("cnn_f"), data.for_backbone("vgg19")
-        # decode + resize to 224x224 + batch, no preprocessing: the library's two paths against the plain graph map
-        rates, ratios = _compare(
-            {
-                "reference_graph_decode": graph_decode,
-                "python": lambda: iter(
-                    data.image_dataset(ds.database, b, image_size=(224, 224), decode="python")
-                ),
-                "fast": lambda: iter(
-                    data.image_dataset(ds.database, b, image_size=(224, 224), decode="auto")
-                ),
-            },
-            b,
-            secs,
-            FLAGS.rounds,
-        )
-        results["reference_graph_decode_images_per_s"] = rates["reference_graph_decode"]
-        for tag in ("python", "fast"):
-            results[f"jpeg_raw_images_per_s_{tag}"] = rates[tag]
-            results[f"jpeg_raw_images_{tag}_vs_graph_decode"] = ratios[
-                (tag, "reference_graph_decode")
-            ]
-        results["jpeg_raw_images_fast_vs_python"] = ratios[("fast", "python")]
-        streams = {
-            "images": lambda mode: data.image_dataset(
-                ds.database, b, preprocess=cnn_f, decode=mode
-            ),
-            "triplets_noaug": lambda mode: data.triplet_dataset(
-                ds.train, b, preprocess=cnn_f, decode=mode
-            ),
-            "triplets": lambda mode: data.triplet_dataset(
-                ds.train, b, preprocess=cnn_f, augment=True, decode=mode
-            ),
-            "vgg19_triplets": lambda mode: data.triplet_dataset(
-                ds.train, b, preprocess=vgg, augment=True, decode=mode
-            ),
-        }
-        for what, make in streams.items():
-            rates, ratios = _compare(
-                {"python": lambda: iter(make("python")), "fast": lambda: iter(make("auto"))},
-                b,
-                secs,
-                FLAGS.rounds,
-            )
-            results[f"jpeg_{what}_per_s_python"] = rates["python"]
-            results[f"jpeg_{what}_per_s_fast"] = rates["fast"]
-            results[f"jpeg_{what}_fast_vs_python"] = ratios[("fast", "python")]
+        results.update(_jpeg_rates(ds, b, secs, graph_decode))
         if FLAGS.stat_files:
             results.update(_stat_check(os.path.join(tmp, "stat"), FLAGS.stat_files))
     for k, v in results.items():

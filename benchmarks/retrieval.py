@@ -14,7 +14,8 @@ the median of ``--repeat`` runs, in one process:
 Then, on clustered codes (``--distinct`` distinct 64-bit codes, 1M items, queries drawn from
 the same codes, labels tied to the codes with 10% noise): k=100 search with the flat scan
 (``backend="numpy"``), by distinct codes (``backend="grouped"``) and with faiss; and mAP@all
-with and without counting repeated (code, label) queries once.
+with and without counting repeated (code, label) queries once; and the same items stored by
+(code, label): mAP@all counted per run of equal items against the flat kernel.
 
     python benchmarks/retrieval.py            # 10,000 queries x 1,000,000 codes (minutes)
     python benchmarks/retrieval.py --quick    # smoke run (seconds)
@@ -37,17 +38,18 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from deephash import _kernels, codes, metrics
+from deephash import _grouped, _kernels, codes, metrics
 from deephash.index import HammingIndex
 
-_popcount = _kernels._popcount
+_popcount_w = _kernels._popcount_w  # popcount at the word's width (uint32 or uint64)
 
 
 @njit(parallel=True, cache=True)
 def popcount_floor(qc, dT):
     """Sum over every (query, item) of ``popcount(q ^ x)``: the vectorised popcount floor.
 
-    ``dT`` is the database word-major ``(W, N)``; blocks of 16 queries stream 2048-item tiles
+    ``dT`` is the database word-major ``(W, N)`` (uint32 words for codes of at most 32 bits,
+    like the metric kernels); blocks of 16 queries stream 2048-item tiles
     (what the metric kernels do), the inner loop is a plain vectorisable popcount-sum.
     """
     nq, W = qc.shape
@@ -64,13 +66,13 @@ def popcount_floor(qc, dT):
                     c = dT[w, t0:t1]
                     qw = qc[q, w]
                     for t in range(c.shape[0]):
-                        s += _popcount(qw ^ c[t])
+                        s += _popcount_w(qw ^ c[t])
                 out[q] += s
     return out
 
 
 def numpy_floor(qw: np.ndarray, dw: np.ndarray, n: int) -> float:
-    """Seconds for numpy's one-thread ``bitwise_count`` distances of ``n`` queries (per-query rows)."""
+    """Seconds for numpy's one-thread ``bitwise_count`` distances of ``n`` queries (row by row)."""
     t = time.perf_counter()
     for i in range(n):
         d = np.bitwise_count(dw[:, 0] ^ qw[i, 0])
@@ -94,7 +96,7 @@ def reference_map(qb: np.ndarray, db_packed: np.ndarray, ql: np.ndarray, dl: np.
 
 
 def median_time(fn, *args, repeat=3, **kwargs):
-    """``(result of the last call, median wall seconds, median CPU seconds)`` over ``repeat`` calls."""
+    """``(result of the last call, median wall s, median CPU s)`` over ``repeat`` calls."""
     walls, cpus = [], []
     for _ in range(repeat):
         c, t = time.process_time(), time.perf_counter()
@@ -123,6 +125,8 @@ def random_codes(args, rng, ql, dl) -> None:
         del db
         qw, _ = codes.as_words(qp, bits, packed=True)
         dw, _ = codes.as_words(dp, bits, packed=True)
+        if bits <= 32:  # the metric kernels use uint32 words here: so do both floors
+            qw, dw = qw.astype(np.uint32), dw.astype(np.uint32)
         dT = np.ascontiguousarray(dw.T)
         # warm-up (numba compilation is cached on disk, but the first call still loads it)
         metrics.evaluate(qp[:2], dp[:100], ql[:2], dl[:100], n_bits=bits, packed=True)
@@ -131,12 +135,17 @@ def random_codes(args, rng, ql, dl) -> None:
         _, t_floor, c_floor = median_time(popcount_floor, qw, dT, repeat=rep)
         nn = max(1, min(nq, args.numpy_queries))
         t_np = float(np.median([numpy_floor(qw, dw, nn) for _ in range(rep)])) * nq / nn
-        g = lambda t: pairs / t / 1e9
+
+        def g(t):
+            return pairs / t / 1e9
+
         print(
-            f"vectorised popcount floor {t_floor:7.2f} s wall {c_floor:7.2f} s cpu {g(t_floor):6.2f} Gpairs/s"
+            f"vectorised popcount floor {t_floor:7.2f} s wall {c_floor:7.2f} s cpu "
+            f"{g(t_floor):6.2f} Gpairs/s"
         )
         print(
-            f"numpy bitwise_count, 1 thread {t_np:7.2f} s wall (scaled from {nn} queries) {g(t_np):6.2f} Gpairs/s"
+            f"numpy bitwise_count, 1 thread {t_np:7.2f} s wall (scaled from {nn} queries) "
+            f"{g(t_np):6.2f} Gpairs/s"
         )
         kw = dict(n_bits=bits, packed=True)
         m, t_map, c_map = median_time(
@@ -153,10 +162,12 @@ def random_codes(args, rng, ql, dl) -> None:
         ):
             print(
                 f"{name:<12} {t:7.2f} s wall {c:7.2f} s cpu {g(t):6.2f} Gpairs/s | "
-                f"time / popcount floor {t / t_floor:5.2f}x | throughput / numpy 1-thread {t_np / t:5.2f}x"
+                f"time / popcount floor {t / t_floor:5.2f}x | "
+                f"throughput / numpy 1-thread {t_np / t:5.2f}x"
             )
         print(
-            f"evaluate() / mAP@all {t_eval / t_map:.2f}x   (mAP {m:.4f}, P@r2 {ev['precision_radius_2']:.4f})"
+            f"evaluate() / mAP@all {t_eval / t_map:.2f}x   "
+            f"(mAP {m:.4f}, P@r2 {ev['precision_radius_2']:.4f})"
         )
         nr = min(args.reference_queries, nq)
         t = time.perf_counter()
@@ -179,7 +190,10 @@ def random_codes(args, rng, ql, dl) -> None:
             flat.search(qp[:2], 100)
             (fd, _), t_faiss, _ = median_time(flat.search, qp, 100, repeat=rep)
             assert np.array_equal(fd, d), "distances differ from faiss"
-            line += f" | faiss IndexBinaryFlat {t_faiss:.2f} s -> deephash / faiss time {t_ours / t_faiss:.2f}"
+            line += (
+                f" | faiss IndexBinaryFlat {t_faiss:.2f} s -> "
+                f"deephash / faiss time {t_ours / t_faiss:.2f}"
+            )
         print(line)
     # peak memory of mAP@all on the last bit length: tracemalloc sees numpy allocations
     # (numba's are not traced by tracemalloc); ru_maxrss is the process high-water mark.
@@ -189,7 +203,8 @@ def random_codes(args, rng, ql, dl) -> None:
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(
-        f"peak traced numpy memory during mAP@all: {peak / 1024**2:.0f} MiB; process max RSS so far: {rss:.2f} GiB"
+        f"peak traced numpy memory during mAP@all: {peak / 1024**2:.0f} MiB; "
+        f"process max RSS so far: {rss:.2f} GiB"
     )
 
 
@@ -200,9 +215,12 @@ def clustered_codes(args, rng) -> None:
     centres = codes.pack(rng.integers(0, 2, (u, bits)).astype(bool))
     code_class = rng.integers(0, args.classes, u)
     gd, gq = rng.integers(0, u, ndb), rng.integers(0, u, nq)
-    noisy = lambda g: np.where(
-        rng.random(g.size) < 0.1, rng.integers(0, args.classes, g.size), code_class[g]
-    )
+
+    def noisy(g):
+        return np.where(
+            rng.random(g.size) < 0.1, rng.integers(0, args.classes, g.size), code_class[g]
+        )
+
     dp, qp, dl, ql = centres[gd], centres[gq], noisy(gd), noisy(gq)
     print(
         f"\n--- {bits} bits, clustered: {ndb} items with {u} distinct codes, {nq} queries "
@@ -231,7 +249,8 @@ def clustered_codes(args, rng) -> None:
     )
     one = [median_time(ix.search, qp[:1], 100, packed=True, repeat=5)[1] for ix in (flat, grouped)]
     line = (
-        f"search k=100: flat scan {t_flat:.3f} s, grouped {t_grp:.4f} s -> grouped is {t_flat / t_grp:.0f}x faster"
+        f"search k=100: flat scan {t_flat:.3f} s, grouped {t_grp:.4f} s -> "
+        f"grouped is {t_flat / t_grp:.0f}x faster"
         f" (one query: {one[0] * 1e3:.2f} ms vs {one[1] * 1e3:.3f} ms, {one[0] / one[1]:.0f}x)"
     )
     try:
@@ -250,13 +269,43 @@ def clustered_codes(args, rng) -> None:
     m, t_map, _ = median_time(metrics.mean_average_precision, qp, dp, ql, dl, repeat=rep, **kw)
     qw, _ = codes.as_words(qp, bits, packed=True)
     dw, _ = codes.as_words(dp, bits, packed=True)
-    lw = lambda y: y.astype(np.int64).view(np.uint64).reshape(-1, 1)
-    every = lambda: _kernels.metric_counts(qw, dw, lw(ql), lw(dl), True, bits, ndb, [1], True)
+
+    def lw(y):
+        return y.astype(np.int64).view(np.uint64).reshape(-1, 1)
+
+    def every():
+        return _kernels.metric_counts(qw, dw, lw(ql), lw(dl), True, bits, ndb, [1], True)
+
     _, t_every, _ = median_time(every, repeat=rep)
     n_pairs = len(np.unique(np.stack([gq, ql]), axis=1).T)
     print(
-        f"mAP@all {m:.4f}: {t_map:.2f} s counting each of the {n_pairs} distinct (code, label) queries once, "
+        f"mAP@all {m:.4f}: {t_map:.2f} s counting each of the {n_pairs} distinct "
+        "(code, label) queries once, "
         f"{t_every:.2f} s counting every query -> {t_every / t_map:.1f}x"
+    )
+    by_runs(qp, dp, ql, dl, gd, bits, rep)
+
+
+def by_runs(qp, dp, ql, dl, gd, bits, rep) -> None:
+    """The same items stored by (code, label), as a database kept by class often is: mAP@all
+    counted per run of equal (code, label) items against the flat kernel (identical values)."""
+    order = np.lexsort((dl, gd))
+    dp, dl = dp[order], dl[order]
+    qw, _ = codes.as_words(qp, bits, packed=True)
+    dw, _ = codes.as_words(dp, bits, packed=True)
+    lq, ld, eq = metrics._prepare_labels(ql, dl, len(ql), len(dl))
+    args = (qw, dw, lq, ld, eq, bits, len(dl), [1], True)
+    _grouped.metric_counts_by_runs(*args)
+    runs = _grouped.runs_of(dw, ld).size
+    out_r, t_runs, _ = median_time(_grouped.metric_counts_by_runs, *args, repeat=rep)
+    out_f, t_flat, _ = median_time(_kernels.metric_counts, *args, repeat=rep)
+    assert all(np.array_equal(a, b) for a, b in zip(out_r, out_f)), "runs differ from flat"
+    kw = dict(n_bits=bits, packed=True)
+    m, t_map, _ = median_time(metrics.mean_average_precision, qp, dp, ql, dl, repeat=rep, **kw)
+    print(
+        f"database stored by (code, label): {runs} runs; per-query counts for every query "
+        f"by runs {t_runs:.3f} s, flat {t_flat:.2f} s -> {t_flat / t_runs:.0f}x (identical); "
+        f"mean_average_precision {m:.4f} in {t_map:.3f} s"
     )
 
 
@@ -293,7 +342,8 @@ def main() -> None:
         )
     print(
         f"{args.queries} queries x {args.database} database codes, {args.classes} classes, "
-        f"kernels={_kernels.resolve()}, {numba.get_num_threads()} threads, {os.cpu_count()} CPUs, {load()}"
+        f"kernels={_kernels.resolve()}, {numba.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, {load()}"
     )
     rng = np.random.default_rng(0)
     ql = rng.integers(0, args.classes, args.queries)

@@ -1,4 +1,6 @@
-"""Exact search over distinct codes: the kernels behind ``GroupedHammingIndex`` (numba + numpy twins).
+"""Exact search over distinct codes: the kernels of ``HammingIndex(backend="grouped")``.
+
+numba kernels with numpy twins.
 
 Learned codes crowd into few distinct values (10-200 for thousands of items on the embedded
 sets). Each distinct code is a *group*: its items, in insertion (index) order, are
@@ -185,7 +187,10 @@ def np_grouped_range(qc, uc, members, gstart, radius, n_bits):
                     counts[s + r] += hit.size
     offsets = np.zeros(nq + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    cat = lambda p, t: np.concatenate(p) if p else np.zeros(0, t)
+
+    def cat(p, t):
+        return np.concatenate(p) if p else np.zeros(0, t)
+
     return cat(idx_parts, np.int64), cat(d_parts, np.int32), offsets
 
 
@@ -234,7 +239,7 @@ if _kernels.HAVE_NUMBA:
 
     @njit(parallel=True, cache=True)
     def nb_grouped_knn(qc, uc, members, gstart, k, n_bits, nthreads):
-        """The ``k`` nearest items per query by (distance, index), from distances to distinct codes."""
+        """The ``k`` nearest items per query by (distance, index), from the distinct codes."""
         nq = qc.shape[0]
         U = uc.shape[0]
         k = min(k, members.shape[0])
@@ -328,7 +333,7 @@ if _kernels.HAVE_NUMBA:
 
 
 def knn(qc, uc, members, gstart, k, n_bits, kernels=None):
-    """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest items, by (distance, index)."""
+    """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest, by (distance, index)."""
     if _kernels.resolve(kernels) == "numba":
         with _kernels._LAUNCH_LOCK:
             if _kernels.small_call(qc.shape[0], uc.shape[0]) or qc.shape[0] <= 4:
@@ -352,3 +357,151 @@ def range_search(qc, uc, members, gstart, radius, n_bits, kernels=None):
             idx, dist = fill(qc, uc, members, gstart, int(radius), int(n_bits), offsets)
             return idx, dist, offsets
     return np_grouped_range(qc, uc, members, gstart, int(radius), int(n_bits))
+
+
+# ----------------------------------------------------------------------------- metrics by runs
+
+#: the metrics count by runs when the database has at most this share of runs (and enough items)
+RUN_FRACTION = 1 / 8
+RUN_MIN_ITEMS = 1 << 14
+
+
+def runs_of(dw: np.ndarray, dl: np.ndarray) -> np.ndarray:
+    """Start index of every run of consecutive database items with the same code words and the
+    same label words (``uint64 (N, W)`` and ``(N, L)``)."""
+    change = np.ones(dw.shape[0], bool)
+    change[1:] = (dw[1:] != dw[:-1]).any(axis=1) | (dl[1:] != dl[:-1]).any(axis=1)
+    return np.flatnonzero(change)
+
+
+def metric_counts_by_runs(qw, dw, ql, dl, eq, n_bits, top_k, ns, need_ranks, kernels=None):
+    """``_kernels.metric_counts`` computed per run of equal (code, labels) items, or None when
+    the database has too many runs (``RUN_FRACTION``), too few items or numpy kernels.
+
+    Items of a run share their distance and their relevance, and a run's items are
+    consecutive in index order, so the run adds ``len`` to the histogram at once and its
+    relevant items take the next ``len`` positions at their distance: the same records, in
+    the same order, as the flat kernel (identical counts and sums). A query costs ``U``
+    popcounts (distinct codes), one step per run and one per relevant item (its precision)."""
+    n = dw.shape[0]
+    if _kernels.resolve(kernels) != "numba" or n < RUN_MIN_ITEMS:
+        return None
+    starts = runs_of(dw, dl)
+    if starts.size > n * RUN_FRACTION:
+        return None
+    gid, first = group(dw[starts], None, kernels)
+    uc = np.ascontiguousarray(dw[starts][first])
+    rlen = np.diff(np.append(starts, n)).astype(np.int64)
+    rl = np.ascontiguousarray(dl[starts])
+    with _kernels._LAUNCH_LOCK:
+        return nb_run_counts(
+            np.ascontiguousarray(qw),
+            uc,
+            gid,
+            rlen,
+            np.ascontiguousarray(ql),
+            rl,
+            bool(eq),
+            int(n_bits),
+            int(min(top_k, n)),
+            np.asarray(ns, np.int64).reshape(-1),
+            bool(need_ranks),
+            numba.get_num_threads(),
+        )
+
+
+if _kernels.HAVE_NUMBA:
+
+    @njit(cache=True, inline="always")
+    def _run_relevant(ql, q, rl, r, eq):
+        if eq:
+            return ql[q, 0] == rl[r, 0]
+        hit = np.uint64(0)
+        for w in range(rl.shape[1]):
+            hit |= ql[q, w] & rl[r, w]
+        return hit != 0
+
+    @njit(cache=True)
+    def _run_hist(qc, q, uc, rgid, rlen, ql, rl, eq, gd, cb, cr, rd, rp, rn):
+        """Histograms ``cb`` / ``cr`` of query ``q`` over the runs (in index order) and, per
+        relevant run, ``(distance, #items before it at that distance, length)``; returns how
+        many relevant runs."""
+        for g in range(uc.shape[0]):
+            s = np.uint64(0)
+            for w in range(uc.shape[1]):
+                s += _popcount(qc[q, w] ^ uc[g, w])
+            gd[g] = s
+        cb[:] = 0
+        cr[:] = 0
+        nr = 0
+        for r in range(rgid.shape[0]):
+            d = gd[rgid[r]]
+            n = rlen[r]
+            if _run_relevant(ql, q, rl, r, eq):
+                rd[nr] = d
+                rp[nr] = cb[d]
+                rn[nr] = n
+                nr += 1
+                cr[d] += n
+            cb[d] += n
+        return nr
+
+    @njit(cache=True, error_model="numpy")
+    def _run_rank_sums(cb, cr, rd, rp, rn, nr, K, ns, nmax, rel_n):
+        """``_kernels._rank_sums`` over relevant runs: item ``i`` of a run at distance ``d``
+        found ``p`` items before the run is the record ``(p + i, d)``; same terms, same order."""
+        nb1 = cb.shape[0]
+        before = np.zeros(nb1 + 1, np.int64)
+        relbefore = np.zeros(nb1 + 1, np.int64)
+        rs = np.zeros(nb1, np.int64)
+        for d in range(nb1):
+            before[d + 1] = before[d] + cb[d]
+            relbefore[d + 1] = relbefore[d] + cr[d]
+        total = 0.0
+        na = 0
+        for j in range(nr):
+            d = rd[j]
+            for i in range(rn[j]):
+                rs[d] += 1
+                rank = before[d] + rp[j] + i + 1
+                if rank <= K:
+                    total += (np.float64(relbefore[d]) + np.float64(rs[d])) / np.float64(rank)
+                    na += 1
+                if rank <= nmax:
+                    for k in range(ns.shape[0]):
+                        if rank <= ns[k]:
+                            rel_n[k] += 1
+        return total, na
+
+    @njit(parallel=True, cache=True)
+    def nb_run_counts(qc, uc, rgid, rlen, ql, rl, eq, n_bits, top_k, ns, need_ranks, nthreads):
+        """Outputs of ``_kernels.nb_metric_counts`` from runs of equal (code, labels) items:
+        ``uc`` distinct codes, ``rgid`` / ``rlen`` / ``rl`` each run's code, length, labels."""
+        nq = qc.shape[0]
+        R = rgid.shape[0]
+        nb1 = n_bits + 1
+        hist_all = np.zeros((nq, nb1), np.int64)
+        hist_rel = np.zeros((nq, nb1), np.int64)
+        ap_sum = np.zeros(nq)
+        ap_cnt = np.zeros(nq, np.int64)
+        rel_n = np.zeros((nq, ns.shape[0]), np.int64)
+        nmax = 0
+        for i in range(ns.shape[0]):
+            nmax = max(nmax, ns[i])
+        nchunks = max(1, min(nq, nthreads))
+        for c in prange(nchunks):
+            gd = np.empty(uc.shape[0], np.int64)
+            cb = np.zeros(nb1, np.int64)
+            cr = np.zeros(nb1, np.int64)
+            rd = np.empty(R, np.int64)
+            rp = np.empty(R, np.int64)
+            rn = np.empty(R, np.int64)
+            for q in range(c, nq, nchunks):
+                nr = _run_hist(qc, q, uc, rgid, rlen, ql, rl, eq, gd, cb, cr, rd, rp, rn)
+                hist_all[q] = cb
+                hist_rel[q] = cr
+                if need_ranks:
+                    ap_sum[q], ap_cnt[q] = _run_rank_sums(
+                        cb, cr, rd, rp, rn, nr, top_k, ns, nmax, rel_n[q]
+                    )
+        return hist_all, hist_rel, ap_sum, ap_cnt, rel_n

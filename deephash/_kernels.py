@@ -25,8 +25,11 @@ import types as _pytypes
 
 import numpy as np
 
+from deephash.validation import check_choice
+
 try:  # numba is an install requirement, but keep the library usable without it
     import numba
+    from llvmlite import ir
     from numba import njit, prange, types
     from numba.extending import intrinsic
 
@@ -47,8 +50,7 @@ _LAUNCH_LOCK = threading.Lock()
 def resolve(kernels: str | None = None) -> str:
     """The kernel implementation to use: argument, else ``$DEEPHASH_KERNELS``, else numba."""
     name = kernels if kernels is not None else os.environ.get("DEEPHASH_KERNELS", "numba")
-    if name not in KERNELS:
-        raise ValueError(f"unknown kernels {name!r}: expected one of {KERNELS}")
+    check_choice(name, KERNELS, "kernels")
     if name == "numba" and not HAVE_NUMBA:  # pragma: no cover
         return "numpy"
     return name
@@ -150,7 +152,10 @@ def np_range(qc, dbc, radius, n_bits):
             counts[s + r] = hit.size
     offsets = np.zeros(nq + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    cat = lambda p, t: np.concatenate(p) if p else np.zeros(0, t)
+
+    def cat(p, t):
+        return np.concatenate(p) if p else np.zeros(0, t)
+
     return cat(idx_parts, np.int64), cat(d_parts, np.int32), offsets
 
 
@@ -196,67 +201,200 @@ if HAVE_NUMBA:
                     s += _popcount(qc[q, w] ^ ct[t, w])
                 dt[t] = s
 
+    def _vector_at(context, builder, aryty, ary, start, n):
+        """``n`` consecutive elements of a 1-D C-contiguous array from ``start``, as one LLVM
+        vector (an unaligned vector load; the caller keeps ``start + n`` within the array)."""
+        a = context.make_array(aryty)(context, builder, ary)
+        vty = ir.VectorType(context.get_data_type(aryty.dtype), n)
+        ptr = builder.bitcast(builder.gep(a.data, [start]), vty.as_pointer())
+        return builder.load(ptr, align=1), vty
+
+    def _small_1d(arr) -> bool:
+        return (
+            isinstance(arr, types.Array)
+            and arr.ndim == 1
+            and arr.layout == "C"
+            and arr.dtype in (types.uint8, types.uint16)
+        )
+
+    @intrinsic
+    def _eqmask32(typingctx, arr, start, value):
+        """Bit ``i`` set iff ``arr[start + i] == value``, ``i < 32`` (``vpcmpeqb`` +
+        ``vpmovmskb`` on AVX2 for uint8; two of each for uint16)."""
+        if not _small_1d(arr):
+            return None
+
+        def codegen(context, builder, signature, args):
+            aty, sty, xty = signature.args
+            s = context.cast(builder, args[1], sty, types.intp)
+            v, vty = _vector_at(context, builder, aty, args[0], s, 32)
+            x = context.cast(builder, args[2], xty, aty.dtype)
+            zero = ir.Constant(ir.IntType(32), 0)
+            splat = builder.insert_element(ir.Constant(vty, ir.Undefined), x, zero)
+            splat = builder.shuffle_vector(
+                splat,
+                ir.Constant(vty, ir.Undefined),
+                ir.Constant(ir.VectorType(ir.IntType(32), 32), None),
+            )
+            m = builder.bitcast(builder.icmp_unsigned("==", v, splat), ir.IntType(32))
+            return builder.zext(m, ir.IntType(64))
+
+        return types.uint64(arr, start, value), codegen
+
+    @intrinsic
+    def _nzmask32(typingctx, arr, start):
+        """Bit ``i`` set iff ``arr[start + i] != 0``, ``i < 32``."""
+        if not _small_1d(arr):
+            return None
+
+        def codegen(context, builder, signature, args):
+            aty, sty = signature.args
+            s = context.cast(builder, args[1], sty, types.intp)
+            v, vty = _vector_at(context, builder, aty, args[0], s, 32)
+            m = builder.bitcast(
+                builder.icmp_unsigned("!=", v, ir.Constant(vty, None)), ir.IntType(32)
+            )
+            return builder.zext(m, ir.IntType(64))
+
+        return types.uint64(arr, start), codegen
+
+    @intrinsic
+    def _cttz(typingctx, x):
+        """Trailing zero bits of a non-zero uint64 (``tzcnt``)."""
+        if not isinstance(x, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            v = context.cast(builder, args[0], signature.args[0], types.uint64)
+            return builder.cttz(v, ir.Constant(ir.IntType(1), 1))
+
+        return types.uint64(x), codegen
+
+    @intrinsic
+    def _popcount_w(typingctx, x):
+        """LLVM ``ctpop`` at the width of ``x`` (uint32 codes: eight per AVX2 vector)."""
+        if not isinstance(x, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.ctpop(args[0])
+
+        return x(x), codegen
+
     @njit(cache=True, inline="always")
-    def _tile_keys(qc, q, ql, eq, t0, t1, kt, dbc1, dbl1, dT, lT, acc):
-        """``kt[t - t0] = 2 * distance + relevant`` for database items ``t0..t1``.
+    def _tile_dist(qc, q, dT, t0, t1, dt):
+        """``dt[t] = distance(query q, item t0 + t)``; codes word-major ``dT (W, N)`` (uint32
+        for codes of at most 32 bits, else uint64): one vectorised pass per word."""
+        c = dT[0, t0:t1]  # views indexed from 0: plain vector loads, no gathers
+        qw = qc[q, 0]
+        for t in range(c.shape[0]):
+            dt[t] = _popcount_w(qw ^ c[t])
+        for w in range(1, dT.shape[0]):
+            c = dT[w, t0:t1]
+            qw = qc[q, w]
+            for t in range(c.shape[0]):
+                dt[t] += _popcount_w(qw ^ c[t])
 
-        ``dbc1`` / ``dbl1`` are the database codes / labels raveled (contiguous 1-D), used when
-        codes and labels fit in one word; otherwise ``dT`` / ``lT`` hold them word-major
-        (``(W, N)``, ``(L, N)``) and ``acc`` is uint64 scratch: one pass per word over
-        contiguous rows, so that LLVM vectorises every loop (VPOPCNTQ on AVX-512).
-        """
-        W = qc.shape[1]
-        L = ql.shape[1]
-        # views indexed from 0: with a non-negative index LLVM emits plain vector loads
-        # (indexing with t0 + t made it use gathers, several times slower)
-        if W == 1 and L == 1:
-            qw = qc[q, 0]
-            lq = ql[q, 0]
-            c1 = dbc1[t0:t1]
-            l1 = dbl1[t0:t1]
-            if eq:
-                for t in range(c1.shape[0]):
-                    kt[t] = 2 * _popcount(qw ^ c1[t]) + (l1[t] == lq)
-            else:
-                for t in range(c1.shape[0]):
-                    kt[t] = 2 * _popcount(qw ^ c1[t]) + ((l1[t] & lq) != 0)
-        else:
-            n = t1 - t0
-            c = dT[0, t0:t1]
-            qw = qc[q, 0]
+    @njit(cache=True, inline="always")
+    def _tile_rel(ql, q, lT, eq, t0, t1, rt, acc):
+        """``rt[t] = 1`` when item ``t0 + t`` is relevant to query ``q``: equal class id
+        (``eq``, ids in ``lT[0]``) or a shared label (multi-hot words ``lT (L, N)``)."""
+        la = lT[0, t0:t1]
+        lq = ql[q, 0]
+        n = t1 - t0
+        if eq:
             for t in range(n):
-                kt[t] = _popcount(qw ^ c[t])
-            for w in range(1, W):
-                c = dT[w, t0:t1]
-                qw = qc[q, w]
+                rt[t] = la[t] == lq
+        elif lT.shape[0] == 1:
+            for t in range(n):
+                rt[t] = (la[t] & lq) != 0
+        else:
+            for t in range(n):
+                acc[t] = la[t] & lq
+            for w in range(1, lT.shape[0]):
+                la = lT[w, t0:t1]
+                lq = ql[q, w]
                 for t in range(n):
-                    kt[t] += _popcount(qw ^ c[t])
-            la = lT[0, t0:t1]
-            lq = ql[q, 0]
-            if eq:
-                for t in range(n):
-                    kt[t] = 2 * kt[t] + (la[t] == lq)
-            else:
-                for t in range(n):
-                    acc[t] = la[t] & lq
-                for w in range(1, L):
-                    la = lT[w, t0:t1]
-                    lq = ql[q, w]
-                    for t in range(n):
-                        acc[t] |= la[t] & lq
-                for t in range(n):
-                    kt[t] = 2 * kt[t] + (acc[t] != 0)
+                    acc[t] |= la[t] & lq
+            for t in range(n):
+                rt[t] = acc[t] != 0
 
-    @njit(cache=True, fastmath={"reassoc", "nsz", "arcp", "contract"})
-    def _sum_precisions(num, den, dd, relbefore, n):
-        """``sum((relbefore[dd] + num) / den)`` over the first ``n`` entries, vectorised."""
-        s = 0.0
-        for i in range(n):
-            s += (relbefore[dd[i]] + num[i]) / den[i]
-        return s
+    @njit(cache=True, inline="always")
+    def _tile_counts(dt, rt, nt, cb, cr, rb, n, S, need_ranks):
+        """Count one tile of ``nt`` items, in index order, in 32-item chunks; return ``n``.
+
+        ``cb[d]`` / ``cr[d]``: items / relevant items at distance ``d`` so far. For every
+        relevant item (set bits of the chunk's relevance mask, in order) the record
+        ``(#items before it at its distance) << S | distance`` is appended to ``rb`` at ``n``:
+        ``cb[d]`` (items in earlier chunks) plus the items of the chunk before it at ``d``
+        (a vector compare of the chunk with ``d``: one mask, one popcount). Only then is the
+        chunk added to ``cb``, one scalar increment per item (no per-item record store).
+        Indices are unsigned: numba adds no negative-index wraparound code to the loops.
+        """
+        one = np.uint64(1)
+        unt = np.uint64(nt)
+        for k in range(0, nt, 32):
+            c0 = np.uint64(k)
+            m = _nzmask32(rt, c0)
+            if unt - c0 < 32:  # past the tile: stale bytes (the arrays hold _TILE items)
+                m &= (one << (unt - c0)) - one
+            while m:
+                i = _cttz(m)
+                m &= m - one
+                d = dt[c0 + i]
+                cr[d] += 1
+                if need_ranks:
+                    below = _eqmask32(dt, c0, d) & ((one << i) - one)
+                    rb[n] = ((cb[d] + np.int64(_popcount(below))) << S) | np.int64(d)
+                    n += one
+            if unt - c0 >= 32:
+                for i in range(32):
+                    cb[dt[c0 + np.uint64(i)]] += 1
+            else:
+                for i in range(unt - c0):
+                    cb[dt[c0 + np.uint64(i)]] += 1
+        return n
+
+    @njit(cache=True, error_model="numpy")
+    def _rank_sums(cb, cr, rb, nrec, K, ns, nmax, rel_n, S):
+        """``(ap_sum, ap_cnt)`` of one query from its histogram ``cb``, relevant histogram
+        ``cr`` and records ``rb[:nrec]`` (relevant items in index order); adds P@N counts
+        to ``rel_n``. Rank of a record = items at smaller distances + items before it at its
+        distance + 1; relevant items up to it = relevant at smaller distances + its number
+        among the relevant items at its distance. The precisions are summed in record order,
+        one at a time (``error_model="numpy"``: no zero-division test, ranks are >= 1)."""
+        nb1 = cb.shape[0]
+        umask = np.uint64((1 << S) - 1)
+        uS = np.uint64(S)
+        before = np.empty(nb1 + 1, np.int64)
+        relbefore = np.empty(nb1 + 1, np.int64)
+        rs = np.zeros(nb1, np.int64)
+        before[0] = 0
+        relbefore[0] = 0
+        for d in range(nb1):
+            before[d + 1] = before[d] + cb[d]
+            relbefore[d + 1] = relbefore[d] + cr[d]
+        total = 0.0
+        na = 0
+        n_ns = ns.shape[0]
+        for i in range(np.uint64(nrec)):
+            v = np.uint64(rb[i])  # unsigned indices: no wraparound checks
+            d = v & umask
+            rs[d] += 1
+            rank = before[d] + np.int64(v >> uS) + 1
+            if rank <= K:  # P@rank = (relevant at smaller distances + rs[d]) / rank
+                total += (np.float64(relbefore[d]) + np.float64(rs[d])) / np.float64(rank)
+                na += 1
+            if rank <= nmax:
+                for j in range(n_ns):
+                    if rank <= ns[j]:
+                        rel_n[j] += 1
+        return total, na
 
     @njit(parallel=True, cache=True)
-    def nb_metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, nthreads, rproto, S):
+    def nb_metric_counts(
+        qc, dT, ql, lT, eq, n_bits, top_k, ns, need_ranks, nthreads, dproto, rproto, S
+    ):
         """Per-query counts from which every metric follows exactly.
 
         Returns ``hist_all, hist_rel`` (Q, k+1): items / relevant items at each distance;
@@ -264,129 +402,69 @@ if HAVE_NUMBA:
         ``ap_cnt`` (Q,): relevant items within ``top_k``; ``rel_n`` (Q, len(ns)): relevant
         items among the first ``n`` of the ranking. Ranking = (distance, index) ascending.
 
-        One pass over the database in index order per query: a histogram of distances and,
-        for every relevant item, a record ``(distance, #items before it at that distance)``.
-        Its rank is then ``#items at smaller distances + #items before it at its distance + 1``
-        and the relevant items ranked up to it are ``#relevant at smaller distances +
-        #relevant records up to it at its distance``.
+        One pass over the database in index order per query (``_tile_counts``): histograms
+        of the distances of all and of the relevant items and, for every relevant item, a
+        record ``(#items before it at its distance) << S | distance``; ranks follow from
+        them (``_rank_sums``). Blocks of queries stream database tiles that stay in cache.
 
-        Each histogram counter holds ``count << S | distance``, so the counter value *is* the
-        record of the next item at that distance (no shift/or per item); records are stored
-        branch-free (every item writes, only relevant ones advance). ``rproto`` is an empty
-        array whose dtype (int32 or int64) is the record type and ``S`` the shift: the caller
-        picks int32 / 8 when ``n_bits < 256`` and ``len(dbc) <= 2**23``, else int64 / 16.
+        ``qc``/``dT``: query codes ``(Q, W)`` and database codes word-major ``(W, N)``
+        (uint32 or uint64); ``ql``/``lT``: query labels ``(Q, L)`` and database labels
+        ``(L, N)`` (class ids of one small unsigned dtype when ``eq``, else multi-hot
+        uint64 words). ``dproto``: empty array of the distance dtype (uint8 up to 255 bits,
+        else uint16); ``rproto``: of the record dtype (int32 with ``S = 8`` when
+        ``n_bits < 256`` and ``N <= 2**23``, else int64 with ``S = 16``).
         """
         nq = qc.shape[0]
-        ndb = dbc.shape[0]
+        ndb = dT.shape[1]
         nb1 = n_bits + 1
         hist_all = np.zeros((nq, nb1), np.int64)
         hist_rel = np.zeros((nq, nb1), np.int64)
         ap_sum = np.zeros(nq)
         ap_cnt = np.zeros(nq, np.int64)
-        n_ns = ns.shape[0]
-        rel_n = np.zeros((nq, n_ns), np.int64)
+        rel_n = np.zeros((nq, ns.shape[0]), np.int64)
         nmax = 0
-        for i in range(n_ns):
+        for i in range(ns.shape[0]):
             nmax = max(nmax, ns[i])
         K = min(top_k, ndb)
-        one = 1 << S
-        mask = one - 1
-        umask = np.uint64(mask)
-        uS = np.uint64(S)
-        dbc1 = dbc.reshape(dbc.size)
-        dbl1 = dbl.reshape(dbl.size)
-        if dbc.shape[1] == 1 and dbl.shape[1] == 1:
-            dT = np.empty((1, 1), np.uint64)
-            lT = np.empty((1, 1), np.uint64)
-        else:  # word-major copies (several words per code or label)
-            dT = np.ascontiguousarray(dbc.T)
-            lT = np.ascontiguousarray(dbl.T)
         B = max(1, min(16, (1 << 24) // ndb)) if need_ranks else 16
         nblocks = (nq + B - 1) // B
         nchunks = min(nblocks, nthreads)
+        nr = ndb if need_ranks else 1
         for c in prange(nchunks):
-            kt = np.empty(_TILE, np.uint32)
-            acc = np.empty(_TILE, np.uint64)
-            cnt = np.zeros((B, 2 * nb1), np.int64)
-            rec = np.empty((B, ndb if need_ranks else 1), rproto.dtype)
+            dt = np.zeros(_TILE, dproto.dtype)
+            rt = np.zeros(_TILE, np.uint8)
+            acc = np.empty(_TILE if lT.shape[0] > 1 else 1, lT.dtype)
+            cnt = np.zeros((B, nb1), np.int64)
+            crel = np.zeros((B, nb1), np.int64)
+            rec = np.empty((B, nr), rproto.dtype)
             nrec = np.zeros(B, np.uint64)
-            before = np.empty(nb1 + 1, np.int64)
-            relbefore = np.empty(nb1 + 1, np.int64)
-            rs = np.empty(nb1, np.int64)
-            num = np.empty(ndb if need_ranks else 1)
-            den = np.empty(ndb if need_ranks else 1)
-            dd = np.empty(ndb if need_ranks else 1, np.uint64)
             for blk in range(c, nblocks, nchunks):
                 q0 = blk * B
                 nb = min(B, nq - q0)
                 cnt[:] = 0
+                crel[:] = 0
                 nrec[:] = 0
-                if need_ranks:  # cnt[b, d] = (#items so far at distance d) << S | d
-                    for b in range(nb):
-                        for d in range(nb1):
-                            cnt[b, d] = d
                 for t0 in range(0, ndb, _TILE):
                     t1 = min(ndb, t0 + _TILE)
-                    nt = t1 - t0
                     for b in range(nb):
-                        _tile_keys(qc, q0 + b, ql, eq, t0, t1, kt, dbc1, dbl1, dT, lT, acc)
-                        cb = cnt[b]
-                        if need_ranks:
-                            rb = rec[b]
-                            n = nrec[b]
-                            for t in range(nt):
-                                key = kt[t]
-                                d = key >> np.uint32(1)
-                                # the counter already holds the record of a relevant item:
-                                # (#items before it at its distance) << S | distance
-                                v = cb[d]
-                                rb[n] = v
-                                cb[d] = v + one
-                                n += key & np.uint32(1)
-                            nrec[b] = n
-                        else:
-                            for t in range(nt):
-                                cb[kt[t]] += 1
+                        _tile_dist(qc, q0 + b, dT, t0, t1, dt)
+                        _tile_rel(ql, q0 + b, lT, eq, t0, t1, rt, acc)
+                        nrec[b] = _tile_counts(
+                            dt, rt, t1 - t0, cnt[b], crel[b], rec[b], nrec[b], S, need_ranks
+                        )
                 for b in range(nb):
                     q = q0 + b
-                    cb = cnt[b]
-                    if not need_ranks:  # cb[2d + r]: items at distance d with relevance r
-                        for d in range(nb1):
-                            hist_all[q, d] = cb[2 * d] + cb[2 * d + 1]
-                            hist_rel[q, d] = cb[2 * d + 1]
-                        continue
-                    # cb[d]: items at distance d; records: relevant items in index order
-                    before[0] = 0
-                    for d in range(nb1):
-                        hist_all[q, d] = cb[d] >> S
-                        before[d + 1] = before[d] + (cb[d] >> S)
-                        rs[d] = 0
-                    na = 0
-                    rb = rec[b]
-                    for i in range(np.int64(nrec[b])):
-                        v = np.uint64(rb[i])  # unsigned indices: no wraparound checks
-                        d = v & umask
-                        rs[d] += 1
-                        rank = before[d] + np.int64(v >> uS) + 1
-                        if rank <= K:  # P@rank = (relevant at smaller distances + rs[d]) / rank
-                            num[na] = rs[d]
-                            den[na] = rank
-                            dd[na] = d
-                            na += 1
-                        if rank <= nmax:
-                            for j in range(n_ns):
-                                if rank <= ns[j]:
-                                    rel_n[q, j] += 1
-                    relbefore[0] = 0
-                    for d in range(nb1):
-                        hist_rel[q, d] = rs[d]
-                        relbefore[d + 1] = relbefore[d] + rs[d]
-                    ap_sum[q] = _sum_precisions(num, den, dd, relbefore, na)
-                    ap_cnt[q] = na
+                    hist_all[q] = cnt[b]
+                    hist_rel[q] = crel[b]
+                    if need_ranks:
+                        ap_sum[q], ap_cnt[q] = _rank_sums(
+                            cnt[b], crel[b], rec[b], nrec[b], K, ns, nmax, rel_n[q], S
+                        )
         return hist_all, hist_rel, ap_sum, ap_cnt, rel_n
 
     @njit(parallel=True, cache=True)
-    def nb_knn(qc, dbc, k, n_bits, nthreads):
+    # one numba kernel loop (top-k with a falling threshold): splitting it costs inlining control
+    def nb_knn(qc, dbc, k, n_bits, nthreads):  # noqa: C901
         """The ``k`` nearest items per query, ordered by (distance, index); one pass.
 
         A per-query threshold ``acc`` (largest distance that can still enter the top k) falls
@@ -538,27 +616,67 @@ if HAVE_NUMBA:
 # ----------------------------------------------------------------------------- dispatch
 
 
+def _dense_ids(ql: np.ndarray, dbl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids (uint64 words holding int64, ``(n, 1)``) as the smallest unsigned dtype that
+    keeps every equality: ``(query ids (Q, 1), database ids (1, N))``. Database ids become
+    ``0..span`` (shifted, or their rank among the distinct ids when the span is large); a
+    query id that no database item has becomes ``span + 1``, which matches nothing."""
+    q = ql[:, 0].view(np.int64)
+    d = dbl[:, 0].view(np.int64)
+    lo, hi = int(d.min()), int(d.max())
+    if hi - lo < 2**32 - 1:
+        span = hi - lo
+        dd, inside = d - lo, (q >= lo) & (q <= hi)
+        qq = np.full(q.shape, span + 1, np.int64)
+        qq[inside] = q[inside] - lo
+    else:
+        uniq = np.unique(d)
+        span = uniq.size - 1
+        dd = np.searchsorted(uniq, d)
+        pos = np.minimum(np.searchsorted(uniq, q), span)
+        qq = np.where(uniq[pos] == q, pos, span + 1)
+    dtype = np.uint8 if span < 255 else np.uint16 if span < 65535 else np.uint32
+    return qq.astype(dtype).reshape(-1, 1), dd.astype(dtype).reshape(1, -1)
+
+
+def _numba_layout(qc, dbc, ql, dbl, eq, n_bits):
+    """Arguments of :func:`nb_metric_counts`: codes word-major (uint32 words for codes of at
+    most 32 bits: twice the codes per vector), class ids as small dense integers."""
+    if n_bits <= 32:
+        qc, dT = qc.astype(np.uint32), dbc[:, 0].astype(np.uint32).reshape(1, -1)
+    else:
+        dT = np.ascontiguousarray(dbc.T)
+    if eq:
+        ql, lT = _dense_ids(ql, dbl)
+    else:
+        lT = np.ascontiguousarray(dbl.T)
+    return np.ascontiguousarray(qc), dT, np.ascontiguousarray(ql), lT
+
+
 def metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, kernels=None):
     """Dispatch to the numba or numpy implementation (identical results)."""
     ns = np.asarray(ns, np.int64).reshape(-1)
     top_k = int(min(top_k, dbc.shape[0]))
     if resolve(kernels) == "numba":
+        qc, dT, ql, lT = _numba_layout(qc, dbc, ql, dbl, bool(eq), int(n_bits))
+        # a record is (#items before it at its distance) << S | distance: int32 when it fits
+        # (halves the memory traffic of the records), else int64
+        small = n_bits < 256 and dbc.shape[0] <= 1 << 23
+        dproto = np.empty(0, np.uint8 if n_bits <= 255 else np.uint16)
+        rproto = np.empty(0, np.int32 if small else np.int64)
         with _LAUNCH_LOCK:
-            # a record is (#items before it at its distance) << S | distance: int32 when it fits
-            # (halves the memory traffic of the records), else int64
-            small = n_bits < 256 and dbc.shape[0] <= 1 << 23
-            rproto = np.empty(0, np.int32 if small else np.int64)
             return nb_metric_counts(
                 qc,
-                dbc,
+                dT,
                 ql,
-                dbl,
+                lT,
                 bool(eq),
                 int(n_bits),
                 top_k,
                 ns,
                 bool(need_ranks),
                 numba.get_num_threads(),
+                dproto,
                 rproto,
                 8 if small else 16,
             )
@@ -583,7 +701,7 @@ def knn(qc, dbc, k, n_bits, kernels=None):
 
 
 def range_search(qc, dbc, radius, n_bits, kernels=None):
-    """Flat ``(indices, distances, offsets)`` of items at distance <= radius, by (distance, index)."""
+    """Flat ``(indices, distances, offsets)`` of items within ``radius``, by (distance, index)."""
     if resolve(kernels) == "numba":
         with _LAUNCH_LOCK:
             serial = qc.shape[0] == 1 or small_call(qc.shape[0], dbc.shape[0])

@@ -18,7 +18,8 @@ search in ``ukeys``. Substring keys are uint64, so a substring holds at most 64 
 
 Probes that would cost more than a scan fall back to one: the caller scans the whole
 database when a query needs more than ``N / 8`` probes, and the kernels scan for one query
-when its buckets hold more than ``scan_limit`` candidates (``N / 64`` by default). Results are identical either way:
+when its buckets hold more than ``scan_limit`` candidates (``N / 64`` by default). Results are
+identical either way:
 every item at distance ``<= r``, ordered by (distance, index).
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from deephash import _kernels
 from deephash.codes import unpack
+from deephash.validation import check_int, fail
 
 MAX_SUBSTRING_BITS = 64
 
@@ -44,14 +46,22 @@ def choose_m(n_bits: int, n: int) -> int:
 
 def check_m(m, n_bits: int) -> None:
     """ValueError unless ``1 <= m <= n_bits`` and every substring fits in 64 bits."""
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-        raise ValueError(f"m (number of substrings) must be a positive integer, got {m!r}")
+    m = check_int(m, "m", owner="MultiIndexHashing")
     if m > n_bits:
-        raise ValueError(f"m={m} substrings cannot split {n_bits}-bit codes (m <= n_bits)")
+        fail(
+            "m",
+            f"<= n_bits ({n_bits}): m substrings cannot split {n_bits}-bit codes",
+            m,
+            "MultiIndexHashing",
+        )
     if math.ceil(n_bits / m) > MAX_SUBSTRING_BITS:
-        raise ValueError(
-            f"m={m} substrings of {n_bits}-bit codes would exceed the {MAX_SUBSTRING_BITS}-bit substring limit: "
-            f"use m >= {math.ceil(n_bits / MAX_SUBSTRING_BITS)}"
+        low = math.ceil(n_bits / MAX_SUBSTRING_BITS)
+        fail(
+            "m",
+            f">= {low} (each of the m substrings holds at most {MAX_SUBSTRING_BITS} bits: "
+            f"the {MAX_SUBSTRING_BITS}-bit substring limit: use m >= {low})",
+            m,
+            "MultiIndexHashing",
         )
 
 
@@ -95,7 +105,7 @@ def flip_masks(length: int, radius: int) -> np.ndarray:
 
 
 def probe_radii(radius: int, m: int) -> list[int]:
-    """Per-substring search radius: ``s`` for the first ``a + 1``, ``s - 1`` (-1 = skip) for the rest."""
+    """Per-substring radius: ``s`` for the first ``a + 1``, ``s - 1`` (-1 = skip) for the rest."""
     s, a = divmod(radius, m)
     return [s if j <= a else s - 1 for j in range(m)]
 
@@ -216,8 +226,9 @@ if _kernels.HAVE_NUMBA:
         grown[:n] = buf[:n]
         return grown
 
+    # one numba kernel loop (probe, verify or scan, sort per query) over a prange of queries
     @njit(parallel=True, cache=True)
-    def _nb_mih(
+    def _nb_mih(  # noqa: C901
         qkeys,
         qc,
         dbc,
@@ -317,7 +328,7 @@ if _kernels.HAVE_NUMBA:
     _nb_mih_serial = _kernels.serial_twin(_nb_mih, "_nb_mih_serial")
 
     def nb_mih_range(qkeys, qc, dbc, tables: Tables, radius, n_bits, scan_limit):
-        """Items within ``radius`` per query via the tables: flat ``(indices, distances, offsets)``."""
+        """Items within ``radius`` per query via the tables: ``(indices, distances, offsets)``."""
         masks, moff = _plan(tables, radius)
         t = tables
         args = (

@@ -41,6 +41,7 @@ import numpy as np
 from deephash import _grouped, _kernels, _lookup
 from deephash.codes import as_bits, as_words, bytes_to_words, n_bytes, pack, unpack
 from deephash.io import atomic_write
+from deephash.validation import check_choice, check_int, is_int
 
 __all__ = ["HammingIndex", "MultiIndexHashing"]
 
@@ -50,7 +51,7 @@ _FORMAT_VERSION = 2  # 2: the checksum covers the header fields too (1: the code
 
 
 def _digest(header: dict, payload: bytes) -> str:
-    """SHA-256 over the magic, every header field but the checksum (canonical JSON) and the codes."""
+    """SHA-256 of the magic, every header field but the checksum (canonical JSON) and the codes."""
     fields = {k: v for k, v in header.items() if k != "sha256"}
     h = hashlib.sha256(_MAGIC)
     h.update(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n")
@@ -73,11 +74,8 @@ class HammingIndex:
     GROUPED_FRACTION = 1 / 8
 
     def __init__(self, n_bits: int, backend: str = "auto"):
-        if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
-            raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
-        self.n_bits = int(n_bits)
+        self.n_bits = check_int(n_bits, "n_bits")
+        check_choice(backend, BACKENDS, "backend")
         self.backend = backend
         self._packed = np.zeros((0, n_bytes(self.n_bits)), np.uint8)
         self._words = None
@@ -102,7 +100,7 @@ class HammingIndex:
         return pack(as_bits(arr, self.n_bits, name))
 
     def add(self, codes, *, packed: bool = False) -> None:
-        """Append codes ``(n, n_bits)`` (or, with ``packed=True``, ``uint8 (n, ceil(n_bits/8))``)."""
+        """Append codes ``(n, n_bits)`` (with ``packed=True``: ``uint8 (n, ceil(n_bits/8))``)."""
         data = self._pack(codes, "codes", packed)
         self._packed = np.concatenate([self._packed, data]) if len(self) else data
         self._words = None
@@ -155,11 +153,10 @@ class HammingIndex:
     def search(
         self, queries, k: int, kernels: str | None = None, *, packed: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest items: ``(distances int32, indices int64)``, each ``(q, min(k, len))``."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        """The ``k`` nearest: ``(distances int32, indices int64)``, each ``(q, min(k, len))``."""
+        k = check_int(k, "k")
         qp = self._queries(queries, packed)
-        k = min(int(k), len(self))
+        k = min(k, len(self))
         if self.backend == "faiss":
             return self._faiss_search(qp, k)
         groups = self._grouping(kernels)
@@ -178,8 +175,7 @@ class HammingIndex:
     ):
         """Every item at distance ``<= radius`` per query (a list of int64 arrays), ordered by
         (distance, index); with ``return_distances`` also a list of int32 distance arrays."""
-        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
-            raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
+        radius = check_int(radius, "radius", minimum=0)
         qp = self._queries(queries, packed)
         groups = self._grouping(kernels)
         if self.backend == "faiss":
@@ -269,15 +265,14 @@ class HammingIndex:
             header = json.loads(rest[:line_end].decode("utf-8"))
             version, n_bits, size = header["format_version"], header["n_bits"], header["size"]
             checksum = header["sha256"]
-            if not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in (version, n_bits, size)
-            ):
+            if not all(is_int(v) for v in (version, n_bits, size)):
                 raise TypeError("format_version, n_bits and size must be integers")
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path!r}: corrupt Hamming index header ({e})") from e
         if version not in (1, _FORMAT_VERSION):
             raise ValueError(
-                f"{path!r}: unsupported Hamming index format version {version} (this is {_FORMAT_VERSION})"
+                f"{path!r}: unsupported Hamming index format version {version} "
+                f"(this is {_FORMAT_VERSION})"
             )
         payload = rest[line_end + 1 :]
         want = hashlib.sha256(payload).hexdigest() if version == 1 else _digest(header, payload)
@@ -327,11 +322,14 @@ class MultiIndexHashing(HammingIndex):
         self._tables = None
 
     def __repr__(self) -> str:
-        return f"MultiIndexHashing(n_bits={self.n_bits}, m={self.m}, backend={self.backend!r}, size={len(self)})"
+        return (
+            f"MultiIndexHashing(n_bits={self.n_bits}, m={self.m}, backend={self.backend!r}, "
+            f"size={len(self)})"
+        )
 
     @property
     def m(self) -> int:
-        """Number of substrings (tables): the override, else the paper's rule for the current size."""
+        """Number of substrings (tables): the override, else the paper's rule for this size."""
         return self._m if self._m is not None else _lookup.choose_m(self.n_bits, len(self))
 
     def add(self, codes, *, packed: bool = False) -> None:
@@ -386,9 +384,8 @@ class MultiIndexHashing(HammingIndex):
         *,
         packed: bool = False,
     ):
-        """Every item at distance ``<= radius`` per query, by (distance, index); see the class docstring."""
-        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
-            raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
+        """Every item at distance ``<= radius`` per query, by (distance, index) (see the class)."""
+        radius = check_int(radius, "radius", minimum=0)
         qp = self._queries(queries, packed)
         radius = min(int(radius), self.n_bits)
         if self.backend == "faiss" and not self._uses_tables(radius):
@@ -404,10 +401,9 @@ class MultiIndexHashing(HammingIndex):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest items by increasing-radius lookups (exhaustive once probes cost more
         than a scan): ``(distances int32, indices int64)``, each ``(q, min(k, len))``."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = check_int(k, "k")
         qp = self._queries(queries, packed)
-        k = min(int(k), len(self))
+        k = min(k, len(self))
         out_d = np.empty((len(qp), k), np.int32)
         out_i = np.empty((len(qp), k), np.int64)
         todo = np.arange(len(qp))

@@ -27,8 +27,9 @@ from typing import Sequence
 
 import numpy as np
 
-from deephash import _kernels
+from deephash import _grouped, _kernels
 from deephash.codes import as_words
+from deephash.validation import check_choice, check_int
 
 __all__ = [
     "evaluate",
@@ -110,35 +111,24 @@ def _prepare_labels(query_labels, db_labels, nq, ndb):
             )
     if ql.ndim != dl.ndim:
         raise ValueError(
-            f"query_labels {ql.shape} and db_labels {dl.shape} differ in form: both class ids (n,) or both multi-hot (n, c)"
+            f"query_labels {ql.shape} and db_labels {dl.shape} differ in form: "
+            "both class ids (n,) or both multi-hot (n, c)"
         )
     if ql.ndim == 1:
         return _ids(ql, "query_labels"), _ids(dl, "db_labels"), True
     if ql.shape[1] != dl.shape[1] or ql.shape[1] == 0:
         raise ValueError(
-            f"query_labels have {ql.shape[1]} classes but db_labels have {dl.shape[1]} (label shape mismatch)"
+            f"query_labels have {ql.shape[1]} classes but db_labels have {dl.shape[1]} "
+            "(label shape mismatch)"
         )
     return _labels_to_words(ql, "query_labels"), _labels_to_words(dl, "db_labels"), False
-
-
-def _check_choice(value, options, name):
-    if value not in options:
-        raise ValueError(f"unknown {name} {value!r}: expected one of {options}")
-
-
-def _check_positive_int(value, name, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '>= 1'}, got {value}")
-    return int(value)
 
 
 def _check_ns(ns) -> np.ndarray:
     ns = list(np.atleast_1d(np.asarray(ns if ns is not None else (), dtype=object)))
     if not ns:
         raise ValueError("ns is empty: give at least one N")
-    return np.array([_check_positive_int(n, "each n in ns") for n in ns], np.int64)
+    return np.array([check_int(n, "each n in ns") for n in ns], np.int64)
 
 
 def _counts(
@@ -147,18 +137,24 @@ def _counts(
     qw, dw, k = _prepare_codes(query_codes, db_codes, n_bits, packed)
     ql, dl, eq = _prepare_labels(query_labels, db_labels, qw.shape[0], dw.shape[0])
     if top_k is not None:
-        top_k = _check_positive_int(top_k, "top_k")
+        top_k = check_int(top_k, "top_k")
     kk = dw.shape[0] if top_k is None else min(top_k, dw.shape[0])
     # queries with the same code and the same labels have the same ranking and relevance:
     # count each distinct (code, labels) once (learned codes repeat a lot), then expand
     first, inverse = _distinct_rows(np.concatenate([qw, ql], axis=1))
     if first.size < qw.shape[0]:
-        out = _kernels.metric_counts(
-            qw[first], dw, ql[first], dl, eq, k, kk, ns, need_ranks, kernels
-        )
+        out = _count(qw[first], dw, ql[first], dl, eq, k, kk, ns, need_ranks, kernels)
         return k, dw.shape[0], tuple(a[inverse] for a in out)
-    out = _kernels.metric_counts(qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels)
-    return k, dw.shape[0], out
+    return k, dw.shape[0], _count(qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels)
+
+
+def _count(qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels):
+    """The per-query counts: by runs of equal (code, labels) database items when the database
+    has few (learned codes stored by class or code: ``_grouped.metric_counts_by_runs``),
+    else by the flat kernels. Both give identical results."""
+    args = (qw, dw, ql, dl, eq, k, kk, ns, need_ranks, kernels)
+    out = _grouped.metric_counts_by_runs(*args)
+    return _kernels.metric_counts(*args) if out is None else out
 
 
 def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,8 +237,8 @@ def mean_average_precision(
     (``normalize="retrieved"``, DeepHash-style) or ``min(K, total relevant)`` (``"relevant"``).
     Queries with ``D = 0`` count as AP 0 (``empty="zero"``) or are left out (``"skip"``).
     """
-    _check_choice(normalize, NORMALIZE, "normalize")
-    _check_choice(empty, EMPTY, "empty")
+    check_choice(normalize, NORMALIZE, "normalize")
+    check_choice(empty, EMPTY, "empty")
     _, n_db, (ha, hr, s, c, _) = _counts(
         query_codes, db_codes, query_labels, db_labels, n_bits, top_k, [1], True, kernels, packed
     )
@@ -265,8 +261,8 @@ def precision_at_radius(
 
     A query that retrieves nothing counts 0 (``empty="zero"``) or is skipped (``"skip"``).
     """
-    _check_choice(empty, EMPTY, "empty")
-    radius = _check_positive_int(radius, "radius", allow_zero=True)
+    check_choice(empty, EMPTY, "empty")
+    radius = check_int(radius, "radius", minimum=0)
     _, _, (ha, hr, *_rest) = _counts(
         query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels, packed
     )
@@ -289,7 +285,7 @@ def precision_recall_curve(
     Precision at radius r: relevant / retrieved within r (empty lookups: 0 or skipped);
     recall: relevant within r / all relevant (queries with no relevant item: 0 or skipped).
     """
-    _check_choice(empty, EMPTY, "empty")
+    check_choice(empty, EMPTY, "empty")
     _, _, (ha, hr, *_rest) = _counts(
         query_codes, db_codes, query_labels, db_labels, n_bits, None, [1], False, kernels, packed
     )
@@ -320,7 +316,7 @@ def precision_at_n(
 
 
 def distinct_codes(codes, n_bits: int | None = None, *, packed: bool = False) -> int:
-    """Number of distinct codes among the rows (``n_h`` of DSEH Table 2); ``packed`` as in evaluate."""
+    """Number of distinct rows (``n_h`` of DSEH Table 2); ``packed`` as in ``evaluate``."""
     words, _ = as_words(codes, n_bits, "codes", packed=packed)
     return int(np.unique(words, axis=0).shape[0])
 
@@ -348,9 +344,9 @@ def evaluate(
     ``queries_empty_map`` (D = 0), ``queries_without_relevant`` (no relevant item in the
     database) and ``conventions``.
     """
-    _check_choice(normalize, NORMALIZE, "normalize")
-    _check_choice(empty, EMPTY, "empty")
-    radius = _check_positive_int(radius, "radius", allow_zero=True)
+    check_choice(normalize, NORMALIZE, "normalize")
+    check_choice(empty, EMPTY, "empty")
+    radius = check_int(radius, "radius", minimum=0)
     ns = _check_ns(ns)
     kernels_used = _kernels.resolve(kernels)
     k, n_db, (ha, hr, s, c, rel_n) = _counts(

@@ -253,7 +253,7 @@ def test_uint8_zero_one_codes_are_not_taken_for_packed_ones():
 def test_bad_input_raises_value_error():
     with pytest.raises(ValueError, match="n_bits"):
         HammingIndex(0)
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(ValueError, match="backend must be one of"):
         HammingIndex(8, backend="gpu")
     index = HammingIndex(8)
     with pytest.raises(ValueError, match="empty"):

@@ -1,4 +1,4 @@
-"""deephash.index.MultiIndexHashing: hash-table / multi-index lookups give exactly the exhaustive results."""
+"""deephash.index.MultiIndexHashing: multi-index lookups give exactly the exhaustive results."""
 
 import itertools
 import math
@@ -187,7 +187,7 @@ def test_bad_input_raises_value_error():
         index.add(np.zeros((1, 17), bool))
     with pytest.raises(ValueError, match="k must be"):
         index.search(np.zeros((1, 16), bool), 0)
-    for m, match in ((0, "positive"), (17, "m <= n_bits"), (True, "positive")):
+    for m, match in ((0, "positive"), (17, "must be <= n_bits"), (True, "positive")):
         with pytest.raises(ValueError, match=match):
             MultiIndexHashing(16, m=m)
     with pytest.raises(ValueError, match="64-bit substring limit: use m >= 3"):

@@ -230,9 +230,10 @@ def test_empty_query_conventions():
 
 def test_packed_codes_and_label_forms_give_same_result():
     qb, db, ql, dl = make_data(12, False, seed=3)
-    onehot = lambda y: (y[:, None] == np.arange(100)).astype(
-        np.uint8
-    )  # 100 classes: two label words
+
+    def onehot(y):
+        return (y[:, None] == np.arange(100)).astype(np.uint8)  # 100 classes: two label words
+
     base = metrics.mean_average_precision(qb, db, ql, dl)
     assert (
         metrics.mean_average_precision(
@@ -292,6 +293,46 @@ def test_repeated_queries_are_counted_once_and_give_every_metric_exactly(multila
     assert got["num_queries"] == 60
 
 
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_a_database_of_few_runs_is_counted_by_runs_with_identical_results(multilabel):
+    # learned codes stored by class: runs of equal (code, labels) items; counting per run gives
+    # the very counts and sums of the flat kernel (same records, same order), ties included
+    from deephash import _grouped, _kernels
+
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("the run kernels are numba kernels")
+    rng = np.random.default_rng(4)
+    n, u, bits = _grouped.RUN_MIN_ITEMS + 300, 30, 24
+    centres = rng.integers(0, 2, (u, bits)).astype(bool)
+    g = np.sort(rng.integers(0, u, n))
+    db, qb = centres[g], centres[rng.integers(0, u, 25)]
+    qb[:3, :2] ^= True  # queries off the centres too
+    if multilabel:
+        dl = (rng.random((u, 30)) < 0.15)[g]
+        ql = rng.random((25, 30)) < 0.15
+    else:
+        dl = rng.integers(0, 6, u)[g]
+        dl[rng.random(n) < 0.02] = 5  # runs split by label noise
+        ql = rng.integers(0, 7, 25)  # class 6: no relevant item
+    qw, _ = codes.as_words(qb, bits)
+    dw, _ = codes.as_words(db, bits)
+    lq, ld, eq = metrics._prepare_labels(ql, dl, 25, n)
+    assert _grouped.runs_of(dw, ld).size < n * _grouped.RUN_FRACTION
+    for top_k in (n, 777):
+        for need_ranks in (True, False):
+            args = (qw, dw, lq, ld, eq, bits, top_k, np.array([1, 50, 3000]), need_ranks)
+            by_runs = _grouped.metric_counts_by_runs(*args)
+            flat = _kernels.metric_counts(*args)
+            for a, b in zip(by_runs, flat):
+                np.testing.assert_array_equal(a, b)
+    got = metrics.evaluate(qb, db, ql, dl, ns=(10, 5000))
+    want = metrics.evaluate(qb, db, ql, dl, ns=(10, 5000), kernels="numpy")
+    assert got["map"] == pytest.approx(want["map"], abs=1e-12)
+    assert got["precision_at_n"] == pytest.approx(want["precision_at_n"], abs=1e-12)
+    for key in ("precision", "recall"):
+        assert got["pr_curve"][key] == pytest.approx(want["pr_curve"][key], abs=1e-12)
+
+
 def test_distinct_codes():
     c = np.array([[0, 1, 1], [0, 1, 1], [1, 1, 1], [-0, 1, 1]])
     assert metrics.distinct_codes(c) == 2
@@ -335,12 +376,12 @@ def test_distinct_codes():
         ),
         (dict(top_k=0), "top_k"),
         (dict(top_k=-3), "top_k"),
-        (dict(normalize="all"), "unknown normalize"),
-        (dict(empty="nan"), "unknown empty"),
+        (dict(normalize="all"), "normalize must be one of"),
+        (dict(empty="nan"), "empty must be one of"),
         (dict(ns=[100, 0]), "each n in ns"),
         (dict(ns=[]), "ns is empty"),
         (dict(radius=-1), "radius"),
-        (dict(kernels="cuda"), "unknown kernels"),
+        (dict(kernels="cuda"), "kernels must be one of"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_problem(kwargs, match):
