@@ -321,6 +321,7 @@ class KerasHashingMethod(keras.Model):
             return super().make_train_function(force=force)
         if self.train_function is not None and not force:
             return self.train_function
+
         def step(data):
             logs = self.train_step(data)
             return tf.nest.map_structure(
