@@ -13,12 +13,14 @@ Distributions: ``random`` (uniform bits: tiny buckets, the best case) and ``clus
     python benchmarks/lookup.py --database 1000000 --bits 64 --radius 3 --m 4
     python benchmarks/lookup.py --sweep   # the measurements behind MultiIndexHashing's thresholds
 
-``--sweep`` times ``MultiIndexHashing.range_search`` with each candidate value of its two scan
-thresholds (``SCAN_FRACTION``: scan a query whose buckets hold more than ``N * f`` candidates;
-``PROBE_FRACTION``: scan the whole call when a query needs more than ``N * f`` probes) over
-code distributions (random; clustered with 1.5 and 4 flipped bits around 10 centres;
-2,000 distinct codes repeated), radii 1-3 and 32/64 bits, and prints each time relative
-to the best value for that configuration (median of ``--repeat`` runs).
+``--sweep`` chooses MultiIndexHashing's two scan thresholds. ``SCAN_FRACTION`` (scan a query
+whose buckets hold more than ``N * f`` candidates): ``range_search`` timed with each candidate
+value over code distributions (random; clustered with 1.5 and 4 flipped bits around 10
+centres; 2,000 distinct codes repeated), radii 1-3 and 32/64 bits, each time over the best
+value for that configuration. ``PROBE_FRACTION`` (scan the whole call when a radius needs more
+than ``N * f`` probes per query): the tables path and the scan timed at radii whose probe
+counts span N/16384 ... N/8, each candidate's time derived from them. Times are medians of
+``--repeat`` runs, each looping for at least ``--min-time`` seconds; results are checked equal.
 
 (run from the repository root with ``PYTHONPATH=.``). Ratios are measured, never asserted.
 """
@@ -31,7 +33,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from deephash import _kernels, codes
+from deephash import _kernels, _lookup, codes
 from deephash.index import HammingIndex, MultiIndexHashing
 
 
@@ -53,69 +55,162 @@ def make_codes(kind: str, n: int, nq: int, bits: int, rng) -> tuple[np.ndarray, 
 
 
 SCAN_VALUES = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1.0)
-PROBE_VALUES = (1 / 512, 1 / 64, 1 / 8, 1.0)
+PROBE_VALUES = tuple(2.0**-k for k in range(13, 2, -1))  # 1/8192 ... 1/8
+
+
+def _fraction(v: float) -> str:
+    return f"{'1/' + str(round(1 / v)) if v < 1 else '1':>7}"
+
+
+def _timer(args):
+    """``time(fn, *a)``: median over ``args.repeat`` runs of the mean of enough calls to last
+    ``args.min_time`` seconds (short calls are otherwise dominated by thread-pool wake-ups)."""
+
+    def time_it(fn, *a, **kw):
+        out, t = timed(fn, *a, **kw)
+        loops = max(1, int(np.ceil(args.min_time / max(t, 1e-9))))
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            for _ in range(loops):
+                fn(*a, **kw)
+            times.append((time.perf_counter() - t0) / loops)
+        return out, float(np.median(times))
+
+    return time_it
 
 
 def sweep(args) -> None:
     """Time range_search per threshold value; print each relative to the best per configuration."""
     rng = np.random.default_rng(0)
-    worst = {("scan", v): [] for v in SCAN_VALUES} | {("probe", v): [] for v in PROBE_VALUES}
+    time_it = _timer(args)
+    regret = {v: [] for v in SCAN_VALUES}
     n = max(args.database)
     print(
-        f"N = {n}, {args.queries} queries, median of {args.repeat}; "
-        "time / best time per configuration"
+        f"SCAN_FRACTION: N = {n}, {args.queries} queries, median of {args.repeat} "
+        f"(each >= {args.min_time} s), PROBE_FRACTION = 1e9 (tables always probed); "
+        "time / best time per configuration; 'scanned' = share of queries scanned at the "
+        "current default"
     )
-    head = " ".join(f"{'1/' + str(round(1 / v)) if v < 1 else '1':>7}" for v in SCAN_VALUES)
-    head2 = " ".join(f"{'1/' + str(round(1 / v)) if v < 1 else '1':>7}" for v in PROBE_VALUES)
-    print(
-        f"{'codes':>9} {'bits':>4} {'r':>2} {'hits/q':>8} | SCAN_FRACTION {head} | "
-        f"PROBE_FRACTION {head2} | best us/q"
-    )
-    for kind in ("random", "clustered", "spread", "repeated"):
+    head = " ".join(_fraction(v) for v in SCAN_VALUES)
+    print(f"{'codes':>9} {'bits':>4} {'r':>2} {'hits/q':>8} {'scanned':>7} | {head} | best us/q")
+    for kind in args.sweep_kinds:
         for bits in args.bits:
             dp, qp = make_codes(kind, n, args.queries, bits, rng)
             mih = MultiIndexHashing(bits)
             mih.add(dp, packed=True)
             mih.build()
+            mih.PROBE_FRACTION = 1e9
             for radius in (1, 2, 3):
                 want = None
-
-                def run(scan, probe):
-                    nonlocal want
-                    mih.SCAN_FRACTION, mih.PROBE_FRACTION = scan, probe
-                    mih.range_search(qp[:2], radius, packed=True)
-                    times = []
-                    for _ in range(args.repeat):
-                        got, t = timed(mih.range_search, qp, radius, packed=True)
-                        times.append(t)
+                ts = []
+                for v in SCAN_VALUES:
+                    mih.SCAN_FRACTION = v
+                    got, t = time_it(mih.range_search, qp, radius, packed=True)
                     if want is None:
                         want = got
                     assert all(np.array_equal(a, b) for a, b in zip(got, want)), (
                         "results depend on the threshold"
                     )
-                    return float(np.median(times))
-
-                # the scan threshold with table lookups allowed; the probe threshold with the
-                # default scan one
-                ts = [run(v, 1e9) for v in SCAN_VALUES]
-                tp = [run(MultiIndexHashing.SCAN_FRACTION, v) for v in PROBE_VALUES]
-                best_s, best_p = min(ts), min(tp)
+                    ts.append(t)
+                best = min(ts)
                 for v, t in zip(SCAN_VALUES, ts):
-                    worst["scan", v].append(t / best_s)
-                for v, t in zip(PROBE_VALUES, tp):
-                    worst["probe", v].append(t / best_p)
+                    regret[v].append(t / best)
+                scanned = _scanned_share(mih, qp, radius, MultiIndexHashing.SCAN_FRACTION)
                 hits = np.mean([len(a) for a in want])
                 print(
-                    f"{kind:>9} {bits:>4} {radius:>2} {hits:8.0f} | {'':13} "
-                    + " ".join(f"{t / best_s:7.2f}" for t in ts)
-                    + f" | {'':14} "
-                    + " ".join(f"{t / best_p:7.2f}" for t in tp)
-                    + f" | {min(best_s, best_p) * 1e6 / len(qp):8.1f}",
+                    f"{kind:>9} {bits:>4} {radius:>2} {hits:8.0f} {scanned:7.0%} | "
+                    + " ".join(f"{t / best:7.2f}" for t in ts)
+                    + f" | {best * 1e6 / len(qp):8.1f}",
                     flush=True,
                 )
-    print("worst ratio to the best over all configurations (lower is better):")
-    for (which, v), r in worst.items():
-        print(f"  {which:>5} {v:.6f}: worst {max(r):.2f}x, median {np.median(r):.2f}x")
+    _summary("SCAN_FRACTION", regret)
+    if args.probe_queries:
+        sweep_probe(args, time_it)
+
+
+def _scanned_share(mih, qp, radius, fraction) -> float:
+    """Share of queries whose buckets hold more than ``len(mih) * fraction`` candidates."""
+    t = mih._tables
+    qkeys = _lookup.substring_keys(qp, mih.n_bits, t.bounds)
+    ncand = np.zeros(len(qp), np.int64)
+    for j, rj in enumerate(_lookup.probe_radii(radius, mih.m)):
+        if rj < 0:
+            continue
+        a, b = t.bounds[j]
+        uk = t.ukeys[t.tkoff[j] : t.tkoff[j + 1]]
+        sizes = (t.bend - t.bstart)[t.tkoff[j] : t.tkoff[j + 1]]
+        keys = qkeys[:, j : j + 1] ^ _lookup.flip_masks(b - a, rj)[None, :]
+        pos = np.minimum(np.searchsorted(uk, keys), len(uk) - 1)
+        ncand += np.where(uk[pos] == keys, sizes[pos], 0).sum(axis=1)
+    return float(np.mean(ncand > int(len(mih) * fraction)))
+
+
+def sweep_probe(args, time_it) -> None:
+    """PROBE_FRACTION decides per call: tables if ``n_probes(radius) <= N * f``, else a scan.
+    Time both paths at radii whose probe counts span N/16384 ... N/8 (one radius per
+    doubling) and derive each candidate's time from them."""
+    rng = np.random.default_rng(1)
+    n = max(args.database)
+    regret = {v: [] for v in PROBE_VALUES}
+    print(
+        f"\nPROBE_FRACTION: N = {n}, {args.probe_queries} queries, median of {args.repeat}, "
+        f"SCAN_FRACTION = {MultiIndexHashing.SCAN_FRACTION:.6g}; tables/scan = time probing "
+        "the tables over time of the exhaustive scan; then each candidate's time / the best"
+    )
+    head = " ".join(_fraction(v) for v in PROBE_VALUES)
+    print(
+        f"{'codes':>9} {'bits':>4} {'r':>2} {'probes/N':>9} {'hits/q':>8} "
+        f"{'tab/scan':>8} | {head} | scan us/q"
+    )
+    for kind in args.sweep_kinds:
+        for bits in args.bits:
+            dp, qp = make_codes(kind, n, args.probe_queries, bits, rng)
+            mih = MultiIndexHashing(bits)
+            mih.add(dp, packed=True)
+            mih.build()
+            bounds = _lookup.split_bits(bits, mih.m)
+            radii, seen = [], set()
+            for k in range(14, 2, -1):  # first radius with n_probes >= N * 2**-k
+                r = next(
+                    (r for r in range(bits + 1) if _lookup.n_probes(r, bounds) >= n * 2.0**-k),
+                    None,
+                )
+                if r is not None and r not in seen:
+                    seen.add(r)
+                    radii.append(r)
+            for radius in radii:
+                p = _lookup.n_probes(radius, bounds)
+                mih.PROBE_FRACTION = 1e9
+                got, t_tab = time_it(mih.range_search, qp, radius, packed=True)
+                mih.PROBE_FRACTION, mih.PROBE_MIN = 0.0, 0
+                want, t_scan = time_it(mih.range_search, qp, radius, packed=True)
+                assert all(np.array_equal(a, b) for a, b in zip(got, want)), (
+                    "results depend on the path"
+                )
+                best = min(t_tab, t_scan)
+                ratios = [(t_tab if p <= n * v else t_scan) / best for v in PROBE_VALUES]
+                for v, r in zip(PROBE_VALUES, ratios):
+                    regret[v].append(r)
+                hits = np.mean([len(a) for a in want])
+                print(
+                    f"{kind:>9} {bits:>4} {radius:>2} {p / n:9.4f} {hits:8.0f} "
+                    f"{t_tab / t_scan:8.2f} | "
+                    + " ".join(f"{r:7.2f}" for r in ratios)
+                    + f" | {t_scan * 1e6 / len(qp):8.1f}",
+                    flush=True,
+                )
+                del got, want
+    _summary("PROBE_FRACTION", regret)
+
+
+def _summary(name: str, regret: dict) -> None:
+    print(f"{name}: time / best time over all configurations (lower is better):")
+    for v, r in regret.items():
+        print(
+            f"  {_fraction(v)} ({v:.6f}): worst {max(r):.2f}x, median {np.median(r):.2f}x, "
+            f"mean {np.mean(r):.2f}x"
+        )
 
 
 def timed(fn, *args, **kwargs):
@@ -142,6 +237,18 @@ def main() -> None:
     )
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per measurement in --sweep (median)"
+    )
+    parser.add_argument(
+        "--min-time", type=float, default=0.05, help="--sweep: seconds per timed run (loops)"
+    )
+    parser.add_argument(
+        "--probe-queries", type=int, default=50, help="--sweep: queries per PROBE_FRACTION run"
+    )
+    parser.add_argument(
+        "--sweep-kinds",
+        nargs="+",
+        default=["random", "clustered", "spread", "repeated"],
+        choices=["random", "clustered", "spread", "repeated"],
     )
     args = parser.parse_args()
     if args.quick:

@@ -309,10 +309,19 @@ class MultiIndexHashing(HammingIndex):
       ``HammingIndex`` (codes only; the tables are rebuilt after ``load``).
     """
 
-    #: a query needing more probes than ``len(index) * PROBE_FRACTION`` is answered by a scan
-    PROBE_FRACTION = 1 / 8
+    # Both thresholds come from ``python benchmarks/lookup.py --sweep`` (2026-12-02, idle 2-core
+    # AMD EPYC VM, AVX2; docs/metrics.md has the tables): the value whose worst slowdown over
+    # the best value per configuration (random / clustered / spread / repeated codes, 32 and
+    # 64 bits) is smallest.
+    #: a radius needing more probes per query than ``len(index) * PROBE_FRACTION`` is answered
+    #: by a scan (1/1024: worst 3.2x over 84 radius/distribution cases at N = 1M; 1/8 was 8.6x)
+    PROBE_FRACTION = 1 / 1024
+    #: ... but up to ``PROBE_MIN`` probes always use the tables (small indexes: at N = 20k,
+    #: 20-34 probes cost 0.9-1.2x a scan in a smoke run; not part of the sweep)
+    PROBE_MIN = 32
     #: per query, more than ``len(index) * SCAN_FRACTION`` candidates in its buckets -> scan
-    SCAN_FRACTION = 1 / 64
+    #: (1/16: worst 1.7x over 48 cases at N = 200k and 1M, radius 1-3; 1/64 was 3.9x)
+    SCAN_FRACTION = 1 / 16
 
     def __init__(self, n_bits: int, m: int | None = None, backend: str = "auto"):
         super().__init__(n_bits, backend)
@@ -351,9 +360,8 @@ class MultiIndexHashing(HammingIndex):
         return 0 if self._tables is None else self._tables.nbytes
 
     def _uses_tables(self, radius: int) -> bool:
-        return (
-            _lookup.n_probes(radius, _lookup.split_bits(self.n_bits, self.m))
-            <= len(self) * self.PROBE_FRACTION
+        return _lookup.n_probes(radius, _lookup.split_bits(self.n_bits, self.m)) <= max(
+            len(self) * self.PROBE_FRACTION, self.PROBE_MIN
         )
 
     def _range_flat(self, qp: np.ndarray, radius: int, kernels):
