@@ -59,14 +59,20 @@ _MULTILABEL = {"digits": False, "digits_multi": True, "cifar10": False}
 def multilabel(name: str) -> bool:
     """Whether data set ``name``'s protocol is multi-label, without loading it (what
     ``load(name).protocol.multilabel`` says). Unknown names raise ValueError."""
-    key = str(name).lower()
-    if key not in _LOADERS:
-        raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
+    key = _key(name)
     if key in _MULTILABEL:
         return _MULTILABEL[key]
     from deephash.data.listfile import SPECS
 
     return bool(SPECS[key].multilabel)
+
+
+def _key(name: str) -> str:
+    """The registry key of ``name`` (case-insensitive); ValueError naming the known sets."""
+    key = str(name).lower()
+    if key not in _LOADERS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
+    return key
 
 
 def available() -> list[str]:
@@ -87,8 +93,6 @@ def load(name: str, root: str | None = None, seed: int = 0, **options) -> Datase
     ``split_dir``, ``download``, and for list sets ``image_root``, ``list_file``,
     ``map_depth``, ``check_files``, ``verify_images``). Unknown names raise ValueError.
     """
-    key = str(name).lower()
-    if key not in _LOADERS:
-        raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
+    key = _key(name)
     seed = check_int(seed, "seed", minimum=0)
     return _LOADERS[key](root=root, seed=seed, **options)
