@@ -480,14 +480,7 @@ if _kernels.HAVE_NUMBA:
         nq = qc.shape[0]
         R = rgid.shape[0]
         nb1 = n_bits + 1
-        hist_all = np.zeros((nq, nb1), np.int64)
-        hist_rel = np.zeros((nq, nb1), np.int64)
-        ap_sum = np.zeros(nq)
-        ap_cnt = np.zeros(nq, np.int64)
-        rel_n = np.zeros((nq, ns.shape[0]), np.int64)
-        nmax = 0
-        for i in range(ns.shape[0]):
-            nmax = max(nmax, ns[i])
+        hist_all, hist_rel, ap_sum, ap_cnt, rel_n, nmax = _kernels.count_outputs(nq, nb1, ns)
         nchunks = max(1, min(nq, nthreads))
         for c in prange(nchunks):
             gd = np.empty(uc.shape[0], np.int64)

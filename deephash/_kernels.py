@@ -391,6 +391,21 @@ if HAVE_NUMBA:
                         rel_n[j] += 1
         return total, na
 
+    @njit(cache=True, inline="always")
+    def count_outputs(nq, nb1, ns):
+        """The zeroed outputs of the metric-count kernels (``nb_metric_counts`` here,
+        ``_grouped.nb_run_counts``): ``hist_all, hist_rel`` (Q, k+1), ``ap_sum``, ``ap_cnt``
+        (Q,), ``rel_n`` (Q, len(ns)), and ``max(ns)``."""
+        hist_all = np.zeros((nq, nb1), np.int64)
+        hist_rel = np.zeros((nq, nb1), np.int64)
+        ap_sum = np.zeros(nq)
+        ap_cnt = np.zeros(nq, np.int64)
+        rel_n = np.zeros((nq, ns.shape[0]), np.int64)
+        nmax = 0
+        for i in range(ns.shape[0]):
+            nmax = max(nmax, ns[i])
+        return hist_all, hist_rel, ap_sum, ap_cnt, rel_n, nmax
+
     @njit(parallel=True, cache=True)
     def nb_metric_counts(
         qc, dT, ql, lT, eq, n_bits, top_k, ns, need_ranks, nthreads, dproto, rproto, S
@@ -417,14 +432,7 @@ if HAVE_NUMBA:
         nq = qc.shape[0]
         ndb = dT.shape[1]
         nb1 = n_bits + 1
-        hist_all = np.zeros((nq, nb1), np.int64)
-        hist_rel = np.zeros((nq, nb1), np.int64)
-        ap_sum = np.zeros(nq)
-        ap_cnt = np.zeros(nq, np.int64)
-        rel_n = np.zeros((nq, ns.shape[0]), np.int64)
-        nmax = 0
-        for i in range(ns.shape[0]):
-            nmax = max(nmax, ns[i])
+        hist_all, hist_rel, ap_sum, ap_cnt, rel_n, nmax = count_outputs(nq, nb1, ns)
         K = min(top_k, ndb)
         B = max(1, min(16, (1 << 24) // ndb)) if need_ranks else 16
         nblocks = (nq + B - 1) // B
