@@ -345,6 +345,7 @@ def _config_json(request: _Request, ds, model_hparams, ckpt_default, sources) ->
         "hparams": model_hparams,
         "features": request.features,
         "versions": runs.versions(),
+        "threads": training.thread_settings(),  # float sums depend on them
         **({"sources": sources} if sources else {}),
     }
 

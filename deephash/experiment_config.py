@@ -35,7 +35,9 @@ class ExperimentConfig:
     * ``epochs``, ``lr``: override the preset's; ``hparams``: ``{method: {name: value}}``;
     * ``runs_dir``: where run directories are kept and reused; ``reuse``: ``"any"`` or
       ``"same_code"`` (``deephash.sweep``); ``allow_missing``: skip unregistered methods;
-    * ``verbose``: Keras progress; ``strategy``: the tf.distribute strategy of the runs.
+    * ``verbose``: Keras progress; ``strategy``: the tf.distribute strategy of the runs;
+    * ``jobs``: worker processes that train a grid's missing runs side by side
+      (``sweep.parallel``; None or 1: one at a time, in this process).
     """
 
     preset: str = "quick"
@@ -53,6 +55,7 @@ class ExperimentConfig:
     allow_missing: bool = False
     verbose: Any = 0
     strategy: str = "default"
+    jobs: int | None = None
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -69,6 +72,13 @@ class ExperimentConfig:
             object.__setattr__(self, "epochs", validation.check_int(self.epochs, "epochs"))
         if self.lr is not None:
             object.__setattr__(self, "lr", float(self.lr))
+        if self.jobs is not None:
+            object.__setattr__(self, "jobs", validation.check_int(self.jobs, "jobs", minimum=1))
+            if self.jobs > 1 and self.strategy == "multiworker":
+                raise ValueError(
+                    "jobs > 1 trains runs in separate worker processes, which a multiworker "
+                    f"cluster cannot. Received: jobs={self.jobs}, strategy='multiworker'"
+                )
         hparams = {str(k).lower(): dict(v or {}) for k, v in (self.hparams or {}).items()}
         object.__setattr__(self, "hparams", hparams)
 

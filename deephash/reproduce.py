@@ -247,17 +247,14 @@ def dseh_ablation(
 def _ablation_runs(specs, runs_dir: str, reuse: str) -> tuple[dict[str, list[dict]], list]:
     """Run (or reuse, through the sweep) every spec: ``({variant: [metrics, ...]}, records)``."""
     results: dict[str, list[dict]] = {}
-    records = []
-    datasets = sweep.DatasetCache()
-    for s in specs:
-        record = sweep.run_spec(s, runs_dir, datasets, reuse=reuse)
+    records = sweep.run_specs(specs, runs_dir, reuse=reuse)
+    for s, record in zip(specs, records):
         result = record["metrics"]
         log.info(
             f"{s.method:8s} seed {s.seed}: n_h={result['n_h']:5d}  map_l={result['map_l']:.4f}  "
             f"map_i={result['map_i']:.4f}"
         )
         results.setdefault(s.method, []).append(result)
-        records.append(record)
     return results, records
 
 

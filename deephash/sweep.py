@@ -24,16 +24,22 @@ Progress goes to this module's logger (``logging.getLogger("deephash.sweep")``, 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import gc
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import time
-from typing import Iterable, Sequence
+from concurrent import futures
+from typing import Iterable, Iterator, Sequence
 
 from deephash import experiment_config, presets
 from deephash.experiment_config import REUSE, ExperimentConfig
+from deephash.validation import check_int
 
 log = logging.getLogger(__name__)
 
@@ -144,24 +150,62 @@ def run_spec(
 ) -> dict:
     """Train and evaluate ``spec`` (or reuse its finished run, see ``reuse`` in the module
     docstring). Returns ``{"run_dir", "reused", "metrics", "spec"}``."""
-    from deephash import runs
+    return run_specs([spec], runs_dir, datasets, reuse)[0]
 
+
+def run_specs(
+    specs: Sequence[presets.RunSpec],
+    runs_dir: str,
+    datasets: DatasetCache | None = None,
+    reuse: str = "any",
+) -> list[dict]:
+    """:func:`run_spec` of every spec; records in the order of ``specs``. Finished runs are
+    reused here; inside :func:`parallel` the others train in its worker processes."""
     if reuse not in REUSE:
         raise ValueError(f"reuse must be one of {', '.join(REUSE)}, got {reuse!r}")
-    out = run_dir_for(runs_dir, spec)
-    what = f"{spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}"
-    replace = False
+    records: list = [None] * len(specs)
+    tasks = {}
+    for i, spec in enumerate(specs):
+        out = run_dir_for(runs_dir, spec)
+        records[i], replace = _reusable(spec, out, reuse)
+        if records[i] is None:
+            tasks[i] = (spec, out, replace)
+    for i, record in _execute(tasks, datasets).items():
+        records[i] = record
+    return records
+
+
+def train_specs(
+    runs: Sequence[tuple[presets.RunSpec, str]],
+    *,
+    overwrite: bool = False,
+    datasets: DatasetCache | None = None,
+) -> list[dict]:
+    """Train and evaluate every ``(spec, run directory)``, never reusing (``overwrite``:
+    replace a run directory already there); inside :func:`parallel` in its workers. Returns
+    the records in order (``{"run_dir", "reused", "metrics", "spec"}``)."""
+    done = _execute({i: (s, out, overwrite) for i, (s, out) in enumerate(runs)}, datasets)
+    return [done[i] for i in range(len(runs))]
+
+
+def _reusable(spec: presets.RunSpec, out: str, reuse: str) -> tuple[dict | None, bool]:
+    """``(record of the finished run to reuse, None to train; whether training replaces a
+    run directory already in ``out``)``."""
+    from deephash import runs
+
     try:
         done = finished(out, spec)
     except runs.CorruptRunError as e:  # never reuse a damaged run: retrain it (the old one
-        log.info(f"  retrain {what}: its run directory is damaged: {e}")  # stays until then)
-        done, replace = False, True
-    if done:
-        reused = _reuse(out, spec, what, reuse)
-        if reused is not None:
-            return reused
-        replace = True
-    return _train(spec, out, replace, datasets or DatasetCache())
+        log.info(f"  retrain {_what(spec)}: its run directory is damaged: {e}")  # stays)
+        return None, True
+    if not done:
+        return None, False
+    reused = _reuse(out, spec, _what(spec), reuse)
+    return reused, reused is None
+
+
+def _what(spec: presets.RunSpec) -> str:
+    return f"{spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}"
 
 
 def _reuse(out: str, spec: presets.RunSpec, what: str, reuse: str) -> dict | None:
@@ -204,15 +248,12 @@ def _train(spec: presets.RunSpec, out: str, replace: bool, datasets: DatasetCach
     )
     result.pop("model", None)
     _release()
-    log.info(
-        f"  trained {spec.method:<8} {spec.dataset} {spec.bits:>3} bits seed {spec.seed}: "
-        f"mAP {result['map']:.4f} ({time.perf_counter() - t0:.1f} s)"
-    )
     return {
         "run_dir": out,
         "reused": False,
         "metrics": {k: v for k, v in result.items() if k != "run_dir"},
         "spec": spec,
+        "seconds": time.perf_counter() - t0,
     }
 
 
@@ -223,6 +264,122 @@ def _release() -> None:
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()
     gc.collect()
+
+
+def _trained(record: dict, where: str = "") -> dict:
+    """Log a trained run (its mAP and time) and return its record without the time."""
+    s, m = record["spec"], record["metrics"]
+    log.info(f"  trained {_what(s)}: mAP {m['map']:.4f} ({record.pop('seconds'):.1f} s{where})")
+    return record
+
+
+# --------------------------------------------------------------------------- parallel runs
+_POOL: contextvars.ContextVar = contextvars.ContextVar("deephash_sweep_pool", default=None)
+_WORKER_DATASETS: DatasetCache | None = None  # a worker process's data sets
+
+
+def default_jobs() -> int:
+    """Worker processes for a sweep on this machine: one per CPU core (at most 8) when
+    there is no GPU, else 1. The embedded sets' models are too small for TensorFlow to keep
+    two threads busy: on 2 cores two one-thread runs at a time finish 1.7x as many runs per
+    minute as one two-thread run."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+@contextlib.contextmanager
+def parallel(jobs: int, threads: int | None = None) -> Iterator[None]:
+    """Within the block, :func:`run_specs` and :func:`train_specs` (and so :func:`run_grid`
+    and every ``reproduce`` function) train in ``jobs`` worker processes, spawned once for
+    the block, each with ``threads`` TensorFlow / BLAS / numba threads (default: the CPU
+    count // ``jobs``); ``jobs=1`` trains in this process. A run's numbers do not depend on
+    which worker trains it, but on its thread count (``training.set_threads``), which its
+    config.json records. Like any ``multiprocessing`` code, a script using it needs an
+    ``if __name__ == "__main__":`` guard."""
+    jobs = check_int(jobs, "jobs", minimum=1, owner="sweep.parallel")
+    if jobs == 1:
+        yield
+        return
+    threads = check_int(
+        threads if threads is not None else max(1, (os.cpu_count() or 1) // jobs),
+        "threads",
+        minimum=1,
+        owner="sweep.parallel",
+    )
+    context = multiprocessing.get_context("spawn")  # a fresh TensorFlow runtime per worker
+    with futures.ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        with _thread_environment(threads):  # read by the workers' libraries as they load
+            for f in [pool.submit(_ready) for _ in range(jobs)]:
+                f.result()
+        token = _POOL.set(pool)
+        try:
+            yield
+        finally:
+            _POOL.reset(token)
+
+
+_THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+                     "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _thread_environment(threads: int) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
+    os.environ.update({k: str(threads) for k in _THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _init_worker(threads: int) -> None:
+    from deephash import training
+
+    training.set_threads(threads)
+    logging.getLogger("deephash").setLevel(logging.WARNING)  # the parent logs each run
+
+
+def _ready() -> int:
+    time.sleep(0.2)  # hold this worker so that the next submission starts another
+    return os.getpid()
+
+
+def _train_in_worker(spec: presets.RunSpec, out: str, replace: bool) -> dict:
+    global _WORKER_DATASETS
+    if _WORKER_DATASETS is None:
+        _WORKER_DATASETS = DatasetCache()
+    return _train(spec, out, replace, _WORKER_DATASETS)
+
+
+def _execute(tasks: dict, datasets: DatasetCache | None) -> dict[int, dict]:
+    """``{i: record}`` of ``tasks`` (``{i: (spec, out, replace)}``), trained here or in the
+    workers of :func:`parallel`; the first failure cancels the runs not yet started."""
+    pool = _POOL.get()
+    if pool is None:
+        datasets = datasets or DatasetCache()
+        return {i: _trained(_train(*task, datasets)) for i, task in tasks.items()}
+    pending = {}
+    for i, (spec, out, replace) in tasks.items():
+        quiet = dataclasses.replace(spec, config=spec.config.replace(verbose=0))  # no bars
+        pending[pool.submit(_train_in_worker, quiet, out, replace)] = i
+    done = {}
+    try:
+        for f in futures.as_completed(pending):
+            i = pending[f]
+            done[i] = _trained({**f.result(), "spec": tasks[i][0]}, ", worker")
+    finally:
+        for f in pending:
+            f.cancel()
+    return done
 
 
 def run_grid(
@@ -256,9 +413,11 @@ def run_grid(
     ]
     for s in specs:
         methods.check_bits(s.bits, method=s.method)
-    datasets = datasets or DatasetCache()
     runs_dir = exp.runs_dir or "results/runs"
-    return [run_spec(s, runs_dir, datasets, exp.reuse) for s in specs]
+    if exp.jobs is not None and exp.jobs > 1 and _POOL.get() is None:
+        with parallel(exp.jobs):
+            return run_specs(specs, runs_dir, datasets, exp.reuse)
+    return run_specs(specs, runs_dir, datasets, exp.reuse)
 
 
 __all__ = [
@@ -270,5 +429,9 @@ __all__ = [
     "check_methods",
     "DatasetCache",
     "run_spec",
+    "run_specs",
+    "train_specs",
     "run_grid",
+    "parallel",
+    "default_jobs",
 ]

@@ -64,6 +64,39 @@ def simulate_devices(n: int) -> None:
             ) from e
 
 
+def set_threads(threads: int) -> None:
+    """Run TensorFlow's kernels on ``threads`` threads (intra-op; inter-op likewise). Float
+    sums depend on how a kernel splits its work, so the thread count is part of what makes
+    a run repeat bit for bit (:func:`thread_settings` is recorded in config.json). Must run
+    before TensorFlow initialises its runtime; RuntimeError naming the problem otherwise."""
+    n = check_int(threads, "threads", owner="set_threads")
+    if (
+        tf.config.threading.get_intra_op_parallelism_threads() == n
+        and tf.config.threading.get_inter_op_parallelism_threads() == n
+    ):
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"set_threads: TensorFlow is already initialised; call it before any TensorFlow "
+            f"operation. Received: threads={threads!r}"
+        ) from e
+
+
+def thread_settings() -> dict:
+    """TensorFlow's thread counts (``"default"``: TensorFlow's choice for the machine) and
+    the machine's CPU count, as config.json records them."""
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    return {
+        "intra_op": intra or "default",
+        "inter_op": inter or "default",
+        "cpu_count": os.cpu_count(),
+    }
+
+
 _STRATEGIES: dict = {}
 
 

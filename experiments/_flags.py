@@ -71,6 +71,21 @@ SPECS = {
         "tf.distribute strategy",
         {"enum_values": STRATEGIES},
     ),
+    "jobs": (
+        flags.DEFINE_integer,
+        None,
+        "worker processes training runs side by side, each with cores // jobs threads "
+        "(default: one per CPU core, at most 8, without a GPU; 1 with one); 1 trains in this "
+        "process. A run's numbers depend on its thread count, which its config.json records",
+        {"lower_bound": 1},
+    ),
+    "threads": (
+        flags.DEFINE_integer,
+        None,
+        "TensorFlow threads (default: TensorFlow's choice); a run repeats bit for bit with "
+        "the thread count its config.json records ('threads')",
+        {"lower_bound": 1},
+    ),
     "allow_missing": (
         flags.DEFINE_bool,
         False,
@@ -120,6 +135,14 @@ def define(default_dataset: str, default_out: str, default_methods, default_bits
     define_flag("download")
     define_flag("epochs")
     define_flag("lr")
+    define_flag("jobs")
+
+
+def jobs() -> int:
+    """--jobs, or the machine's default (``sweep.default_jobs``)."""
+    from deephash import sweep
+
+    return FLAGS.jobs if FLAGS.jobs is not None else sweep.default_jobs()
 
 
 def ints(values, name: str) -> list[int]:
@@ -156,6 +179,7 @@ def experiment_config():
         epochs=FLAGS.epochs,
         lr=FLAGS.lr,
         reuse=FLAGS.reuse,
+        jobs=jobs(),
     )
 
 

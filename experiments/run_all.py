@@ -46,6 +46,7 @@ flags.DEFINE_list(
 )
 _flags.define_flag("reuse")
 _flags.define_flag("allow_missing")
+_flags.define_flag("jobs")
 flags.DEFINE_list(
     "only",
     [],
@@ -112,7 +113,7 @@ def _tables() -> dict:
 
 def main(argv):
     del argv
-    from deephash import reproduce
+    from deephash import reproduce, sweep
     from deephash.io import atomic_write
 
     _flags.show_progress()
@@ -120,6 +121,7 @@ def main(argv):
     start = time.perf_counter()
     seeds = [int(s) for s in FLAGS.seeds]
     seed_bits = [int(b) for b in FLAGS.seed_bits] or None
+    jobs = _flags.jobs()
     experiment = reproduce.ExperimentConfig(
         preset="quick",
         runs_dir=FLAGS.runs_dir,
@@ -128,25 +130,27 @@ def main(argv):
         epochs=FLAGS.epochs,
         reuse=FLAGS.reuse,
         seed_bits=seed_bits,
+        jobs=jobs,
     )
-    done = [
-        (name, title, run(ds, experiment, out=os.path.join(FLAGS.out, sub), **kw))
-        for name, title, run, ds, sub, kw in _experiments(experiment, _tables())
-    ]
-    ablations = []
-    if _selected("dseh_table2"):
-        for ds in (MULTI, SINGLE):  # every seed: the ablation's table is over seeds
-            out = os.path.join(FLAGS.out, f"dseh_table2_{ds}")
-            reproduce.dseh_ablation(ds, experiment.replace(seed_bits=None), out=out)
-            ablations.append((ds, out))
+    with sweep.parallel(jobs):  # one set of worker processes for every experiment
+        done = [
+            (name, title, run(ds, experiment, out=os.path.join(FLAGS.out, sub), **kw))
+            for name, title, run, ds, sub, kw in _experiments(experiment, _tables())
+        ]
+        ablations = []
+        if _selected("dseh_table2"):
+            for ds in (MULTI, SINGLE):  # every seed: the ablation's table is over seeds
+                out = os.path.join(FLAGS.out, f"dseh_table2_{ds}")
+                reproduce.dseh_ablation(ds, experiment.replace(seed_bits=None), out=out)
+                ablations.append((ds, out))
     wall = time.perf_counter() - start
-    lines = _index(done, ablations, wall, seeds, seed_bits)
+    lines = _index(done, ablations, wall, seeds, seed_bits, jobs)
     with atomic_write(os.path.join(FLAGS.out, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     log.info(f"run_all: {wall / 60:.1f} min; index: {os.path.join(FLAGS.out, 'README.md')}")
 
 
-def _index(done, ablations, wall: float, seeds, seed_bits=None) -> list[str]:
+def _index(done, ablations, wall: float, seeds, seed_bits=None, jobs: int = 1) -> list[str]:
     """OUT/README.md: what ran, how long, each table and the plots (paths relative to OUT)."""
     import platform
 
@@ -163,7 +167,15 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None) -> list[str]:
         f"({platform.machine()}); {trained} of the {total} runs behind the tables and figures were "
         "trained in this invocation"
         + (f", {total - trained} reused from an earlier one" if total > trained else "")
-        + " (DSEH Table 2 adds its variants' runs; its DSEH runs are Table 1's 32-bit ones).",
+        + " (DSEH Table 2 adds its variants' runs; its DSEH runs are Table 1's 32-bit ones)."
+        + (
+            f" Runs trained {jobs} at a time in worker processes with "
+            f"{max(1, (os.cpu_count() or 1) // jobs)} TensorFlow thread(s) each (each run's "
+            "config.json records them; `experiments/train.py --threads=N` repeats a run bit "
+            "for bit)."
+            if jobs > 1
+            else ""
+        ),
         "",
         "digits stands in for CIFAR-10 (DSRH) and ImageNet (DSEH), digits_multi for NUS-WIDE; the "
         "paper rows are the real data sets' published numbers, shown for scale only (`n/t`: in "

@@ -110,6 +110,7 @@ flags.DEFINE_string(
     "ortho_weight", None, "DSRH/DRH+ orthogonality weight: a number or 'auto' (validation split)"
 )
 _flags.define_flag("features")
+_flags.define_flag("threads")
 flags.DEFINE_integer(
     "num_devices", 0, "simulate this many CPU devices (for --strategy=mirrored without GPUs)"
 )
@@ -323,6 +324,8 @@ def main(argv):
 def _run() -> dict:
     from deephash import data, downloads, experiment, validation
 
+    if FLAGS.threads is not None:
+        training.set_threads(FLAGS.threads)
     if validation.check_int(FLAGS.num_devices, "--num_devices", minimum=0):
         training.simulate_devices(FLAGS.num_devices)
     if not FLAGS.download:

@@ -325,7 +325,7 @@ def test_train_script_runs_mirrored_over_two_devices_with_auto_lambda(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_smoke(tmp_path):
-    out = _script("quickstart.py", "--epochs=1", "--ortho_weight=0.25", f"--out={tmp_path}")
+    out = _script("quickstart.py", "--epochs=1", f"--out={tmp_path}")
     assert out.returncode == 0, out.stderr[-3000:]
     for method in ("dsrh", "drh", "drh+"):
         assert method in out.stdout
