@@ -279,6 +279,49 @@ def test_sweep_notes_or_retrains_runs_trained_by_other_library_code(tmp_path):
         sweep.run_grid(["lsh"], "digits", [8], runs_dir=runs_dir, reuse="never")
 
 
+def test_parallel_sweep_trains_in_workers_records_their_threads_and_keeps_spec_order(
+    shallow_runs, tmp_path
+):
+    _, in_process, _ = shallow_runs
+    runs_dir = str(tmp_path / "runs")
+    experiment = presets.ExperimentConfig(runs_dir=runs_dir)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with sweep.parallel(2, threads=1):
+        with logged() as notes:
+            records = sweep.run_grid(["lsh", "itq"], "digits", [8, 16], experiment)
+        with logged() as again_notes:
+            again = sweep.run_grid(["lsh", "itq"], "digits", [8, 16], experiment)
+        with pytest.raises(Exception, match="a_file"):  # a worker's failure reaches the caller
+            sweep.train_specs([(presets.spec("lsh", "digits", 8), str(blocker / "run"))])
+    assert [(r["spec"].method, r["spec"].bits) for r in records] == [
+        (r["spec"].method, r["spec"].bits) for r in in_process
+    ]
+    assert sum("worker" in n and n.strip().startswith("trained") for n in notes) == 4
+    # LSH is the same in any process; ITQ's SVD may round differently with another BLAS
+    # thread count, which config.json records
+    assert records[0]["metrics"]["map"] == in_process[0]["metrics"]["map"]
+    assert [r["metrics"]["map"] for r in records] == pytest.approx(
+        [r["metrics"]["map"] for r in in_process], abs=1e-3
+    )
+    for r in records:
+        with open(os.path.join(r["run_dir"], "config.json")) as f:
+            assert json.load(f)["threads"]["intra_op"] == 1
+    assert all(r["reused"] for r in again) and len(again_notes) == 4
+    assert sweep.default_jobs() >= 1
+
+
+def test_experiment_config_checks_jobs():
+    assert presets.ExperimentConfig(jobs=3).jobs == 3
+    with pytest.raises(ValueError, match="jobs must be"):
+        presets.ExperimentConfig(jobs=0)
+    with pytest.raises(ValueError, match="multiworker"):
+        presets.ExperimentConfig(jobs=2, strategy="multiworker")
+    with pytest.raises(ValueError, match="Received: jobs=0"):
+        with sweep.parallel(0):
+            pass
+
+
 def test_extra_json_files_land_inside_the_atomic_run_directory(tmp_path):
     from deephash import experiment
 
