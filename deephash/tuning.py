@@ -8,9 +8,11 @@ grid point's validation mAP and the choice. ``experiments/select_hparams.py`` re
 
 What is chosen (in this order, each stage using the earlier stages' choices):
 
-1. the learning rate per method family, on a representative method of the family
-   (:data:`REPRESENTATIVE`): the DSRH family (DSRH, DRH, DRH+) and the other deep methods
-   (NINH, CNNH, DPSH, DHN, HashNet); the DSEH family keeps its own settings;
+1. the learning rate per loss family, on a representative method of the family
+   (:data:`REPRESENTATIVE`): the triplet-ranking methods (DSRH, DRH, DRH+, NINH; chosen on
+   DRH) and the pairwise ones (CNNH, DPSH, DHN, HashNet; chosen on DPSH); the DSEH family
+   keeps its own settings. (NINH was first grouped with the pairwise methods: at their 0.1
+   one seed's NINH run collapsed to one code from epoch 20, validation mAP 0.11.)
 2. the triplet margin of DRH, DRH+ (DRH's choice) and NINH, relative to the code length:
    ``margin = margin_per_bit * bits`` (the papers' margin 1 is 1/32 per bit at 32 bits);
 3. the orthogonality weight lambda of DSRH and DRH+.
@@ -37,7 +39,7 @@ VERSION = 1
 # the learning rates bracket the quick preset's earlier values, 1/32 per bit is the papers'
 # margin 1 at 32 bits and 0.25 the DSRH paper's lambda
 GRID = {
-    "lr": {"dsrh_family": [0.01, 0.02], "deep": [0.05, 0.1]},
+    "lr": {"triplet": [0.01, 0.02], "pairwise": [0.05, 0.1]},
     "margin_per_bit": [1 / 32, 1 / 8],
     "ortho_weight": [0.05, 0.25],
 }
@@ -47,19 +49,19 @@ NOT_SELECTED = {
     "margin_per_bit": "not selected in this table: the methods' margin 1 applies",
     "ortho_weight": "not selected in this table: the methods' lambda 0.25 applies",
 }
-REPRESENTATIVE = {"dsrh_family": "drh", "deep": "dpsh"}
+REPRESENTATIVE = {"triplet": "drh", "pairwise": "dpsh"}
 MARGIN_METHODS = {"drh": "drh", "drh+": "drh", "ninh": "ninh"}  # method -> whose selection it uses
 ORTHO_METHODS = ("dsrh", "drh+")
 DSRH_FAMILY = ("dsrh", "drh", "drh+")
 LR_FAMILY_OF = {
-    "dsrh": "dsrh_family",
-    "drh": "dsrh_family",
-    "drh+": "dsrh_family",
-    "ninh": "deep",
-    "cnnh": "deep",
-    "dpsh": "deep",
-    "dhn": "deep",
-    "hashnet": "deep",
+    "dsrh": "triplet",
+    "drh": "triplet",
+    "drh+": "triplet",
+    "ninh": "triplet",
+    "cnnh": "pairwise",
+    "dpsh": "pairwise",
+    "dhn": "pairwise",
+    "hashnet": "pairwise",
 }
 
 _cache: dict = {}
@@ -139,7 +141,10 @@ def select(
     write it to ``path`` (None: do not write). ``stages``: which of :data:`STAGES` to select
     (the others keep the presets' values); ``methods_`` may narrow the methods of a stage
     (``{"representative": {...}, "margin": [...], "ortho": [...]}``), e.g. to split the
-    work over processes and merge the tables with :func:`merge`. Returns the table."""
+    work over processes and merge the tables with :func:`merge`. Stages not selected now use
+    the choices of the table already at ``path`` (the package's when None), and the written
+    table keeps that table's other entries when it is of the same data set, code length and
+    seed (both commands recorded). Returns the table."""
     from deephash import presets, sweep
 
     grid = grid or GRID
@@ -168,7 +173,9 @@ def select(
             "chosen": _choose(scores),
             "selected_on": method,
         }
-    lr_of = {m: found["lr"][f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in found["lr"]}
+    earlier = load_table(path or TABLE).get("stages", {})  # stages not selected now keep these
+    lr_stage = found["lr"] if "lr" in wanted else earlier.get("lr", {})
+    lr_of = {m: lr_stage[f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in lr_stage}
     for method in margin_methods if "margin_per_bit" in wanted else ():
         scores = {
             repr(float(v)): score(method, lr_of.get(method), {"margin": float(v) * bits})
@@ -179,10 +186,13 @@ def select(
             "validation_map": scores,
             "chosen": _choose(scores),
         }
+    margin_stage = (
+        found["margin_per_bit"] if "margin_per_bit" in wanted else earlier.get("margin_per_bit", {})
+    )
     for method in ortho_methods if "ortho_weight" in wanted else ():
         hp: dict = {}
-        if method in MARGIN_METHODS and MARGIN_METHODS[method] in found["margin_per_bit"]:
-            hp["margin"] = found["margin_per_bit"][MARGIN_METHODS[method]]["chosen"] * bits
+        if method in MARGIN_METHODS and MARGIN_METHODS[method] in margin_stage:
+            hp["margin"] = margin_stage[MARGIN_METHODS[method]]["chosen"] * bits
         scores = {
             repr(float(v)): score(method, lr_of.get(method), {**hp, "ortho_weight": float(v)})
             for v in grid["ortho_weight"]
@@ -211,13 +221,32 @@ def select(
         "stages": found,
         "not_selected": {k: NOT_SELECTED[k] for k in STAGES if not found[k]},
     }
+    table = _over_earlier(load_table(path or TABLE), table)
     if path:
-        from deephash.io import write_json
-
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_json(path, table)
-        _cache.pop(path, None)
+        _write(path, table)
     return table
+
+
+def _over_earlier(earlier: dict, table: dict) -> dict:
+    """``table`` merged over the ``earlier`` table of the same data set, code length and seed
+    (a selection of some stages or methods keeps the other choices, and both commands are
+    recorded); ``table`` alone when there is no such earlier table."""
+    key = ("dataset", "bits", "seed")
+    if not earlier or any(earlier.get(k) != table[k] for k in key):
+        return table
+    out = merge([earlier, table], path=None)
+    for k in ("command", "created"):
+        if earlier.get(k) and earlier[k] != table[k]:
+            out[k] = f"{earlier[k]}; then {table[k]}"
+    return out
+
+
+def _write(path: str, table: dict) -> None:
+    from deephash.io import write_json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_json(path, table)
+    _cache.pop(path, None)
 
 
 def merge(tables: list[dict], path: str | None = TABLE) -> dict:
@@ -231,11 +260,7 @@ def merge(tables: list[dict], path: str | None = TABLE) -> dict:
             out["stages"].setdefault(stage, {}).update(entries)
     out["not_selected"] = {k: NOT_SELECTED[k] for k in STAGES if not out["stages"].get(k)}
     if path:
-        from deephash.io import write_json
-
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_json(path, out)
-        _cache.pop(path, None)
+        _write(path, out)
     return out
 
 

@@ -242,7 +242,7 @@ def test_quick_choices_come_from_the_validation_table_with_their_record(tmp_path
         "created": "now",
         "stages": {
             "lr": {
-                "deep": {
+                "triplet": {
                     "grid": [0.02, 0.05],
                     "validation_map": {"0.02": 0.7, "0.05": 0.8},
                     "chosen": 0.05,
@@ -275,7 +275,9 @@ def test_quick_choices_come_from_the_validation_table_with_their_record(tmp_path
         and record["lr"]["chosen"] == 0.05
     )
     values, record = tuning.quick_choice("drh+", 32, path=path)
-    assert values == {"ortho_weight": 0.05} and record["ortho_weight"]["grid"] == [0.05, 0.25]
+    assert values == {"lr": 0.05, "ortho_weight": 0.05}  # the triplet family's lr
+    assert record["ortho_weight"]["grid"] == [0.05, 0.25]
+    assert "lr" not in tuning.quick_choice("dpsh", 32, path=path)[0]  # pairwise: not in it
     assert tuning.quick_choice("itq", 32, path=path) == ({}, {})
     assert tuning._choose({"0.1": 0.5, "0.2": 0.7, "0.3": 0.7}) == 0.2  # ties: the first listed
     with open(path, "w") as f:
@@ -283,6 +285,58 @@ def test_quick_choices_come_from_the_validation_table_with_their_record(tmp_path
     tuning._cache.clear()
     with pytest.raises(ValueError, match="version"):
         tuning.quick_choice("ninh", 32, path=path)
+    tuning._cache.clear()
+
+
+def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choices(
+    monkeypatch, tmp_path
+):
+    from deephash import sweep
+
+    seen = []
+
+    def fake_run(spec, runs_dir, datasets=None, reuse="any"):
+        """Validation mAP as a known function of the settings: the best lr is 0.02 for the
+        triplet methods and 0.1 for the pairwise ones, margin 4 beats 1 except for NINH at
+        lr 0.1, lambda 0.05 beats 0.25."""
+        lr, hp = spec.config.lr, spec.hparams
+        seen.append((spec.method, lr, hp.get("margin"), hp.get("ortho_weight")))
+        v = 0.9 - abs(lr - (0.02 if spec.method in tuning.DSRH_FAMILY else 0.1))
+        v += 0.01 * (hp.get("margin") == 4.0) - 0.1 * (hp.get("ortho_weight") == 0.25)
+        if spec.method == "ninh" and lr == 0.1 and hp.get("margin") == 4.0:
+            v = 0.35  # collapsed
+        return {"metrics": {"early_stopping": {"best_validation_map": v}}}
+
+    monkeypatch.setattr(sweep, "run_spec", fake_run)
+    path = str(tmp_path / "quick.json")
+    table = tuning.select("digits", 32, 0, runs_dir=str(tmp_path), path=path)
+    st = table["stages"]
+    assert st["lr"]["triplet"]["chosen"] == 0.02 and st["lr"]["pairwise"]["chosen"] == 0.1
+    assert st["margin_per_bit"]["drh"]["chosen"] == 0.125  # margin 4 at 32 bits
+    assert st["margin_per_bit"]["ninh"]["chosen"] == 0.125  # at the triplet lr 0.02
+    assert st["ortho_weight"]["dsrh"]["chosen"] == 0.05 and table["not_selected"] == {}
+    # each stage ran with the earlier stages' choices
+    assert ("ninh", 0.02, 4.0, None) in seen and ("drh+", 0.02, 4.0, 0.25) in seen
+    assert tuning.quick_choice("ninh", 48, path=path)[0] == {"lr": 0.02, "margin": 6.0}
+    # one stage for one method again: the table's other entries stay, its lr is used
+    seen.clear()
+    again = tuning.select(
+        "digits",
+        32,
+        0,
+        runs_dir=str(tmp_path),
+        path=path,
+        stages=("margin_per_bit",),
+        methods_={"margin": ["ninh"]},
+    )
+    assert seen == [("ninh", 0.02, 1.0, None), ("ninh", 0.02, 4.0, None)]
+    assert (
+        again["stages"]["lr"] == st["lr"] and again["stages"]["ortho_weight"] == st["ortho_weight"]
+    )
+    assert again["stages"]["margin_per_bit"]["drh"] == st["margin_per_bit"]["drh"]
+    assert "; then " in again["command"] and "--stages=margin_per_bit" in again["command"]
+    with open(path) as f:
+        assert json.load(f)["stages"] == again["stages"]
     tuning._cache.clear()
 
 
@@ -341,33 +395,46 @@ def itq_map(digits):
     return experiment.run("itq", digits, 32)["map"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "method", ["dsrh", "drh", "drh+", "ninh", "cnnh", "dpsh", "dhn", "hashnet", "dseh"]
-)
-def test_train_script_defaults_beat_itq_on_digits(method, digits, itq_map, tmp_path):
-    """experiments/train.py --method=NAME --dataset=digits --bits=32, no training flags."""
-    from _helpers import script_module
-    from absl import flags
+DEFAULT_RUN_METHODS = ["dsrh", "drh", "drh+", "ninh", "cnnh", "dpsh", "dhn", "hashnet", "dseh"]
 
-    out = str(tmp_path / "run")
-    argv = [
-        "train.py",
-        f"--method={method}",
-        "--dataset=digits",
-        "--bits=32",
-        f"--out={out}",
-        "--verbose=0",
+
+@pytest.fixture(scope="module")
+def default_runs(request, tmp_path_factory):
+    """``{method: run directory}`` of ``experiments/train.py --method=NAME --dataset=digits
+    --bits=32`` with no training flags, for the methods whose test is selected: separate
+    processes, as many at a time as there are cores (one TensorFlow thread each: these
+    models cannot keep two busy; ``--threads`` is not a training setting)."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = [
+        item.callspec.params["method"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_train_script_defaults_beat_itq_on_digits"
     ]
-    with script_module(
-        os.path.join(REPO, "experiments", "train.py"), f"train_{method}_under_test"
-    ) as script:
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(argv)
-        try:
-            script.main([])
-        finally:
-            flags.FLAGS.unparse_flags()
+    root = tmp_path_factory.mktemp("default_runs")
+
+    def train(method: str):
+        out = str(root / method.replace("+", "_plus"))
+        args = [sys.executable, os.path.join(REPO, "experiments", "train.py")]
+        args += [f"--method={method}", "--dataset=digits", "--bits=32", f"--out={out}"]
+        done = subprocess.run(
+            [*args, "--verbose=0", "--threads=1"], capture_output=True, text=True, timeout=1200
+        )
+        return method, out, done
+
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(train, dict.fromkeys(wanted)))
+    return {m: (out, done) for m, out, done in results}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", DEFAULT_RUN_METHODS)
+def test_train_script_defaults_beat_itq_on_digits(method, digits, itq_map, default_runs):
+    """experiments/train.py --method=NAME --dataset=digits --bits=32, no training flags."""
+    out, done = default_runs[method]
+    assert done.returncode == 0, done.stderr[-3000:]
     m = json.loads(open(os.path.join(out, "metrics.json")).read())
     assert m["checksum"] == digits.checksum
     assert m["map"] > itq_map, f"{method}: mAP {m['map']:.4f} <= ITQ {itq_map:.4f}"
