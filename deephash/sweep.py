@@ -342,10 +342,23 @@ def _thread_environment(threads: int) -> Iterator[None]:
 
 
 def _init_worker(threads: int) -> None:
+    import threading
+
     from deephash import training
 
     training.set_threads(threads)
     logging.getLogger("deephash").setLevel(logging.WARNING)  # the parent logs each run
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when its parent is gone (killed, even with SIGKILL): a pool worker
+    would otherwise finish its run for nobody. The run's staging directory is left for
+    the next run of that directory to remove; nothing half-written is ever a run."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _ready() -> int:
