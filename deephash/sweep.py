@@ -311,7 +311,7 @@ def parallel(jobs: int, threads: int | None = None) -> Iterator[None]:
     )
     context = multiprocessing.get_context("spawn")  # a fresh TensorFlow runtime per worker
     with futures.ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)
+        jobs, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid())
     ) as pool:
         with _thread_environment(threads):  # read by the workers' libraries as they load
             for f in [pool.submit(_ready) for _ in range(jobs)]:
@@ -341,15 +341,15 @@ def _thread_environment(threads: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     import threading
 
     from deephash import training
 
+    # the parent's pid comes from the parent: it may die while this worker is still starting
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     training.set_threads(threads)
     logging.getLogger("deephash").setLevel(logging.WARNING)  # the parent logs each run
-    parent = os.getppid()
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
 
 def _exit_with(parent: int) -> None:

@@ -311,6 +311,44 @@ def test_parallel_sweep_trains_in_workers_records_their_threads_and_keeps_spec_o
     assert sweep.default_jobs() >= 1
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_sweep_workers_exit_when_their_parent_is_killed(tmp_path):
+    """kill -9 of a script inside sweep.parallel leaves no worker training for nobody."""
+    import signal
+    import time
+
+    script = tmp_path / "hold.py"
+    script.write_text(
+        "import sys, time\n"
+        "from deephash import sweep\n"
+        "if __name__ == '__main__':\n"
+        "    with sweep.parallel(2, threads=1):\n"
+        "        print(*sweep._POOL.get()._processes, flush=True)\n"
+        "        time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
 def test_experiment_config_checks_jobs():
     assert presets.ExperimentConfig(jobs=3).jobs == 3
     with pytest.raises(ValueError, match="jobs must be"):
