@@ -8,11 +8,11 @@ grid point's validation mAP and the choice. ``experiments/select_hparams.py`` re
 
 What is chosen (in this order, each stage using the earlier stages' choices):
 
-1. the learning rate per loss family, on a representative method of the family
-   (:data:`REPRESENTATIVE`): the triplet-ranking methods (DSRH, DRH, DRH+, NINH; chosen on
-   DRH) and the pairwise ones (CNNH, DPSH, DHN, HashNet; chosen on DPSH); the DSEH family
-   keeps its own settings. (NINH was first grouped with the pairwise methods: at their 0.1
-   one seed's NINH run collapsed to one code from epoch 20, validation mAP 0.11.)
+1. the learning rate: for the triplet-ranking methods (DSRH, DRH, DRH+, NINH) one rate
+   chosen on DRH (:data:`REPRESENTATIVE`); for each pairwise method (CNNH, DPSH, DHN,
+   HashNet) its own; the DSEH family keeps its own settings. (NINH was first trained at the
+   pairwise methods' 0.1, where two of three seeds collapsed to one code; DHN at DPSH's 0.1
+   fell off a cliff mid-run at 16, 32 and 48 bits: validation mAP 0.63 -> 0.21 at 16 bits.)
 2. the triplet margin of DRH, DRH+ and DSRH (DRH's choice) and NINH, relative to the code length:
    ``margin = margin_per_bit * bits`` (the papers' margin 1 is 1/32 per bit at 32 bits);
 3. the orthogonality weight lambda of DSRH and DRH+.
@@ -39,7 +39,10 @@ VERSION = 1
 # the learning rates bracket the quick preset's earlier values, 1/32 per bit is the papers'
 # margin 1 at 32 bits and 0.25 the DSRH paper's lambda
 GRID = {
-    "lr": {"triplet": [0.01, 0.02], "pairwise": [0.05, 0.1]},
+    "lr": {
+        "triplet": [0.01, 0.02],
+        **{m: [0.05, 0.1] for m in ("dpsh", "dhn", "hashnet", "cnnh")},
+    },
     "margin_per_bit": [1 / 32, 1 / 8],
     "ortho_weight": [0.05, 0.25],
 }
@@ -49,7 +52,13 @@ NOT_SELECTED = {
     "margin_per_bit": "not selected in this table: the methods' margin 1 applies",
     "ortho_weight": "not selected in this table: the methods' lambda 0.25 applies",
 }
-REPRESENTATIVE = {"triplet": "drh", "pairwise": "dpsh"}
+REPRESENTATIVE = {
+    "triplet": "drh",
+    "dpsh": "dpsh",
+    "dhn": "dhn",
+    "hashnet": "hashnet",
+    "cnnh": "cnnh",
+}
 # method -> whose margin selection it uses. DSRH takes DRH's like DRH+: with the paper's margin
 # 1 beside its variants' validated 4 it was handicapped (validation mAP 0.846 against 0.904)
 MARGIN_METHODS = {"dsrh": "drh", "drh": "drh", "drh+": "drh", "ninh": "ninh"}
@@ -60,10 +69,10 @@ LR_FAMILY_OF = {
     "drh": "triplet",
     "drh+": "triplet",
     "ninh": "triplet",
-    "cnnh": "pairwise",
-    "dpsh": "pairwise",
-    "dhn": "pairwise",
-    "hashnet": "pairwise",
+    "cnnh": "cnnh",  # the pairwise methods: one learning rate each
+    "dpsh": "dpsh",
+    "dhn": "dhn",
+    "hashnet": "hashnet",
 }
 
 _cache: dict = {}
@@ -173,6 +182,7 @@ def select(
             "grid": grid["lr"][family],
             "validation_map": scores,
             "chosen": _choose(scores),
+            "threads": _threads(),
             "selected_on": method,
         }
     earlier = load_table(path or TABLE).get("stages", {})  # stages not selected now keep these
@@ -187,6 +197,7 @@ def select(
             "grid": grid["margin_per_bit"],
             "validation_map": scores,
             "chosen": _choose(scores),
+            "threads": _threads(),
         }
     margin_stage = (
         found["margin_per_bit"] if "margin_per_bit" in wanted else earlier.get("margin_per_bit", {})
@@ -203,6 +214,7 @@ def select(
             "grid": grid["ortho_weight"],
             "validation_map": scores,
             "chosen": _choose(scores),
+            "threads": _threads(),
         }
     table = {
         "version": VERSION,
@@ -214,14 +226,7 @@ def select(
             f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
             "database = the rest of the training split; the queries are never used"
         ),
-        "command": "python experiments/select_hparams.py "
-        + f"--dataset={dataset} --bits={bits} --seed={seed}"
-        + ("" if set(wanted) == set(STAGES) else f" --stages={','.join(wanted)}")
-        + "".join(
-            f" --{flag}={','.join((methods_ or {})[key])}"
-            for key, flag in (("margin", "margin_methods"), ("ortho", "ortho_methods"))
-            if (methods_ or {}).get(key)
-        ),
+        "command": _command(dataset, bits, seed, wanted, methods_ or {}),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "applies_to": "the quick preset on every data set and code length (margins scale with "
         "the code length)",
@@ -232,6 +237,32 @@ def select(
     if path:
         _write(path, table)
     return table
+
+
+def _command(dataset: str, bits: int, seed: int, stages: tuple, narrow: dict) -> str:
+    """The select_hparams.py command line of a selection."""
+    out = f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
+    if set(stages) != set(STAGES):
+        out += f" --stages={','.join(stages)}"
+    flags = (
+        ("representative", "lr_families"),
+        ("margin", "margin_methods"),
+        ("ortho", "ortho_methods"),
+    )
+    for key, flag in flags:
+        if narrow.get(key):
+            out += f" --{flag}={','.join(narrow[key])}"
+    if _threads() != "default":
+        out += f" --threads={_threads()}"
+    return out
+
+
+def _threads():
+    """TensorFlow's intra-op thread count of this process ("default": TensorFlow's choice):
+    a run's numbers, and so a selection, depend on it."""
+    from deephash import training
+
+    return training.thread_settings()["intra_op"]
 
 
 def _over_earlier(earlier: dict, table: dict) -> dict:

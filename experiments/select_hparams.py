@@ -28,7 +28,13 @@ flags.DEFINE_list(
     ["lr", "margin_per_bit", "ortho_weight"],
     "stages to select (the others keep the presets' values)",
 )
+flags.DEFINE_list(
+    "lr_families",
+    [],
+    "only these learning-rate families (default: all of deephash.tuning.REPRESENTATIVE)",
+)
 flags.DEFINE_list("margin_methods", [], "only these methods' margins (default: drh, ninh)")
+_flags.define_flag("threads")
 flags.DEFINE_list("ortho_methods", [], "only these methods' lambdas (default: dsrh, drh+)")
 flags.DEFINE_string(
     "runs_dir", "runs/tuning", "run directories of the grid points (kept and reused)"
@@ -49,7 +55,19 @@ def main(argv):
             f"error: unknown stage(s) {', '.join(sorted(unknown))}; choose from "
             f"{', '.join(tuning.STAGES)}"
         )
+    if FLAGS.threads is not None:
+        from deephash import training
+
+        training.set_threads(FLAGS.threads)
     narrow = {}
+    if FLAGS.lr_families:
+        unknown = set(FLAGS.lr_families) - set(tuning.REPRESENTATIVE)
+        if unknown:
+            sys.exit(
+                f"error: unknown learning-rate famil(ies) {', '.join(sorted(unknown))}; "
+                f"choose from {', '.join(tuning.REPRESENTATIVE)}"
+            )
+        narrow["representative"] = {f: tuning.REPRESENTATIVE[f] for f in FLAGS.lr_families}
     if FLAGS.margin_methods:
         narrow["margin"] = FLAGS.margin_methods
     if FLAGS.ortho_methods:

@@ -311,7 +311,7 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
     path = str(tmp_path / "quick.json")
     table = tuning.select("digits", 32, 0, runs_dir=str(tmp_path), path=path)
     st = table["stages"]
-    assert st["lr"]["triplet"]["chosen"] == 0.02 and st["lr"]["pairwise"]["chosen"] == 0.1
+    assert st["lr"]["triplet"]["chosen"] == 0.02 and st["lr"]["dhn"]["chosen"] == 0.1
     assert st["margin_per_bit"]["drh"]["chosen"] == 0.125  # margin 4 at 32 bits
     assert st["margin_per_bit"]["ninh"]["chosen"] == 0.125  # at the triplet lr 0.02
     assert st["ortho_weight"]["dsrh"]["chosen"] == 0.05 and table["not_selected"] == {}
