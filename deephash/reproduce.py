@@ -52,10 +52,11 @@ def _run_grid(methods, dataset, bits, exp: ExperimentConfig) -> list[dict]:
     if exp.seed_bits is None:
         return sweep.run_grid(methods, dataset, bits, exp)
     seeds = exp.seeds
-    records = sweep.run_grid(methods, dataset, bits, exp.replace(seeds=seeds[:1]))
-    more = [b for b in bits if b in set(exp.seed_bits)]
-    if more and len(seeds) > 1:
-        records += sweep.run_grid(methods, dataset, more, exp.replace(seeds=seeds[1:]))
+    with sweep.parallel(exp.jobs or 1):  # one set of workers for both grids
+        records = sweep.run_grid(methods, dataset, bits, exp.replace(seeds=seeds[:1]))
+        more = [b for b in bits if b in set(exp.seed_bits)]
+        if more and len(seeds) > 1:
+            records += sweep.run_grid(methods, dataset, more, exp.replace(seeds=seeds[1:]))
     return records
 
 
@@ -230,7 +231,10 @@ def dseh_ablation(
         for v in chosen
         for seed in exp.seeds
     ]
-    results, records = _ablation_runs(specs, exp.runs_dir or os.path.join(out, "runs"), exp.reuse)
+    with sweep.parallel(exp.jobs or 1):
+        results, records = _ablation_runs(
+            specs, exp.runs_dir or os.path.join(out, "runs"), exp.reuse
+        )
     summary = ablation_summary(results)
     ref, paper = ablation_published(dataset)
     md = ablation_markdown(summary, dataset, bits, ref, paper, exp.preset)

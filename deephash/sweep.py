@@ -298,9 +298,10 @@ def parallel(jobs: int, threads: int | None = None) -> Iterator[None]:
     count // ``jobs``); ``jobs=1`` trains in this process. A run's numbers do not depend on
     which worker trains it, but on its thread count (``training.set_threads``), which its
     config.json records. Like any ``multiprocessing`` code, a script using it needs an
-    ``if __name__ == "__main__":`` guard."""
+    ``if __name__ == "__main__":`` guard. Nested inside another such block it adds no
+    workers."""
     jobs = check_int(jobs, "jobs", minimum=1, owner="sweep.parallel")
-    if jobs == 1:
+    if jobs == 1 or _POOL.get() is not None:  # in an enclosing block its workers serve
         yield
         return
     threads = check_int(
@@ -426,11 +427,8 @@ def run_grid(
     ]
     for s in specs:
         methods.check_bits(s.bits, method=s.method)
-    runs_dir = exp.runs_dir or "results/runs"
-    if exp.jobs is not None and exp.jobs > 1 and _POOL.get() is None:
-        with parallel(exp.jobs):
-            return run_specs(specs, runs_dir, datasets, exp.reuse)
-    return run_specs(specs, runs_dir, datasets, exp.reuse)
+    with parallel(exp.jobs or 1):
+        return run_specs(specs, exp.runs_dir or "results/runs", datasets, exp.reuse)
 
 
 __all__ = [

@@ -60,6 +60,7 @@ _flags.define_flag(
     "copy, for the cnn_f backbone (paper preset)",
 )
 _flags.define_flag("strategy")
+_flags.define_flag("jobs")
 flags.DEFINE_integer("verbose", 0, "Keras progress output")
 
 
@@ -121,6 +122,7 @@ def main(argv):
             root=FLAGS.root,
             runs_dir=FLAGS.runs_dir,
             reuse=FLAGS.reuse,
+            jobs=_flags.jobs() if FLAGS.strategy == "default" else 1,
         )
         reproduce.dseh_ablation(
             FLAGS.dataset,

@@ -260,6 +260,7 @@ def _check_train_build(train_script, tmp_path):
         "augment": True,
         "backbone": "small_cnn",
         "ortho_weight": "auto",
+        "margin": 4.0,  # the quick preset's validated margin (1/8 per bit, DRH's choice)
     }
     for attr, value, match in [
         ("method", "nope", "unknown method"),
