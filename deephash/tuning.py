@@ -153,9 +153,10 @@ def select(
     (the others keep the presets' values); ``methods_`` may narrow the methods of a stage
     (``{"representative": {...}, "margin": [...], "ortho": [...]}``), e.g. to split the
     work over processes and merge the tables with :func:`merge`. Stages not selected now use
-    the choices of the table already at ``path`` (the package's when None), and the written
-    table keeps that table's other entries when it is of the same data set, code length and
-    seed (both commands recorded). Returns the table."""
+    the choices of the table already at ``path`` (the package's when None); a partial
+    selection (some stages or methods) keeps that table's other entries when it is of the
+    same data set, code length and seed (both commands recorded), a full one replaces it.
+    Returns the table."""
     from deephash import presets, sweep
 
     grid = grid or GRID
@@ -233,7 +234,8 @@ def select(
         "stages": found,
         "not_selected": {k: NOT_SELECTED[k] for k in STAGES if not found[k]},
     }
-    table = _over_earlier(load_table(path or TABLE), table)
+    if set(wanted) != set(STAGES) or methods_:  # a partial selection keeps the other choices
+        table = _over_earlier(load_table(path or TABLE), table)
     if path:
         _write(path, table)
     return table

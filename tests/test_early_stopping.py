@@ -337,6 +337,8 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
     assert "; then " in again["command"] and "--stages=margin_per_bit" in again["command"]
     with open(path) as f:
         assert json.load(f)["stages"] == again["stages"]
+    full = tuning.select("digits", 32, 0, runs_dir=str(tmp_path), path=path)
+    assert "; then " not in full["command"]  # a full selection replaces the table
     tuning._cache.clear()
 
 
