@@ -157,7 +157,7 @@ def select(
     selection (some stages or methods) keeps that table's other entries when it is of the
     same data set, code length and seed (both commands recorded), a full one replaces it.
     Returns the table."""
-    from deephash import presets, sweep
+    from deephash import presets
 
     grid = grid or GRID
     reps = (methods_ or {}).get("representative", REPRESENTATIVE)
@@ -165,58 +165,43 @@ def select(
     ortho_methods = (methods_ or {}).get("ortho", ORTHO_METHODS)
     wanted = tuple(stages)
     found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
-    # every run starts from the presets without a table (the values being chosen), plus the
-    # stages so far
-    datasets = sweep.DatasetCache()
-
-    def score(method: str, lr: float | None, hp: dict) -> float:
-        spec = presets.spec(method, dataset, bits, preset="quick", seed=seed, lr=lr, hparams=hp)
-        spec = _without_table(spec, method, bits, lr, hp)
-        rec = sweep.run_spec(spec, runs_dir, datasets)
-        value = rec["metrics"]["early_stopping"]["best_validation_map"]
-        log.info(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {value:.4f}")
-        return float(value)
-
-    for family, method in reps.items() if "lr" in wanted else ():
-        scores = {repr(float(lr)): score(method, float(lr), {}) for lr in grid["lr"][family]}
-        found["lr"][family] = {
-            "grid": grid["lr"][family],
-            "validation_map": scores,
-            "chosen": _choose(scores),
-            "threads": _threads(),
-            "selected_on": method,
-        }
+    score = _Scorer(dataset, bits, seed, runs_dir)
+    if "lr" in wanted:  # every run starts from the presets without a table, plus the stages
+        found["lr"] = score.stage(  # so far
+            {f: [(float(v), m, float(v), {}) for v in grid["lr"][f]] for f, m in reps.items()},
+            grid["lr"],
+        )
+        for family, method in reps.items():
+            found["lr"][family]["selected_on"] = method
     earlier = load_table(path or TABLE).get("stages", {})  # stages not selected now keep these
     lr_stage = found["lr"] if "lr" in wanted else earlier.get("lr", {})
     lr_of = {m: lr_stage[f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in lr_stage}
-    for method in margin_methods if "margin_per_bit" in wanted else ():
-        scores = {
-            repr(float(v)): score(method, lr_of.get(method), {"margin": float(v) * bits})
-            for v in grid["margin_per_bit"]
-        }
-        found["margin_per_bit"][method] = {
-            "grid": grid["margin_per_bit"],
-            "validation_map": scores,
-            "chosen": _choose(scores),
-            "threads": _threads(),
-        }
+    if "margin_per_bit" in wanted:
+        found["margin_per_bit"] = score.stage(
+            {
+                m: [(float(v), m, lr_of.get(m), {"margin": float(v) * bits})
+                    for v in grid["margin_per_bit"]]
+                for m in margin_methods
+            },
+            {m: grid["margin_per_bit"] for m in margin_methods},
+        )  # fmt: skip
     margin_stage = (
         found["margin_per_bit"] if "margin_per_bit" in wanted else earlier.get("margin_per_bit", {})
     )
-    for method in ortho_methods if "ortho_weight" in wanted else ():
-        hp: dict = {}
-        if method in MARGIN_METHODS and MARGIN_METHODS[method] in margin_stage:
-            hp["margin"] = margin_stage[MARGIN_METHODS[method]]["chosen"] * bits
-        scores = {
-            repr(float(v)): score(method, lr_of.get(method), {**hp, "ortho_weight": float(v)})
-            for v in grid["ortho_weight"]
+    if "ortho_weight" in wanted:
+        margin = {
+            m: {"margin": margin_stage[MARGIN_METHODS[m]]["chosen"] * bits}
+            for m in ortho_methods
+            if m in MARGIN_METHODS and MARGIN_METHODS[m] in margin_stage
         }
-        found["ortho_weight"][method] = {
-            "grid": grid["ortho_weight"],
-            "validation_map": scores,
-            "chosen": _choose(scores),
-            "threads": _threads(),
-        }
+        found["ortho_weight"] = score.stage(
+            {
+                m: [(float(v), m, lr_of.get(m), {**margin.get(m, {}), "ortho_weight": float(v)})
+                    for v in grid["ortho_weight"]]
+                for m in ortho_methods
+            },
+            {m: grid["ortho_weight"] for m in ortho_methods},
+        )  # fmt: skip
     table = {
         "version": VERSION,
         "dataset": dataset,
@@ -239,6 +224,52 @@ def select(
     if path:
         _write(path, table)
     return table
+
+
+class _Scorer:
+    """Validation mAP of grid points, each a quick-preset run through ``sweep.run_specs``
+    (side by side inside ``sweep.parallel``; finished runs in ``runs_dir`` reused)."""
+
+    def __init__(self, dataset: str, bits: int, seed: int, runs_dir: str):
+        from deephash import sweep
+
+        self.dataset, self.bits, self.seed, self.runs_dir = dataset, bits, seed, runs_dir
+        self.datasets = sweep.DatasetCache()
+
+    def stage(self, points: dict, grids: dict) -> dict:
+        """``{owner: entry}`` for ``points`` (``{owner: [(grid value, method, lr, hparams)]}``):
+        each owner's grid, validation mAP per grid value, choice and the runs' threads."""
+        from deephash import presets, sweep
+
+        flat = [(owner, p) for owner, ps in points.items() for p in ps]
+        specs = []
+        for _, (_, method, lr, hp) in flat:
+            spec = presets.spec(
+                method, self.dataset, self.bits, preset="quick", seed=self.seed, lr=lr, hparams=hp
+            )
+            specs.append(_without_table(spec, method, self.bits, lr, hp))
+        records = sweep.run_specs(specs, self.runs_dir, self.datasets)
+        out: dict = {}
+        for (owner, (value, method, _, hp)), spec, rec in zip(flat, specs, records):
+            v = float(rec["metrics"]["early_stopping"]["best_validation_map"])
+            log.info(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {v:.4f}")
+            entry = out.setdefault(owner, {"grid": grids[owner], "validation_map": {}})
+            entry["validation_map"][repr(value)] = v
+            entry.setdefault("threads", set()).add(_run_threads(rec.get("run_dir")))
+        for entry in out.values():
+            entry["chosen"] = _choose(entry["validation_map"])
+            threads = entry.pop("threads")
+            entry["threads"] = threads.pop() if len(threads) == 1 else sorted(map(str, threads))
+        return out
+
+
+def _run_threads(run_dir: str | None):
+    """The intra-op thread count a run's config.json records (this process's without one)."""
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            return json.load(f)["threads"]["intra_op"]
+    except (TypeError, OSError, ValueError, KeyError):
+        return _threads()
 
 
 def _command(dataset: str, bits: int, seed: int, stages: tuple, narrow: dict) -> str:

@@ -35,6 +35,7 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list("margin_methods", [], "only these methods' margins (default: drh, ninh)")
 _flags.define_flag("threads")
+_flags.define_flag("jobs")
 flags.DEFINE_list("ortho_methods", [], "only these methods' lambdas (default: dsrh, drh+)")
 flags.DEFINE_string(
     "runs_dir", "runs/tuning", "run directories of the grid points (kept and reused)"
@@ -72,15 +73,19 @@ def main(argv):
         narrow["margin"] = FLAGS.margin_methods
     if FLAGS.ortho_methods:
         narrow["ortho"] = FLAGS.ortho_methods
-    table = tuning.select(
-        FLAGS.dataset,
-        FLAGS.bits,
-        FLAGS.seed,
-        runs_dir=FLAGS.runs_dir,
-        path=FLAGS.out or tuning.TABLE,
-        methods_=narrow or None,
-        stages=tuple(FLAGS.stages),
-    )
+    from deephash import sweep
+
+    jobs = 1 if FLAGS.threads is not None else _flags.jobs()  # --threads: in this process
+    with sweep.parallel(jobs):  # each stage's grid points side by side
+        table = tuning.select(
+            FLAGS.dataset,
+            FLAGS.bits,
+            FLAGS.seed,
+            runs_dir=FLAGS.runs_dir,
+            path=FLAGS.out or tuning.TABLE,
+            methods_=narrow or None,
+            stages=tuple(FLAGS.stages),
+        )
     for stage, entries in table["stages"].items():
         for who, e in entries.items():
             print(

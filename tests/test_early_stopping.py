@@ -295,7 +295,7 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
 
     seen = []
 
-    def fake_run(spec, runs_dir, datasets=None, reuse="any"):
+    def fake_run(spec):
         """Validation mAP as a known function of the settings: the best lr is 0.02 for the
         triplet methods and 0.1 for the pairwise ones, margin 4 beats 1 except for NINH at
         lr 0.1, lambda 0.05 beats 0.25."""
@@ -305,9 +305,14 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
         v += 0.01 * (hp.get("margin") == 4.0) - 0.1 * (hp.get("ortho_weight") == 0.25)
         if spec.method == "ninh" and lr == 0.1 and hp.get("margin") == 4.0:
             v = 0.35  # collapsed
-        return {"metrics": {"early_stopping": {"best_validation_map": v}}}
+        return {"metrics": {"early_stopping": {"best_validation_map": v}}, "run_dir": None}
 
-    monkeypatch.setattr(sweep, "run_spec", fake_run)
+    def fake_runs(specs, runs_dir, datasets=None, reuse="any"):
+        batches.append(len(specs))
+        return [fake_run(s) for s in specs]
+
+    batches = []
+    monkeypatch.setattr(sweep, "run_specs", fake_runs)
     path = str(tmp_path / "quick.json")
     table = tuning.select("digits", 32, 0, runs_dir=str(tmp_path), path=path)
     st = table["stages"]
@@ -315,8 +320,13 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
     assert st["margin_per_bit"]["drh"]["chosen"] == 0.125  # margin 4 at 32 bits
     assert st["margin_per_bit"]["ninh"]["chosen"] == 0.125  # at the triplet lr 0.02
     assert st["ortho_weight"]["dsrh"]["chosen"] == 0.05 and table["not_selected"] == {}
-    # each stage ran with the earlier stages' choices
+    # each stage ran with the earlier stages' choices, its grid points in one batch (side by
+    # side inside sweep.parallel)
     assert ("ninh", 0.02, 4.0, None) in seen and ("drh+", 0.02, 4.0, 0.25) in seen
+    assert (
+        batches == [10, 4, 4]
+        and st["lr"]["dhn"]["threads"] == st["ortho_weight"]["dsrh"]["threads"]
+    )
     assert tuning.quick_choice("ninh", 48, path=path)[0] == {"lr": 0.02, "margin": 6.0}
     # one stage for one method again: the table's other entries stay, its lr is used
     seen.clear()
