@@ -352,6 +352,22 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
     tuning._cache.clear()
 
 
+def test_select_hparams_script_names_bad_stages_and_families_before_training(tmp_path):
+    import subprocess
+    import sys
+
+    script = os.path.join(REPO, "experiments", "select_hparams.py")
+    for flag, named in (("--stages=lr,nope", "nope"), ("--lr_families=triplet,nope", "nope")):
+        done = subprocess.run(
+            [sys.executable, script, flag, f"--runs_dir={tmp_path}", f"--out={tmp_path / 't'}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode != 0 and "error: unknown" in done.stderr and named in done.stderr
+    assert os.listdir(tmp_path) == []  # nothing trained, no table written
+
+
 def test_train_defaults_come_from_the_preset_and_a_flag_overrides_one_value(tmp_path):
     from _helpers import script_module
     from absl import flags
