@@ -62,6 +62,15 @@ def _fraction(v: float) -> str:
     return f"{'1/' + str(round(1 / v)) if v < 1 else '1':>7}"
 
 
+def _sweep_index(kind: str, n: int, queries: int, bits: int, rng):
+    """``(built MultiIndexHashing over n codes of kind, packed query codes)`` for a sweep."""
+    dp, qp = make_codes(kind, n, queries, bits, rng)
+    mih = MultiIndexHashing(bits)
+    mih.add(dp, packed=True)
+    mih.build()
+    return mih, qp
+
+
 def _timer(args):
     """``time(fn, *a)``: median over ``args.repeat`` runs of the mean of enough calls to last
     ``args.min_time`` seconds (short calls are otherwise dominated by thread-pool wake-ups)."""
@@ -96,10 +105,7 @@ def sweep(args) -> None:
     print(f"{'codes':>9} {'bits':>4} {'r':>2} {'hits/q':>8} {'scanned':>7} | {head} | best us/q")
     for kind in args.sweep_kinds:
         for bits in args.bits:
-            dp, qp = make_codes(kind, n, args.queries, bits, rng)
-            mih = MultiIndexHashing(bits)
-            mih.add(dp, packed=True)
-            mih.build()
+            mih, qp = _sweep_index(kind, n, args.queries, bits, rng)
             mih.PROBE_FRACTION = 1e9
             for radius in (1, 2, 3):
                 want = None
@@ -165,10 +171,7 @@ def sweep_probe(args, time_it) -> None:
     )
     for kind in args.sweep_kinds:
         for bits in args.bits:
-            dp, qp = make_codes(kind, n, args.probe_queries, bits, rng)
-            mih = MultiIndexHashing(bits)
-            mih.add(dp, packed=True)
-            mih.build()
+            mih, qp = _sweep_index(kind, n, args.probe_queries, bits, rng)
             bounds = _lookup.split_bits(bits, mih.m)
             radii, seen = [], set()
             for k in range(14, 2, -1):  # first radius with n_probes >= N * 2**-k
