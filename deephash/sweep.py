@@ -290,6 +290,11 @@ def default_jobs() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def default_threads(jobs: int) -> int:
+    """Threads per worker when ``jobs`` workers share this machine: the CPU count // jobs."""
+    return max(1, (os.cpu_count() or 1) // int(jobs))
+
+
 @contextlib.contextmanager
 def parallel(jobs: int, threads: int | None = None) -> Iterator[None]:
     """Within the block, :func:`run_specs` and :func:`train_specs` (and so :func:`run_grid`
@@ -305,7 +310,7 @@ def parallel(jobs: int, threads: int | None = None) -> Iterator[None]:
         yield
         return
     threads = check_int(
-        threads if threads is not None else max(1, (os.cpu_count() or 1) // jobs),
+        threads if threads is not None else default_threads(jobs),
         "threads",
         minimum=1,
         owner="sweep.parallel",
@@ -445,4 +450,5 @@ __all__ = [
     "run_grid",
     "parallel",
     "default_jobs",
+    "default_threads",
 ]

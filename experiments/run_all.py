@@ -166,7 +166,7 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None, jobs: int = 1) -
     """OUT/README.md: what ran, how long, each table and the plots (paths relative to OUT)."""
     import platform
 
-    from deephash import report
+    from deephash import report, sweep
 
     runs = [r for _, _, rep in done for r in rep["runs"]]
     trained = len({r["run_dir"] for r in runs if not r["reused"]})
@@ -182,7 +182,7 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None, jobs: int = 1) -
         + " (DSEH Table 2 adds its variants' runs; its DSEH runs are Table 1's 32-bit ones)."
         + (
             f" Runs trained {jobs} at a time in worker processes with "
-            f"{max(1, (os.cpu_count() or 1) // jobs)} TensorFlow thread(s) each (each run's "
+            f"{sweep.default_threads(jobs)} TensorFlow thread(s) each (each run's "
             "config.json records them; `experiments/train.py --threads=N` repeats a run bit "
             "for bit)."
             if jobs > 1
