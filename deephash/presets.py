@@ -345,7 +345,7 @@ def _quick_deep(run: _Settings) -> tuple:
         run.name, run.group, run.dataset, run.bits, run.seed, run.exp.verbose
     )
     hp.update(schedule)
-    chosen, record = tuning.quick_choice(run.name, run.bits)
+    chosen, record = tuning.quick_choice(run.name, run.bits, dataset=run.dataset)
     if "lr" in chosen:
         config = config.replace(lr=chosen.pop("lr"))
     hp.update(chosen)

@@ -1,10 +1,14 @@
 """Hyper-parameters of the quick preset chosen on validation data, never on the queries.
 
-The papers chose their settings on validation data; the quick preset does the same, once,
-and keeps the choices in a versioned table in the package (``deephash/tuned/quick.json``)
-that records how they were chosen: the data set, code length and seed, the grid, every
-grid point's validation mAP and the choice. ``experiments/select_hparams.py`` recomputes it
-(:func:`select`); :func:`quick_choice` reads it for :func:`deephash.presets.spec`.
+The papers chose their settings on validation data; the quick preset does the same, once
+per data set, and keeps the choices in versioned tables in the package that record how they
+were chosen: the data set, code length and seed, the grid, every grid point's validation mAP
+and the choice. ``deephash/tuned/quick.json`` is chosen on digits and applies to every data
+set without a table of its own; ``deephash/tuned/quick_<dataset>.json`` to that data set
+(:func:`table_for`; digits_multi has one: settings chosen on single-label digits do not
+carry over to multi-label data). ``experiments/select_hparams.py --dataset=NAME``
+recomputes a table (:func:`select`); :func:`quick_choice` reads it for
+:func:`deephash.presets.spec`.
 
 What is chosen (in this order, each stage using the earlier stages' choices):
 
@@ -33,7 +37,9 @@ import os
 
 log = logging.getLogger(__name__)
 
-TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuned", "quick.json")
+TABLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuned")
+TABLE = os.path.join(TABLES, "quick.json")  # chosen on digits; the default of every data set
+DEFAULT_DATASET = "digits"
 VERSION = 1
 # two values per setting keep the selection affordable on 2 CPU cores (about 11 quick runs);
 # the learning rates bracket the quick preset's earlier values, 1/32 per bit is the papers'
@@ -60,7 +66,9 @@ REPRESENTATIVE = {
     "cnnh": "cnnh",
 }
 # method -> whose margin selection it uses. DSRH takes DRH's like DRH+: with the paper's margin
-# 1 beside its variants' validated 4 it was handicapped (validation mAP 0.846 against 0.904)
+# 1 beside its variants' validated 4 it was handicapped (validation mAP 0.846 against 0.904).
+# A table holding a method's own margin selection (--margin_methods=dsrh) overrides this:
+# on digits_multi DRH learns at no grid point, so its choice says nothing about DSRH's margin.
 MARGIN_METHODS = {"dsrh": "drh", "drh": "drh", "drh+": "drh", "ninh": "ninh"}
 ORTHO_METHODS = ("dsrh", "drh+")
 DSRH_FAMILY = ("dsrh", "drh", "drh+")
@@ -95,11 +103,35 @@ def load_table(path: str = TABLE) -> dict:
     return _cache[path]
 
 
-def quick_choice(method: str, bits: int, path: str = TABLE) -> tuple[dict, dict]:
-    """``(values, record)`` for a quick run of ``method`` at ``bits``: the chosen ``lr`` and
-    hyper-parameters (``margin``, ``ortho_weight``) and, per value, the record of its
-    selection (grid, validation mAP per grid point, choice, how it was chosen) for
-    metrics.json. Methods the table does not cover get ``({}, {})``."""
+def default_path(dataset: str) -> str:
+    """Where the table selected on ``dataset`` goes: :data:`TABLE` for digits,
+    ``deephash/tuned/quick_<dataset>.json`` for any other data set."""
+    name = str(dataset).lower()
+    if name == DEFAULT_DATASET:
+        return TABLE
+    if not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise ValueError(f"tuning: not a data set name. Received: dataset={dataset!r}")
+    return os.path.join(TABLES, f"quick_{name}.json")
+
+
+def table_for(dataset: str | None) -> str:
+    """The table a quick run on ``dataset`` reads: the data set's own
+    (:func:`default_path`) when the package has one, else :data:`TABLE` (chosen on digits)."""
+    if dataset is None:
+        return TABLE
+    own = default_path(dataset)
+    return own if os.path.exists(own) else TABLE
+
+
+def quick_choice(
+    method: str, bits: int, path: str | None = None, dataset: str | None = None
+) -> tuple[dict, dict]:
+    """``(values, record)`` for a quick run of ``method`` at ``bits`` on ``dataset``: the
+    chosen ``lr`` and hyper-parameters (``margin``, ``ortho_weight``) from the data set's
+    table (:func:`table_for`; ``path`` replaces it) and, per value, the record of its
+    selection (grid, validation mAP per grid point, choice, how and on which data set it was
+    chosen) for metrics.json. Methods the table does not cover get ``({}, {})``."""
+    path = path or table_for(dataset)
     table = load_table(path)
     stages = table.get("stages", {})
     values: dict = {}
@@ -108,12 +140,15 @@ def quick_choice(method: str, bits: int, path: str = TABLE) -> tuple[dict, dict]
         k: table.get(k)
         for k in ("version", "dataset", "bits", "seed", "selected_on", "command", "created")
     }
+    how["file"] = os.path.basename(path)
+    if dataset is not None:
+        how["applied_to"] = str(dataset)
     family = LR_FAMILY_OF.get(method)
     lr = stages.get("lr", {}).get(family) if family else None
     if lr:
         values["lr"] = float(lr["chosen"])
         record["lr"] = {**lr, "family": family, "table": how}
-    margin_from = MARGIN_METHODS.get(method)
+    margin_from = _margin_owner(method, stages.get("margin_per_bit", {}))
     margin = stages.get("margin_per_bit", {}).get(margin_from) if margin_from else None
     if margin:
         values["margin"] = float(margin["chosen"]) * int(bits)
@@ -131,6 +166,14 @@ def quick_choice(method: str, bits: int, path: str = TABLE) -> tuple[dict, dict]
     return values, copy.deepcopy(record)
 
 
+def _margin_owner(method: str, margin_stage: dict) -> str | None:
+    """Whose margin selection ``method`` uses: its own when the table holds one, else
+    :data:`MARGIN_METHODS`' (None for methods without a margin)."""
+    if method not in MARGIN_METHODS:
+        return None
+    return method if method in margin_stage else MARGIN_METHODS[method]
+
+
 def _choose(scores: dict) -> float:
     """The grid value with the best score (ties: the value listed first)."""
     items = list(scores.items())
@@ -142,14 +185,15 @@ def select(
     bits: int = 32,
     seed: int = 0,
     runs_dir: str = "runs/tuning",
-    path: str | None = TABLE,
+    path: str | None = "auto",
     grid: dict | None = None,
     methods_: dict | None = None,
     stages: tuple = STAGES,
 ) -> dict:
     """Recompute the table (module docstring) with quick-preset runs on ``dataset`` at
     ``bits`` and ``seed`` through ``sweep`` (finished runs in ``runs_dir`` are reused), and
-    write it to ``path`` (None: do not write). ``stages``: which of :data:`STAGES` to select
+    write it to ``path`` (``"auto"``: the data set's table, :func:`default_path`; None: do
+    not write). ``stages``: which of :data:`STAGES` to select
     (the others keep the presets' values); ``methods_`` may narrow the methods of a stage
     (``{"representative": {...}, "margin": [...], "ortho": [...]}``), e.g. to split the
     work over processes and merge the tables with :func:`merge`. Stages not selected now use
@@ -159,6 +203,8 @@ def select(
     Returns the table."""
     from deephash import presets
 
+    if path == "auto":
+        path = default_path(dataset)
     grid = grid or GRID
     reps = (methods_ or {}).get("representative", REPRESENTATIVE)
     margin_methods = (methods_ or {}).get("margin", sorted(set(MARGIN_METHODS.values())))
@@ -173,7 +219,8 @@ def select(
         )
         for family, method in reps.items():
             found["lr"][family]["selected_on"] = method
-    earlier = load_table(path or TABLE).get("stages", {})  # stages not selected now keep these
+    # stages not selected now keep the choices of the table already there
+    earlier = load_table(path or table_for(dataset)).get("stages", {})
     lr_stage = found["lr"] if "lr" in wanted else earlier.get("lr", {})
     lr_of = {m: lr_stage[f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in lr_stage}
     if "margin_per_bit" in wanted:
@@ -189,10 +236,11 @@ def select(
         found["margin_per_bit"] if "margin_per_bit" in wanted else earlier.get("margin_per_bit", {})
     )
     if "ortho_weight" in wanted:
+        owner = {m: _margin_owner(m, margin_stage) for m in ortho_methods}
         margin = {
-            m: {"margin": margin_stage[MARGIN_METHODS[m]]["chosen"] * bits}
+            m: {"margin": margin_stage[owner[m]]["chosen"] * bits}
             for m in ortho_methods
-            if m in MARGIN_METHODS and MARGIN_METHODS[m] in margin_stage
+            if owner[m] in margin_stage
         }
         found["ortho_weight"] = score.stage(
             {
@@ -214,13 +262,18 @@ def select(
         ),
         "command": _command(dataset, bits, seed, wanted, methods_ or {}),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "applies_to": "the quick preset on every data set and code length (margins scale with "
-        "the code length)",
+        "applies_to": (
+            "the quick preset on every data set without a table of its own, at every code "
+            "length (margins scale with the code length)"
+            if dataset == DEFAULT_DATASET
+            else f"the quick preset on {dataset} at every code length (margins scale with the "
+            "code length)"
+        ),
         "stages": found,
         "not_selected": {k: NOT_SELECTED[k] for k in STAGES if not found[k]},
     }
     if set(wanted) != set(STAGES) or methods_:  # a partial selection keeps the other choices
-        table = _over_earlier(load_table(path or TABLE), table)
+        table = _over_earlier(load_table(path or table_for(dataset)), table)
     if path:
         _write(path, table)
     return table
@@ -342,7 +395,7 @@ def _without_table(spec, method: str, bits: int, lr: float | None, hp: dict):
 
     from deephash import presets
 
-    values, _ = quick_choice(method, bits)
+    values, _ = quick_choice(method, bits, dataset=spec.dataset)
     hparams = {k: v for k, v in spec.hparams.items() if k not in values or k in hp}
     config = spec.config
     if lr is None:
@@ -350,4 +403,15 @@ def _without_table(spec, method: str, bits: int, lr: float | None, hp: dict):
     return dataclasses.replace(spec, config=config, hparams=hparams, selection={})
 
 
-__all__ = ["GRID", "STAGES", "TABLE", "VERSION", "load_table", "merge", "quick_choice", "select"]
+__all__ = [
+    "GRID",
+    "STAGES",
+    "TABLE",
+    "VERSION",
+    "default_path",
+    "load_table",
+    "merge",
+    "quick_choice",
+    "select",
+    "table_for",
+]

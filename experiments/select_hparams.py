@@ -1,6 +1,8 @@
-"""Recompute the quick preset's settings chosen on validation data (deephash/tuned/quick.json).
+"""Recompute the quick preset's settings chosen on validation data: deephash/tuned/quick.json
+(chosen on digits, the default of every data set) or quick_<dataset>.json (--dataset).
 
     python experiments/select_hparams.py            # every stage, digits, 32 bits, seed 0
+    python experiments/select_hparams.py --dataset=digits_multi   # its own table
     python experiments/select_hparams.py --stages=margin_per_bit,ortho_weight
 
 Each grid point is a quick-preset run (early stopping on a validation split carved from the
@@ -33,7 +35,12 @@ flags.DEFINE_list(
     [],
     "only these learning-rate families (default: all of deephash.tuning.REPRESENTATIVE)",
 )
-flags.DEFINE_list("margin_methods", [], "only these methods' margins (default: drh, ninh)")
+flags.DEFINE_list(
+    "margin_methods",
+    [],
+    "only these methods' margins (default: drh, ninh; DSRH and DRH+ use DRH's unless named "
+    "here: a method named gets its own)",
+)
 _flags.define_flag("threads")
 _flags.define_flag("jobs")
 flags.DEFINE_list("ortho_methods", [], "only these methods' lambdas (default: dsrh, drh+)")
@@ -41,8 +48,35 @@ flags.DEFINE_string(
     "runs_dir", "runs/tuning", "run directories of the grid points (kept and reused)"
 )
 flags.DEFINE_string(
-    "out", None, "table to write (default: the package's deephash/tuned/quick.json)"
+    "out",
+    None,
+    "table to write (default: the package's table of --dataset: deephash/tuned/quick.json for "
+    "digits, quick_<dataset>.json otherwise)",
 )
+
+
+def _check(given, known, what: str) -> None:
+    """Exit with an error naming the values of ``given`` not in ``known``."""
+    unknown = set(given) - set(known)
+    if unknown:
+        sys.exit(f"error: {what} {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
+
+
+def _narrow() -> dict:
+    """The methods each stage is narrowed to by the flags (``tuning.select``'s ``methods_``)."""
+    from deephash import tuning
+
+    narrow = {}
+    if FLAGS.lr_families:
+        _check(FLAGS.lr_families, tuning.REPRESENTATIVE, "unknown learning-rate famil(ies)")
+        narrow["representative"] = {f: tuning.REPRESENTATIVE[f] for f in FLAGS.lr_families}
+    if FLAGS.margin_methods:
+        _check(FLAGS.margin_methods, tuning.MARGIN_METHODS, "no triplet margin to select for")
+        narrow["margin"] = FLAGS.margin_methods
+    if FLAGS.ortho_methods:
+        _check(FLAGS.ortho_methods, tuning.ORTHO_METHODS, "no orthogonality weight to select for")
+        narrow["ortho"] = FLAGS.ortho_methods
+    return narrow
 
 
 def main(argv):
@@ -50,29 +84,17 @@ def main(argv):
     from deephash import tuning
 
     _flags.show_progress()
-    unknown = set(FLAGS.stages) - set(tuning.STAGES)
-    if unknown:
-        sys.exit(
-            f"error: unknown stage(s) {', '.join(sorted(unknown))}; choose from "
-            f"{', '.join(tuning.STAGES)}"
-        )
+    _check(FLAGS.stages, tuning.STAGES, "unknown stage(s)")
+    try:
+        out = tuning.default_path(FLAGS.dataset)  # checks the name even with --out
+        out = FLAGS.out or out
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     if FLAGS.threads is not None:
         from deephash import training
 
         training.set_threads(FLAGS.threads)
-    narrow = {}
-    if FLAGS.lr_families:
-        unknown = set(FLAGS.lr_families) - set(tuning.REPRESENTATIVE)
-        if unknown:
-            sys.exit(
-                f"error: unknown learning-rate famil(ies) {', '.join(sorted(unknown))}; "
-                f"choose from {', '.join(tuning.REPRESENTATIVE)}"
-            )
-        narrow["representative"] = {f: tuning.REPRESENTATIVE[f] for f in FLAGS.lr_families}
-    if FLAGS.margin_methods:
-        narrow["margin"] = FLAGS.margin_methods
-    if FLAGS.ortho_methods:
-        narrow["ortho"] = FLAGS.ortho_methods
+    narrow = _narrow()
     from deephash import sweep
 
     jobs = 1 if FLAGS.threads is not None else _flags.jobs()  # --threads: in this process
@@ -82,7 +104,7 @@ def main(argv):
             FLAGS.bits,
             FLAGS.seed,
             runs_dir=FLAGS.runs_dir,
-            path=FLAGS.out or tuning.TABLE,
+            path=out,
             methods_=narrow or None,
             stages=tuple(FLAGS.stages),
         )
@@ -92,7 +114,7 @@ def main(argv):
                 f"{stage:<15} {who:<12} chosen {e['chosen']:g}  validation mAP "
                 f"{e['validation_map']}"
             )
-    print(f"table: {FLAGS.out or tuning.TABLE}")
+    print(f"table: {out}")
 
 
 if __name__ == "__main__":

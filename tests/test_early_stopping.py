@@ -288,6 +288,61 @@ def test_quick_choices_come_from_the_validation_table_with_their_record(tmp_path
     tuning._cache.clear()
 
 
+def test_a_data_set_with_its_own_table_reads_it_and_the_others_read_the_digits_table(
+    monkeypatch, tmp_path
+):
+    def table(dataset, lr):
+        return {
+            "version": tuning.VERSION,
+            "dataset": dataset,
+            "bits": 32,
+            "seed": 0,
+            "stages": {
+                "lr": {"dpsh": {"grid": [0.05, 0.1], "validation_map": {}, "chosen": lr}}
+            },
+        }
+
+    monkeypatch.setattr(tuning, "TABLES", str(tmp_path))
+    monkeypatch.setattr(tuning, "TABLE", str(tmp_path / "quick.json"))
+    tuning._cache.clear()
+    with open(tmp_path / "quick.json", "w") as f:
+        json.dump(table("digits", 0.1), f)
+    assert tuning.default_path("digits") == str(tmp_path / "quick.json")
+    assert tuning.default_path("digits_multi") == str(tmp_path / "quick_digits_multi.json")
+    with pytest.raises(ValueError, match="Received: dataset='../x'"):
+        tuning.default_path("../x")
+    # no table of its own yet: digits' applies, and the record says so
+    values, record = tuning.quick_choice("dpsh", 32, dataset="digits_multi")
+    assert values == {"lr": 0.1}
+    assert record["lr"]["table"]["dataset"] == "digits"
+    assert record["lr"]["table"]["applied_to"] == "digits_multi"
+    assert record["lr"]["table"]["file"] == "quick.json"
+    with open(tmp_path / "quick_digits_multi.json", "w") as f:
+        json.dump(table("digits_multi", 0.05), f)
+    values, record = tuning.quick_choice("dpsh", 32, dataset="digits_multi")
+    assert values == {"lr": 0.05}
+    assert record["lr"]["table"]["dataset"] == "digits_multi"
+    assert record["lr"]["table"]["file"] == "quick_digits_multi.json"
+    assert tuning.quick_choice("dpsh", 32, dataset="digits")[0] == {"lr": 0.1}
+    assert tuning.quick_choice("dpsh", 32, dataset="cifar10")[0] == {"lr": 0.1}
+    # a method's own margin selection, when the table holds one, replaces its representative's
+    own = table("digits_multi", 0.05)
+    own["stages"]["margin_per_bit"] = {
+        m: {"grid": [0.03125, 0.125], "validation_map": {}, "chosen": v}
+        for m, v in (("drh", 0.125), ("dsrh", 0.03125))
+    }
+    with open(tmp_path / "quick_digits_multi.json", "w") as f:
+        json.dump(own, f)
+    tuning._cache.clear()
+    assert tuning.quick_choice("dsrh", 32, dataset="digits_multi")[1]["margin"]["margin"] == 1.0
+    assert tuning.quick_choice("drh+", 32, dataset="digits_multi")[0]["margin"] == 4.0
+    assert tuning.quick_choice("dsrh", 32, dataset="digits")[0].get("margin") is None
+    # the presets read the run's data set's table
+    assert presets.spec("dpsh", "digits_multi", 32).config.lr == 0.05
+    assert presets.spec("dpsh", "digits", 32).config.lr == 0.1
+    tuning._cache.clear()
+
+
 def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choices(
     monkeypatch, tmp_path
 ):
@@ -352,19 +407,25 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
     tuning._cache.clear()
 
 
-def test_select_hparams_script_names_bad_stages_and_families_before_training(tmp_path):
+def test_select_hparams_script_names_bad_stages_families_and_methods_before_training(tmp_path):
     import subprocess
     import sys
 
     script = os.path.join(REPO, "experiments", "select_hparams.py")
-    for flag, named in (("--stages=lr,nope", "nope"), ("--lr_families=triplet,nope", "nope")):
+    for flag, says in (
+        ("--stages=lr,nope", "unknown stage(s) nope"),
+        ("--lr_families=triplet,nope", "unknown learning-rate famil(ies) nope"),
+        ("--margin_methods=dsrh,dpsh", "no triplet margin to select for dpsh"),
+        ("--ortho_methods=drh", "no orthogonality weight to select for drh"),
+        ("--dataset=../x", "tuning: not a data set name. Received: dataset='../x'"),
+    ):
         done = subprocess.run(
             [sys.executable, script, flag, f"--runs_dir={tmp_path}", f"--out={tmp_path / 't'}"],
             capture_output=True,
             text=True,
             timeout=300,
         )
-        assert done.returncode != 0 and "error: unknown" in done.stderr and named in done.stderr
+        assert done.returncode != 0 and f"error: {says}" in done.stderr, done.stderr[-500:]
     assert os.listdir(tmp_path) == []  # nothing trained, no table written
 
 
