@@ -16,7 +16,10 @@ it encodes the validation queries and database with the method's ``encode``, sco
 * keeps the best weights (in memory, and with a checkpoint directory also in
   ``best-<validation>.npz`` beside the epoch checkpoints);
 * stops training once ``config.patience`` validations in a row did not improve on the best
-  by more than ``config.min_delta``;
+  by more than ``config.min_delta``; for a method trained in phases (DSEH's alternating
+  rounds) the patience counts within each ImgNet phase: a phase ends once ``patience``
+  validations since its start, or since the best if later, brought no improvement, and the
+  next round still runs (:class:`ValidationMAP`'s ``per_phase``);
 * restores the best weights when training ends.
 
 The early-stopping state (best score, its validation, validations without improvement)
@@ -234,6 +237,10 @@ class ValidationMAP(keras.callbacks.Callback):
     ``epochs_done``: the validated kind of epochs already trained (a resumed run).
     ``skip``: a callable returning True when the model's codes do not change in the current
     phase (DSEH's LabNet phases); those epochs are not validated.
+    ``per_phase``: every ``fit`` call whose epochs are validated is a phase (DSEH's ImgNet
+    phases) with a patience of its own: it stops once ``patience`` validations since its
+    start, or since the best if later, did not improve on the best; the best weights are
+    the best over all phases. ``phase_validations`` lists each phase's validations.
     """
 
     def __init__(
@@ -248,9 +255,13 @@ class ValidationMAP(keras.callbacks.Callback):
         directory: str | None = None,
         write: bool = True,
         skip=None,
+        per_phase: bool = False,
     ):
         super().__init__()
         self.validation = validation
+        self.per_phase = bool(per_phase)
+        self.phase_validations: list[int] = []
+        self._phase_start = 0  # validations before the current phase (per_phase)
         self.patience = patience
         self.min_delta = float(min_delta)
         self.every = max(1, int(every))
@@ -269,6 +280,19 @@ class ValidationMAP(keras.callbacks.Callback):
     def current(self) -> State:
         return state(self.curve, self.patience, self.min_delta)
 
+    def on_train_begin(self, logs=None):
+        if self.per_phase and not (self.skip is not None and self.skip()):
+            self._phase_start = len(self.curve)
+            self.phase_validations.append(0)
+
+    def phase_stopped(self) -> bool:
+        """Whether the current phase has had ``patience`` validations without improvement
+        (counted from its start or from the best, whichever is later)."""
+        if self.patience is None or not self.phase_validations:
+            return False
+        best_at = self.current().best_validation
+        return len(self.curve) - max(best_at, self._phase_start) >= self.patience
+
     def on_epoch_end(self, epoch, logs=None):
         if self.skip is not None and self.skip():
             return
@@ -278,6 +302,8 @@ class ValidationMAP(keras.callbacks.Callback):
         before = self.current()
         value = validation_map(self.model, self.validation)
         self.curve.append(value)
+        if self.per_phase and self.phase_validations:
+            self.phase_validations[-1] += 1
         if logs is not None:
             logs[CURVE_KEY] = value
         now = self.current()
@@ -287,7 +313,17 @@ class ValidationMAP(keras.callbacks.Callback):
                 save_best(
                     self.model, self.directory, now.best_validation, keep=before.best_validation
                 )
-        if now.stopped:
+        if self.per_phase:
+            if self.phase_stopped():
+                log.info(
+                    "early stopping: this phase's validation mAP has not improved for %d "
+                    "validations (best %.4f at %d); the next phase still runs",
+                    self.patience,
+                    now.best,
+                    now.best_validation,
+                )
+                self.model.stop_training = True
+        elif now.stopped:
             log.info(
                 "early stopping: validation mAP has not improved for %d validations "
                 "(best %.4f at %d)",
@@ -318,6 +354,7 @@ def fit(
     every = int(config.validation_every)
     prior_history = checkpoint_history(config.checkpoint_dir)
     prior = prior_history.get(CURVE_KEY, [])
+    phased = _labnet_phase(method) is not None  # patience per ImgNet phase (DSEH)
     st = state(prior, config.patience, config.min_delta)
     cb = ValidationMAP(
         validation,
@@ -329,9 +366,12 @@ def fit(
         directory=config.checkpoint_dir,
         write=training.is_chief(config.strategy),
         skip=_labnet_phase(method),
+        per_phase=phased,
     )
     run_config = config
-    if st.stopped:  # a resumed run that had already stopped: restore, do not train further
+    # a resumed run that had already stopped: restore, do not train further (a phased run
+    # resumes after its last finished phase: the next phase has a patience of its own)
+    if st.stopped and not phased:
         done = max(len(v) for v in prior_history.values()) if prior_history else 0
         run_config = config.replace(epochs=max(1, done))
     history = method.fit_dataset(dataset, run_config, callbacks=[cb, *callbacks]) or {}
@@ -352,8 +392,10 @@ def fit(
         "restored_best_weights": final.best_validation > 0,
         "validation": validation.summary(),
     }
-    if _labnet_phase(method) is not None:
+    if phased:
         record["best_epoch_counts"] = "ImgNet epochs (the phases whose codes are validated)"
+        record["patience_counts"] = "validations within each ImgNet phase"
+        record["stopped_early"] = bool(cb.phase_validations) and cb.phase_stopped()
     return history, record
 
 

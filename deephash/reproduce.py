@@ -182,7 +182,8 @@ def ablation_spec(
 ) -> presets.RunSpec:
     """The ``presets.RunSpec`` of one (variant, seed) of Table 2: ``presets.spec`` with
     ``paper="dseh"``, the experiment's strategy and, with ``equal_budget``, ``dseh-a``
-    given rounds x the epochs of each phase (the alternating variants' rounds)."""
+    given rounds x the epochs of each of DSEH's phases (the alternating variants' rounds;
+    under the quick preset its ImgNet cap is already DSEH's three phases' together)."""
     from deephash.backbones.pretrained import check_weights_arg
 
     exp = experiment_config.from_settings(experiment, settings).replace(paper="dseh")
@@ -191,10 +192,11 @@ def ablation_spec(
     s = dataclasses.replace(s, config=s.config.replace(strategy=exp.strategy))
     if variant == "dseh-a" and equal_budget:
         alternating = ExperimentConfig(preset=exp.preset, paper="dseh", epochs=exp.epochs)
-        rounds = int(presets.spec("dseh", dataset, bits, alternating).hparams.get("rounds", 3))
+        alt = presets.spec("dseh", dataset, bits, alternating, seed=seed)
+        rounds = int(alt.hparams.get("rounds", 3))
         hp = dict(s.hparams)
-        for key in ("labnet_epochs", "imgnet_epochs"):
-            hp[key] = rounds * int(hp.get(key) or s.config.epochs)
+        for key in ("labnet_epochs", "imgnet_epochs"):  # the alternating variants' phases
+            hp[key] = rounds * int(alt.hparams.get(key) or alt.config.epochs)
         s = dataclasses.replace(s, hparams=hp)
     return s
 

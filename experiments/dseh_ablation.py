@@ -11,7 +11,8 @@ sample standard deviation over the seeds -- beside the paper's numbers for the d
 draws the data split, so the spread includes split-to-split variation.
 
 Settings come from ``deephash.presets.spec`` (the same as every other experiment script):
-``quick`` (embedded data on a CPU: 3 rounds of 9 LabNet + 8 ImgNet epochs, batch 64, lr 0.01,
+``quick`` (embedded data on a CPU: 3 rounds of 9 LabNet epochs and an ImgNet phase trained to
+its validation plateau (at most 500 steps; DSEH-A's one round 1,500), batch 64, lr 0.01,
 small_cnn backbone on small images, S in {0, 5} on single-label sets) and ``paper`` (CNN-F from
 --weights, ImgNet batch 128, LabNet batch 32, 3 rounds of 20 + 20 epochs (our choice), S in
 {0, 5} on ImageNet, mAP@5000 on NUS-WIDE; the paper chose the learning rate in 1e-2..1e-6 on a

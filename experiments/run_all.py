@@ -213,11 +213,12 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None, jobs: int = 1) -
             + "."
         ),
         "",
-        "Deep methods (except the DSEH family, which keeps its alternating rounds) train to the "
-        "validation plateau: early stopping on validation mAP (a seeded split carved from the "
-        "training split, never the queries), best weights restored; the quick preset's learning "
-        "rates, margins and lambdas were chosen on validation data (`deephash/tuned/quick.json`, "
-        "`experiments/select_hparams.py`).",
+        "Deep methods train to the validation plateau: early stopping on validation mAP (a "
+        "seeded split carved from the training split, never the queries), best weights "
+        "restored; the DSEH family keeps its three alternating rounds, each ImgNet phase "
+        "trained to its own plateau. The quick preset's learning rates, margins and lambdas "
+        "were chosen on validation data, per data set (`deephash/tuned/quick.json` for digits, "
+        "`quick_digits_multi.json`; `experiments/select_hparams.py`).",
         "",
     ]
     for name, title, rep in done:

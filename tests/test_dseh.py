@@ -288,7 +288,8 @@ def test_two_identical_fits_give_identical_weights_and_codes(digits_multi):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """experiments/train.py --method=dseh on digits_multi: shorter than the quick preset (2
-    rounds of 3 LabNet + 8 ImgNet epochs; LabNet at lr 0.03 to make up for it)."""
+    rounds of 3 LabNet + 8 ImgNet epochs; LabNet at lr 0.03 to make up for it), on the whole
+    training split (--patience=0: no validation carve, no early stopping)."""
     out = str(tmp_path_factory.mktemp("dseh") / "run")
     cmd = [
         sys.executable,
@@ -300,6 +301,7 @@ def trained_run(tmp_path_factory):
         "--lr_decay_steps=0",
         "--batch_size=64",
         "--hparams=rounds=2,labnet_epochs=3,imgnet_epochs=8,labnet_lr=0.03",
+        "--patience=0",
         "--verbose=0",
         f"--out={out}",
     ]
@@ -390,19 +392,29 @@ def ablation():
 
 def test_ablation_takes_its_settings_from_the_presets(ablation):
     """One source of truth: every variant's quick run is presets.spec(variant, ...) (lr 0.01,
-    3 rounds of 9 LabNet + 8 ImgNet epochs; S = 5 on single-label digits)."""
+    3 rounds of 9 LabNet epochs and an ImgNet phase of at most 500 steps, 1,500 for DSEH-A's
+    one round; S = 5 on single-label digits)."""
     from deephash import presets
 
+    # ImgNet epochs: ceil(1500 / rounds / steps per epoch); 6 steps on digits, 12 on digits_multi
+    imgnet = {
+        ("digits", 3): 84,
+        ("digits_multi", 3): 42,
+        ("digits", 1): 250,
+        ("digits_multi", 1): 125,
+    }
     for variant in VARIANTS:
         for dataset in ("digits", "digits_multi"):
             s = ablation.spec(variant, dataset, 32, seed=1)
             assert s.request() == presets.spec(variant, dataset, 32, paper="dseh", seed=1).request()
             assert s.config.lr == 0.01 and s.config.batch_size == 64
-            assert (s.hparams["labnet_epochs"], s.hparams["imgnet_epochs"]) == (9, 8)
+            rounds = 1 if variant == "dseh-a" else 3
+            epochs = imgnet[dataset, rounds]
+            assert (s.hparams["labnet_epochs"], s.hparams["imgnet_epochs"]) == (9, epochs)
             assert s.hparams.get("rounds") == (None if variant == "dseh-a" else 3)
             assert s.hparams.get("positive_similarity") == (5.0 if dataset == "digits" else None)
     equal = ablation.spec("dseh-a", "digits_multi", 32, seed=0, equal_budget=True).hparams
-    assert (equal["labnet_epochs"], equal["imgnet_epochs"]) == (27, 24)
+    assert (equal["labnet_epochs"], equal["imgnet_epochs"]) == (27, 126)  # DSEH's 3 phases
     short = ablation.spec("dseh", "digits_multi", 32, seed=0, epochs=2)
     assert (
         short.config.epochs == 2

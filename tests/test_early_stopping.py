@@ -145,6 +145,48 @@ def test_validating_every_few_epochs_counts_epochs(digits, monkeypatch):
     assert record["validation_curve"]["epoch"] == [2, 4, 6]
 
 
+def test_dseh_phases_each_stop_on_their_own_plateau_and_the_best_of_all_is_restored(
+    digits, monkeypatch
+):
+    """Patience per ImgNet phase: a phase ends after ``patience`` validations without a new
+    best (counted from its start or its best), the next round still runs, LabNet epochs are
+    not validated, and the best weights over all phases come back."""
+    ds = _small(digits, 64)  # 48 trained on, ImgNet batch 16: 3 steps per epoch
+    # ImgNet epochs in order: phase 1 peaks at its 1st epoch then stalls (stops after 3
+    # epochs with patience 2); phase 2 never beats 0.7 (stops after 2); phase 3 beats it at
+    # its 2nd epoch and stalls (stops after 4)
+    scores = [0.7, 0.5, 0.6, 0.4, 0.6, 0.5, 0.8, 0.75, 0.79]
+    seen = []
+
+    def score(model, validation):
+        seen.append(model._phase)
+        return scores[len(seen) - 1]
+
+    monkeypatch.setattr(early_stopping, "validation_map", score)
+    training.set_seed(0)
+    model = methods.create(
+        "dseh", bits=8, dataset=ds, rounds=3, labnet_epochs=2, imgnet_epochs=6,
+        labnet_hidden=32, semantic_dim=8, labnet_batch_size=16,
+    )  # fmt: skip
+    trained, val = early_stopping.carve(ds, 0.25, seed=0)
+    config = training.TrainConfig(
+        epochs=6, batch_size=16, lr=0.01, lr_decay_steps=None, patience=2, verbose=0
+    )
+    rec = Recorder()
+    history, record = early_stopping.fit(model, trained, config, val, callbacks=[rec])
+    assert seen == ["imgnet"] * 9  # LabNet epochs are not validated
+    assert len(history["labnet_loss"]) == 6  # every round ran
+    assert len(history["imgnet_loss"]) == 9  # 3 + 2 + 4 ImgNet epochs
+    assert record["validation_curve"]["map"] == scores
+    assert record["best_validation_map"] == 0.8 and record["best_epoch"] == 7
+    assert record["stopped_early"] and record["patience_counts"].startswith("validations within")
+    # Recorder sees LabNet epochs too: 2 + 3 + 2 + 2 + 2 + 4 epochs; ImgNet epoch 7 is the
+    # 2nd epoch of the third ImgNet phase, after 2 + 3 + 2 + 2 + 2 = 11 epochs in all
+    assert len(rec.weights) == 15
+    assert _same(model.get_weights(), rec.weights[12])
+    assert not _same(model.get_weights(), rec.weights[-1])
+
+
 def test_killed_and_resumed_run_stops_where_an_uninterrupted_run_stops(
     digits, monkeypatch, tmp_path
 ):
@@ -225,9 +267,15 @@ def test_quick_preset_trains_to_the_validation_plateau():
             c.patience == presets.QUICK_PATIENCE
             and c.epochs * presets.quick_steps_per_epoch("digits") >= presets.QUICK_STEPS
         )
-    assert (
-        presets.spec("dseh", "digits", 32).config.patience is None
-    )  # its fixed rounds on all training data
+    for dataset in ("digits", "digits_multi"):  # the DSEH family: patience per ImgNet phase
+        per_epoch = presets.quick_steps_per_epoch(dataset)
+        for method, rounds in (("dseh", 3), ("dseh-s", 3), ("dseh-a", 1)):
+            s = presets.spec(method, dataset, 32)
+            assert s.config.patience == presets.QUICK_PATIENCE // rounds
+            assert s.config.validation_fraction == presets.QUICK_VALIDATION_FRACTION
+            phases = s.hparams["imgnet_epochs"] * rounds * per_epoch
+            assert presets.QUICK_STEPS <= phases < presets.QUICK_STEPS + rounds * per_epoch
+            assert s.config.validation_every * per_epoch == pytest.approx(30, abs=per_epoch)
     assert presets.spec("itq", "digits", 32).config.patience is None
 
 
