@@ -189,6 +189,7 @@ def select(
     grid: dict | None = None,
     methods_: dict | None = None,
     stages: tuple = STAGES,
+    lr_bits: tuple | None = None,
 ) -> dict:
     """Recompute the table (module docstring) with quick-preset runs on ``dataset`` at
     ``bits`` and ``seed`` through ``sweep`` (finished runs in ``runs_dir`` are reused), and
@@ -200,6 +201,9 @@ def select(
     the choices of the table already at ``path`` (the package's when None); a partial
     selection (some stages or methods) keeps that table's other entries when it is of the
     same data set, code length and seed (both commands recorded), a full one replaces it.
+    ``lr_bits``: code lengths the learning rates are scored at (default ``(bits,)``): each
+    grid point's score is the mean of its best validation mAP over them (a rate that is
+    best at one code length but collapses at another loses), recorded per code length.
     Returns the table."""
     from deephash import presets
 
@@ -212,9 +216,13 @@ def select(
     wanted = tuple(stages)
     found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
     score = _Scorer(dataset, bits, seed, runs_dir)
+    lr_bits = tuple(int(b) for b in (lr_bits or (bits,)))
     if "lr" in wanted:  # every run starts from the presets without a table, plus the stages
         found["lr"] = score.stage(  # so far
-            {f: [(float(v), m, float(v), {}) for v in grid["lr"][f]] for f, m in reps.items()},
+            {
+                f: [(float(v), m, float(v), {}, b) for v in grid["lr"][f] for b in lr_bits]
+                for f, m in reps.items()
+            },
             grid["lr"],
         )
         for family, method in reps.items():
@@ -260,7 +268,7 @@ def select(
             f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
             "database = the rest of the training split; the queries are never used"
         ),
-        "command": _command(dataset, bits, seed, wanted, methods_ or {}),
+        "command": _command(dataset, bits, seed, wanted, methods_ or {}, lr_bits),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "applies_to": (
             "the quick preset on every data set without a table of its own, at every code "
@@ -290,26 +298,37 @@ class _Scorer:
         self.datasets = sweep.DatasetCache()
 
     def stage(self, points: dict, grids: dict) -> dict:
-        """``{owner: entry}`` for ``points`` (``{owner: [(grid value, method, lr, hparams)]}``):
-        each owner's grid, validation mAP per grid value, choice and the runs' threads."""
+        """``{owner: entry}`` for ``points`` (``{owner: [(grid value, method, lr, hparams)
+        [, bits]]}``, at the selection's code length unless given): each owner's grid,
+        validation mAP per grid value (the mean over its code lengths when several, each
+        also under ``validation_map_by_bits``), choice and the runs' threads."""
         from deephash import presets, sweep
 
-        flat = [(owner, p) for owner, ps in points.items() for p in ps]
+        flat = [(owner, (*p, self.bits)[:5]) for owner, ps in points.items() for p in ps]
         specs = []
-        for _, (_, method, lr, hp) in flat:
+        for _, (_, method, lr, hp, bits) in flat:
             spec = presets.spec(
-                method, self.dataset, self.bits, preset="quick", seed=self.seed, lr=lr, hparams=hp
+                method, self.dataset, bits, preset="quick", seed=self.seed, lr=lr, hparams=hp
             )
-            specs.append(_without_table(spec, method, self.bits, lr, hp))
+            specs.append(_without_table(spec, method, bits, lr, hp))
         records = sweep.run_specs(specs, self.runs_dir, self.datasets)
         out: dict = {}
-        for (owner, (value, method, _, hp)), spec, rec in zip(flat, specs, records):
+        for (owner, (value, method, _, hp, bits)), spec, rec in zip(flat, specs, records):
             v = float(rec["metrics"]["early_stopping"]["best_validation_map"])
-            log.info(f"  {method} lr={spec.config.lr:g} {hp}: validation mAP {v:.4f}")
-            entry = out.setdefault(owner, {"grid": grids[owner], "validation_map": {}})
-            entry["validation_map"][repr(value)] = v
+            log.info(f"  {method} {bits} bits lr={spec.config.lr:g} {hp}: validation mAP {v:.4f}")
+            entry = out.setdefault(owner, {"grid": grids[owner], "by_bits": {}})
+            entry["by_bits"].setdefault(str(bits), {})[repr(value)] = v
             entry.setdefault("threads", set()).add(_run_threads(rec.get("run_dir")))
         for entry in out.values():
+            by_bits = entry.pop("by_bits")
+            values = list(next(iter(by_bits.values())))
+            entry["validation_map"] = {
+                k: sum(scores[k] for scores in by_bits.values()) / len(by_bits) for k in values
+            }
+            if len(by_bits) > 1:
+                entry["bits"] = [int(b) for b in by_bits]
+                entry["validation_map_is"] = "mean over the code lengths in bits"
+                entry["validation_map_by_bits"] = by_bits
             entry["chosen"] = _choose(entry["validation_map"])
             threads = entry.pop("threads")
             entry["threads"] = threads.pop() if len(threads) == 1 else sorted(map(str, threads))
@@ -325,9 +344,13 @@ def _run_threads(run_dir: str | None):
         return _threads()
 
 
-def _command(dataset: str, bits: int, seed: int, stages: tuple, narrow: dict) -> str:
+def _command(
+    dataset: str, bits: int, seed: int, stages: tuple, narrow: dict, lr_bits: tuple = ()
+) -> str:
     """The select_hparams.py command line of a selection."""
     out = f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
+    if "lr" in stages and tuple(lr_bits) not in ((), (bits,)):
+        out += f" --lr_bits={','.join(map(str, lr_bits))}"
     if set(stages) != set(STAGES):
         out += f" --stages={','.join(stages)}"
     flags = (

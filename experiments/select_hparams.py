@@ -44,6 +44,12 @@ flags.DEFINE_list(
 _flags.define_flag("threads")
 _flags.define_flag("jobs")
 flags.DEFINE_list("ortho_methods", [], "only these methods' lambdas (default: dsrh, drh+)")
+flags.DEFINE_list(
+    "lr_bits",
+    [],
+    "code lengths the learning rates are scored at, by the mean of their validation mAP "
+    "(default: --bits only)",
+)
 flags.DEFINE_string(
     "runs_dir", "runs/tuning", "run directories of the grid points (kept and reused)"
 )
@@ -107,6 +113,7 @@ def main(argv):
             path=out,
             methods_=narrow or None,
             stages=tuple(FLAGS.stages),
+            lr_bits=tuple(int(b) for b in FLAGS.lr_bits) or None,
         )
     for stage, entries in table["stages"].items():
         for who, e in entries.items():

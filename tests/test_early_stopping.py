@@ -455,6 +455,40 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
     tuning._cache.clear()
 
 
+def test_learning_rates_scored_over_code_lengths_lose_when_they_collapse_at_one(
+    monkeypatch, tmp_path
+):
+    from deephash import sweep
+
+    seen = []
+
+    def fake_runs(specs, runs_dir, datasets=None, reuse="any"):
+        out = []
+        for spec in specs:
+            seen.append((spec.method, spec.bits, spec.config.lr))
+            v = {0.05: 0.90, 0.1: 0.95}[spec.config.lr]
+            if spec.config.lr == 0.1 and spec.bits == 16:
+                v = 0.40  # collapsed to one code
+            out.append({"metrics": {"early_stopping": {"best_validation_map": v}}})
+        return out
+
+    monkeypatch.setattr(sweep, "run_specs", fake_runs)
+    kw = dict(runs_dir=str(tmp_path), path=None, stages=("lr",))
+    kw["methods_"] = {"representative": {"hashnet": "hashnet"}}
+    one = tuning.select("digits_multi", 32, 0, **kw)["stages"]["lr"]["hashnet"]
+    assert one["chosen"] == 0.1 and "validation_map_by_bits" not in one
+    seen.clear()
+    table = tuning.select("digits_multi", 32, 0, lr_bits=(16, 32, 64), **kw)
+    entry = table["stages"]["lr"]["hashnet"]
+    assert sorted(seen) == sorted(
+        ("hashnet", b, lr) for b in (16, 32, 64) for lr in (0.05, 0.1)
+    )
+    assert entry["chosen"] == 0.05 and entry["bits"] == [16, 32, 64]
+    assert entry["validation_map"] == {"0.05": pytest.approx(0.90), "0.1": pytest.approx(2.3 / 3)}
+    assert entry["validation_map_by_bits"]["16"] == {"0.05": 0.90, "0.1": 0.40}
+    assert "--lr_bits=16,32,64" in table["command"]
+
+
 def test_select_hparams_script_names_bad_stages_families_and_methods_before_training(tmp_path):
     import subprocess
     import sys
