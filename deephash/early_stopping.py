@@ -262,6 +262,9 @@ class ValidationMAP(keras.callbacks.Callback):
         self.per_phase = bool(per_phase)
         self.phase_validations: list[int] = []
         self._phase_start = 0  # validations before the current phase (per_phase)
+        # per_phase: the best as of this phase's start, which the method's last checkpoint
+        # (taken between phases) points to; its file is kept until the next phase
+        self._checkpointed_best = 0
         self.patience = patience
         self.min_delta = float(min_delta)
         self.every = max(1, int(every))
@@ -281,6 +284,8 @@ class ValidationMAP(keras.callbacks.Callback):
         return state(self.curve, self.patience, self.min_delta)
 
     def on_train_begin(self, logs=None):
+        if self.per_phase:
+            self._checkpointed_best = self.current().best_validation
         if self.per_phase and not (self.skip is not None and self.skip()):
             self._phase_start = len(self.curve)
             self.phase_validations.append(0)
@@ -310,9 +315,11 @@ class ValidationMAP(keras.callbacks.Callback):
         if now.best_validation != before.best_validation:
             self._best_weights = [np.array(w) for w in self.model.get_weights()]
             if self.directory and self.write:
-                save_best(
-                    self.model, self.directory, now.best_validation, keep=before.best_validation
-                )
+                # keep the best file the latest checkpoint points to: the previous best for
+                # a method checkpointed every epoch, the phase's first for one checkpointed
+                # between phases (several bests may come within one phase)
+                keep = self._checkpointed_best if self.per_phase else before.best_validation
+                save_best(self.model, self.directory, now.best_validation, keep=keep)
         if self.per_phase:
             if self.phase_stopped():
                 log.info(

@@ -187,6 +187,51 @@ def test_dseh_phases_each_stop_on_their_own_plateau_and_the_best_of_all_is_resto
     assert not _same(model.get_weights(), rec.weights[-1])
 
 
+def test_dseh_killed_after_two_bests_in_one_phase_resumes_from_its_checkpoint(
+    digits, monkeypatch, tmp_path
+):
+    """DSEH checkpoints between phases: a phase with two new bests must keep the best file
+    the last checkpoint points to (it was deleted once, and the resume then failed)."""
+    ds = _small(digits, 64)
+    trained, val = early_stopping.carve(ds, 0.25, seed=0)
+    # phase 1 stops after 3 validations (best 1); phase 2 finds bests at 4 and 5, stops at 7
+    scores = [0.7, 0.5, 0.6, 0.75, 0.8, 0.6, 0.6, 0.5, 0.4]
+    pos = [0]
+    kill_at = [None]
+
+    def score(model, validation):
+        if pos[0] == kill_at[0]:
+            kill_at[0] = None
+            raise Interrupt
+        pos[0] += 1
+        return scores[pos[0] - 1]
+
+    monkeypatch.setattr(early_stopping, "validation_map", score)
+
+    def run(ckpt):
+        training.set_seed(0)
+        model = methods.create(
+            "dseh", bits=8, dataset=ds, rounds=3, labnet_epochs=1, imgnet_epochs=5,
+            labnet_hidden=32, semantic_dim=8, labnet_batch_size=16,
+        )  # fmt: skip
+        config = training.TrainConfig(
+            epochs=5, batch_size=16, lr=0.01, lr_decay_steps=None, patience=2, verbose=0,
+            checkpoint_dir=ckpt,
+        )  # fmt: skip
+        return model, early_stopping.fit(model, trained, config, val)
+
+    whole, (history, record) = run(str(tmp_path / "whole"))
+    assert record["validation_curve"]["map"] == scores[:9] and record["best_epoch"] == 5
+    pos[0], kill_at[0] = 0, 6  # killed at validation 7, after phase 2's two bests
+    with pytest.raises(Interrupt):
+        run(str(tmp_path / "killed"))
+    pos[0] = 3  # the checkpoint after phase 2 (ImgNet round 1) holds 3 validations
+    resumed, (history2, record2) = run(str(tmp_path / "killed"))
+    assert record2["validation_curve"] == record["validation_curve"]
+    assert history2["imgnet_loss"] == history["imgnet_loss"]
+    assert _same(resumed.get_weights(), whole.get_weights())
+
+
 def test_killed_and_resumed_run_stops_where_an_uninterrupted_run_stops(
     digits, monkeypatch, tmp_path
 ):
