@@ -240,7 +240,7 @@ class ValidationMAP(keras.callbacks.Callback):
     ``per_phase``: every ``fit`` call whose epochs are validated is a phase (DSEH's ImgNet
     phases) with a patience of its own: it stops once ``patience`` validations since its
     start, or since the best if later, did not improve on the best; the best weights are
-    the best over all phases. ``phase_validations`` lists each phase's validations.
+    the best over all phases.
     """
 
     def __init__(
@@ -260,8 +260,8 @@ class ValidationMAP(keras.callbacks.Callback):
         super().__init__()
         self.validation = validation
         self.per_phase = bool(per_phase)
-        self.phase_validations: list[int] = []
-        self._phase_start = 0  # validations before the current phase (per_phase)
+        # per_phase: validations before the current validated phase (None: none started yet)
+        self._phase_start: int | None = None
         # per_phase: the best as of this phase's start, which the method's last checkpoint
         # (taken between phases) points to; its file is kept until the next phase
         self._checkpointed_best = 0
@@ -284,16 +284,16 @@ class ValidationMAP(keras.callbacks.Callback):
         return state(self.curve, self.patience, self.min_delta)
 
     def on_train_begin(self, logs=None):
-        if self.per_phase:
-            self._checkpointed_best = self.current().best_validation
-        if self.per_phase and not (self.skip is not None and self.skip()):
+        if not self.per_phase:
+            return
+        self._checkpointed_best = self.current().best_validation
+        if not (self.skip is not None and self.skip()):
             self._phase_start = len(self.curve)
-            self.phase_validations.append(0)
 
     def phase_stopped(self) -> bool:
         """Whether the current phase has had ``patience`` validations without improvement
         (counted from its start or from the best, whichever is later)."""
-        if self.patience is None or not self.phase_validations:
+        if self.patience is None or self._phase_start is None:
             return False
         best_at = self.current().best_validation
         return len(self.curve) - max(best_at, self._phase_start) >= self.patience
@@ -307,8 +307,6 @@ class ValidationMAP(keras.callbacks.Callback):
         before = self.current()
         value = validation_map(self.model, self.validation)
         self.curve.append(value)
-        if self.per_phase and self.phase_validations:
-            self.phase_validations[-1] += 1
         if logs is not None:
             logs[CURVE_KEY] = value
         now = self.current()
@@ -361,7 +359,8 @@ def fit(
     every = int(config.validation_every)
     prior_history = checkpoint_history(config.checkpoint_dir)
     prior = prior_history.get(CURVE_KEY, [])
-    phased = _labnet_phase(method) is not None  # patience per ImgNet phase (DSEH)
+    skip = _labnet_phase(method)
+    phased = skip is not None  # patience per ImgNet phase (DSEH)
     st = state(prior, config.patience, config.min_delta)
     cb = ValidationMAP(
         validation,
@@ -372,7 +371,7 @@ def fit(
         epochs_done=_validated_epochs(prior_history),
         directory=config.checkpoint_dir,
         write=training.is_chief(config.strategy),
-        skip=_labnet_phase(method),
+        skip=skip,
         per_phase=phased,
     )
     run_config = config
@@ -402,7 +401,7 @@ def fit(
     if phased:
         record["best_epoch_counts"] = "ImgNet epochs (the phases whose codes are validated)"
         record["patience_counts"] = "validations within each ImgNet phase"
-        record["stopped_early"] = bool(cb.phase_validations) and cb.phase_stopped()
+        record["stopped_early"] = cb.phase_stopped()
     return history, record
 
 
