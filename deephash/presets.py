@@ -324,12 +324,13 @@ def _quick_dseh(run: _Settings) -> tuple:
         hp.pop("rounds")
     if multilabel(run.dataset) is False:
         hp["positive_similarity"] = QUICK_SINGLE_LABEL_SIMILARITY
-    config, schedule = quick_dseh_schedule(run.name, run.dataset, run.seed, run.exp.verbose)
+    rounds = int(hp.get("rounds", 1))  # dseh-a: one round
+    config, schedule = quick_dseh_schedule(rounds, run.dataset, run.seed, run.exp.verbose)
     hp.update(schedule)
     return config, hp
 
 
-def quick_dseh_schedule(name: str, dataset: str, seed: int, verbose) -> tuple:
+def quick_dseh_schedule(rounds: int, dataset: str, seed: int, verbose) -> tuple:
     """``(TrainConfig, hparams)`` of the DSEH family's quick schedule: ``rounds`` rounds of
     :data:`QUICK_DSEH` ``labnet_epochs`` LabNet epochs, then an ImgNet phase of at most
     ``QUICK_STEPS / rounds`` steps (DSEH-A, one round: ``QUICK_STEPS``) that stops once
@@ -338,7 +339,6 @@ def quick_dseh_schedule(name: str, dataset: str, seed: int, verbose) -> tuple:
     all phases are restored (``early_stopping.ValidationMAP``'s ``per_phase``). So every
     deep method gets the same step cap and patience, and the DSEH family keeps the paper's
     alternation."""
-    rounds = 1 if name == "dseh-a" else int(QUICK_DSEH["rounds"])
     per_epoch = quick_steps_per_epoch(dataset)
     imgnet_epochs = math.ceil(QUICK_STEPS / rounds / per_epoch)
     config = training.TrainConfig(
