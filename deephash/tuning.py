@@ -228,7 +228,8 @@ def select(
         for family, method in reps.items():
             found["lr"][family]["selected_on"] = method
     # stages not selected now keep the choices of the table already there
-    earlier = load_table(path or table_for(dataset)).get("stages", {})
+    earlier_table = load_table(path or table_for(dataset))
+    earlier = earlier_table.get("stages", {})
     lr_stage = found["lr"] if "lr" in wanted else earlier.get("lr", {})
     lr_of = {m: lr_stage[f]["chosen"] for m, f in LR_FAMILY_OF.items() if f in lr_stage}
     if "margin_per_bit" in wanted:
@@ -281,7 +282,7 @@ def select(
         "not_selected": {k: NOT_SELECTED[k] for k in STAGES if not found[k]},
     }
     if set(wanted) != set(STAGES) or methods_:  # a partial selection keeps the other choices
-        table = _over_earlier(load_table(path or table_for(dataset)), table)
+        table = _over_earlier(earlier_table, table)
     if path:
         _write(path, table)
     return table
