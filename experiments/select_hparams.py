@@ -96,11 +96,11 @@ def main(argv):
         out = FLAGS.out or out
     except ValueError as e:
         sys.exit(f"error: {e}")
+    narrow = _narrow()  # every flag checked before TensorFlow starts
     if FLAGS.threads is not None:
         from deephash import training
 
         training.set_threads(FLAGS.threads)
-    narrow = _narrow()
     from deephash import sweep
 
     jobs = 1 if FLAGS.threads is not None else _flags.jobs()  # --threads: in this process
