@@ -153,7 +153,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
             vals = [float(m[metric]) for m in ms if validation.is_number(m.get(metric))]
             if vals:
                 agg[metric] = float(np.mean(vals))
-                agg[metric + "_std"] = float(np.std(vals))
+                agg[metric + "_std"] = claims.seed_std(vals)
         pr = [m["pr_curve"] for m in ms if m.get("pr_curve")]
         if pr and len({len(c["precision"]) for c in pr}) == 1:
             agg["pr_curve"] = _mean_curve(pr)
@@ -200,7 +200,7 @@ def table_rows(
     """Rows ``[method, source, value per bits...]`` of one metric table: a "this run" row
     per method with results, and a "paper (<data set>)" row when the paper's table has
     that method (``n/t`` = in the paper, not transcribed here). ``spread``: cells averaged
-    over several seeds read ``mean ± std`` (the standard deviation over the seeds)."""
+    over several seeds read ``mean ± std`` (the sample standard deviation over the seeds)."""
     ref = published.reference_dataset(dataset, paper) if paper else None
     tables = published.PAPER_TABLES.get(paper, ()) if paper else ()
     tables = tuple(t for t in tables if t in published.available())
@@ -482,8 +482,8 @@ def _dataset_head(ctx: _Report, dataset: str) -> str:
     if len({r["seed"] for r in ctx.rows if r["dataset"] == dataset}) > 1:
         counts = sorted({ctx.agg[k]["n"] for k in ctx.agg if k[0] == dataset})
         head.append(
-            "Values are mean ± standard deviation over the seeds (each seed also draws the "
-            f"split): {' or '.join(map(str, counts))} seed(s) per cell"
+            "Values are mean ± sample standard deviation (ddof=1) over the seeds (each seed "
+            f"also draws the split): {' or '.join(map(str, counts))} seed(s) per cell"
             + (" (fewer seeds where a cell has no ±)" if len(counts) > 1 else "")
             + "."
         )

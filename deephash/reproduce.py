@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from deephash import experiment_config, presets, report, sweep
+from deephash import claims, experiment_config, presets, report, sweep
 from deephash.experiment_config import ExperimentConfig
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def ablation_summary(results: dict[str, list[dict]]) -> dict[str, dict]:
         row = {"seeds": len(runs)}
         for c in ABLATION_COLUMNS:
             v = np.array([float(r[c]) for r in runs])
-            row[c] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+            row[c] = (float(v.mean()), claims.seed_std(v))
         out[variant] = row
     return out
 

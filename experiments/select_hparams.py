@@ -68,6 +68,19 @@ def _check(given, known, what: str) -> None:
         sys.exit(f"error: {what} {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
 
 
+def _lr_bits() -> tuple[int, ...]:
+    """``--lr_bits`` as positive integers, or exit with an error naming the bad value."""
+    out = []
+    for b in FLAGS.lr_bits:
+        try:
+            out.append(int(b))
+        except ValueError:
+            out.append(0)
+        if out[-1] <= 0:
+            sys.exit(f"error: --lr_bits takes positive code lengths. Received: lr_bits={b!r}")
+    return tuple(out)
+
+
 def _narrow() -> dict:
     """The methods each stage is narrowed to by the flags (``tuning.select``'s ``methods_``)."""
     from deephash import tuning
@@ -97,6 +110,7 @@ def main(argv):
     except ValueError as e:
         sys.exit(f"error: {e}")
     narrow = _narrow()  # every flag checked before TensorFlow starts
+    lr_bits = _lr_bits()
     if FLAGS.threads is not None:
         from deephash import training
 
@@ -113,7 +127,7 @@ def main(argv):
             path=out,
             methods_=narrow or None,
             stages=tuple(FLAGS.stages),
-            lr_bits=tuple(int(b) for b in FLAGS.lr_bits) or None,
+            lr_bits=lr_bits or None,
         )
     for stage, entries in table["stages"].items():
         for who, e in entries.items():
