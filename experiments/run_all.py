@@ -205,11 +205,11 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None, jobs: int = 1) -
         (
             f"Seeds {', '.join(map(str, seeds))} (each seed also draws the split) at "
             f"{', '.join(map(str, seed_bits))} bits, seed {seeds[0]} only at the other code "
-            "lengths (to fit the time budget): cells with `±` are mean ± standard deviation over "
-            "the seeds, cells without are one seed."
+            "lengths (to fit the time budget): cells with `±` are mean ± sample standard deviation "
+            "over the seeds, cells without are one seed."
             if seed_bits and len(seeds) > 1
             else f"Seeds {', '.join(map(str, seeds))}; cells are means"
-            + (" ± standard deviation" if len(seeds) > 1 else "")
+            + (" ± sample standard deviation" if len(seeds) > 1 else "")
             + "."
         ),
         "",
