@@ -13,7 +13,10 @@ A difference is the mean over seeds of the per-seed difference (runs paired by s
 also draws the split), with its sample standard deviation over seeds (``seed_std``: ddof=1,
 the convention of every spread this library prints). A claim *holds* where the
 mean difference is positive, and *clearly* holds where it exceeds the standard deviation
-(one seed: no spread, reported as such). The Table 2 ablation order is checked by
+(one seed: no spread, reported as such). A comparison that pairs a run whose training
+collapsed to one code (``collapsed``: its early-stopping record's ``collapsed_at_epoch``)
+names that run beside its verdict: the difference then measures a failed training, not
+the method at its best. The Table 2 ablation order is checked by
 ``experiments/dseh_ablation.py`` (its table states whether the paper's order holds).
 """
 
@@ -45,6 +48,17 @@ def _by_seed(rows: Sequence[dict], metric: str) -> dict:
         v = r["metrics"].get(metric)
         if validation.is_number(v):
             out[(r["dataset"], r["method"], r["bits"])][r["seed"]] = float(v)
+    return out
+
+
+def collapsed(rows: Sequence[dict]) -> dict:
+    """``{(dataset, method, bits): {seed: epoch}}`` of the runs whose training collapsed
+    every validation image to one code (``early_stopping``'s ``collapsed_at_epoch``)."""
+    out: dict = defaultdict(dict)
+    for r in rows:
+        epoch = (r["metrics"].get("early_stopping") or {}).get("collapsed_at_epoch")
+        if epoch is not None:
+            out[(r["dataset"], r["method"], r["bits"])][r["seed"]] = int(epoch)
     return out
 
 
@@ -88,8 +102,10 @@ def _fmt(d: tuple[float, float, int]) -> str:
 def check(rows: Sequence[dict], paper: str | None, metric: str = "map") -> list[dict]:
     """The claims of ``paper`` ("dsrh", "dseh"; None: both) on ``rows``
     (``report.collect``): a list of ``{"claim", "dataset", "bits", "comparison",
-    "difference": (mean, std, n), "verdict"}``."""
+    "difference": (mean, std, n), "verdict", "collapsed"}`` (``collapsed``: ``"method seed
+    s"`` of the compared runs whose training collapsed to one code)."""
     vals = _by_seed(rows, metric)
+    failed = collapsed(rows)
     out = []
     for dataset, bits in sorted({(d, b) for d, _, b in vals}):
         have = {m for d, m, b in vals if d == dataset and b == bits}
@@ -107,8 +123,15 @@ def check(rows: Sequence[dict], paper: str | None, metric: str = "map") -> list[
                 "comparison": comparison,
                 "difference": d,
                 "verdict": _verdict(d),
+                "collapsed": [
+                    f"{m} seed {seed}"
+                    for m in pair
+                    for seed in sorted(failed.get((dataset, m, bits), {}))
+                    if seed in vals[(dataset, pair[0], bits)]
+                    and seed in vals[(dataset, pair[1], bits)]
+                ],
             }
-            for claim, comparison, d in found
+            for claim, comparison, d, pair in found
             if d is not None
         ]
     return out
@@ -121,6 +144,7 @@ def _dsrh_order(vals: dict, dataset: str, bits: int, have: set) -> list[tuple]:
             "DSRH > DRH+ > DRH",
             f"{hi} - {lo}",
             _diff(vals[(dataset, hi, bits)], vals[(dataset, lo, bits)]),
+            (hi, lo),
         )
         for hi, lo in (("dsrh", "drh+"), ("drh+", "drh"))
         if {hi, lo} <= have
@@ -137,6 +161,7 @@ def _deep_over_shallow(vals: dict, dataset: str, bits: int, have: set) -> list[t
             "deep methods above shallow ones",
             f"{m} - {best[0]} (best shallow)",
             _diff(vals[(dataset, m, bits)], best[1]),
+            (m, best[0]),
         )
         for m in DEEP
         if m in have
@@ -154,6 +179,7 @@ def _dseh_over_baselines(vals: dict, dataset: str, bits: int, have: set) -> list
             "DSEH above every baseline",
             f"dseh - {best[0]} (best baseline)",
             _diff(vals[(dataset, "dseh", bits)], best[1]),
+            ("dseh", best[0]),
         )
     ]
 
@@ -174,8 +200,14 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
         groups[(r["claim"], r["dataset"])].append(r)
     for (claim, dataset), rs in groups.items():
         held = sum(r["difference"][0] > 0 for r in rs)
+        failed = [r for r in rs if r.get("collapsed")]
         lines.append(
             f"- **{claim}** on {dataset}: holds in {held} of {len(rs)} comparisons"
+            + (
+                f" ({len(failed)} of them pair a run whose training collapsed to one code)"
+                if failed
+                else ""
+            )
             + (
                 f"; smallest margin {min(rs, key=lambda r: r['difference'][0])['comparison']} at "
                 f"{min(rs, key=lambda r: r['difference'][0])['bits']} bits: "
@@ -191,7 +223,13 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
     ]
     lines += [
         f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | "
-        f"{_fmt(r['difference'])} | {r['verdict']} |"
+        f"{_fmt(r['difference'])} | {r['verdict']}"
+        + (
+            f" (training collapsed to one code: {', '.join(r['collapsed'])})"
+            if r.get("collapsed")
+            else ""
+        )
+        + " |"
         for r in results
     ]
     return "\n".join(lines)

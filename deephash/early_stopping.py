@@ -12,7 +12,10 @@ it encodes the validation queries and database with the method's ``encode``, sco
 ``metrics.mean_average_precision`` and
 
 * adds ``val_map`` to the epoch's logs (so the history, the checkpoints and the
-  training-curve plot carry the validation curve);
+  training-curve plot carry the validation curve), and ``val_distinct_codes``, the number
+  of distinct codes of the validation database: 1 means training has collapsed every image
+  to one code (a saturated hash layer that gradients no longer move), which :func:`fit`
+  records as ``collapsed_at_epoch`` and the reports flag;
 * keeps the best weights (in memory, and with a checkpoint directory also in
   ``best-<validation>.npz`` beside the epoch checkpoints);
 * stops training once ``config.patience`` validations in a row did not improve on the best
@@ -53,6 +56,8 @@ log = logging.getLogger(__name__)
 MAX_VALIDATION_QUERIES = 500  # validation queries scored per check (a seeded subsample beyond)
 MAX_VALIDATION_DATABASE = 5000  # database items (from the training part) per check
 CURVE_KEY = "val_map"
+DISTINCT_KEY = "val_distinct_codes"  # distinct validation database codes at each validation
+PER_VALIDATION = (CURVE_KEY, DISTINCT_KEY)  # history series with one value per validation
 _BEST = re.compile(r"^best-(\d+)\.npz$")
 
 
@@ -188,13 +193,17 @@ def load_best(directory: str, validation: int) -> list[np.ndarray]:
 
 def validation_map(model, validation: Validation) -> float:
     """mAP of ``model``'s codes: validation queries against the validation database."""
+    return validate(model, validation)[0]
+
+
+def validate(model, validation: Validation) -> tuple[float, int]:
+    """``(validation mAP, distinct codes of the validation database)`` of ``model``."""
     codes = fast_encode(model, validation.combined())
     q, db = codes[: len(validation.queries)], codes[len(validation.queries) :]
-    return float(
-        metrics.mean_average_precision(
-            q, db, validation.queries.labels, validation.database.labels, top_k=validation.top_k
-        )
+    value = metrics.mean_average_precision(
+        q, db, validation.queries.labels, validation.database.labels, top_k=validation.top_k
     )
+    return float(value), int(np.unique(np.asarray(db, bool), axis=0).shape[0])
 
 
 _BLOCK = 1024
@@ -232,6 +241,7 @@ class ValidationMAP(keras.callbacks.Callback):
     """Keras callback: validation mAP, early stopping and best weights (module docstring).
 
     ``prior``: the validation curve of the epochs already done (a resumed run);
+    ``prior_distinct``: their distinct validation database codes (:data:`DISTINCT_KEY`);
     ``directory``: where best weights are kept across an interruption (None: memory only);
     ``write``: whether this process writes there (the chief of a cluster);
     ``epochs_done``: the validated kind of epochs already trained (a resumed run).
@@ -251,6 +261,7 @@ class ValidationMAP(keras.callbacks.Callback):
         min_delta: float = 0.0,
         every: int = 1,
         prior=(),
+        prior_distinct=(),
         epochs_done: int = 0,
         directory: str | None = None,
         write: bool = True,
@@ -269,6 +280,7 @@ class ValidationMAP(keras.callbacks.Callback):
         self.min_delta = float(min_delta)
         self.every = max(1, int(every))
         self.curve = [float(v) for v in prior]
+        self.distinct = [int(v) for v in prior_distinct]
         self.epochs_seen = list(range(1, len(self.curve) + 1))
         self.directory = directory
         self.write = write
@@ -305,10 +317,12 @@ class ValidationMAP(keras.callbacks.Callback):
         if self._epochs % self.every:
             return
         before = self.current()
-        value = validation_map(self.model, self.validation)
+        value, distinct = validate(self.model, self.validation)
         self.curve.append(value)
+        self.distinct.append(distinct)
         if logs is not None:
             logs[CURVE_KEY] = value
+            logs[DISTINCT_KEY] = distinct
         now = self.current()
         if now.best_validation != before.best_validation:
             self._best_weights = [np.array(w) for w in self.model.get_weights()]
@@ -354,8 +368,9 @@ def fit(
     ``config.patience`` is set) and the best weights restored. ``config.epochs`` caps the
     training. Returns ``(history, record)``; ``record`` is what metrics.json shows:
     ``epochs_run``, ``best_epoch``, ``stopped_early``, ``validation_curve``
-    (``{"epoch": [...], "map": [...]}``), ``best_validation_map`` and the validation's
-    summary (sizes, seed, checksum)."""
+    (``{"epoch": [...], "map": [...], "distinct_codes": [...]}``), ``collapsed_at_epoch``
+    (the first validated epoch whose validation database had one code, else None),
+    ``best_validation_map`` and the validation's summary (sizes, seed, checksum)."""
     every = int(config.validation_every)
     prior_history = checkpoint_history(config.checkpoint_dir)
     prior = prior_history.get(CURVE_KEY, [])
@@ -368,6 +383,7 @@ def fit(
         min_delta=config.min_delta,
         every=every,
         prior=prior,
+        prior_distinct=prior_history.get(DISTINCT_KEY, []),
         epochs_done=_validated_epochs(prior_history),
         directory=config.checkpoint_dir,
         write=training.is_chief(config.strategy),
@@ -384,6 +400,7 @@ def fit(
     cb.restore_best(method)
     final = cb.current()
     curve = list(history.get(CURVE_KEY, cb.curve))
+    distinct = [int(v) for v in history.get(DISTINCT_KEY, cb.distinct)]
     epochs_run = _epochs_run(history)
     record = {
         "epochs_run": epochs_run,
@@ -395,9 +412,16 @@ def fit(
         "best_validation_map": final.best,
         "best_epoch": final.best_validation * every if final.best_validation else None,
         "validation_curve": {"epoch": [(i + 1) * every for i in range(len(curve))], "map": curve},
+        "collapsed_at_epoch": None,
         "restored_best_weights": final.best_validation > 0,
         "validation": validation.summary(),
     }
+    if len(distinct) == len(curve):  # a run resumed from an older checkpoint may lack them
+        record["validation_curve"]["distinct_codes"] = distinct
+        one = [i for i, n in enumerate(distinct) if n <= 1]
+        record["collapsed_at_epoch"] = (one[0] + 1) * every if one else None
+    else:
+        record["collapsed_at_epoch_unknown"] = "the checkpoint's history has no distinct codes"
     if phased:
         record["best_epoch_counts"] = "ImgNet epochs (the phases whose codes are validated)"
         record["patience_counts"] = "validations within each ImgNet phase"
@@ -421,7 +445,9 @@ def _validated_epochs(history: dict) -> int:
 
 def _epochs_run(history: dict) -> int:
     """Training epochs in ``history``: the longest per-epoch series (DSEH: LabNet + ImgNet)."""
-    lengths = [len(v) for k, v in history.items() if k != CURVE_KEY and k != "stage1_objective"]
+    lengths = [
+        len(v) for k, v in history.items() if k not in PER_VALIDATION and k != "stage1_objective"
+    ]
     if any(k.startswith("labnet_") for k in history):
         return sum(len(v) for k, v in history.items() if k in ("labnet_loss", "imgnet_loss"))
     return max(lengths) if lengths else 0
@@ -435,7 +461,10 @@ __all__ = [
     "state",
     "fit",
     "validation_map",
+    "validate",
     "checkpoint_history",
+    "DISTINCT_KEY",
+    "PER_VALIDATION",
     "MAX_VALIDATION_QUERIES",
     "MAX_VALIDATION_DATABASE",
 ]

@@ -323,11 +323,19 @@ def _plots(tmp: str, title: str, ev: _Evaluation, files: dict, stopping: dict) -
     history = files["history.json"]
     if history:
         curve = stopping.get("validation_curve", {})
+        epochs = {k: curve["epoch"] for k in early_stopping.PER_VALIDATION} if curve else None
+        # a series not recorded at every validation (a run resumed from an older checkpoint)
+        # has no epochs to be drawn at
+        history = {
+            k: v
+            for k, v in history.items()
+            if k not in early_stopping.PER_VALIDATION or not epochs or len(v) == len(epochs[k])
+        }
         plots.training_curves(
             history,
             os.path.join(tmp, "training_curve.png"),
             title=f"Training: {title}",
-            epochs={early_stopping.CURVE_KEY: curve["epoch"]} if curve else None,
+            epochs=epochs,
             best_epoch=stopping.get("best_epoch"),
         )
 

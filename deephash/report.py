@@ -455,6 +455,7 @@ def _dataset_section(ctx: _Report, dataset: str, plots: bool) -> list[str]:
     shown = [m for m in (ctx.metrics or present) if m in present]
     for metric in shown:
         md += _table(ctx, dataset, metric, bits)
+    md += _collapses(ctx, dataset)
     if plots:
         figs = _vs_bits_plots(ctx, dataset, bits, ctx.metrics or present)
         figs += _curve_plots(ctx, dataset, bits)
@@ -467,6 +468,40 @@ def _dataset_section(ctx: _Report, dataset: str, plots: bool) -> list[str]:
             )
         ctx.files += figs
     return md
+
+
+def _collapses(ctx: _Report, dataset: str) -> list[str]:
+    """A section naming the runs whose training collapsed to one code (also a header, so
+    that run_all's index shows it)."""
+    rows = [r for r in ctx.rows if r["dataset"] == dataset]
+    failed = claims.collapsed(rows)
+    if not failed:
+        return []
+    items = []
+    for r in rows:
+        epoch = failed.get((dataset, r["method"], r["bits"]), {}).get(r["seed"])
+        if epoch is None:
+            continue
+        es = r["metrics"]["early_stopping"]
+        best = es.get("best_validation_map")
+        items.append(
+            f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: one code from epoch {epoch}; "
+            f"the best weights kept are epoch {es.get('best_epoch')}'s (validation mAP "
+            + (f"{best:.4f}" if validation.is_number(best) else "-")
+            + f"), query mAP {_fmt('map', r['metrics'].get('map'))}"
+        )
+    text = "\n".join(
+        [
+            "**Training collapses.** These runs' training collapsed every validation image to "
+            "one code (a saturated hash layer no gradient moves); early stopping kept the best "
+            "weights from before the collapse, so their numbers measure a failed training, not "
+            "the method at its best:",
+            "",
+            *items,
+        ]
+    )
+    ctx.headers[f"{dataset} collapses"] = text
+    return [text, ""]
 
 
 def _dataset_head(ctx: _Report, dataset: str) -> str:

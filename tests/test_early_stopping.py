@@ -64,6 +64,33 @@ def test_validation_map_is_the_metrics_map_of_the_codes(digits):
     assert early_stopping.validation_map(model, val) == pytest.approx(float(expected))
 
 
+def test_validate_counts_the_distinct_validation_database_codes(digits):
+    _, val = early_stopping.carve(digits, 0.2, seed=0)
+    model = methods.create("dpsh", bits=8, dataset=digits)
+    value, distinct = early_stopping.validate(model, val)
+    db = model.encode(val.database)
+    assert value == pytest.approx(early_stopping.validation_map(model, val))
+    assert distinct == len({tuple(row) for row in np.asarray(db, bool)}) > 1
+    # a hash layer that gives every image the same code: one distinct code
+    layer = model.get_layer("hash")
+    layer.kernel.assign(np.zeros(layer.kernel.shape, np.float32))
+    layer.bias.assign(np.linspace(-1, 1, 8).astype(np.float32))
+    assert early_stopping.validate(model, val)[1] == 1
+
+
+def test_a_training_collapse_is_recorded_with_its_epoch(digits, monkeypatch):
+    ds = _small(digits, 64)
+    distinct = iter([40, 12, 1, 1, 1, 1, 1])  # one code from epoch 3 on
+    _patch_score(monkeypatch, _scripted(3), lambda: next(distinct))
+    config = training.TrainConfig(
+        epochs=7, batch_size=16, lr=0.05, lr_decay_steps=None, patience=3, verbose=0
+    )
+    _, history, record = _fit(ds, config)
+    assert record["validation_curve"]["distinct_codes"] == [40, 12, 1, 1, 1]
+    assert record["collapsed_at_epoch"] == 3
+    assert history[early_stopping.DISTINCT_KEY] == [40, 12, 1, 1, 1]
+
+
 def _small(ds, n):
     return dataclasses.replace(ds, train=ds.train.subset(np.arange(n)))
 
@@ -78,6 +105,12 @@ def _scripted(steps_per_epoch):
         return SCORES[int(model.optimizer.iterations.numpy()) // steps_per_epoch - 1]
 
     return score
+
+
+def _patch_score(monkeypatch, score, distinct=lambda: 7):
+    """Script ``early_stopping.validate``: mAP from ``score(model, validation)``, the
+    distinct validation codes from ``distinct()``."""
+    monkeypatch.setattr(early_stopping, "validate", lambda model, v: (score(model, v), distinct()))
 
 
 class Recorder:
@@ -110,14 +143,19 @@ def _same(a, b, tol=0.0):
 
 def test_early_stopping_restores_the_best_epochs_weights(digits, monkeypatch):
     ds = _small(digits, 64)  # 48 trained on, batch 16: 3 steps per epoch
-    monkeypatch.setattr(early_stopping, "validation_map", _scripted(3))
+    _patch_score(monkeypatch, _scripted(3))
     config = training.TrainConfig(
         epochs=7, batch_size=16, lr=0.05, lr_decay_steps=None, patience=3, verbose=0
     )
     rec = Recorder()
     model, history, record = _fit(ds, config, callbacks=[rec])
     assert record["epochs_run"] == 5 and record["stopped_early"] and record["best_epoch"] == 2
-    assert record["validation_curve"] == {"epoch": [1, 2, 3, 4, 5], "map": SCORES[:5]}
+    assert record["validation_curve"] == {
+        "epoch": [1, 2, 3, 4, 5],
+        "map": SCORES[:5],
+        "distinct_codes": [7] * 5,
+    }
+    assert record["collapsed_at_epoch"] is None
     assert record["best_validation_map"] == 0.6 and history["val_map"] == SCORES[:5]
     assert len(rec.weights) == 5 and not _same(rec.weights[1], rec.weights[4])
     assert _same(model.get_weights(), rec.weights[1])  # epoch 2's weights, not the last epoch's
@@ -126,9 +164,8 @@ def test_early_stopping_restores_the_best_epochs_weights(digits, monkeypatch):
 def test_validating_every_few_epochs_counts_epochs(digits, monkeypatch):
     ds = _small(digits, 64)
     seen = []
-    monkeypatch.setattr(
-        early_stopping,
-        "validation_map",
+    _patch_score(
+        monkeypatch,
         lambda model, v: seen.append(int(model.optimizer.iterations.numpy()) // 3) or 0.5,
     )
     config = training.TrainConfig(
@@ -162,7 +199,7 @@ def test_dseh_phases_each_stop_on_their_own_plateau_and_the_best_of_all_is_resto
         seen.append(model._phase)
         return scores[len(seen) - 1]
 
-    monkeypatch.setattr(early_stopping, "validation_map", score)
+    _patch_score(monkeypatch, score)
     training.set_seed(0)
     model = methods.create(
         "dseh", bits=8, dataset=ds, rounds=3, labnet_epochs=2, imgnet_epochs=6,
@@ -206,7 +243,7 @@ def test_dseh_killed_after_two_bests_in_one_phase_resumes_from_its_checkpoint(
         pos[0] += 1
         return scores[pos[0] - 1]
 
-    monkeypatch.setattr(early_stopping, "validation_map", score)
+    _patch_score(monkeypatch, score)
 
     def run(ckpt):
         training.set_seed(0)
@@ -236,7 +273,7 @@ def test_killed_and_resumed_run_stops_where_an_uninterrupted_run_stops(
     digits, monkeypatch, tmp_path
 ):
     ds = _small(digits, 64)
-    monkeypatch.setattr(early_stopping, "validation_map", _scripted(3))
+    _patch_score(monkeypatch, _scripted(3))
     config = training.TrainConfig(
         epochs=7, batch_size=16, lr=0.05, lr_decay_steps=None, patience=3, verbose=0
     )
@@ -708,6 +745,38 @@ def test_claims_are_paired_by_seed_with_their_spread_by_hand():
         "DSRH > DRH+ > DRH** on digits: holds in 2 of 2" in text
         and "+0.1200 ± 0.1131 (2 seeds)" in text
     )
+
+
+def test_claims_and_report_name_the_runs_whose_training_collapsed(tmp_path):
+    from deephash import claims, report
+
+    rows = [_row(m, seed, v) for m, seed, v in (
+        ("dsrh", 0, 0.9), ("dsrh", 1, 0.8), ("drh+", 0, 0.7), ("drh+", 1, 0.76),
+        ("drh", 0, 0.75), ("drh", 1, 0.41), ("ksh", 0, 0.6), ("ksh", 1, 0.6),
+    )]  # fmt: skip
+    rows[5]["metrics"]["early_stopping"] = {
+        "collapsed_at_epoch": 40,
+        "best_epoch": 25,
+        "best_validation_map": 0.413,
+    }
+    rows[0]["metrics"]["early_stopping"] = {"collapsed_at_epoch": None}
+    assert claims.collapsed(rows) == {("digits", "drh", 32): {1: 40}}
+    out = {r["comparison"]: r for r in claims.check(rows, "dsrh")}
+    assert out["drh+ - drh"]["collapsed"] == ["drh seed 1"]
+    assert out["drh - ksh (best shallow)"]["collapsed"] == ["drh seed 1"]
+    assert out["dsrh - drh+"]["collapsed"] == []
+    text = claims.markdown(list(out.values()))
+    assert "holds within the seed spread (training collapsed to one code: drh seed 1) |" in text
+    assert "(1 of them pair a run whose training collapsed to one code)" in text
+    ctx = report._Report(rows, {}, ["dsrh", "drh+", "drh", "ksh"], "dsrh", str(tmp_path),
+                         None, None, None)  # fmt: skip
+    section = "\n".join(report._collapses(ctx, "digits"))
+    assert (
+        "- drh, 32 bits, seed 1: one code from epoch 40; the best weights kept are epoch 25's "
+        "(validation mAP 0.4130), query mAP 0.4100" in section
+    )
+    assert ctx.headers["digits collapses"] in section
+    assert report._collapses(ctx, "digits_multi") == []
 
 
 def test_report_shows_mean_and_spread_and_draws_the_retrieval_figure(tmp_path):
