@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from deephash import validation
+from deephash import codes, validation
 
 DEEP = ("dsrh", "drh+", "drh", "ninh", "dseh", "hashnet", "dhn", "dpsh", "cnnh")
 SHALLOW = ("ksh", "sdh", "itq-cca", "itq", "sh", "lsh", "pcah")
@@ -52,11 +52,17 @@ def _by_seed(rows: Sequence[dict], metric: str) -> dict:
 
 
 def collapsed(rows: Sequence[dict]) -> dict:
-    """``{(dataset, method, bits): {seed: epoch}}`` of the runs whose training collapsed
-    every validation image to one code (``early_stopping``'s ``collapsed_at_epoch``)."""
+    """``{(dataset, method, bits): {seed: epoch}}`` of the runs whose training ended with
+    every validation image on one code (``codes.collapse_start`` of the validation curve's
+    ``distinct_codes``; a record without the curve: its ``collapsed_at_epoch``)."""
     out: dict = defaultdict(dict)
     for r in rows:
-        epoch = (r["metrics"].get("early_stopping") or {}).get("collapsed_at_epoch")
+        es = r["metrics"].get("early_stopping") or {}
+        curve = es.get("validation_curve") or {}
+        epoch = es.get("collapsed_at_epoch")
+        if curve.get("distinct_codes") and len(curve["distinct_codes"]) == len(curve["epoch"]):
+            start = codes.collapse_start(curve["distinct_codes"])
+            epoch = None if start is None else curve["epoch"][start]
         if epoch is not None:
             out[(r["dataset"], r["method"], r["bits"])][r["seed"]] = int(epoch)
     return out
@@ -276,8 +282,8 @@ def retrieval_figure(
     by_method = {r["method"]: r for r in mine}
     ranked = {}
     for m in order:
-        codes = runs.load_codes(os.path.join(by_method[m]["run_dir"], "codes.npz"))
-        q, db = codes["query"][picked], codes["database"]
+        run_codes = runs.load_codes(os.path.join(by_method[m]["run_dir"], "codes.npz"))
+        q, db = run_codes["query"][picked], run_codes["database"]
         dist = (q[:, None, :] != db[None, :, :]).sum(-1)
         ranked[m] = np.argsort(dist, axis=1, kind="stable")[:, :top]
     plt = plots.pyplot()

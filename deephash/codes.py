@@ -21,7 +21,7 @@ import numpy as np
 
 from deephash.validation import check_int
 
-__all__ = ["as_bits", "pack", "unpack", "as_words", "n_bytes"]
+__all__ = ["as_bits", "pack", "unpack", "as_words", "n_bytes", "collapse_start"]
 
 
 def n_bytes(n_bits: int) -> int:
@@ -158,3 +158,21 @@ def bytes_to_words(packed: np.ndarray) -> np.ndarray:
     out = np.zeros((n, 8 * w), np.uint8)
     out[:, :b] = packed
     return out.view(np.uint64)
+
+
+def collapse_start(distinct_counts) -> int | None:
+    """Index of the first validation of the final stretch in which the codes were one code
+    (``distinct_counts``: distinct codes at each validation), or None when the last
+    validation had more than one. Training that passes through one code and recovers (an
+    early saturation it escapes) is not a collapse: only one that lasts to the end is.
+
+    >>> collapse_start([240, 100, 1, 1]), collapse_start([1, 1, 40, 300]), collapse_start([])
+    (2, None, None)
+    """
+    counts = [int(c) for c in distinct_counts]
+    if not counts or counts[-1] > 1:
+        return None
+    i = len(counts)
+    while i > 0 and counts[i - 1] <= 1:
+        i -= 1
+    return i

@@ -13,9 +13,9 @@ it encodes the validation queries and database with the method's ``encode``, sco
 
 * adds ``val_map`` to the epoch's logs (so the history, the checkpoints and the
   training-curve plot carry the validation curve), and ``val_distinct_codes``, the number
-  of distinct codes of the validation database: 1 means training has collapsed every image
-  to one code (a saturated hash layer that gradients no longer move), which :func:`fit`
-  records as ``collapsed_at_epoch`` and the reports flag;
+  of distinct codes of the validation database: 1 to the end of training means training
+  collapsed every image to one code (a saturated hash layer that gradients no longer move),
+  which :func:`fit` records as ``collapsed_at_epoch`` and the reports flag;
 * keeps the best weights (in memory, and with a checkpoint directory also in
   ``best-<validation>.npz`` beside the epoch checkpoints);
 * stops training once ``config.patience`` validations in a row did not improve on the best
@@ -47,7 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deephash import metrics, training
+from deephash import codes, metrics, training
 from deephash.data import Split
 from deephash.io import atomic_write
 
@@ -198,8 +198,8 @@ def validation_map(model, validation: Validation) -> float:
 
 def validate(model, validation: Validation) -> tuple[float, int]:
     """``(validation mAP, distinct codes of the validation database)`` of ``model``."""
-    codes = fast_encode(model, validation.combined())
-    q, db = codes[: len(validation.queries)], codes[len(validation.queries) :]
+    both = fast_encode(model, validation.combined())
+    q, db = both[: len(validation.queries)], both[len(validation.queries) :]
     value = metrics.mean_average_precision(
         q, db, validation.queries.labels, validation.database.labels, top_k=validation.top_k
     )
@@ -369,7 +369,8 @@ def fit(
     training. Returns ``(history, record)``; ``record`` is what metrics.json shows:
     ``epochs_run``, ``best_epoch``, ``stopped_early``, ``validation_curve``
     (``{"epoch": [...], "map": [...], "distinct_codes": [...]}``), ``collapsed_at_epoch``
-    (the first validated epoch whose validation database had one code, else None),
+    (the epoch from which the validation database kept one code to the end, else None:
+    :func:`deephash.codes.collapse_start`),
     ``best_validation_map`` and the validation's summary (sizes, seed, checksum)."""
     every = int(config.validation_every)
     prior_history = checkpoint_history(config.checkpoint_dir)
@@ -418,8 +419,8 @@ def fit(
     }
     if len(distinct) == len(curve):  # a run resumed from an older checkpoint may lack them
         record["validation_curve"]["distinct_codes"] = distinct
-        one = [i for i, n in enumerate(distinct) if n <= 1]
-        record["collapsed_at_epoch"] = (one[0] + 1) * every if one else None
+        start = codes.collapse_start(distinct)
+        record["collapsed_at_epoch"] = (start + 1) * every if start is not None else None
     else:
         record["collapsed_at_epoch_unknown"] = "the checkpoint's history has no distinct codes"
     if phased:

@@ -91,6 +91,26 @@ def test_a_training_collapse_is_recorded_with_its_epoch(digits, monkeypatch):
     assert history[early_stopping.DISTINCT_KEY] == [40, 12, 1, 1, 1]
 
 
+@pytest.mark.parametrize(
+    "counts, start",
+    [([40, 12, 1, 1, 1], 2), ([1, 1, 5, 40], None), ([300, 1, 9, 1], 3), ([1], 0), ([], None)],
+)
+def test_only_a_collapse_that_lasts_to_the_end_counts(counts, start):
+    from deephash import claims, codes
+
+    assert codes.collapse_start(counts) == start
+    row = _row("drh", 0, 0.4)
+    row["metrics"]["early_stopping"] = {
+        "validation_curve": {"epoch": [5 * (i + 1) for i in range(len(counts))],
+                             "distinct_codes": counts},
+        "collapsed_at_epoch": 999,  # the curve decides where there is one
+    }  # fmt: skip
+    expected = {} if start is None else {("digits", "drh", 32): {0: 5 * (start + 1)}}
+    assert dict(claims.collapsed([row])) == (
+        expected if counts else {("digits", "drh", 32): {0: 999}}
+    )
+
+
 def _small(ds, n):
     return dataclasses.replace(ds, train=ds.train.subset(np.arange(n)))
 
