@@ -22,7 +22,9 @@ What is chosen (in this order, each stage using the earlier stages' choices):
 3. the orthogonality weight lambda of DSRH and DRH+.
 
 Each grid point is one quick-preset run (early stopping on the validation split, see
-:mod:`deephash.early_stopping`) scored by its best validation mAP: the validation queries
+:mod:`deephash.early_stopping`), or for the learning rates optionally one run per code
+length and seed (``lr_bits``, ``lr_seeds``), scored by its best validation mAP (the mean
+over its runs): the validation queries
 are carved from the training split and searched against the rest of it. The query split
 plays no part.
 """
@@ -190,6 +192,7 @@ def select(
     methods_: dict | None = None,
     stages: tuple = STAGES,
     lr_bits: tuple | None = None,
+    lr_seeds: tuple | None = None,
 ) -> dict:
     """Recompute the table (module docstring) with quick-preset runs on ``dataset`` at
     ``bits`` and ``seed`` through ``sweep`` (finished runs in ``runs_dir`` are reused), and
@@ -204,6 +207,9 @@ def select(
     ``lr_bits``: code lengths the learning rates are scored at (default ``(bits,)``): each
     grid point's score is the mean of its best validation mAP over them (a rate that is
     best at one code length but collapses at another loses), recorded per code length.
+    ``lr_seeds``: seeds the learning rates are scored at (default ``(seed,)``; each seed
+    draws its own split and initialisation): with ``lr_bits``, every pair of a seed and a
+    code length is one run, and a rate that collapses on one seed loses the same way.
     Returns the table."""
     from deephash import presets
 
@@ -217,10 +223,16 @@ def select(
     found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
     score = _Scorer(dataset, bits, seed, runs_dir)
     lr_bits = tuple(int(b) for b in (lr_bits or (bits,)))
+    lr_seeds = tuple(int(s) for s in (lr_seeds or (seed,)))
     if "lr" in wanted:  # every run starts from the presets without a table, plus the stages
         found["lr"] = score.stage(  # so far
             {
-                f: [(float(v), m, float(v), {}, b) for v in grid["lr"][f] for b in lr_bits]
+                f: [
+                    (float(v), m, float(v), {}, b, s)
+                    for v in grid["lr"][f]
+                    for s in lr_seeds
+                    for b in lr_bits
+                ]
                 for f, m in reps.items()
             },
             grid["lr"],
@@ -269,7 +281,7 @@ def select(
             f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
             "database = the rest of the training split; the queries are never used"
         ),
-        "command": _command(dataset, bits, seed, wanted, methods_ or {}, lr_bits),
+        "command": _command(dataset, bits, seed, wanted, methods_ or {}, lr_bits, lr_seeds),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "applies_to": (
             "the quick preset on every data set without a table of its own, at every code "
@@ -298,38 +310,58 @@ class _Scorer:
         self.dataset, self.bits, self.seed, self.runs_dir = dataset, bits, seed, runs_dir
         self.datasets = sweep.DatasetCache()
 
+    def _point(self, p: tuple) -> tuple:
+        """``(grid value, method, lr, hparams, bits, seed)``: the selection's code length and
+        seed where ``p`` gives none."""
+        value, method, lr, hp, *rest = p
+        bits = rest[0] if rest else self.bits
+        seed = rest[1] if len(rest) > 1 else self.seed
+        return value, method, lr, hp, int(bits), int(seed)
+
     def stage(self, points: dict, grids: dict) -> dict:
         """``{owner: entry}`` for ``points`` (``{owner: [(grid value, method, lr, hparams)
-        [, bits]]}``, at the selection's code length unless given): each owner's grid,
-        validation mAP per grid value (the mean over its code lengths when several, each
-        also under ``validation_map_by_bits``), choice and the runs' threads."""
+        [, bits[, seed]]]}``, at the selection's code length and seed unless given): each
+        owner's grid, validation mAP per grid value (the mean over its runs when it has
+        several: per code length under ``validation_map_by_bits``, per seed and code length
+        under ``validation_map_by_run`` when the seeds vary), choice and the runs' threads."""
         from deephash import presets, sweep
 
-        flat = [(owner, (*p, self.bits)[:5]) for owner, ps in points.items() for p in ps]
+        flat = [(owner, self._point(p)) for owner, ps in points.items() for p in ps]
         specs = []
-        for _, (_, method, lr, hp, bits) in flat:
+        for _, (_, method, lr, hp, bits, seed) in flat:
             spec = presets.spec(
-                method, self.dataset, bits, preset="quick", seed=self.seed, lr=lr, hparams=hp
+                method, self.dataset, bits, preset="quick", seed=seed, lr=lr, hparams=hp
             )
             specs.append(_without_table(spec, method, bits, lr, hp))
         records = sweep.run_specs(specs, self.runs_dir, self.datasets)
         out: dict = {}
-        for (owner, (value, method, _, hp, bits)), spec, rec in zip(flat, specs, records):
+        for (owner, (value, method, _, hp, bits, seed)), spec, rec in zip(flat, specs, records):
             v = float(rec["metrics"]["early_stopping"]["best_validation_map"])
-            log.info(f"  {method} {bits} bits lr={spec.config.lr:g} {hp}: validation mAP {v:.4f}")
-            entry = out.setdefault(owner, {"grid": grids[owner], "by_bits": {}})
-            entry["by_bits"].setdefault(str(bits), {})[repr(value)] = v
+            log.info(
+                f"  {method} {bits} bits seed {seed} lr={spec.config.lr:g} {hp}: "
+                f"validation mAP {v:.4f}"
+            )
+            entry = out.setdefault(owner, {"grid": grids[owner], "by_run": {}})
+            entry["by_run"].setdefault((seed, bits), {})[repr(value)] = v
             entry.setdefault("threads", set()).add(_run_threads(rec.get("run_dir")))
         for entry in out.values():
-            by_bits = entry.pop("by_bits")
-            values = list(next(iter(by_bits.values())))
+            by_run = entry.pop("by_run")
+            values = list(next(iter(by_run.values())))
             entry["validation_map"] = {
-                k: sum(scores[k] for scores in by_bits.values()) / len(by_bits) for k in values
+                k: sum(scores[k] for scores in by_run.values()) / len(by_run) for k in values
             }
-            if len(by_bits) > 1:
-                entry["bits"] = [int(b) for b in by_bits]
+            seeds = sorted({s for s, _ in by_run})
+            if len(by_run) > 1 and len(seeds) == 1:
+                entry["bits"] = [int(b) for _, b in by_run]
                 entry["validation_map_is"] = "mean over the code lengths in bits"
-                entry["validation_map_by_bits"] = by_bits
+                entry["validation_map_by_bits"] = {str(b): v for (_, b), v in by_run.items()}
+            elif len(by_run) > 1:
+                entry["bits"] = sorted({int(b) for _, b in by_run})
+                entry["seeds"] = seeds
+                entry["validation_map_is"] = "mean over every seed and code length"
+                entry["validation_map_by_run"] = {
+                    f"seed {s}, {b} bits": v for (s, b), v in by_run.items()
+                }
             entry["chosen"] = _choose(entry["validation_map"])
             threads = entry.pop("threads")
             entry["threads"] = threads.pop() if len(threads) == 1 else sorted(map(str, threads))
@@ -346,12 +378,20 @@ def _run_threads(run_dir: str | None):
 
 
 def _command(
-    dataset: str, bits: int, seed: int, stages: tuple, narrow: dict, lr_bits: tuple = ()
+    dataset: str,
+    bits: int,
+    seed: int,
+    stages: tuple,
+    narrow: dict,
+    lr_bits: tuple = (),
+    lr_seeds: tuple = (),
 ) -> str:
     """The select_hparams.py command line of a selection."""
     out = f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
     if "lr" in stages and tuple(lr_bits) not in ((), (bits,)):
         out += f" --lr_bits={','.join(map(str, lr_bits))}"
+    if "lr" in stages and tuple(lr_seeds) not in ((), (seed,)):
+        out += f" --lr_seeds={','.join(map(str, lr_seeds))}"
     if set(stages) != set(STAGES):
         out += f" --stages={','.join(stages)}"
     flags = (

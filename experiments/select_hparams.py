@@ -50,6 +50,12 @@ flags.DEFINE_list(
     "code lengths the learning rates are scored at, by the mean of their validation mAP "
     "(default: --bits only)",
 )
+flags.DEFINE_list(
+    "lr_seeds",
+    [],
+    "seeds the learning rates are scored at, with every code length of --lr_bits (each seed "
+    "draws its own split and initialisation; default: --seed only)",
+)
 flags.DEFINE_string(
     "runs_dir", "runs/tuning", "run directories of the grid points (kept and reused)"
 )
@@ -68,16 +74,17 @@ def _check(given, known, what: str) -> None:
         sys.exit(f"error: {what} {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
 
 
-def _lr_bits() -> tuple[int, ...]:
-    """``--lr_bits`` as positive integers, or exit with an error naming the bad value."""
+def _ints(name: str, what: str, low: int) -> tuple[int, ...]:
+    """The list flag ``name`` as integers >= ``low``, or exit with an error naming the bad
+    value."""
     out = []
-    for b in FLAGS.lr_bits:
+    for v in getattr(FLAGS, name):
         try:
-            out.append(int(b))
+            out.append(int(v))
         except ValueError:
-            out.append(0)
-        if out[-1] <= 0:
-            sys.exit(f"error: --lr_bits takes positive code lengths. Received: lr_bits={b!r}")
+            out.append(low - 1)
+        if out[-1] < low:
+            sys.exit(f"error: --{name} takes {what}. Received: {name}={v!r}")
     return tuple(out)
 
 
@@ -110,7 +117,8 @@ def main(argv):
     except ValueError as e:
         sys.exit(f"error: {e}")
     narrow = _narrow()  # every flag checked before TensorFlow starts
-    lr_bits = _lr_bits()
+    lr_bits = _ints("lr_bits", "positive code lengths", 1)
+    lr_seeds = _ints("lr_seeds", "seeds (integers >= 0)", 0)
     if FLAGS.threads is not None:
         from deephash import training
 
@@ -128,6 +136,7 @@ def main(argv):
             methods_=narrow or None,
             stages=tuple(FLAGS.stages),
             lr_bits=lr_bits or None,
+            lr_seeds=lr_seeds or None,
         )
     for stage, entries in table["stages"].items():
         for who, e in entries.items():

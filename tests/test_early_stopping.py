@@ -587,6 +587,37 @@ def test_learning_rates_scored_over_code_lengths_lose_when_they_collapse_at_one(
     assert "--lr_bits=16,32,64" in table["command"]
 
 
+def test_learning_rates_scored_over_seeds_lose_when_they_collapse_on_one(monkeypatch, tmp_path):
+    from deephash import sweep
+
+    seen = []
+
+    def fake_runs(specs, runs_dir, datasets=None, reuse="any"):
+        out = []
+        for spec in specs:
+            seen.append((spec.bits, spec.seed, spec.config.lr))
+            v = {0.05: 0.90, 0.1: 0.95}[spec.config.lr]
+            if spec.config.lr == 0.1 and spec.seed == 2 and spec.bits == 64:
+                v = 0.41  # stuck at the level of random ranking
+            out.append({"metrics": {"early_stopping": {"best_validation_map": v}}})
+        return out
+
+    monkeypatch.setattr(sweep, "run_specs", fake_runs)
+    kw = dict(runs_dir=str(tmp_path), path=None, stages=("lr",))
+    kw["methods_"] = {"representative": {"dpsh": "dpsh"}}
+    table = tuning.select("digits_multi", 32, 0, lr_bits=(32, 64), lr_seeds=(0, 2), **kw)
+    entry = table["stages"]["lr"]["dpsh"]
+    assert sorted(seen) == sorted(
+        (b, s, lr) for b in (32, 64) for s in (0, 2) for lr in (0.05, 0.1)
+    )
+    # 0.1: (0.95 * 3 + 0.41) / 4 = 0.815 < 0.90
+    assert entry["chosen"] == 0.05 and entry["seeds"] == [0, 2] and entry["bits"] == [32, 64]
+    assert entry["validation_map"] == {"0.05": pytest.approx(0.90), "0.1": pytest.approx(0.815)}
+    assert entry["validation_map_by_run"]["seed 2, 64 bits"] == {"0.05": 0.90, "0.1": 0.41}
+    assert entry["validation_map_is"] == "mean over every seed and code length"
+    assert "--lr_bits=32,64 --lr_seeds=0,2" in table["command"]
+
+
 def test_select_hparams_script_names_bad_stages_families_methods_and_bits_before_training(tmp_path):
     import subprocess
     import sys
@@ -600,6 +631,7 @@ def test_select_hparams_script_names_bad_stages_families_methods_and_bits_before
         ("--dataset=../x", "tuning: not a data set name. Received: dataset='../x'"),
         ("--lr_bits=16,x", "--lr_bits takes positive code lengths. Received: lr_bits='x'"),
         ("--lr_bits=0", "--lr_bits takes positive code lengths. Received: lr_bits='0'"),
+        ("--lr_seeds=0,-1", "--lr_seeds takes seeds (integers >= 0). Received: lr_seeds='-1'"),
     ):
         done = subprocess.run(
             [sys.executable, script, flag, f"--runs_dir={tmp_path}", f"--out={tmp_path / 't'}"],
