@@ -555,31 +555,38 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
     tuning._cache.clear()
 
 
+def _scripted_lr_runs(seen: list, failed, low: float):
+    """A ``sweep.run_specs`` stand-in: best validation mAP 0.90 at lr 0.05 and 0.95 at 0.1,
+    ``low`` for a spec where ``failed(spec)``; every spec is appended to ``seen``."""
+
+    def fake_runs(specs, runs_dir, datasets=None, reuse="any"):
+        seen.extend(specs)
+        return [
+            {"metrics": {"early_stopping": {"best_validation_map": (
+                low if failed(s) else {0.05: 0.90, 0.1: 0.95}[s.config.lr]
+            )}}}
+            for s in specs
+        ]  # fmt: skip
+
+    return fake_runs
+
+
 def test_learning_rates_scored_over_code_lengths_lose_when_they_collapse_at_one(
     monkeypatch, tmp_path
 ):
     from deephash import sweep
 
-    seen = []
-
-    def fake_runs(specs, runs_dir, datasets=None, reuse="any"):
-        out = []
-        for spec in specs:
-            seen.append((spec.method, spec.bits, spec.config.lr))
-            v = {0.05: 0.90, 0.1: 0.95}[spec.config.lr]
-            if spec.config.lr == 0.1 and spec.bits == 16:
-                v = 0.40  # collapsed to one code
-            out.append({"metrics": {"early_stopping": {"best_validation_map": v}}})
-        return out
-
-    monkeypatch.setattr(sweep, "run_specs", fake_runs)
+    specs = []
+    collapsed = lambda s: s.config.lr == 0.1 and s.bits == 16  # noqa: E731 - one code
+    monkeypatch.setattr(sweep, "run_specs", _scripted_lr_runs(specs, collapsed, 0.40))
     kw = dict(runs_dir=str(tmp_path), path=None, stages=("lr",))
     kw["methods_"] = {"representative": {"hashnet": "hashnet"}}
     one = tuning.select("digits_multi", 32, 0, **kw)["stages"]["lr"]["hashnet"]
     assert one["chosen"] == 0.1 and "validation_map_by_bits" not in one
-    seen.clear()
+    specs.clear()
     table = tuning.select("digits_multi", 32, 0, lr_bits=(16, 32, 64), **kw)
     entry = table["stages"]["lr"]["hashnet"]
+    seen = [(s.method, s.bits, s.config.lr) for s in specs]
     assert sorted(seen) == sorted(("hashnet", b, lr) for b in (16, 32, 64) for lr in (0.05, 0.1))
     assert entry["chosen"] == 0.05 and entry["bits"] == [16, 32, 64]
     assert entry["validation_map"] == {"0.05": pytest.approx(0.90), "0.1": pytest.approx(2.3 / 3)}
@@ -590,23 +597,14 @@ def test_learning_rates_scored_over_code_lengths_lose_when_they_collapse_at_one(
 def test_learning_rates_scored_over_seeds_lose_when_they_collapse_on_one(monkeypatch, tmp_path):
     from deephash import sweep
 
-    seen = []
-
-    def fake_runs(specs, runs_dir, datasets=None, reuse="any"):
-        out = []
-        for spec in specs:
-            seen.append((spec.bits, spec.seed, spec.config.lr))
-            v = {0.05: 0.90, 0.1: 0.95}[spec.config.lr]
-            if spec.config.lr == 0.1 and spec.seed == 2 and spec.bits == 64:
-                v = 0.41  # stuck at the level of random ranking
-            out.append({"metrics": {"early_stopping": {"best_validation_map": v}}})
-        return out
-
-    monkeypatch.setattr(sweep, "run_specs", fake_runs)
+    specs = []
+    stuck = lambda s: s.config.lr == 0.1 and s.seed == 2 and s.bits == 64  # noqa: E731
+    monkeypatch.setattr(sweep, "run_specs", _scripted_lr_runs(specs, stuck, 0.41))
     kw = dict(runs_dir=str(tmp_path), path=None, stages=("lr",))
     kw["methods_"] = {"representative": {"dpsh": "dpsh"}}
     table = tuning.select("digits_multi", 32, 0, lr_bits=(32, 64), lr_seeds=(0, 2), **kw)
     entry = table["stages"]["lr"]["dpsh"]
+    seen = [(s.bits, s.seed, s.config.lr) for s in specs]
     assert sorted(seen) == sorted(
         (b, s, lr) for b in (32, 64) for s in (0, 2) for lr in (0.05, 0.1)
     )
