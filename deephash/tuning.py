@@ -23,7 +23,8 @@ What is chosen (in this order, each stage using the earlier stages' choices):
 
 Each grid point is one quick-preset run (early stopping on the validation split, see
 :mod:`deephash.early_stopping`), or for the learning rates optionally one run per code
-length and seed (``lr_bits``, ``lr_seeds``), scored by its best validation mAP (the mean
+length (``lr_bits``), and in every stage optionally one run per seed (``seeds``), scored
+by its best validation mAP (the mean
 over its runs): the validation queries
 are carved from the training split and searched against the rest of it. The query split
 plays no part.
@@ -192,7 +193,7 @@ def select(
     methods_: dict | None = None,
     stages: tuple = STAGES,
     lr_bits: tuple | None = None,
-    lr_seeds: tuple | None = None,
+    seeds: tuple | None = None,
 ) -> dict:
     """Recompute the table (module docstring) with quick-preset runs on ``dataset`` at
     ``bits`` and ``seed`` through ``sweep`` (finished runs in ``runs_dir`` are reused), and
@@ -207,9 +208,11 @@ def select(
     ``lr_bits``: code lengths the learning rates are scored at (default ``(bits,)``): each
     grid point's score is the mean of its best validation mAP over them (a rate that is
     best at one code length but collapses at another loses), recorded per code length.
-    ``lr_seeds``: seeds the learning rates are scored at (default ``(seed,)``; each seed
-    draws its own split and initialisation): with ``lr_bits``, every pair of a seed and a
-    code length is one run, and a rate that collapses on one seed loses the same way.
+    ``seeds``: seeds every stage is scored at (default ``(seed,)``; each seed draws its own
+    split and initialisation): each grid point is one run per seed (per seed and code length
+    of ``lr_bits`` for the learning rates), so a setting that fails on one seed loses the
+    same way. A failure can need the later stages' settings (DRH on digits collapsed on one
+    seed only at the margin chosen after its learning rate), hence every stage.
     Returns the table."""
     from deephash import presets
 
@@ -223,14 +226,14 @@ def select(
     found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
     score = _Scorer(dataset, bits, seed, runs_dir)
     lr_bits = tuple(int(b) for b in (lr_bits or (bits,)))
-    lr_seeds = tuple(int(s) for s in (lr_seeds or (seed,)))
+    seeds = tuple(int(s) for s in (seeds or (seed,)))
     if "lr" in wanted:  # every run starts from the presets without a table, plus the stages
         found["lr"] = score.stage(  # so far
             {
                 f: [
                     (float(v), m, float(v), {}, b, s)
                     for v in grid["lr"][f]
-                    for s in lr_seeds
+                    for s in seeds
                     for b in lr_bits
                 ]
                 for f, m in reps.items()
@@ -247,8 +250,8 @@ def select(
     if "margin_per_bit" in wanted:
         found["margin_per_bit"] = score.stage(
             {
-                m: [(float(v), m, lr_of.get(m), {"margin": float(v) * bits})
-                    for v in grid["margin_per_bit"]]
+                m: [(float(v), m, lr_of.get(m), {"margin": float(v) * bits}, bits, s)
+                    for v in grid["margin_per_bit"] for s in seeds]
                 for m in margin_methods
             },
             {m: grid["margin_per_bit"] for m in margin_methods},
@@ -265,8 +268,9 @@ def select(
         }
         found["ortho_weight"] = score.stage(
             {
-                m: [(float(v), m, lr_of.get(m), {**margin.get(m, {}), "ortho_weight": float(v)})
-                    for v in grid["ortho_weight"]]
+                m: [(float(v), m, lr_of.get(m),
+                     {**margin.get(m, {}), "ortho_weight": float(v)}, bits, s)
+                    for v in grid["ortho_weight"] for s in seeds]
                 for m in ortho_methods
             },
             {m: grid["ortho_weight"] for m in ortho_methods},
@@ -281,7 +285,7 @@ def select(
             f"carved from the training split ({presets.QUICK_VALIDATION_FRACTION:.0%}, seeded), "
             "database = the rest of the training split; the queries are never used"
         ),
-        "command": _command(dataset, bits, seed, wanted, methods_ or {}, lr_bits, lr_seeds),
+        "command": _command(dataset, bits, seed, wanted, methods_ or {}, lr_bits, seeds),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "applies_to": (
             "the quick preset on every data set without a table of its own, at every code "
@@ -384,14 +388,14 @@ def _command(
     stages: tuple,
     narrow: dict,
     lr_bits: tuple = (),
-    lr_seeds: tuple = (),
+    seeds: tuple = (),
 ) -> str:
     """The select_hparams.py command line of a selection."""
     out = f"python experiments/select_hparams.py --dataset={dataset} --bits={bits} --seed={seed}"
     if "lr" in stages and tuple(lr_bits) not in ((), (bits,)):
         out += f" --lr_bits={','.join(map(str, lr_bits))}"
-    if "lr" in stages and tuple(lr_seeds) not in ((), (seed,)):
-        out += f" --lr_seeds={','.join(map(str, lr_seeds))}"
+    if tuple(seeds) not in ((), (seed,)):
+        out += f" --seeds={','.join(map(str, seeds))}"
     if set(stages) != set(STAGES):
         out += f" --stages={','.join(stages)}"
     flags = (

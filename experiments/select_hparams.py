@@ -51,10 +51,11 @@ flags.DEFINE_list(
     "(default: --bits only)",
 )
 flags.DEFINE_list(
-    "lr_seeds",
+    "seeds",
     [],
-    "seeds the learning rates are scored at, with every code length of --lr_bits (each seed "
-    "draws its own split and initialisation; default: --seed only)",
+    "seeds every stage is scored at: one run per seed for each grid point (the learning "
+    "rates: per seed and code length of --lr_bits); each seed draws its own split and "
+    "initialisation (default: --seed only)",
 )
 flags.DEFINE_string(
     "runs_dir", "runs/tuning", "run directories of the grid points (kept and reused)"
@@ -118,7 +119,7 @@ def main(argv):
         sys.exit(f"error: {e}")
     narrow = _narrow()  # every flag checked before TensorFlow starts
     lr_bits = _ints("lr_bits", "positive code lengths", 1)
-    lr_seeds = _ints("lr_seeds", "seeds (integers >= 0)", 0)
+    seeds = _ints("seeds", "seeds (integers >= 0)", 0)
     if FLAGS.threads is not None:
         from deephash import training
 
@@ -136,7 +137,7 @@ def main(argv):
             methods_=narrow or None,
             stages=tuple(FLAGS.stages),
             lr_bits=lr_bits or None,
-            lr_seeds=lr_seeds or None,
+            seeds=seeds or None,
         )
     for stage, entries in table["stages"].items():
         for who, e in entries.items():

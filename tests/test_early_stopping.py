@@ -556,14 +556,14 @@ def test_selection_takes_each_stages_best_validation_point_and_keeps_other_choic
 
 
 def _scripted_lr_runs(seen: list, failed, low: float):
-    """A ``sweep.run_specs`` stand-in: best validation mAP 0.90 at lr 0.05 and 0.95 at 0.1,
-    ``low`` for a spec where ``failed(spec)``; every spec is appended to ``seen``."""
+    """A ``sweep.run_specs`` stand-in: best validation mAP 0.95 at lr 0.1, else 0.90; ``low``
+    for a spec where ``failed(spec)``; every spec is appended to ``seen``."""
 
     def fake_runs(specs, runs_dir, datasets=None, reuse="any"):
         seen.extend(specs)
         return [
             {"metrics": {"early_stopping": {"best_validation_map": (
-                low if failed(s) else {0.05: 0.90, 0.1: 0.95}[s.config.lr]
+                low if failed(s) else 0.95 if s.config.lr == 0.1 else 0.90
             )}}}
             for s in specs
         ]  # fmt: skip
@@ -594,7 +594,7 @@ def test_learning_rates_scored_over_code_lengths_lose_when_they_collapse_at_one(
     assert "--lr_bits=16,32,64" in table["command"]
 
 
-def test_learning_rates_scored_over_seeds_lose_when_they_collapse_on_one(monkeypatch, tmp_path):
+def test_settings_scored_over_seeds_lose_when_they_fail_on_one(monkeypatch, tmp_path):
     from deephash import sweep
 
     specs = []
@@ -602,7 +602,7 @@ def test_learning_rates_scored_over_seeds_lose_when_they_collapse_on_one(monkeyp
     monkeypatch.setattr(sweep, "run_specs", _scripted_lr_runs(specs, stuck, 0.41))
     kw = dict(runs_dir=str(tmp_path), path=None, stages=("lr",))
     kw["methods_"] = {"representative": {"dpsh": "dpsh"}}
-    table = tuning.select("digits_multi", 32, 0, lr_bits=(32, 64), lr_seeds=(0, 2), **kw)
+    table = tuning.select("digits_multi", 32, 0, lr_bits=(32, 64), seeds=(0, 2), **kw)
     entry = table["stages"]["lr"]["dpsh"]
     seen = [(s.bits, s.seed, s.config.lr) for s in specs]
     assert sorted(seen) == sorted(
@@ -613,7 +613,18 @@ def test_learning_rates_scored_over_seeds_lose_when_they_collapse_on_one(monkeyp
     assert entry["validation_map"] == {"0.05": pytest.approx(0.90), "0.1": pytest.approx(0.815)}
     assert entry["validation_map_by_run"]["seed 2, 64 bits"] == {"0.05": 0.90, "0.1": 0.41}
     assert entry["validation_map_is"] == "mean over every seed and code length"
-    assert "--lr_bits=32,64 --lr_seeds=0,2" in table["command"]
+    assert "--lr_bits=32,64 --seeds=0,2" in table["command"]
+    # the later stages too: DRH's margin 4 collapses on seed 2 only (as it did on digits)
+    specs.clear()
+    collapsed = lambda s: s.hparams.get("margin") == 4.0 and s.seed == 2  # noqa: E731
+    monkeypatch.setattr(sweep, "run_specs", _scripted_lr_runs(specs, collapsed, 0.11))
+    kw.update(stages=("margin_per_bit",), methods_={"margin": ["drh"]})
+    entry = tuning.select("digits", 32, 0, seeds=(0, 1, 2), **kw)["stages"]["margin_per_bit"]
+    assert sorted((s.hparams["margin"], s.seed) for s in specs) == sorted(
+        (m, seed) for m in (1.0, 4.0) for seed in (0, 1, 2)
+    )
+    assert entry["drh"]["chosen"] == 1 / 32 and entry["drh"]["seeds"] == [0, 1, 2]
+    assert entry["drh"]["validation_map_by_run"]["seed 2, 32 bits"]["0.125"] == 0.11
 
 
 def test_select_hparams_script_names_bad_stages_families_methods_and_bits_before_training(tmp_path):
@@ -629,7 +640,7 @@ def test_select_hparams_script_names_bad_stages_families_methods_and_bits_before
         ("--dataset=../x", "tuning: not a data set name. Received: dataset='../x'"),
         ("--lr_bits=16,x", "--lr_bits takes positive code lengths. Received: lr_bits='x'"),
         ("--lr_bits=0", "--lr_bits takes positive code lengths. Received: lr_bits='0'"),
-        ("--lr_seeds=0,-1", "--lr_seeds takes seeds (integers >= 0). Received: lr_seeds='-1'"),
+        ("--seeds=0,-1", "--seeds takes seeds (integers >= 0). Received: seeds='-1'"),
     ):
         done = subprocess.run(
             [sys.executable, script, flag, f"--runs_dir={tmp_path}", f"--out={tmp_path / 't'}"],
