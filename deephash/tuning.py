@@ -24,8 +24,7 @@ What is chosen (in this order, each stage using the earlier stages' choices):
 Each grid point is one quick-preset run (early stopping on the validation split, see
 :mod:`deephash.early_stopping`), or for the learning rates optionally one run per code
 length (``lr_bits``), and in every stage optionally one run per seed (``seeds``), scored
-by its best validation mAP (the mean
-over its runs): the validation queries
+by its best validation mAP (the mean over its runs): the validation queries
 are carved from the training split and searched against the rest of it. The query split
 plays no part.
 """
@@ -224,7 +223,7 @@ def select(
     ortho_methods = (methods_ or {}).get("ortho", ORTHO_METHODS)
     wanted = tuple(stages)
     found: dict = {"lr": {}, "margin_per_bit": {}, "ortho_weight": {}}
-    score = _Scorer(dataset, bits, seed, runs_dir)
+    score = _Scorer(dataset, runs_dir)
     lr_bits = tuple(int(b) for b in (lr_bits or (bits,)))
     seeds = tuple(int(s) for s in (seeds or (seed,)))
     if "lr" in wanted:  # every run starts from the presets without a table, plus the stages
@@ -308,29 +307,21 @@ class _Scorer:
     """Validation mAP of grid points, each a quick-preset run through ``sweep.run_specs``
     (side by side inside ``sweep.parallel``; finished runs in ``runs_dir`` reused)."""
 
-    def __init__(self, dataset: str, bits: int, seed: int, runs_dir: str):
+    def __init__(self, dataset: str, runs_dir: str):
         from deephash import sweep
 
-        self.dataset, self.bits, self.seed, self.runs_dir = dataset, bits, seed, runs_dir
+        self.dataset, self.runs_dir = dataset, runs_dir
         self.datasets = sweep.DatasetCache()
 
-    def _point(self, p: tuple) -> tuple:
-        """``(grid value, method, lr, hparams, bits, seed)``: the selection's code length and
-        seed where ``p`` gives none."""
-        value, method, lr, hp, *rest = p
-        bits = rest[0] if rest else self.bits
-        seed = rest[1] if len(rest) > 1 else self.seed
-        return value, method, lr, hp, int(bits), int(seed)
-
     def stage(self, points: dict, grids: dict) -> dict:
-        """``{owner: entry}`` for ``points`` (``{owner: [(grid value, method, lr, hparams)
-        [, bits[, seed]]]}``, at the selection's code length and seed unless given): each
-        owner's grid, validation mAP per grid value (the mean over its runs when it has
-        several: per code length under ``validation_map_by_bits``, per seed and code length
-        under ``validation_map_by_run`` when the seeds vary), choice and the runs' threads."""
+        """``{owner: entry}`` for ``points`` (``{owner: [(grid value, method, lr, hparams,
+        bits, seed)]}``): each owner's grid, validation mAP per grid value (the mean over its
+        runs when it has several: per code length under ``validation_map_by_bits``, per seed
+        and code length under ``validation_map_by_run`` when the seeds vary), choice and the
+        runs' threads."""
         from deephash import presets, sweep
 
-        flat = [(owner, self._point(p)) for owner, ps in points.items() for p in ps]
+        flat = [(owner, p) for owner, ps in points.items() for p in ps]
         specs = []
         for _, (_, method, lr, hp, bits, seed) in flat:
             spec = presets.spec(
