@@ -25,6 +25,10 @@ it encodes the validation queries and database with the method's ``encode``, sco
   next round still runs (:class:`ValidationMAP`'s ``per_phase``);
 * restores the best weights when training ends.
 
+:func:`fit` also records the validation mAP of a model that learned nothing
+(:func:`chance_map`), so that a run that trained without learning (neither collapsed nor
+above that level) is named as such by the reports (``claims.near_chance``).
+
 The early-stopping state (best score, its validation, validations without improvement)
 is a function of the validation curve alone (:func:`state`), which the epoch checkpoints
 carry in their history; the best weights survive in their own file, so a run killed and
@@ -194,6 +198,19 @@ def load_best(directory: str, validation: int) -> list[np.ndarray]:
 def validation_map(model, validation: Validation) -> float:
     """mAP of ``model``'s codes: validation queries against the validation database."""
     return validate(model, validation)[0]
+
+
+def chance_map(validation: Validation) -> float:
+    """Validation mAP of a model that learned nothing: every image on one code, so every item
+    ties and the ranking is the database order (the tie order). The level a run's validation
+    mAP is read against (``claims.near_chance``); close to the fraction of relevant pairs."""
+    q = np.zeros((len(validation.queries), 1), bool)
+    db = np.zeros((len(validation.database), 1), bool)
+    return float(
+        metrics.mean_average_precision(
+            q, db, validation.queries.labels, validation.database.labels, top_k=validation.top_k
+        )
+    )
 
 
 def validate(model, validation: Validation) -> tuple[float, int]:
@@ -371,7 +388,8 @@ def fit(
     (``{"epoch": [...], "map": [...], "distinct_codes": [...]}``), ``collapsed_at_epoch``
     (the epoch from which the validation database kept one code to the end, else None:
     :func:`deephash.codes.collapse_start`),
-    ``best_validation_map`` and the validation's summary (sizes, seed, checksum)."""
+    ``best_validation_map``, ``validation_chance_map`` (:func:`chance_map`: the score of a
+    model that learned nothing) and the validation's summary (sizes, seed, checksum)."""
     every = int(config.validation_every)
     prior_history = checkpoint_history(config.checkpoint_dir)
     prior = prior_history.get(CURVE_KEY, [])
@@ -411,6 +429,7 @@ def fit(
         "validate_every_epochs": every,
         "stopped_early": bool(final.stopped),
         "best_validation_map": final.best,
+        "validation_chance_map": chance_map(validation),
         "best_epoch": final.best_validation * every if final.best_validation else None,
         "validation_curve": {"epoch": [(i + 1) * every for i in range(len(curve))], "map": curve},
         "collapsed_at_epoch": None,

@@ -337,6 +337,11 @@ def _plots(tmp: str, title: str, ev: _Evaluation, files: dict, stopping: dict) -
             title=f"Training: {title}",
             epochs=epochs,
             best_epoch=stopping.get("best_epoch"),
+            levels=(
+                {early_stopping.CURVE_KEY: (chance, f"learned nothing {chance:.3f}")}
+                if (chance := stopping.get("validation_chance_map")) is not None
+                else None
+            ),
         )
 
 

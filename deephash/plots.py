@@ -66,11 +66,14 @@ def training_curves(
     title: str = "Training",
     epochs: Mapping[str, Sequence[int]] | None = None,
     best_epoch: int | None = None,
+    levels: Mapping[str, tuple[float, str]] | None = None,
 ) -> str:
     """One subplot per history series (loss terms, validation mAP, ...) against the epoch.
     ``epochs``: the epoch of each value of a series not recorded every epoch (e.g.
     ``{"val_map": [5, 10, ...]}``); ``best_epoch``: drawn as a dashed line in every subplot
-    (the epoch whose weights early stopping kept)."""
+    (the epoch whose weights early stopping kept); ``levels``: ``{series: (value, label)}``
+    drawn as a dotted horizontal line in that series' subplot (e.g. the validation mAP of a
+    model that learned nothing)."""
     series = {k: list(v) for k, v in history.items() if len(v)}
     if not series:
         raise ValueError("training_curves: the history is empty")
@@ -92,6 +95,10 @@ def training_curves(
                 linewidth=1,
                 label=f"best epoch {best_epoch}",
             )
+        if name in (levels or {}):
+            value, label = levels[name]
+            ax.axhline(value, color="tab:gray", linestyle=":", linewidth=1, label=label)
+            ax.legend(fontsize="small")
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -456,6 +456,7 @@ def _dataset_section(ctx: _Report, dataset: str, plots: bool) -> list[str]:
     for metric in shown:
         md += _table(ctx, dataset, metric, bits)
     md += _collapses(ctx, dataset)
+    md += _near_chance(ctx, dataset)
     if plots:
         figs = _vs_bits_plots(ctx, dataset, bits, ctx.metrics or present)
         figs += _curve_plots(ctx, dataset, bits)
@@ -501,6 +502,39 @@ def _collapses(ctx: _Report, dataset: str) -> list[str]:
         ]
     )
     ctx.headers[f"{dataset} collapses"] = text
+    return [text, ""]
+
+
+def _near_chance(ctx: _Report, dataset: str) -> list[str]:
+    """A section naming the runs that trained without learning (``claims.near_chance``; also
+    a header, so that run_all's index shows it)."""
+    rows = [r for r in ctx.rows if r["dataset"] == dataset]
+    weak = claims.near_chance(rows)
+    items = []
+    for r in rows:
+        fraction = weak.get((dataset, r["method"], r["bits"]), {}).get(r["seed"])
+        if fraction is None:
+            continue
+        es = r["metrics"]["early_stopping"]
+        items.append(
+            f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: best validation mAP "
+            f"{es['best_validation_map']:.4f} against {es['validation_chance_map']:.4f} for a "
+            f"model that learned nothing ({fraction:.0%} of the gap to 1 closed), query mAP "
+            f"{_fmt('map', r['metrics'].get('map'))}"
+        )
+    if not items:
+        return []
+    text = "\n".join(
+        [
+            "**Near chance.** These runs trained without collapsing but did not learn: their "
+            f"best validation mAP closed less than {claims.NEAR_CHANCE:.0%} of the gap between "
+            "the validation mAP of a model that learned nothing (every image on one code) and "
+            "1, so their numbers measure a training that failed, not a ranking of methods:",
+            "",
+            *items,
+        ]
+    )
+    ctx.headers[f"{dataset} near chance"] = text
     return [text, ""]
 
 

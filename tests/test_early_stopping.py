@@ -91,6 +91,37 @@ def test_a_training_collapse_is_recorded_with_its_epoch(digits, monkeypatch):
     assert history[early_stopping.DISTINCT_KEY] == [40, 12, 1, 1, 1]
 
 
+def test_chance_level_is_the_map_of_one_code_for_every_image_by_hand():
+    from deephash.data import Split
+
+    def split(classes):
+        classes = np.asarray(classes)
+        return Split(
+            labels=np.eye(2, dtype=np.uint8)[classes],
+            indices=np.arange(len(classes)),
+            images=np.zeros((len(classes), 2, 2, 1), np.float32),
+            class_ids=classes,
+        )
+
+    val = early_stopping.Validation(split([0, 1]), split([1, 0, 0, 1]), None, 0.2, 0)
+    # one code for all: the ranking is the database order. Class 0 finds its items at ranks
+    # 2 and 3: (1/2 + 2/3) / 2; class 1 at ranks 1 and 4: (1/1 + 2/4) / 2
+    expected = ((1 / 2 + 2 / 3) / 2 + (1 + 2 / 4) / 2) / 2
+    assert early_stopping.chance_map(val) == pytest.approx(expected)
+
+
+def test_the_record_carries_the_chance_level_of_its_validation(digits, monkeypatch):
+    ds = _small(digits, 64)
+    _patch_score(monkeypatch, _scripted(3))
+    config = training.TrainConfig(
+        epochs=2, batch_size=16, lr=0.05, lr_decay_steps=None, patience=3, verbose=0
+    )
+    _, _, record = _fit(ds, config)
+    _, val = early_stopping.carve(ds, 0.25, seed=0)
+    assert record["validation_chance_map"] == early_stopping.chance_map(val)
+    assert 0.05 < record["validation_chance_map"] < 0.3  # ten classes: about a tenth relevant
+
+
 @pytest.mark.parametrize(
     "counts, start",
     [([40, 12, 1, 1, 1], 2), ([1, 1, 5, 40], None), ([300, 1, 9, 1], 3), ([1], 0), ([], None)],
@@ -838,6 +869,48 @@ def test_claims_and_report_name_the_runs_whose_training_collapsed(tmp_path):
     )
     assert ctx.headers["digits collapses"] in section
     assert report._collapses(ctx, "digits_multi") == []
+
+
+def test_claims_and_report_name_the_runs_that_trained_without_learning(tmp_path):
+    from deephash import claims, report
+
+    rows = [_row(m, seed, v, "digits_multi") for m, seed, v in (
+        ("dsrh", 0, 0.80), ("dsrh", 1, 0.81), ("drh", 0, 0.45), ("drh", 1, 0.44),
+        ("ksh", 0, 0.60), ("ksh", 1, 0.62),
+    )]  # fmt: skip
+
+    def es(best, chance=0.372, **more):
+        return {"best_validation_map": best, "validation_chance_map": chance, **more}
+
+    rows[0]["metrics"]["early_stopping"] = es(0.84)  # (0.84 - 0.372) / 0.628: 75% closed
+    rows[1]["metrics"]["early_stopping"] = es(0.83)
+    rows[2]["metrics"]["early_stopping"] = es(0.45)  # 12%: near chance
+    rows[3]["metrics"]["early_stopping"] = es(0.40, collapsed_at_epoch=20)  # named as collapsed
+    fractions = claims.near_chance(rows)
+    assert list(fractions) == [("digits_multi", "drh", 32)]
+    assert fractions[("digits_multi", "drh", 32)] == {0: pytest.approx((0.45 - 0.372) / 0.628)}
+    rows[0]["metrics"]["early_stopping"] = es(0.5316)  # exactly a quarter: not near chance
+    assert ("digits_multi", "dsrh", 32) not in claims.near_chance(rows)
+    rows[0]["metrics"]["early_stopping"] = es(0.84)
+    out = {r["comparison"]: r for r in claims.check(rows, "dsrh")}
+    assert out["drh - ksh (best shallow)"]["near_chance"] == ["drh seed 0"]
+    assert out["drh - ksh (best shallow)"]["collapsed"] == ["drh seed 1"]
+    assert out["dsrh - ksh (best shallow)"]["near_chance"] == []
+    text = claims.markdown(list(out.values()))
+    assert (
+        "does **not** hold (training collapsed to one code: drh seed 1) "
+        "(near chance: drh seed 0) |" in text
+    )
+    assert "1 of them pair a run that trained without learning (near chance)" in text
+    ctx = report._Report(rows, {}, ["dsrh", "drh", "ksh"], "dsrh", str(tmp_path),
+                         None, None, None)  # fmt: skip
+    section = "\n".join(report._near_chance(ctx, "digits_multi"))
+    assert (
+        "- drh, 32 bits, seed 0: best validation mAP 0.4500 against 0.3720 for a model that "
+        "learned nothing (12% of the gap to 1 closed), query mAP 0.4500" in section
+    )
+    assert "seed 1" not in section and ctx.headers["digits_multi near chance"] in section
+    assert report._near_chance(ctx, "digits") == []
 
 
 def test_report_shows_mean_and_spread_and_draws_the_retrieval_figure(tmp_path):

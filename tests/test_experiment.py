@@ -201,6 +201,22 @@ def test_plots_write_png_files(tmp_path):
         plots.pr_curve({"precision": [1.0], "recall": [0.1, 0.2]}, str(tmp_path / "f.png"))
 
 
+def test_training_curve_draws_the_chance_level_in_the_validation_subplot(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig) or path)
+    plots.training_curves(
+        {"loss": [3, 2, 1, 0.5], "val_map": [0.4, 0.6]},
+        str(tmp_path / "c.png"),
+        epochs={"val_map": [2, 4]},
+        best_epoch=4,
+        levels={"val_map": (0.372, "learned nothing 0.372")},
+    )
+    loss_ax, val_ax = figures[0].axes
+    flat = [ln for ln in val_ax.get_lines() if ln.get_label() == "learned nothing 0.372"]
+    assert len(flat) == 1 and list(flat[0].get_ydata()) == [0.372, 0.372]
+    assert not [ln for ln in loss_ax.get_lines() if ln.get_label().startswith("learned")]
+
+
 def test_format_table_lists_every_run(digits):
     rows = [
         {
