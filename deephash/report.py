@@ -471,71 +471,72 @@ def _dataset_section(ctx: _Report, dataset: str, plots: bool) -> list[str]:
     return md
 
 
-def _collapses(ctx: _Report, dataset: str) -> list[str]:
-    """A section naming the runs whose training collapsed to one code (also a header, so
-    that run_all's index shows it)."""
-    rows = [r for r in ctx.rows if r["dataset"] == dataset]
-    failed = claims.collapsed(rows)
-    if not failed:
-        return []
-    items = []
-    for r in rows:
-        epoch = failed.get((dataset, r["method"], r["bits"]), {}).get(r["seed"])
-        if epoch is None:
-            continue
-        es = r["metrics"]["early_stopping"]
-        best = es.get("best_validation_map")
-        items.append(
-            f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: one code from epoch {epoch}; "
-            f"the best weights kept are epoch {es.get('best_epoch')}'s (validation mAP "
-            + (f"{best:.4f}" if validation.is_number(best) else "-")
-            + f"), query mAP {_fmt('map', r['metrics'].get('map'))}"
-        )
-    text = "\n".join(
-        [
-            "**Training collapses.** These runs' training collapsed every validation image to "
-            "one code (a saturated hash layer no gradient moves); early stopping kept the best "
-            "weights from before the collapse, so their numbers measure a failed training, not "
-            "the method at its best:",
-            "",
-            *items,
-        ]
+def _collapse_item(r: dict, epoch: int, es: dict) -> str:
+    best = es.get("best_validation_map")
+    return (
+        f"one code from epoch {epoch}; the best weights kept are epoch {es.get('best_epoch')}'s "
+        "(validation mAP "
+        + (f"{best:.4f}" if validation.is_number(best) else "-")
+        + f"), query mAP {_fmt('map', r['metrics'].get('map'))}"
     )
-    ctx.headers[f"{dataset} collapses"] = text
+
+
+def _near_chance_item(r: dict, fraction: float, es: dict) -> str:
+    return (
+        f"best validation mAP {es['best_validation_map']:.4f} against "
+        f"{es['validation_chance_map']:.4f} for a model that learned nothing ({fraction:.0%} "
+        f"of the gap to 1 closed), query mAP {_fmt('map', r['metrics'].get('map'))}"
+    )
+
+
+# the failed runs a report names: header key -> (which runs, intro, one line per run)
+_FLAGGED = {
+    "collapses": (
+        claims.collapsed,
+        "**Training collapses.** These runs' training collapsed every validation image to one "
+        "code (a saturated hash layer no gradient moves); early stopping kept the best weights "
+        "from before the collapse, so their numbers measure a failed training, not the method "
+        "at its best:",
+        _collapse_item,
+    ),
+    "near chance": (
+        claims.near_chance,
+        "**Near chance.** These runs trained without collapsing but did not learn: their best "
+        f"validation mAP closed less than {claims.NEAR_CHANCE:.0%} of the gap between the "
+        "validation mAP of a model that learned nothing (every image on one code) and 1, so "
+        "their numbers measure a training that failed, not a ranking of methods:",
+        _near_chance_item,
+    ),
+}
+
+
+def _flagged_section(ctx: _Report, dataset: str, key: str) -> list[str]:
+    """The section ``key`` of :data:`_FLAGGED`: the runs of ``dataset`` it names, one line
+    each; also the header ``"<dataset> <key>"``, so that run_all's index shows it."""
+    which, intro, item = _FLAGGED[key]
+    rows = [r for r in ctx.rows if r["dataset"] == dataset]
+    flags = which(rows)
+    items = [
+        f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: "
+        + item(r, value, r["metrics"]["early_stopping"])
+        for r in rows
+        if (value := flags.get((dataset, r["method"], r["bits"]), {}).get(r["seed"])) is not None
+    ]
+    if not items:
+        return []
+    text = "\n".join([intro, "", *items])
+    ctx.headers[f"{dataset} {key}"] = text
     return [text, ""]
+
+
+def _collapses(ctx: _Report, dataset: str) -> list[str]:
+    """The runs whose training collapsed to one code (``claims.collapsed``)."""
+    return _flagged_section(ctx, dataset, "collapses")
 
 
 def _near_chance(ctx: _Report, dataset: str) -> list[str]:
-    """A section naming the runs that trained without learning (``claims.near_chance``; also
-    a header, so that run_all's index shows it)."""
-    rows = [r for r in ctx.rows if r["dataset"] == dataset]
-    weak = claims.near_chance(rows)
-    items = []
-    for r in rows:
-        fraction = weak.get((dataset, r["method"], r["bits"]), {}).get(r["seed"])
-        if fraction is None:
-            continue
-        es = r["metrics"]["early_stopping"]
-        items.append(
-            f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: best validation mAP "
-            f"{es['best_validation_map']:.4f} against {es['validation_chance_map']:.4f} for a "
-            f"model that learned nothing ({fraction:.0%} of the gap to 1 closed), query mAP "
-            f"{_fmt('map', r['metrics'].get('map'))}"
-        )
-    if not items:
-        return []
-    text = "\n".join(
-        [
-            "**Near chance.** These runs trained without collapsing but did not learn: their "
-            f"best validation mAP closed less than {claims.NEAR_CHANCE:.0%} of the gap between "
-            "the validation mAP of a model that learned nothing (every image on one code) and "
-            "1, so their numbers measure a training that failed, not a ranking of methods:",
-            "",
-            *items,
-        ]
-    )
-    ctx.headers[f"{dataset} near chance"] = text
-    return [text, ""]
+    """The runs that trained without learning (``claims.near_chance``)."""
+    return _flagged_section(ctx, dataset, "near chance")
 
 
 def _dataset_head(ctx: _Report, dataset: str) -> str:
