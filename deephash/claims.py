@@ -223,6 +223,14 @@ def _dseh_over_baselines(vals: dict, dataset: str, bits: int, have: set) -> list
     ]
 
 
+# the failed runs a comparison can pair (keys of ``check``'s results): the summary line's
+# words for a run of the kind, and the verdict's label
+_FLAG_NOTES = (
+    ("collapsed", "whose training collapsed to one code", "training collapsed to one code"),
+    ("near_chance", "that trained without learning (near chance)", "near chance"),
+)
+
+
 def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
     """The claims as markdown: a summary line per claim and data set, then a table."""
     if not results:
@@ -239,17 +247,11 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
         groups[(r["claim"], r["dataset"])].append(r)
     for (claim, dataset), rs in groups.items():
         held = sum(r["difference"][0] > 0 for r in rs)
-        failed = [r for r in rs if r.get("collapsed")]
-        unlearned = [r for r in rs if r.get("near_chance")]
         notes = [
-            f"{len(failed)} of them pair a run whose training collapsed to one code"
-            if failed
-            else "",
-            f"{len(unlearned)} of them pair a run that trained without learning (near chance)"
-            if unlearned
-            else "",
+            f"{n} of them pair a run {which}"
+            for key, which, _ in _FLAG_NOTES
+            if (n := sum(bool(r.get(key)) for r in rs))
         ]
-        notes = [n for n in notes if n]
         lines.append(
             f"- **{claim}** on {dataset}: holds in {held} of {len(rs)} comparisons"
             + (f" ({'; '.join(notes)})" if notes else "")
@@ -269,12 +271,7 @@ def markdown(results: Sequence[dict], metric_name: str = "mAP") -> str:
     lines += [
         f"| {r['claim']} | {r['dataset']} | {r['bits']} | {r['comparison']} | "
         f"{_fmt(r['difference'])} | {r['verdict']}"
-        + (
-            f" (training collapsed to one code: {', '.join(r['collapsed'])})"
-            if r.get("collapsed")
-            else ""
-        )
-        + (f" (near chance: {', '.join(r['near_chance'])})" if r.get("near_chance") else "")
+        + "".join(f" ({label}: {', '.join(r[key])})" for key, _, label in _FLAG_NOTES if r.get(key))
         + " |"
         for r in results
     ]
