@@ -455,8 +455,8 @@ def _dataset_section(ctx: _Report, dataset: str, plots: bool) -> list[str]:
     shown = [m for m in (ctx.metrics or present) if m in present]
     for metric in shown:
         md += _table(ctx, dataset, metric, bits)
-    md += _collapses(ctx, dataset)
-    md += _near_chance(ctx, dataset)
+    for key in _FLAGGED:
+        md += _flagged_section(ctx, dataset, key)
     if plots:
         figs = _vs_bits_plots(ctx, dataset, bits, ctx.metrics or present)
         figs += _curve_plots(ctx, dataset, bits)
@@ -489,6 +489,17 @@ def _near_chance_item(r: dict, fraction: float, es: dict) -> str:
     )
 
 
+def _still_improving_item(r: dict, gain: float, es: dict) -> str:
+    curve = es["validation_curve"]
+    n = min(int(es["patience"]), len(curve["map"]) - 1)  # validations since the earlier best
+    best = es["best_validation_map"]
+    return (
+        f"best validation mAP {best - gain:.4f} up to epoch {curve['epoch'][-n - 1]}, "
+        f"{best:.4f} by epoch {curve['epoch'][-1]} (epoch cap {es['epoch_cap']}), query mAP "
+        f"{_fmt('map', r['metrics'].get('map'))}"
+    )
+
+
 # the failed runs a report names: header key -> (which runs, intro, one line per run)
 _FLAGGED = {
     "collapses": (
@@ -506,6 +517,14 @@ _FLAGGED = {
         "validation mAP of a model that learned nothing (every image on one code) and 1, so "
         "their numbers measure a training that failed, not a ranking of methods:",
         _near_chance_item,
+    ),
+    "still improving": (
+        claims.still_improving,
+        "**Still improving at the epoch cap.** These runs ended at the preset's epoch cap "
+        "before early stopping fired, and their best validation mAP rose by more than "
+        f"{claims.STILL_IMPROVING} over their last patience window: their numbers are those of "
+        "a training cut short, below the method's plateau (`--epochs` raises the cap):",
+        _still_improving_item,
     ),
 }
 
@@ -527,16 +546,6 @@ def _flagged_section(ctx: _Report, dataset: str, key: str) -> list[str]:
     text = "\n".join([intro, "", *items])
     ctx.headers[f"{dataset} {key}"] = text
     return [text, ""]
-
-
-def _collapses(ctx: _Report, dataset: str) -> list[str]:
-    """The runs whose training collapsed to one code (``claims.collapsed``)."""
-    return _flagged_section(ctx, dataset, "collapses")
-
-
-def _near_chance(ctx: _Report, dataset: str) -> list[str]:
-    """The runs that trained without learning (``claims.near_chance``)."""
-    return _flagged_section(ctx, dataset, "near chance")
 
 
 def _dataset_head(ctx: _Report, dataset: str) -> str:

@@ -862,13 +862,13 @@ def test_claims_and_report_name_the_runs_whose_training_collapsed(tmp_path):
     assert "(1 of them pair a run whose training collapsed to one code)" in text
     ctx = report._Report(rows, {}, ["dsrh", "drh+", "drh", "ksh"], "dsrh", str(tmp_path),
                          None, None, None)  # fmt: skip
-    section = "\n".join(report._collapses(ctx, "digits"))
+    section = "\n".join(report._flagged_section(ctx, "digits", "collapses"))
     assert (
         "- drh, 32 bits, seed 1: one code from epoch 40; the best weights kept are epoch 25's "
         "(validation mAP 0.4130), query mAP 0.4100" in section
     )
     assert ctx.headers["digits collapses"] in section
-    assert report._collapses(ctx, "digits_multi") == []
+    assert report._flagged_section(ctx, "digits_multi", "collapses") == []
 
 
 def test_claims_and_report_name_the_runs_that_trained_without_learning(tmp_path):
@@ -904,13 +904,66 @@ def test_claims_and_report_name_the_runs_that_trained_without_learning(tmp_path)
     assert "1 of them pair a run that trained without learning (near chance)" in text
     ctx = report._Report(rows, {}, ["dsrh", "drh", "ksh"], "dsrh", str(tmp_path),
                          None, None, None)  # fmt: skip
-    section = "\n".join(report._near_chance(ctx, "digits_multi"))
+    section = "\n".join(report._flagged_section(ctx, "digits_multi", "near chance"))
     assert (
         "- drh, 32 bits, seed 0: best validation mAP 0.4500 against 0.3720 for a model that "
         "learned nothing (12% of the gap to 1 closed), query mAP 0.4500" in section
     )
     assert "seed 1" not in section and ctx.headers["digits_multi near chance"] in section
-    assert report._near_chance(ctx, "digits") == []
+    assert report._flagged_section(ctx, "digits", "near chance") == []
+
+
+def test_claims_and_report_name_the_runs_the_epoch_cap_cut_short(tmp_path):
+    from deephash import claims, report
+
+    rows = [_row(m, seed, v, "digits_multi") for m, seed, v in (
+        ("dpsh", 0, 0.88), ("dpsh", 1, 0.89), ("drh", 0, 0.45), ("drh", 1, 0.44),
+        ("ksh", 0, 0.60), ("ksh", 1, 0.62),
+    )]  # fmt: skip
+
+    def es(maps, stopped=False, patience=3, best=None, **more):
+        return {
+            "stopped_early": stopped, "patience": patience, "epoch_cap": 13,
+            "best_validation_map": max(maps) if best is None else best,
+            "validation_chance_map": 0.372,
+            "validation_curve": {"epoch": [2 * (i + 1) for i in range(len(maps))], "map": maps},
+            **more,
+        }  # fmt: skip
+
+    # dpsh seed 0: best 0.80 up to epoch 6 (before its last 3 validations), 0.85 by epoch 12
+    rows[0]["metrics"]["early_stopping"] = es([0.70, 0.80, 0.79, 0.83, 0.85, 0.84])
+    # dpsh seed 1: ended at the cap on a plateau (+0.008 over its last 3 validations)
+    rows[1]["metrics"]["early_stopping"] = es([0.70, 0.84, 0.845, 0.848, 0.84])
+    # drh seed 0: rising, but near chance (named as such, not twice)
+    rows[2]["metrics"]["early_stopping"] = es([0.38, 0.39, 0.40, 0.42, 0.45])
+    # drh seed 1: rising by 0.2, but early stopping fired: not cut short
+    rows[3]["metrics"]["early_stopping"] = es([0.60, 0.70, 0.80, 0.80], stopped=True)
+    gains = claims.still_improving(rows)
+    assert dict(gains) == {("digits_multi", "dpsh", 32): {0: pytest.approx(0.05)}}
+    assert claims.near_chance(rows)[("digits_multi", "drh", 32)].keys() == {0}
+    # a curve no longer than the patience: the gain is measured from its first validation
+    rows[1]["metrics"]["early_stopping"] = es([0.70, 0.75], patience=3)
+    assert claims.still_improving(rows)[("digits_multi", "dpsh", 32)][1] == pytest.approx(0.05)
+    # DSEH's phased record (patience per ImgNet phase) and patience off are not judged
+    rows[1]["metrics"]["early_stopping"] = es([0.70, 0.75], patience_counts="per phase")
+    rows[0]["metrics"]["early_stopping"] = es([0.70, 0.80, 0.79, 0.83, 0.85, 0.84], patience=0)
+    assert claims.still_improving(rows) == {}
+    rows[0]["metrics"]["early_stopping"] = es([0.70, 0.80, 0.79, 0.83, 0.85, 0.84])
+    out = {r["comparison"]: r for r in claims.check(rows, "dsrh")}
+    assert out["dpsh - ksh (best shallow)"]["still_improving"] == ["dpsh seed 0"]
+    assert out["drh - ksh (best shallow)"]["still_improving"] == []
+    text = claims.markdown(list(out.values()))
+    assert "holds clearly (still improving at the epoch cap: dpsh seed 0) |" in text
+    assert "1 of them pair a run cut short by the epoch cap while still improving" in text
+    ctx = report._Report(rows, {}, ["dpsh", "drh", "ksh"], "dsrh", str(tmp_path),
+                         None, None, None)  # fmt: skip
+    section = "\n".join(report._flagged_section(ctx, "digits_multi", "still improving"))
+    assert (
+        "- dpsh, 32 bits, seed 0: best validation mAP 0.8000 up to epoch 6, 0.8500 by epoch 12 "
+        "(epoch cap 13), query mAP 0.8800" in section
+    )
+    assert "drh" not in section and ctx.headers["digits_multi still improving"] in section
+    assert report._flagged_section(ctx, "digits", "still improving") == []
 
 
 def test_report_shows_mean_and_spread_and_draws_the_retrieval_figure(tmp_path):
