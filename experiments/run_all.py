@@ -224,7 +224,8 @@ def _index(done, ablations, wall: float, seeds, seed_bits=None, jobs: int = 1) -
     for name, title, rep in done:
         sub = os.path.basename(os.path.dirname(rep["files"][0]))
         lines += [f"## {title}", "", f"Full report: [{sub}/report.md]({sub}/report.md)", ""]
-        lines += [h for h in rep.get("headers", {}).values()] + [""]
+        for h in rep.get("headers", {}).values():  # each its own paragraph or list
+            lines += [h, ""]
         if name != "dseh_figures":  # its tables repeat Table 1's column; the figures are the point
             for (dataset, metric), (header, rows) in rep["tables"].items():
                 lines += [

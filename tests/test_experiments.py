@@ -569,6 +569,12 @@ def test_run_all_in_its_smallest_setting(tmp_path):
     _check_unit_table(
         os.path.join(out, "dseh_table1_digits", "digits_map.csv"), ["dpsh", "itq"], [8]
     )
-    for line in index.splitlines():  # every image the index shows exists
+    lines = index.splitlines()
+    for line in lines:  # every image the index shows exists
         if line.startswith("!["):
             _check_png(os.path.join(out, line.split("](")[1].rstrip(")")))
+    for before, line in zip(lines, lines[1:]):  # each header its own paragraph or list
+        if before.startswith("- "):
+            assert line == "" or line.startswith("- "), (before, line)
+        if line.startswith(("**", "Differences in mAP", "Values are mean")):
+            assert before == "" or before.endswith("  "), (before, line)  # or a line break
