@@ -31,12 +31,11 @@ The library does not use this kernel: docs/metrics.md gives the figures and why.
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
 import numba
 import numpy as np
 from numba import njit, prange
+from retrieval import load, median_time, numpy_floor  # benchmarks/ is on sys.path when run
 
 from deephash import _kernels, codes
 
@@ -249,8 +248,9 @@ def main() -> None:
     numba.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     nq, ndb = args.queries, args.database
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"load average {load}; {args.threads} thread(s)")
+    if not 1 <= ndb <= 1 << 23:  # int32 records: (rank << 8) | distance, like the kernel's
+        raise ValueError(f"database must be in 1..2**23. Received: database={ndb}")
+    print(f"{load()}; {args.threads} thread(s)")
     for bits in args.bits:
         if not 1 <= bits <= 64:
             raise ValueError(f"bits must be in 1..64 (7 counter planes). Received: bits={bits}")
@@ -278,13 +278,9 @@ def main() -> None:
             )
 
         def per_pair(fn, *a):
-            fn(*a)
-            ts = []
-            for _ in range(args.repeat):
-                t = time.perf_counter()
-                out = fn(*a)
-                ts.append(time.perf_counter() - t)
-            return out, float(np.median(ts)) * args.threads / (nq * ndb) * 1e9
+            fn(*a)  # warm-up: compilation, page faults
+            out, wall, _ = median_time(fn, *a, repeat=args.repeat)
+            return out, wall * args.threads / (nq * ndb) * 1e9
 
         ref, t_flat = per_pair(flat)
         times = [per_pair(sliced, s)[1] for s in (0, 1)]
@@ -292,12 +288,7 @@ def main() -> None:
         same = all(np.array_equal(a, b) for a, b in zip(out, ref))
         assert same, "bit-sliced counts differ from the flat kernel's"
         n_np = min(nq, 16)
-        t = time.perf_counter()
-        for i in range(n_np):
-            d = np.bitwise_count(dw[:, 0] ^ qw[i, 0])
-            for w in range(1, dw.shape[1]):
-                d += np.bitwise_count(dw[:, w] ^ qw[i, w])
-        t_np = (time.perf_counter() - t) / (n_np * ndb) * 1e9
+        t_np = numpy_floor(qw, dw, n_np) / (n_np * ndb) * 1e9
         print(
             f"{bits} bits, ns of one core per pair: adder tree {times[0]:.3f}, + relevance and "
             f"histograms {times[1]:.3f}, + records {t_all:.3f} (all outputs identical to the "
