@@ -14,12 +14,14 @@ AVX2"). This probe does the same counts without per-item work for the histogram:
 * relevance is one bitmap per label (``R[l, blk]``; a query's mask is the OR of its labels'
   bitmaps: class ids and multi-hot labels alike), and each relevant item's record
   ``(#items before it at its distance) << S | distance`` comes from the distance mask and a
-  running count, in index order, so ``_kernels._rank_sums`` gives the same sums.
+  running count, in index order, so ``_kernels._rank_sums`` gives the same sums; its
+  distance is read back from the counter planes (no second pass over the codes).
 
 It checks that every output equals the flat kernel's (histograms, AP sums bit for bit, P@N
 counts) and prints, per stage, ns of one core per (query, item) pair beside the flat kernel
 and numpy's single-thread ``bitwise_count``. Stages are cumulative: the adder tree alone;
-with relevance and histograms; with the records.
+with relevance and histograms; with the walk over the relevant bits (storing only each
+bit's index); with the records; with the rank sums (the whole kernel).
 
     python benchmarks/bitsliced.py                 # 64 queries x 1,000,000 items, 1 thread
     python benchmarks/bitsliced.py --threads 2 --queries 256
@@ -145,30 +147,39 @@ def _histograms(ST, vt, M, relm, nbt, h, hr, Lm, pre, need_ranks):  # noqa: C901
 
 
 @njit(inline="always")
-def _records(qw, q, dw, relm, b0, nbt, Lm, pre, rb, n, S):
-    """One record per relevant item of the tile, in index order; returns the new count."""
+def _records(ST, j, i, Lm, pre, S):
+    """The record of item ``i`` of block ``j``: its distance read from the counter planes,
+    its count of earlier items at that distance from the distance mask and running count."""
+    one = np.uint64(1)
+    d = np.uint64(0)
+    for p in range(7):
+        d |= ((ST[p, j] >> i) & one) << np.uint64(p)
+    below = np.int64(_pc(Lm[d, j] & ((one << i) - one)))
+    return ((np.int64(pre[d, j]) + below) << S) | np.int64(d)
+
+
+@njit(inline="always")
+def _walk(ST, relm, nbt, Lm, pre, rb, n, S, with_records):
+    """One entry per relevant item of the tile, in index order (the record, or with
+    ``with_records`` False just the bit index: the walk's own cost); returns the count."""
     one = np.uint64(1)
     for j in range(nbt):
         m = relm[j]
-        base = (b0 + j) * 64
         while m:
-            i = _cttz(m)
+            i = np.uint64(_cttz(m))
             m &= m - one
-            d = np.int64(0)
-            for w in range(qw.shape[1]):
-                d += np.int64(_pc(qw[q, w] ^ dw[base + i, w]))
-            below = np.int64(_pc(Lm[d, j] & ((one << i) - one)))
-            rb[n] = ((np.int64(pre[d, j]) + below) << S) | d
+            rb[n] = _records(ST, j, i, Lm, pre, S) if with_records else np.int32(i)
             n += one
     return n
 
 
 @njit(parallel=True, cache=True)
 # one numba kernel loop, like _kernels.nb_metric_counts (splitting it costs inlining control)
-def bs_counts(qw, dw, P, valid, qm, qlab, qnl, R, n_bits, top_k, ns, nthreads, S, stage):  # noqa: C901
+def bs_counts(P, valid, qm, qlab, qnl, R, ndb, n_bits, top_k, ns, nthreads, S, stage):  # noqa: C901
     """``_kernels.nb_metric_counts``' outputs (with ranks), bit-sliced; ``stage`` 0: the
-    adder tree only, 1: with relevance and histograms, 2: everything."""
-    nq, ndb = qw.shape[0], dw.shape[0]
+    adder tree only, 1: with relevance and histograms, 2: with the walk over the relevant
+    bits, 3: with the records, 4: everything (the rank sums)."""
+    nq = qm.shape[0]
     ng, nblk = P.shape[0] // 16, P.shape[1]
     nb1 = n_bits + 1
     hist_all, hist_rel, ap_sum, ap_cnt, rel_n, nmax = _kernels.count_outputs(nq, nb1, ns)
@@ -209,13 +220,13 @@ def bs_counts(qw, dw, P, valid, qm, qlab, qnl, R, n_bits, top_k, ns, nthreads, S
                     _histograms(
                         ST, valid[b0 : b0 + nbt], M, relm, nbt, cnt[b], crel[b], Lm, pre, True
                     )
-                    if stage == 2:
-                        nrec[b] = _records(qw, q, dw, relm, b0, nbt, Lm, pre, rec[b], nrec[b], S)
+                    if stage >= 2:
+                        nrec[b] = _walk(ST, relm, nbt, Lm, pre, rec[b], nrec[b], S, stage >= 3)
             for b in range(nb):
                 q = q0 + b
                 hist_all[q] = cnt[b, :nb1]
                 hist_rel[q] = crel[b, :nb1]
-                if stage == 2:
+                if stage == 4:
                     ap_sum[q], ap_cnt[q] = _kernels._rank_sums(
                         cnt[b, :nb1], crel[b, :nb1], rec[b], nrec[b], K, ns, nmax, rel_n[q], S
                     )
@@ -273,9 +284,7 @@ def main() -> None:
             return _kernels.metric_counts(qw, dw, qlw, dlw, True, bits, ndb, ns, True)
 
         def sliced(stage):
-            return bs_counts(
-                qw, dw, P, valid, qm, qlab, qnl, R, bits, ndb, ns, args.threads, 8, stage
-            )
+            return bs_counts(P, valid, qm, qlab, qnl, R, ndb, bits, ndb, ns, args.threads, 8, stage)
 
         def per_pair(fn, *a):
             fn(*a)  # warm-up: compilation, page faults
@@ -283,16 +292,17 @@ def main() -> None:
             return out, wall * args.threads / (nq * ndb) * 1e9
 
         ref, t_flat = per_pair(flat)
-        times = [per_pair(sliced, s)[1] for s in (0, 1)]
-        out, t_all = per_pair(sliced, 2)
+        times = [per_pair(sliced, s)[1] for s in (0, 1, 2, 3)]
+        out, t_all = per_pair(sliced, 4)
         same = all(np.array_equal(a, b) for a, b in zip(out, ref))
         assert same, "bit-sliced counts differ from the flat kernel's"
         n_np = min(nq, 16)
         t_np = numpy_floor(qw, dw, n_np) / (n_np * ndb) * 1e9
         print(
             f"{bits} bits, ns of one core per pair: adder tree {times[0]:.3f}, + relevance and "
-            f"histograms {times[1]:.3f}, + records {t_all:.3f} (all outputs identical to the "
-            f"flat kernel) | flat kernel {t_flat:.3f} | numpy bitwise_count, 1 thread "
+            f"histograms {times[1]:.3f}, + walk over the relevant bits {times[2]:.3f}, + records "
+            f"{times[3]:.3f}, + rank sums {t_all:.3f} (all outputs identical to the flat "
+            f"kernel) | flat kernel {t_flat:.3f} | numpy bitwise_count, 1 thread "
             f"{t_np:.3f} | bit-sliced / flat time {t_all / t_flat:.2f}x"
         )
 
