@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from deephash.data.dataset import Dataset, Protocol, assemble
-from deephash.data.splits import cache_dir, load_or_create, protocol_split, verify_split
+from deephash.data.splits import cache_dir, seeded_split
 
 CLASS_NAMES = (
     "airplane",
@@ -105,23 +105,14 @@ def load_cifar10(
         train_per_class=int(train_per_class),
     )
     directory = split_dir or os.path.join(root, "deephash_splits", "cifar10", f"seed{int(seed)}")
-    q, t, d, checksum, directory = load_or_create(
+    q, t, d, checksum, directory = seeded_split(
         directory,
-        lambda: protocol_split(
-            labels, seed, query_per_class=query_per_class, train_per_class=train_per_class
-        ),
+        labels,
+        seed,
         params,
         fallback_dir=os.path.join(cache_dir(), "cifar10", f"seed{int(seed)}"),
-    )
-    verify_split(
-        q,
-        t,
-        d,
-        len(labels),
-        labels=labels,
         query_per_class=query_per_class,
         train_per_class=train_per_class,
-        where=directory,
     )
     protocol = Protocol(
         num_classes=10,

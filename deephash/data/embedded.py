@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from deephash.data.dataset import Dataset, Protocol, assemble
-from deephash.data.splits import cache_dir, load_or_create, protocol_split, verify_split
+from deephash.data.splits import cache_dir, load_or_create, seeded_split, verify_split
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 
@@ -62,22 +62,13 @@ def load_digits(
         train_per_class=int(train_per_class),
     )
     directory = _split_dir("digits", root, seed, split_dir)
-    q, t, d, checksum, directory = load_or_create(
+    q, t, d, checksum, directory = seeded_split(
         directory,
-        lambda: protocol_split(
-            labels, seed, query_per_class=query_per_class, train_per_class=train_per_class
-        ),
+        labels,
+        seed,
         params,
-    )
-    verify_split(
-        q,
-        t,
-        d,
-        len(labels),
-        labels=labels,
         query_per_class=query_per_class,
         train_per_class=train_per_class,
-        where=directory,
     )
     protocol = Protocol(
         num_classes=10,

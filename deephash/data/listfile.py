@@ -23,7 +23,7 @@ import numpy as np
 from deephash.data.dataset import Dataset, Protocol, assemble
 from deephash.data.images import check_files_exist
 from deephash.data.images import verify_images as _verify_images
-from deephash.data.splits import cache_dir, load_or_create, protocol_split, verify_split
+from deephash.data.splits import cache_dir, load_or_create, seeded_split, verify_split
 from deephash.io import file_digest
 
 log = logging.getLogger(__name__)
@@ -365,13 +365,14 @@ def _seeded_splits(name, spec, root, full_path, widths, image_root, where, seed,
         **counts,
     )
     directory = split_dir or os.path.join(root, "deephash_splits", name, f"seed{int(seed)}")
-    q, t, d, checksum, directory = load_or_create(
+    q, t, d, checksum, directory = seeded_split(
         directory,
-        lambda: protocol_split(labels, seed, **counts),
+        labels,
+        seed,
         params,
         fallback_dir=os.path.join(cache_dir(), name, f"seed{int(seed)}"),
+        **counts,
     )
-    verify_split(q, t, d, len(rel), labels=labels, where=directory, **counts)
     kind = f"seeded protocol split of {os.path.basename(full_path)} ({_describe(counts)})"
     return rel, paths, labels, sources, (q, t, d), checksum, directory, kind
 

@@ -287,3 +287,28 @@ def load_or_create(directory: str, make, params: dict[str, Any], fallback_dir: s
         log.warning("cannot write split files to %s (%s); using %s", directory, e, fallback_dir)
         return load_or_create(fallback_dir, lambda: (query, train, database), params)
     return query, train, database, checksum, directory
+
+
+def seeded_split(
+    directory: str,
+    labels: np.ndarray,
+    seed: int,
+    params: dict[str, Any],
+    *,
+    fallback_dir: str | None = None,
+    **counts: int,
+):
+    """The seeded protocol split of multi-hot ``labels`` (n, c) stored in ``directory``:
+    reloaded if there (``params`` must match, see :func:`load_or_create`), else drawn by
+    :func:`protocol_split` with ``counts`` (``query_per_class`` / ``num_query``,
+    ``train_per_class`` / ``num_train``) and written; either way checked against those
+    counts by :func:`verify_split`. Returns ``(query, train, database, checksum,
+    directory)``."""
+    query, train, database, checksum, directory = load_or_create(
+        directory,
+        lambda: protocol_split(labels, seed, **counts),
+        params,
+        fallback_dir=fallback_dir,
+    )
+    verify_split(query, train, database, len(labels), labels=labels, where=directory, **counts)
+    return query, train, database, checksum, directory
