@@ -21,7 +21,8 @@ It checks that every output equals the flat kernel's (histograms, AP sums bit fo
 counts) and prints, per stage, ns of one core per (query, item) pair beside the flat kernel
 and numpy's single-thread ``bitwise_count``. Stages are cumulative: the adder tree alone;
 with relevance and histograms; with the walk over the relevant bits (storing only each
-bit's index); with the records; with the rank sums (the whole kernel).
+bit's index); with the records (the histogram walk then also keeps each distance's mask and
+count for them); with the rank sums (the whole kernel).
 
     python benchmarks/bitsliced.py                 # 64 queries x 1,000,000 items, 1 thread
     python benchmarks/bitsliced.py --threads 2 --queries 256
@@ -178,7 +179,8 @@ def _walk(ST, relm, nbt, Lm, pre, rb, n, S, with_records):
 def bs_counts(P, valid, qm, qlab, qnl, R, ndb, n_bits, top_k, ns, nthreads, S, stage):  # noqa: C901
     """``_kernels.nb_metric_counts``' outputs (with ranks), bit-sliced; ``stage`` 0: the
     adder tree only, 1: with relevance and histograms, 2: with the walk over the relevant
-    bits, 3: with the records, 4: everything (the rank sums)."""
+    bits, 3: with the records (and the masks and counts they read, kept by the histogram
+    walk), 4: everything (the rank sums)."""
     nq = qm.shape[0]
     ng, nblk = P.shape[0] // 16, P.shape[1]
     nb1 = n_bits + 1
@@ -218,7 +220,7 @@ def bs_counts(P, valid, qm, qlab, qnl, R, ndb, n_bits, top_k, ns, nthreads, S, s
                         for j in range(nbt):
                             relm[j] |= R[qlab[q, li], b0 + j]
                     _histograms(
-                        ST, valid[b0 : b0 + nbt], M, relm, nbt, cnt[b], crel[b], Lm, pre, True
+                        ST, valid[b0 : b0 + nbt], M, relm, nbt, cnt[b], crel[b], Lm, pre, stage >= 3
                     )
                     if stage >= 2:
                         nrec[b] = _walk(ST, relm, nbt, Lm, pre, rec[b], nrec[b], S, stage >= 3)
