@@ -18,11 +18,14 @@ AVX2"). This probe does the same counts without per-item work for the histogram:
   distance is read back from the counter planes (no second pass over the codes).
 
 It checks that every output equals the flat kernel's (histograms, AP sums bit for bit, P@N
-counts) and prints, per stage, ns of one core per (query, item) pair beside the flat kernel
-and numpy's single-thread ``bitwise_count``. Stages are cumulative: the adder tree alone;
-with relevance and histograms; with the walk over the relevant bits (storing only each
-bit's index); with the records (the histogram walk then also keeps each distance's mask and
-count for them); with the rank sums (the whole kernel).
+counts) and prints, per stage of this kernel and of the flat one, ns of one core per (query,
+item) pair beside numpy's single-thread ``bitwise_count`` (on uint32 words up to 32 bits, as
+``retrieval.py`` times it) and the share of a core that 3x numpy's throughput on two cores
+leaves. Stages are cumulative: the adder tree alone; with relevance and histograms; with the
+walk over the relevant bits (storing only each bit's index); with the records (the histogram
+walk then also keeps each distance's mask and count for them); with the rank sums (the whole
+kernel). The flat kernel's (``flat_stages``): distances; relevance; the histogram; the walk
+and records (``_tile_counts``); the rank sums.
 
     python benchmarks/bitsliced.py                 # 64 queries x 1,000,000 items, 1 thread
     python benchmarks/bitsliced.py --threads 2 --queries 256
@@ -235,6 +238,58 @@ def bs_counts(P, valid, qm, qlab, qnl, R, ndb, n_bits, top_k, ns, nthreads, S, s
     return hist_all, hist_rel, ap_sum, ap_cnt, rel_n
 
 
+@njit(parallel=True, cache=True)
+# the kernel's loop nest with a branch per stage: splitting it would time calls, not stages
+def flat_stages(qc, dT, ql, lT, n_bits, nthreads, S, stage):  # noqa: C901
+    """The flat kernel (``_kernels.nb_metric_counts``, class ids) cut after a stage, for its
+    per-stage times: 0 distances of a tile, 1 + relevance, 2 + histogram (one scalar increment
+    per item), 3 + walk over the relevant items with their records (``_tile_counts``), 4 + rank
+    sums. Returns one number per query that keeps every stage's work alive."""
+    nq, ndb, nb1 = qc.shape[0], dT.shape[1], n_bits + 1
+    B = max(1, min(16, (1 << 24) // ndb))
+    nblocks = (nq + B - 1) // B
+    nchunks = min(nblocks, nthreads)
+    out = np.zeros(nq)
+    ns = np.array([ndb], np.int64)
+    for c in prange(nchunks):
+        dt = np.zeros(_kernels._TILE, np.uint8)
+        rt = np.zeros(_kernels._TILE, np.uint8)
+        acc = np.empty(1, lT.dtype)
+        cnt = np.zeros((B, nb1), np.int64)
+        crel = np.zeros((B, nb1), np.int64)
+        rec = np.empty((B, ndb), np.int32)
+        nrec = np.zeros(B, np.uint64)
+        rel_n = np.zeros(1, np.int64)
+        for blk in range(c, nblocks, nchunks):
+            q0 = blk * B
+            nb = min(B, nq - q0)
+            cnt[:] = 0
+            crel[:] = 0
+            nrec[:] = 0
+            for t0 in range(0, ndb, _kernels._TILE):
+                t1 = min(ndb, t0 + _kernels._TILE)
+                for b in range(nb):
+                    _kernels._tile_dist(qc, q0 + b, dT, t0, t1, dt)
+                    if stage >= 1:
+                        _kernels._tile_rel(ql, q0 + b, lT, True, t0, t1, rt, acc)
+                    if stage == 2:
+                        for t in range(t1 - t0):
+                            cnt[b, dt[t]] += 1
+                    elif stage >= 3:
+                        nrec[b] = _kernels._tile_counts(
+                            dt, rt, t1 - t0, cnt[b], crel[b], rec[b], nrec[b], S, True
+                        )
+                    else:  # keep the tile's distances (and relevance) alive
+                        cnt[b, dt[t1 - t0 - 1]] += 1 + rt[0]
+            for b in range(nb):
+                out[q0 + b] = cnt[b].sum() + nrec[b]
+                if stage == 4:
+                    out[q0 + b], _ = _kernels._rank_sums(
+                        cnt[b], crel[b], rec[b], nrec[b], ndb, ns, ndb, rel_n, S
+                    )
+    return out
+
+
 def bit_planes(bits: np.ndarray, n_pad: int) -> tuple[np.ndarray, np.ndarray]:
     """``(P (n_pad, ceil(N / 64)) uint64, valid (ceil(N / 64),) uint64)`` from ``(N, b)``
     bools (planes past ``b`` are zero); ``valid`` masks the last block's missing items."""
@@ -294,18 +349,32 @@ def main() -> None:
             return out, wall * args.threads / (nq * ndb) * 1e9
 
         ref, t_flat = per_pair(flat)
+        fl = _kernels._numba_layout(qw, dw, qlw, dlw, True, bits)
+        t_fs = [
+            per_pair(flat_stages, fl[0], fl[1], fl[2], fl[3], bits, args.threads, 8, s)[1]
+            for s in range(5)
+        ]
         times = [per_pair(sliced, s)[1] for s in (0, 1, 2, 3)]
         out, t_all = per_pair(sliced, 4)
         same = all(np.array_equal(a, b) for a, b in zip(out, ref))
         assert same, "bit-sliced counts differ from the flat kernel's"
         n_np = min(nq, 16)
-        t_np = numpy_floor(qw, dw, n_np) / (n_np * ndb) * 1e9
+        # numpy's floor over the words retrieval.py times it on (uint32 up to 32 bits: about
+        # 1.7x faster than over uint64 words here), the best of --repeat runs
+        nw = (qw.astype(np.uint32), dw.astype(np.uint32)) if bits <= 32 else (qw, dw)
+        t_np = min(numpy_floor(*nw, n_np) for _ in range(args.repeat)) / (n_np * ndb) * 1e9
         print(
             f"{bits} bits, ns of one core per pair: adder tree {times[0]:.3f}, + relevance and "
             f"histograms {times[1]:.3f}, + walk over the relevant bits {times[2]:.3f}, + records "
             f"{times[3]:.3f}, + rank sums {t_all:.3f} (all outputs identical to the flat "
             f"kernel) | flat kernel {t_flat:.3f} | numpy bitwise_count, 1 thread "
-            f"{t_np:.3f} | bit-sliced / flat time {t_all / t_flat:.2f}x"
+            f"{t_np:.3f} | bit-sliced / flat time {t_all / t_flat:.2f}x | 3x numpy on two cores "
+            f"leaves a core {2 * t_np / 3:.3f}"
+        )
+        print(
+            f"{bits} bits, flat kernel by stage: distances {t_fs[0]:.3f}, + relevance "
+            f"{t_fs[1]:.3f}, + histogram {t_fs[2]:.3f}, + walk and records {t_fs[3]:.3f}, + rank "
+            f"sums {t_fs[4]:.3f}"
         )
 
 
