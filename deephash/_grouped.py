@@ -197,30 +197,75 @@ def np_grouped_range(qc, uc, members, gstart, radius, n_bits):
 # ----------------------------------------------------------------------------- numba path
 
 if _kernels.HAVE_NUMBA:
+    _lemask32 = _kernels._lemask32
+    _cttz = _kernels._cttz
+    _tile_dist = _kernels._tile_dist
+
+    @njit(cache=True, inline="always")
+    def _chunk_mask(gd, U, c0, acc):
+        """Groups ``c0 .. c0 + 31`` (below ``U``) at distance ``<= acc``, as bits."""
+        one = np.uint64(1)
+        m = _lemask32(gd, c0, acc)
+        if U - c0 < 32:  # past the last group: padding
+            m &= (one << (U - c0)) - one
+        return m
 
     @njit(cache=True)
-    def _levels(qc, q, uc, gd, cnt, cur, gorder, n_bits):
-        """Distances ``gd`` of query ``q`` to every distinct code, and the groups ordered by
-        distance (counting sort; group id ascending within a distance): the groups at
-        distance ``d`` are ``gorder[cnt[d]:cnt[d + 1]]``."""
-        U = uc.shape[0]
-        W = uc.shape[1]
-        for d in range(n_bits + 2):
-            cnt[d] = 0
-        for g in range(U):
-            s = np.uint64(0)
-            for w in range(W):
-                s += _popcount(qc[q, w] ^ uc[g, w])
-            gd[g] = s
-            cnt[s + 1] += 1
-        for d in range(n_bits + 1):
+    def _threshold(gd, U, gstart, k, n_bits, cnt):
+        """The distance of the ``k``-th nearest item: the smallest ``D`` with at least ``k``
+        items at distance ``<= D`` (``1 <= k <= N``). One pass over the groups with a falling
+        threshold: 32 distances are compared with it at a time, and only groups at or below it
+        are counted (``cnt``: items per distance; ``below``: items closer than ``acc``)."""
+        one = np.uint64(1)
+        uU = np.uint64(U)
+        cnt[:] = 0
+        acc = n_bits
+        below = 0
+        for k0 in range(0, U, 32):
+            c0 = np.uint64(k0)
+            m = _chunk_mask(gd, uU, c0, acc)
+            while m:
+                g = c0 + _cttz(m)
+                m &= m - one
+                d = np.int64(gd[g])
+                if d > acc:  # the threshold fell after the mask was taken: skip it
+                    continue
+                w = gstart[g + one] - gstart[g]
+                cnt[d] += w
+                if d < acc:
+                    below += w
+                    while below >= k:
+                        acc -= 1
+                        below -= cnt[acc]
+        return acc
+
+    @njit(cache=True)
+    def _select(gd, U, r, cnt, cur, gorder):
+        """The groups at distance ``<= r`` ordered by distance, group id ascending within
+        a distance (counting sort): those at ``d`` are ``gorder[cnt[d]:cnt[d + 1]]``."""
+        one = np.uint64(1)
+        uU = np.uint64(U)
+        cnt[: r + 2] = 0
+        for k0 in range(0, U, 32):
+            c0 = np.uint64(k0)
+            m = _chunk_mask(gd, uU, c0, r)
+            while m:
+                g = c0 + _cttz(m)
+                m &= m - one
+                cnt[np.int64(gd[g]) + 1] += 1
+        for d in range(r + 1):
             cnt[d + 1] += cnt[d]
-        for d in range(n_bits + 1):
+        for d in range(r + 1):
             cur[d] = cnt[d]
-        for g in range(U):
-            d = gd[g]
-            gorder[cur[d]] = g
-            cur[d] += 1
+        for k0 in range(0, U, 32):
+            c0 = np.uint64(k0)
+            m = _chunk_mask(gd, uU, c0, r)
+            while m:
+                g = c0 + _cttz(m)
+                m &= m - one
+                d = np.int64(gd[g])
+                gorder[cur[d]] = np.int64(g)
+                cur[d] += 1
 
     @njit(cache=True)
     def _gather(members, gstart, gorder, a, b, cap, buf):
@@ -238,24 +283,33 @@ if _kernels.HAVE_NUMBA:
         return n
 
     @njit(parallel=True, cache=True)
-    def nb_grouped_knn(qc, uc, members, gstart, k, n_bits, nthreads):
-        """The ``k`` nearest items per query by (distance, index), from the distinct codes."""
+    def nb_grouped_knn(qc, uT, members, gstart, k, n_bits, nthreads, dproto):
+        """The ``k`` nearest items per query by (distance, index), from the distinct codes
+        (word-major ``uT (W, U)``, :func:`_kernels._code_layout`): their distances in one
+        vectorised pass, the distance ``D`` of the ``k``-th item (:func:`_threshold`), the
+        groups at ``<= D`` (:func:`_select`), then merged distance by distance: while all
+        groups at a distance fit in the ``need`` slots left all their items, else the first
+        ``need`` of each (the ``need`` smallest indices of the union are among them)."""
         nq = qc.shape[0]
-        U = uc.shape[0]
+        U = uT.shape[1]
         k = min(k, members.shape[0])
         out_d = np.empty((nq, k), np.int32)
         out_i = np.empty((nq, k), np.int64)
         nchunks = max(1, min(nq, nthreads))
         for c in prange(nchunks):
-            gd = np.empty(U, np.int64)
+            gd = np.zeros(U + 32, dproto.dtype)  # + 32: the last 32-wide compare reads past U
             cnt = np.empty(n_bits + 2, np.int64)
             cur = np.empty(n_bits + 2, np.int64)
             gorder = np.empty(U, np.int64)
             buf = np.empty(1024, np.int64)
             for q in range(c, nq, nchunks):
-                _levels(qc, q, uc, gd, cnt, cur, gorder, n_bits)
+                if k == 0:
+                    continue
+                _tile_dist(qc, q, uT, 0, U, gd)
+                r = _threshold(gd, U, gstart, k, n_bits, cnt)
+                _select(gd, U, r, cnt, cur, gorder)
                 p = 0
-                for d in range(n_bits + 1):
+                for d in range(r + 1):
                     if p == k:
                         break
                     a, b = cnt[d], cnt[d + 1]
@@ -277,35 +331,41 @@ if _kernels.HAVE_NUMBA:
         return out_d, out_i
 
     @njit(parallel=True, cache=True)
-    def _nb_grouped_range_count(qc, uc, gstart, radius, n_bits):
+    def _nb_grouped_range_count(qc, uT, gstart, radius, n_bits, dproto):
         nq = qc.shape[0]
-        U = uc.shape[0]
-        W = uc.shape[1]
+        U = uT.shape[1]
+        one = np.uint64(1)
+        uU = np.uint64(U)
+        r = min(radius, n_bits)
         counts = np.zeros(nq, np.int64)
         for q in prange(nq):
+            gd = np.zeros(U + 32, dproto.dtype)
+            _tile_dist(qc, q, uT, 0, U, gd)
             n = 0
-            for g in range(U):
-                s = np.uint64(0)  # unsigned like the popcounts (int64 + uint64 would give float64)
-                for w in range(W):
-                    s += _popcount(qc[q, w] ^ uc[g, w])
-                if s <= radius:
-                    n += gstart[g + 1] - gstart[g]
+            for k0 in range(0, U, 32):
+                c0 = np.uint64(k0)
+                m = _chunk_mask(gd, uU, c0, r)
+                while m:
+                    g = c0 + _cttz(m)
+                    m &= m - one
+                    n += gstart[g + one] - gstart[g]
             counts[q] = n
         return counts
 
     @njit(parallel=True, cache=True)
-    def _nb_grouped_range_fill(qc, uc, members, gstart, radius, n_bits, offsets):
+    def _nb_grouped_range_fill(qc, uT, members, gstart, radius, n_bits, offsets, dproto):
         nq = qc.shape[0]
-        U = uc.shape[0]
+        U = uT.shape[1]
         out_i = np.empty(offsets[nq], np.int64)
         out_d = np.empty(offsets[nq], np.int32)
         r = min(radius, n_bits)
         for q in prange(nq):
-            gd = np.empty(U, np.int64)
+            gd = np.zeros(U + 32, dproto.dtype)
             cnt = np.empty(n_bits + 2, np.int64)
             cur = np.empty(n_bits + 2, np.int64)
             gorder = np.empty(U, np.int64)
-            _levels(qc, q, uc, gd, cnt, cur, gorder, n_bits)
+            _tile_dist(qc, q, uT, 0, U, gd)
+            _select(gd, U, r, cnt, cur, gorder)
             o = offsets[q]
             for d in range(r + 1):
                 a, b = cnt[d], cnt[d + 1]
@@ -335,11 +395,15 @@ if _kernels.HAVE_NUMBA:
 def knn(qc, uc, members, gstart, k, n_bits, kernels=None):
     """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest, by (distance, index)."""
     if _kernels.resolve(kernels) == "numba":
+        qw, uT = _kernels._code_layout(qc, uc, int(n_bits))
+        dproto = _kernels.distance_proto(int(n_bits))
         with _kernels._LAUNCH_LOCK:
             if _kernels.small_call(qc.shape[0], uc.shape[0]) or qc.shape[0] <= 4:
-                return nb_grouped_knn_serial(qc, uc, members, gstart, int(k), int(n_bits), 1)
+                return nb_grouped_knn_serial(
+                    qw, uT, members, gstart, int(k), int(n_bits), 1, dproto
+                )
             return nb_grouped_knn(
-                qc, uc, members, gstart, int(k), int(n_bits), numba.get_num_threads()
+                qw, uT, members, gstart, int(k), int(n_bits), numba.get_num_threads(), dproto
             )
     return np_grouped_knn(qc, uc, members, gstart, int(k), int(n_bits))
 
@@ -347,14 +411,16 @@ def knn(qc, uc, members, gstart, k, n_bits, kernels=None):
 def range_search(qc, uc, members, gstart, radius, n_bits, kernels=None):
     """Flat ``(indices, distances, offsets)`` of items within ``radius``, by (distance, index)."""
     if _kernels.resolve(kernels) == "numba":
+        qw, uT = _kernels._code_layout(qc, uc, int(n_bits))
+        dproto = _kernels.distance_proto(int(n_bits))
         with _kernels._LAUNCH_LOCK:
             serial = qc.shape[0] <= 4 or _kernels.small_call(qc.shape[0], uc.shape[0])
             count = _nb_grouped_range_count_serial if serial else _nb_grouped_range_count
             fill = _nb_grouped_range_fill_serial if serial else _nb_grouped_range_fill
-            counts = count(qc, uc, gstart, int(radius), int(n_bits))
+            counts = count(qw, uT, gstart, int(radius), int(n_bits), dproto)
             offsets = np.zeros(qc.shape[0] + 1, np.int64)
             np.cumsum(counts, out=offsets[1:])
-            idx, dist = fill(qc, uc, members, gstart, int(radius), int(n_bits), offsets)
+            idx, dist = fill(qw, uT, members, gstart, int(radius), int(n_bits), offsets, dproto)
             return idx, dist, offsets
     return np_grouped_range(qc, uc, members, gstart, int(radius), int(n_bits))
 

@@ -217,29 +217,38 @@ if HAVE_NUMBA:
             and arr.dtype in (types.uint8, types.uint16)
         )
 
-    @intrinsic
-    def _eqmask32(typingctx, arr, start, value):
-        """Bit ``i`` set iff ``arr[start + i] == value``, ``i < 32`` (``vpcmpeqb`` +
-        ``vpmovmskb`` on AVX2 for uint8; two of each for uint16)."""
-        if not _small_1d(arr):
-            return None
+    def _cmpmask32(op: str, doc: str):
+        """An intrinsic ``(arr, start, value) -> uint64``: bit ``i`` set iff
+        ``arr[start + i] <op> value`` (unsigned), ``i < 32``; ``vpcmpeqb`` / ``vpminub`` +
+        ``vpmovmskb`` on AVX2 for uint8 (two of each for uint16). ``value`` is cast to the
+        array's dtype: the caller keeps it in range."""
 
-        def codegen(context, builder, signature, args):
-            aty, sty, xty = signature.args
-            s = context.cast(builder, args[1], sty, types.intp)
-            v, vty = _vector_at(context, builder, aty, args[0], s, 32)
-            x = context.cast(builder, args[2], xty, aty.dtype)
-            zero = ir.Constant(ir.IntType(32), 0)
-            splat = builder.insert_element(ir.Constant(vty, ir.Undefined), x, zero)
-            splat = builder.shuffle_vector(
-                splat,
-                ir.Constant(vty, ir.Undefined),
-                ir.Constant(ir.VectorType(ir.IntType(32), 32), None),
-            )
-            m = builder.bitcast(builder.icmp_unsigned("==", v, splat), ir.IntType(32))
-            return builder.zext(m, ir.IntType(64))
+        def impl(typingctx, arr, start, value):
+            if not _small_1d(arr):
+                return None
 
-        return types.uint64(arr, start, value), codegen
+            def codegen(context, builder, signature, args):
+                aty, sty, xty = signature.args
+                s = context.cast(builder, args[1], sty, types.intp)
+                v, vty = _vector_at(context, builder, aty, args[0], s, 32)
+                x = context.cast(builder, args[2], xty, aty.dtype)
+                zero = ir.Constant(ir.IntType(32), 0)
+                splat = builder.insert_element(ir.Constant(vty, ir.Undefined), x, zero)
+                splat = builder.shuffle_vector(
+                    splat,
+                    ir.Constant(vty, ir.Undefined),
+                    ir.Constant(ir.VectorType(ir.IntType(32), 32), None),
+                )
+                m = builder.bitcast(builder.icmp_unsigned(op, v, splat), ir.IntType(32))
+                return builder.zext(m, ir.IntType(64))
+
+            return types.uint64(arr, start, value), codegen
+
+        impl.__doc__ = doc
+        return intrinsic(impl)
+
+    _eqmask32 = _cmpmask32("==", "Bit ``i`` set iff ``arr[start + i] == value``, ``i < 32``.")
+    _lemask32 = _cmpmask32("<=", "Bit ``i`` set iff ``arr[start + i] <= value``, ``i < 32``.")
 
     @intrinsic
     def _nzmask32(typingctx, arr, start):
@@ -472,16 +481,18 @@ if HAVE_NUMBA:
 
     @njit(parallel=True, cache=True)
     # one numba kernel loop (top-k with a falling threshold): splitting it costs inlining control
-    def nb_knn(qc, dbc, k, n_bits, nthreads):  # noqa: C901
+    def nb_knn(qc, dT, k, n_bits, nthreads, dproto):  # noqa: C901
         """The ``k`` nearest items per query, ordered by (distance, index); one pass.
 
         A per-query threshold ``acc`` (largest distance that can still enter the top k) falls
-        as candidates arrive; items above it are skipped with one comparison. Ties lose
+        as candidates arrive; a tile's distances (``_tile_dist``: codes word-major ``dT (W,
+        N)``, as in :func:`nb_metric_counts`) are compared with it 32 at a time (one vector
+        compare and mask), so chunks with no candidate cost no scalar work. Ties lose
         against earlier items, so once ``k`` candidates lie at distance <= t, only items at
         distance < t are accepted. Survivors are placed by counting sort on distance.
         """
         nq = qc.shape[0]
-        ndb = dbc.shape[0]
+        ndb = dT.shape[1]
         k = min(k, ndb)
         nb1 = n_bits + 2
         out_d = np.empty((nq, k), np.int32)
@@ -490,8 +501,9 @@ if HAVE_NUMBA:
         cap = max(4 * k, 1024)
         nblocks = (nq + B - 1) // B
         nchunks = min(nblocks, nthreads)
+        one = np.uint64(1)
         for c in prange(nchunks):
-            dt = np.empty(_TILE, np.int32)
+            dt = np.zeros(_TILE, dproto.dtype)
             cnt = np.zeros((B, nb1), np.int64)
             ci = np.empty((B, cap), np.int64)
             cd = np.empty((B, cap), np.int64)
@@ -508,26 +520,37 @@ if HAVE_NUMBA:
                 accs[:] = n_bits
                 for t0 in range(0, ndb, _TILE):
                     t1 = min(ndb, t0 + _TILE)
+                    unt = np.uint64(t1 - t0)
                     for b in range(nb):
-                        _tile_distances(qc, q0 + b, dbc, t0, t1, dt)
                         acc = accs[b]
-                        for t in range(t1 - t0):
-                            d = dt[t]
-                            if d <= acc:
+                        if acc < 0:  # k items at distance 0 already: nothing can enter
+                            continue
+                        _tile_dist(qc, q0 + b, dT, t0, t1, dt)
+                        for k0 in range(0, unt, 32):
+                            c0 = np.uint64(k0)
+                            m = _lemask32(dt, c0, acc)
+                            if unt - c0 < 32:  # past the tile: stale distances
+                                m &= (one << (unt - c0)) - one
+                            while m:
+                                i = _cttz(m)
+                                m &= m - one
+                                d = np.int64(dt[c0 + i])
+                                if d > acc:  # the threshold fell after the mask was taken
+                                    continue
                                 n = nc[b]
                                 if n == cap:  # compact: keep what can still be in the top k
                                     quota = k - ss[b]
-                                    m = 0
-                                    for i in range(n):
-                                        di = cd[b, i]
-                                        if di <= acc or (di == acc + 1 and quota > 0):
-                                            if di == acc + 1:
+                                    mm = 0
+                                    for j in range(n):
+                                        dj = cd[b, j]
+                                        if dj <= acc or (dj == acc + 1 and quota > 0):
+                                            if dj == acc + 1:
                                                 quota -= 1
-                                            ci[b, m] = ci[b, i]
-                                            cd[b, m] = di
-                                            m += 1
-                                    n = m
-                                ci[b, n] = t0 + t
+                                            ci[b, mm] = ci[b, j]
+                                            cd[b, mm] = dj
+                                            mm += 1
+                                    n = mm
+                                ci[b, n] = t0 + np.int64(c0 + i)
                                 cd[b, n] = d
                                 nc[b] = n + 1
                                 cnt[b, d] += 1
@@ -536,6 +559,10 @@ if HAVE_NUMBA:
                                     s -= cnt[b, acc]
                                     acc -= 1
                                 ss[b] = s
+                                if acc < 0:
+                                    break
+                            if acc < 0:
+                                break
                         accs[b] = acc
                 for b in range(nb):
                     q = q0 + b
@@ -647,18 +674,31 @@ def _dense_ids(ql: np.ndarray, dbl: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return qq.astype(dtype).reshape(-1, 1), dd.astype(dtype).reshape(1, -1)
 
 
-def _numba_layout(qc, dbc, ql, dbl, eq, n_bits):
-    """Arguments of :func:`nb_metric_counts`: codes word-major (uint32 words for codes of at
-    most 32 bits: twice the codes per vector), class ids as small dense integers."""
+def _code_layout(qc, dbc, n_bits):
+    """Codes as :func:`nb_metric_counts` and :func:`nb_knn` read them: queries ``(Q, W)`` and
+    the database word-major ``(W, N)``, uint32 words for codes of at most 32 bits (twice the
+    codes per vector)."""
     if n_bits <= 32:
         qc, dT = qc.astype(np.uint32), dbc[:, 0].astype(np.uint32).reshape(1, -1)
     else:
         dT = np.ascontiguousarray(dbc.T)
+    return np.ascontiguousarray(qc), dT
+
+
+def distance_proto(n_bits: int) -> np.ndarray:
+    """An empty array of the dtype that holds the kernels' distances: uint8 up to 255 bits."""
+    return np.empty(0, np.uint8 if n_bits <= 255 else np.uint16)
+
+
+def _numba_layout(qc, dbc, ql, dbl, eq, n_bits):
+    """Arguments of :func:`nb_metric_counts`: codes by :func:`_code_layout`, class ids as
+    small dense integers."""
+    qc, dT = _code_layout(qc, dbc, n_bits)
     if eq:
         ql, lT = _dense_ids(ql, dbl)
     else:
         lT = np.ascontiguousarray(dbl.T)
-    return np.ascontiguousarray(qc), dT, np.ascontiguousarray(ql), lT
+    return qc, dT, np.ascontiguousarray(ql), lT
 
 
 def metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, kernels=None):
@@ -670,7 +710,7 @@ def metric_counts(qc, dbc, ql, dbl, eq, n_bits, top_k, ns, need_ranks, kernels=N
         # a record is (#items before it at its distance) << S | distance: int32 when it fits
         # (halves the memory traffic of the records), else int64
         small = n_bits < 256 and dbc.shape[0] <= 1 << 23
-        dproto = np.empty(0, np.uint8 if n_bits <= 255 else np.uint16)
+        dproto = distance_proto(int(n_bits))
         rproto = np.empty(0, np.int32 if small else np.int64)
         with _LAUNCH_LOCK:
             return nb_metric_counts(
@@ -699,12 +739,14 @@ def small_call(n_queries: int, n_items: int) -> bool:
 def knn(qc, dbc, k, n_bits, kernels=None):
     """``(distances int32, indices int64)`` of the ``min(k, N)`` nearest, by (distance, index)."""
     if resolve(kernels) == "numba":
+        qw, dT = _code_layout(qc, dbc, int(n_bits))
+        dproto = distance_proto(int(n_bits))
         with _LAUNCH_LOCK:
             if qc.shape[0] <= 16 or small_call(
                 qc.shape[0], dbc.shape[0]
             ):  # 16: nb_knn's query block
-                return nb_knn_serial(qc, dbc, int(k), int(n_bits), 1)
-            return nb_knn(qc, dbc, int(k), int(n_bits), numba.get_num_threads())
+                return nb_knn_serial(qw, dT, int(k), int(n_bits), 1, dproto)
+            return nb_knn(qw, dT, int(k), int(n_bits), numba.get_num_threads(), dproto)
     return np_knn(qc, dbc, int(k), int(n_bits))
 
 

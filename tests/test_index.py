@@ -304,3 +304,86 @@ def test_single_threaded_small_calls_match_the_parallel_kernels(monkeypatch):
     for a, b in zip(small, large):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("bits", [8, 32, 33, 64, 260])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_search_keeps_exact_order_when_candidates_overflow_and_the_threshold_hits_zero(
+    monkeypatch, bits, parallel
+):
+    """The numba scan keeps at most ``max(4k, 1024)`` candidates and compacts when full; a
+    database whose distances to query 0 fall level by level (300 items per level, more than k)
+    keeps every level a candidate, so it compacts many times, across 2,048-item tiles and a
+    partial last chunk; query 1 has more than k exact duplicates (the threshold drops below 0).
+    Results equal the numpy kernels' and a brute-force argsort, serial and parallel."""
+    from deephash import _kernels
+
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(bits)
+    q = rng.integers(0, 2, (20, bits)).astype(bool)
+    levels = range(min(bits, 12), -1, -1)
+    parts = []
+    for level in levels:  # 300 items at distance `level` from q[0], flipped bits at random
+        flips = np.argsort(rng.random((300, bits)), axis=1)[:, :level]
+        part = np.tile(q[0], (300, 1))
+        np.put_along_axis(part, flips, ~np.take_along_axis(part, flips, 1), axis=1)
+        parts.append(part)
+    parts.append(np.tile(q[1], (700, 1)))  # 700 copies of query 1
+    parts.append(rng.integers(0, 2, (1001, bits)).astype(bool))
+    db = np.concatenate(parts)
+    if parallel:
+        monkeypatch.setattr(_kernels, "SERIAL_PAIRS", -1)
+    index = HammingIndex(bits)
+    index.add(db)
+    for k in (1, 256, 600):
+        d, i = index.search(q, k, kernels="numba")
+        nd, ni = index.search(q, k, kernels="numpy")
+        rd, ri = _ref_knn(q, db, k)
+        np.testing.assert_array_equal(d, rd)
+        np.testing.assert_array_equal(i, ri)
+        np.testing.assert_array_equal(d, nd)
+        np.testing.assert_array_equal(i, ni)
+    if bits >= 32:  # no earlier item equals query 1: its 600 nearest are the first copies
+        start = 300 * len(levels)
+        np.testing.assert_array_equal(d[1], 0)
+        np.testing.assert_array_equal(i[1], np.arange(start, start + 600))
+
+
+@pytest.mark.parametrize("bits", [8, 33, 260])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_grouped_search_cuts_at_the_kth_distance_with_uneven_groups(monkeypatch, bits, parallel):
+    """The grouped numba search counts items per distance over 32 distinct codes at a time
+    with a falling threshold, then keeps only the groups up to the k-th item's distance: with
+    thousands of groups of very different sizes (one group of 900 items, most of 1-3) whose
+    items interleave, its results equal a brute-force argsort and the flat scan's ranges,
+    serial and parallel, at 8 bits (byte distances, many groups per distance), 33 (two words)
+    and 260 (16-bit distances)."""
+    from deephash import _kernels
+
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(bits)
+    n_distinct = 200 if bits == 8 else 3000
+    centres = np.unique(rng.integers(0, 2, (n_distinct, bits)).astype(bool), axis=0)
+    sizes = np.minimum(rng.zipf(2.0, len(centres)), 60)
+    sizes[len(centres) // 2] = 900
+    g = np.repeat(np.arange(len(centres)), sizes)
+    db = centres[rng.permutation(g)]  # every group's items spread over the whole index range
+    q = np.concatenate([centres[rng.integers(0, len(centres), 10)], ~centres[:10]])
+    if parallel:
+        monkeypatch.setattr(_kernels, "SERIAL_PAIRS", -1)
+    grouped, flat = HammingIndex(bits, backend="grouped"), HammingIndex(bits, backend="numpy")
+    grouped.add(db)
+    flat.add(db)
+    assert grouped.n_distinct == len(centres)
+    for k in (1, 50, 700, len(db)):
+        d, i = grouped.search(q, k, kernels="numba")
+        rd, ri = _ref_knn(q, db, k)
+        np.testing.assert_array_equal(d, rd)
+        np.testing.assert_array_equal(i, ri)
+    for radius in (0, 2, bits // 3):
+        got = grouped.range_search(q, radius, return_distances=True, kernels="numba")
+        want = flat.range_search(q, radius, return_distances=True, kernels="numpy")
+        for a, b in zip(got[0] + got[1], want[0] + want[1]):
+            np.testing.assert_array_equal(a, b)
