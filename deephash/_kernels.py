@@ -584,50 +584,73 @@ if HAVE_NUMBA:
         return out_d, out_i
 
     @njit(parallel=True, cache=True)
-    def _nb_range_count(qc, dbc, radius, n_bits):
+    def _nb_range_count(qc, dT, radius, n_bits, dproto):
+        """Items within ``radius`` per query: a tile's byte distances (``_tile_dist``)
+        compared with the radius 32 at a time, one mask popcount per 32 items."""
         nq = qc.shape[0]
-        ndb = dbc.shape[0]
+        ndb = dT.shape[1]
+        r = min(radius, n_bits)
+        one = np.uint64(1)
         counts = np.zeros(nq, np.int64)
         for q in prange(nq):
-            dt = np.empty(_TILE, np.int32)
+            dt = np.zeros(_TILE, dproto.dtype)
             n = 0
             for t0 in range(0, ndb, _TILE):
                 t1 = min(ndb, t0 + _TILE)
-                _tile_distances(qc, q, dbc, t0, t1, dt)
-                for t in range(t1 - t0):
-                    n += 1 if dt[t] <= radius else 0
+                unt = np.uint64(t1 - t0)
+                _tile_dist(qc, q, dT, t0, t1, dt)
+                for k0 in range(0, unt, 32):
+                    c0 = np.uint64(k0)
+                    m = _lemask32(dt, c0, r)
+                    if unt - c0 < 32:  # past the tile: stale distances
+                        m &= (one << (unt - c0)) - one
+                    n += np.int64(_popcount(m))
             counts[q] = n
         return counts
 
     @njit(parallel=True, cache=True)
-    def _nb_range_fill(qc, dbc, radius, n_bits, offsets):
+    def _nb_range_fill(qc, dT, radius, n_bits, offsets, dproto):
+        """The hits counted by :func:`_nb_range_count`, by (distance, index): gathered in
+        index order in one pass (set bits of the 32-item masks), then counting-sorted by
+        distance into ``offsets[q]:offsets[q + 1]``."""
         nq = qc.shape[0]
-        ndb = dbc.shape[0]
+        ndb = dT.shape[1]
         out_i = np.empty(offsets[nq], np.int64)
         out_d = np.empty(offsets[nq], np.int32)
         r = min(radius, n_bits)
+        one = np.uint64(1)
         for q in prange(nq):
-            dt = np.empty(_TILE, np.int32)
+            dt = np.zeros(_TILE, dproto.dtype)
             pos = np.zeros(r + 2, np.int64)
-            # first pass: histogram of hits by distance -> offsets (counting sort)
+            nh = offsets[q + 1] - offsets[q]
+            hi = np.empty(nh, np.int64)
+            hd = np.empty(nh, np.int64)
+            n = 0
             for t0 in range(0, ndb, _TILE):
                 t1 = min(ndb, t0 + _TILE)
-                _tile_distances(qc, q, dbc, t0, t1, dt)
-                for t in range(t1 - t0):
-                    if dt[t] <= r:
-                        pos[dt[t] + 1] += 1
+                unt = np.uint64(t1 - t0)
+                _tile_dist(qc, q, dT, t0, t1, dt)
+                for k0 in range(0, unt, 32):
+                    c0 = np.uint64(k0)
+                    m = _lemask32(dt, c0, r)
+                    if unt - c0 < 32:
+                        m &= (one << (unt - c0)) - one
+                    while m:
+                        i = c0 + _cttz(m)
+                        m &= m - one
+                        d = np.int64(dt[i])
+                        hi[n] = t0 + np.int64(i)
+                        hd[n] = d
+                        pos[d + 1] += 1
+                        n += 1
             pos[0] = offsets[q]
             for d in range(1, r + 2):
                 pos[d] += pos[d - 1]
-            for t0 in range(0, ndb, _TILE):
-                t1 = min(ndb, t0 + _TILE)
-                _tile_distances(qc, q, dbc, t0, t1, dt)
-                for t in range(t1 - t0):
-                    d = dt[t]
-                    if d <= r:
-                        out_i[pos[d]] = t0 + t
-                        out_d[pos[d]] = d
-                        pos[d] += 1
+            for j in range(nh):
+                d = hd[j]
+                out_i[pos[d]] = hi[j]
+                out_d[pos[d]] = d
+                pos[d] += 1
         return out_i, out_d
 
     nb_knn_serial = serial_twin(nb_knn, "nb_knn_serial")
@@ -641,10 +664,15 @@ if HAVE_NUMBA:
             if serial
             else (_nb_range_count, _nb_range_fill)
         )
-        counts = count(qc, dbc, radius, n_bits)
+        if radius < 0:  # nothing is that close (the kernels compare unsigned bytes)
+            z = np.zeros(0, np.int64)
+            return z, z.astype(np.int32), np.zeros(qc.shape[0] + 1, np.int64)
+        qw, dT = _code_layout(qc, dbc, n_bits)
+        dproto = distance_proto(n_bits)
+        counts = count(qw, dT, radius, n_bits, dproto)
         offsets = np.zeros(qc.shape[0] + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        idx, dist = fill(qc, dbc, radius, n_bits, offsets)
+        idx, dist = fill(qw, dT, radius, n_bits, offsets, dproto)
         return idx, dist, offsets
 
 
