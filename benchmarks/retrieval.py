@@ -9,11 +9,13 @@ the median of ``--repeat`` runs, in one process:
 (b) ``metrics.mean_average_precision`` (mAP@all), ``metrics.evaluate`` and
     ``metrics.precision_recall_curve``: time, Gpairs/s and the ratio to each floor, and
     ``evaluate`` / mAP; a per-query argsort reference (subset, scaled) checks the value;
-(c) ``HammingIndex.search(k=100)`` against faiss ``IndexBinaryFlat`` on the same codes.
+(c) ``HammingIndex.search(k=100)`` and ``range_search(2)`` against faiss ``IndexBinaryFlat``
+    on the same codes (faiss returns ties at the k-th distance and range hits unordered).
 
 Then, on clustered codes (``--distinct`` distinct 64-bit codes, 1M items, queries drawn from
 the same codes, labels tied to the codes with 10% noise): k=100 search with the flat scan
-(``backend="numpy"``), by distinct codes (``backend="grouped"``) and with faiss; and mAP@all
+(``backend="numpy"``), by distinct codes (``backend="grouped"``) and with faiss, for those
+queries and for the same queries two bits off (no early stop of the flat scan); and mAP@all
 with and without counting repeated (code, label) queries once; and the same items stored by
 (code, label): mAP@all counted per run of equal items against the flat kernel.
 
@@ -198,6 +200,19 @@ def random_codes(args, rng, ql, dl) -> None:
                 f"deephash / faiss time {t_ours / t_faiss:.2f}"
             )
         print(line)
+        # radius 2 ("precision within Hamming radius 2"); faiss' range is strict: ask for 3
+        index.range_search(qp[:WARM], 2, packed=True)
+        hits, t_rng, _ = median_time(index.range_search, qp, 2, packed=True, repeat=rep)
+        line = f"range r=2    {t_rng:7.2f} s wall {g(t_rng):6.2f} Gpairs/s"
+        if faiss is not None:
+            flat.range_search(qp[:WARM], 3)
+            (lims, _, _), t_frng, _ = median_time(flat.range_search, qp, 3, repeat=rep)
+            assert np.array_equal(np.diff(lims), [h.size for h in hits]), "faiss finds others"
+            line += (
+                f" | faiss range_search {t_frng:.2f} s (unordered) -> "
+                f"deephash / faiss time {t_rng / t_frng:.2f}"
+            )
+        print(line)
     # peak memory of mAP@all on the last bit length: tracemalloc sees numpy allocations
     # (numba's are not traced by tracemalloc); ru_maxrss is the process high-water mark.
     tracemalloc.start()
@@ -245,28 +260,36 @@ def clustered_codes(args, rng) -> None:
     )
     for index in (flat, grouped):
         index.search(qp[:WARM], 100, packed=True)
-    (fd, fi), t_flat, _ = median_time(flat.search, qp, 100, packed=True, repeat=rep)
-    (gd_, gi), t_grp, _ = median_time(grouped.search, qp, 100, packed=True, repeat=rep)
-    assert np.array_equal(fd, gd_) and np.array_equal(fi, gi), (
-        "grouped search differs from the flat scan"
-    )
-    one = [median_time(ix.search, qp[:1], 100, packed=True, repeat=5)[1] for ix in (flat, grouped)]
-    line = (
-        f"search k=100: flat scan {t_flat:.3f} s, grouped {t_grp:.4f} s -> "
-        f"grouped is {t_flat / t_grp:.0f}x faster"
-        f" (one query: {one[0] * 1e3:.2f} ms vs {one[1] * 1e3:.3f} ms, {one[0] / one[1]:.0f}x)"
-    )
-    try:
-        import faiss
+    # queries equal to database codes (the flat scan stops once k items lie at distance 0),
+    # and the same queries with two bits flipped (it scans everything)
+    off = qp ^ codes.pack(np.eye(bits, dtype=bool)[rng.integers(0, bits, (nq, 2))].any(1))
+    for what, qs in (("queries equal to codes", qp), ("queries 1-2 bits off", off)):
+        (fd, fi), t_flat, _ = median_time(flat.search, qs, 100, packed=True, repeat=rep)
+        (gd_, gi), t_grp, _ = median_time(grouped.search, qs, 100, packed=True, repeat=rep)
+        assert np.array_equal(fd, gd_) and np.array_equal(fi, gi), (
+            "grouped search differs from the flat scan"
+        )
+        one = [
+            median_time(ix.search, qs[:1], 100, packed=True, repeat=5)[1] for ix in (flat, grouped)
+        ]
+        line = (
+            f"search k=100, {what}: flat scan {t_flat:.3f} s, grouped {t_grp:.4f} s -> "
+            f"grouped is {t_flat / t_grp:.0f}x faster (one query: {one[0] * 1e3:.2f} ms vs "
+            f"{one[1] * 1e3:.3f} ms, {one[0] / one[1]:.0f}x)"
+        )
+        try:
+            import faiss
 
-        fx = faiss.IndexBinaryFlat(bits)
-        fx.add(dp)
-        fx.search(qp[:2], 100)
-        _, t_faiss, _ = median_time(fx.search, qp, 100, repeat=rep)
-        line += f"; faiss IndexBinaryFlat {t_faiss:.3f} s ({t_faiss / t_grp:.0f}x the grouped time)"
-    except ImportError:
-        pass
-    print(line)
+            fx = faiss.IndexBinaryFlat(bits)
+            fx.add(dp)
+            fx.search(qs[:2], 100)
+            _, t_faiss, _ = median_time(fx.search, qs, 100, repeat=rep)
+            line += (
+                f"; faiss IndexBinaryFlat {t_faiss:.3f} s ({t_faiss / t_grp:.0f}x the grouped time)"
+            )
+        except ImportError:
+            pass
+        print(line)
     kw = dict(n_bits=bits, packed=True)
     metrics.mean_average_precision(qp[:2], dp[:100], ql[:2], dl[:100], **kw)
     m, t_map, _ = median_time(metrics.mean_average_precision, qp, dp, ql, dl, repeat=rep, **kw)

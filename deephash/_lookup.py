@@ -214,8 +214,6 @@ if _kernels.HAVE_NUMBA:
     from numba import njit, prange
 
     _popcount = _kernels._popcount
-    _tile_distances = _kernels._tile_distances
-    _TILE = _kernels._TILE
 
     @njit(cache=True)
     def _reserve(buf, n, need):
@@ -226,7 +224,7 @@ if _kernels.HAVE_NUMBA:
         grown[:n] = buf[:n]
         return grown
 
-    # one numba kernel loop (probe, verify or scan, sort per query) over a prange of queries
+    # one numba kernel loop (probe, verify, sort per query) over a prange of queries
     @njit(parallel=True, cache=True)
     def _nb_mih(  # noqa: C901
         qkeys,
@@ -246,13 +244,16 @@ if _kernels.HAVE_NUMBA:
         offsets,
         out_i,
         out_d,
+        scan,
     ):
         """Per-query hit counts; with ``fill`` also writes hits at ``offsets`` by (distance, index).
 
         Per query: binary-search every probe key in its table, sum the bucket sizes; if they
-        exceed ``scan_limit`` scan the database in tiles, else verify each candidate once
-        (``seen[t] == stamp`` marks candidates already met in an earlier table). Hits are
-        kept as ``distance * N + index`` so that one sort gives the (distance, index) order.
+        exceed ``scan_limit`` mark the query in ``scan`` (count 0: the caller answers it with
+        the exhaustive kernel), else verify each candidate once (``seen[t] == stamp`` marks
+        candidates already met in an earlier table). Hits are kept as ``distance * N +
+        index`` so that one sort gives the (distance, index) order. With ``fill``, marked
+        queries are skipped.
         """
         nq = qc.shape[0]
         ndb = dbc.shape[0]
@@ -264,8 +265,9 @@ if _kernels.HAVE_NUMBA:
             seen = np.zeros(ndb if m > 1 else 1, np.int32)
             found = np.empty(max(1, masks.shape[0]), np.int64)
             hits = np.empty(1024, np.int64)
-            dt = np.empty(_TILE, np.int32)
             for q in range(c, nq, nchunks):
+                if fill and scan[q]:
+                    continue
                 nf = 0
                 ncand = 0
                 for j in range(m):
@@ -279,56 +281,41 @@ if _kernels.HAVE_NUMBA:
                             found[nf] = k0 + pos
                             nf += 1
                             ncand += bend[k0 + pos] - bstart[k0 + pos]
-                nh = 0
                 if ncand > scan_limit:
-                    for t0 in range(0, ndb, _TILE):
-                        t1 = min(ndb, t0 + _TILE)
-                        _tile_distances(qc, q, dbc, t0, t1, dt)
-                        hits = _reserve(hits, nh, nh + t1 - t0)
-                        for t in range(t1 - t0):
-                            hits[nh] = np.int64(dt[t]) * ndb + t0 + t
-                            nh += 1 if dt[t] <= radius else 0
-                else:
-                    stamp = np.int32(q + 1)
-                    for f in range(nf):
-                        b = found[f]
-                        hits = _reserve(hits, nh, nh + bend[b] - bstart[b])
-                        for e in range(bstart[b], bend[b]):
-                            t = np.int64(ids[e])
-                            if m > 1:
-                                if seen[t] == stamp:
-                                    continue
-                                seen[t] = stamp
-                            d = 0
-                            for w in range(W):
-                                d += _popcount(qc[q, w] ^ dbc[t, w])
-                            hits[nh] = np.int64(d) * ndb + t
-                            nh += 1 if d <= radius else 0
+                    scan[q] = True
+                    continue
+                nh = 0
+                stamp = np.int32(q + 1)
+                for f in range(nf):
+                    b = found[f]
+                    hits = _reserve(hits, nh, nh + bend[b] - bstart[b])
+                    for e in range(bstart[b], bend[b]):
+                        t = np.int64(ids[e])
+                        if m > 1:
+                            if seen[t] == stamp:
+                                continue
+                            seen[t] = stamp
+                        d = 0
+                        for w in range(W):
+                            d += _popcount(qc[q, w] ^ dbc[t, w])
+                        hits[nh] = np.int64(d) * ndb + t
+                        nh += 1 if d <= radius else 0
                 counts[q] = nh
                 if fill:
                     o = offsets[q]
-                    if ncand > scan_limit:  # hits in index order: counting sort by distance
-                        pos = np.zeros(radius + 2, np.int64)
-                        for i in range(nh):
-                            pos[hits[i] // ndb + 1] += 1
-                        for d in range(1, radius + 2):
-                            pos[d] += pos[d - 1]
-                        for i in range(nh):
-                            d = hits[i] // ndb
-                            out_i[o + pos[d]] = hits[i] - d * ndb
-                            out_d[o + pos[d]] = d
-                            pos[d] += 1
-                    else:
-                        h = np.sort(hits[:nh])
-                        for i in range(nh):
-                            out_i[o + i] = h[i] % ndb
-                            out_d[o + i] = h[i] // ndb
+                    h = np.sort(hits[:nh])
+                    for i in range(nh):
+                        out_i[o + i] = h[i] % ndb
+                        out_d[o + i] = h[i] // ndb
         return counts
 
     _nb_mih_serial = _kernels.serial_twin(_nb_mih, "_nb_mih_serial")
 
     def nb_mih_range(qkeys, qc, dbc, tables: Tables, radius, n_bits, scan_limit):
-        """Items within ``radius`` per query via the tables: ``(indices, distances, offsets)``."""
+        """Items within ``radius`` per query via the tables: ``(indices, distances, offsets)``.
+
+        Queries whose buckets hold more than ``scan_limit`` candidates are answered by the
+        exhaustive range kernel (``_kernels.nb_range``), all of them in one call."""
         masks, moff = _plan(tables, radius)
         t = tables
         args = (
@@ -350,14 +337,24 @@ if _kernels.HAVE_NUMBA:
         # one thread for few queries (the lookups are microseconds; waking the pool is not),
         # or when even scanning every query would be a small call
         mih = _nb_mih_serial if nq <= 8 or _kernels.small_call(nq, dbc.shape[0]) else _nb_mih
-        counts = mih(
-            *args, False, np.zeros(nq + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
-        )
+        scan = np.zeros(nq, np.bool_)
+        none_i, none_d = np.zeros(0, np.int64), np.zeros(0, np.int32)
+        counts = mih(*args, False, np.zeros(nq + 1, np.int64), none_i, none_d, scan)
+        sq = np.flatnonzero(scan)
+        if sq.size:
+            serial = sq.size == 1 or _kernels.small_call(sq.size, dbc.shape[0])
+            s_i, s_d, s_off = _kernels.nb_range(qc[sq], dbc, int(radius), int(n_bits), serial)
+            counts[sq] = np.diff(s_off)
         offsets = np.zeros(nq + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         out_i = np.empty(offsets[-1], np.int64)
         out_d = np.empty(offsets[-1], np.int32)
-        mih(*args, True, offsets, out_i, out_d)
+        mih(*args, True, offsets, out_i, out_d, scan)
+        if sq.size:  # the scanned queries' hits, each block moved to its query's offset
+            n = np.diff(s_off)
+            dest = np.repeat(offsets[sq] - s_off[:-1], n) + np.arange(s_off[-1])
+            out_i[dest] = s_i
+            out_d[dest] = s_d
         return out_i, out_d, offsets
 
 
