@@ -17,9 +17,9 @@ bucket ``b`` the item ids ``ids[bstart[b]:bend[b]]`` in ascending order. A probe
 search in ``ukeys``. Substring keys are uint64, so a substring holds at most 64 bits.
 
 Probes that would cost more than a scan fall back to one: the caller scans the whole
-database when a query needs more than ``max(N / 1024, 32)`` probes (``PROBE_FRACTION``), and the
-kernels scan for one query when its buckets hold more than ``scan_limit`` candidates (``N / 16``
-by default; both from ``benchmarks/lookup.py --sweep``). Results are identical either way:
+database when a query needs more than ``max(N / 1024, 32)`` probes (``PROBE_FRACTION``), and a
+query whose buckets hold more than ``scan_limit`` candidates (``N / 64`` by default; both from
+``benchmarks/lookup.py --sweep``) goes to the exhaustive range kernel. Results are identical either way:
 every item at distance ``<= r``, ordered by (distance, index).
 """
 

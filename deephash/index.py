@@ -309,19 +309,21 @@ class MultiIndexHashing(HammingIndex):
       ``HammingIndex`` (codes only; the tables are rebuilt after ``load``).
     """
 
-    # Both thresholds come from ``python benchmarks/lookup.py --sweep`` (2026-12-02, idle 2-core
+    # Both thresholds come from ``python benchmarks/lookup.py --sweep`` (2026-12-03, idle 2-core
     # AMD EPYC VM, AVX2; docs/metrics.md has the tables): the value whose worst slowdown over
     # the best value per configuration (random / clustered / spread / repeated codes, 32 and
-    # 64 bits) is smallest.
+    # 64 bits) is smallest, within the runs' noise.
     #: a radius needing more probes per query than ``len(index) * PROBE_FRACTION`` is answered
-    #: by a scan (1/1024: worst 3.2x over 84 radius/distribution cases at N = 1M; 1/8 was 8.6x)
+    #: by a scan (1/1024: worst 3.2x over 84 radius/distribution cases at N = 1M, lowest mean;
+    #: 1/256's 3.0x is within the noise between runs; 1/8 was 8.6x)
     PROBE_FRACTION = 1 / 1024
     #: ... but up to ``PROBE_MIN`` probes always use the tables (small indexes: at N = 20k,
     #: 20-34 probes cost 0.9-1.2x a scan in a smoke run; not part of the sweep)
     PROBE_MIN = 32
-    #: per query, more than ``len(index) * SCAN_FRACTION`` candidates in its buckets -> scan
-    #: (1/16: worst 1.7x over 48 cases at N = 200k and 1M, radius 1-3; 1/64 was 3.9x)
-    SCAN_FRACTION = 1 / 16
+    #: per query, more than ``len(index) * SCAN_FRACTION`` candidates in its buckets -> the
+    #: exhaustive range kernel (1/64: worst 1.33x over 48 cases at N = 200k and 1M, radius
+    #: 1-3, 2026-12-03; 1/16, chosen before the exhaustive kernels got faster, was 3.4x)
+    SCAN_FRACTION = 1 / 64
 
     def __init__(self, n_bits: int, m: int | None = None, backend: str = "auto"):
         super().__init__(n_bits, backend)
