@@ -240,32 +240,37 @@ if _kernels.HAVE_NUMBA:
         return acc
 
     @njit(cache=True)
-    def _select(gd, U, r, cnt, cur, gorder):
-        """The groups at distance ``<= r`` ordered by distance, group id ascending within
-        a distance (counting sort): those at ``d`` are ``gorder[cnt[d]:cnt[d + 1]]``."""
+    def _at_most(gd, U, r, sel):
+        """The groups at distance ``<= r``, ascending, into ``sel``; returns their number."""
         one = np.uint64(1)
         uU = np.uint64(U)
-        cnt[: r + 2] = 0
+        n = 0
         for k0 in range(0, U, 32):
             c0 = np.uint64(k0)
             m = _chunk_mask(gd, uU, c0, r)
             while m:
-                g = c0 + _cttz(m)
+                sel[n] = np.int64(c0 + _cttz(m))
                 m &= m - one
-                cnt[np.int64(gd[g]) + 1] += 1
+                n += 1
+        return n
+
+    @njit(cache=True)
+    def _select(gd, U, r, cnt, cur, gorder, sel):
+        """The groups at distance ``<= r`` ordered by distance, group id ascending within
+        a distance (counting sort): those at ``d`` are ``gorder[cnt[d]:cnt[d + 1]]``."""
+        n = _at_most(gd, U, r, sel)
+        cnt[: r + 2] = 0
+        for j in range(n):
+            cnt[np.int64(gd[sel[j]]) + 1] += 1
         for d in range(r + 1):
             cnt[d + 1] += cnt[d]
         for d in range(r + 1):
             cur[d] = cnt[d]
-        for k0 in range(0, U, 32):
-            c0 = np.uint64(k0)
-            m = _chunk_mask(gd, uU, c0, r)
-            while m:
-                g = c0 + _cttz(m)
-                m &= m - one
-                d = np.int64(gd[g])
-                gorder[cur[d]] = np.int64(g)
-                cur[d] += 1
+        for j in range(n):
+            g = sel[j]
+            d = np.int64(gd[g])
+            gorder[cur[d]] = g
+            cur[d] += 1
 
     @njit(cache=True)
     def _gather(members, gstart, gorder, a, b, cap, buf):
@@ -301,13 +306,14 @@ if _kernels.HAVE_NUMBA:
             cnt = np.empty(n_bits + 2, np.int64)
             cur = np.empty(n_bits + 2, np.int64)
             gorder = np.empty(U, np.int64)
+            sel = np.empty(U, np.int64)
             buf = np.empty(1024, np.int64)
             for q in range(c, nq, nchunks):
                 if k == 0:
                     continue
                 _tile_dist(qc, q, uT, 0, U, gd)
                 r = _threshold(gd, U, gstart, k, n_bits, cnt)
-                _select(gd, U, r, cnt, cur, gorder)
+                _select(gd, U, r, cnt, cur, gorder, sel)
                 p = 0
                 for d in range(r + 1):
                     if p == k:
@@ -334,21 +340,15 @@ if _kernels.HAVE_NUMBA:
     def _nb_grouped_range_count(qc, uT, gstart, radius, n_bits, dproto):
         nq = qc.shape[0]
         U = uT.shape[1]
-        one = np.uint64(1)
-        uU = np.uint64(U)
         r = min(radius, n_bits)
         counts = np.zeros(nq, np.int64)
         for q in prange(nq):
             gd = np.zeros(U + 32, dproto.dtype)
+            sel = np.empty(U, np.int64)
             _tile_dist(qc, q, uT, 0, U, gd)
             n = 0
-            for k0 in range(0, U, 32):
-                c0 = np.uint64(k0)
-                m = _chunk_mask(gd, uU, c0, r)
-                while m:
-                    g = c0 + _cttz(m)
-                    m &= m - one
-                    n += gstart[g + one] - gstart[g]
+            for j in range(_at_most(gd, U, r, sel)):
+                n += gstart[sel[j] + 1] - gstart[sel[j]]
             counts[q] = n
         return counts
 
@@ -364,8 +364,9 @@ if _kernels.HAVE_NUMBA:
             cnt = np.empty(n_bits + 2, np.int64)
             cur = np.empty(n_bits + 2, np.int64)
             gorder = np.empty(U, np.int64)
+            sel = np.empty(U, np.int64)
             _tile_dist(qc, q, uT, 0, U, gd)
-            _select(gd, U, r, cnt, cur, gorder)
+            _select(gd, U, r, cnt, cur, gorder, sel)
             o = offsets[q]
             for d in range(r + 1):
                 a, b = cnt[d], cnt[d + 1]

@@ -19,8 +19,8 @@ search in ``ukeys``. Substring keys are uint64, so a substring holds at most 64 
 Probes that would cost more than a scan fall back to one: the caller scans the whole
 database when a query needs more than ``max(N / 1024, 32)`` probes (``PROBE_FRACTION``), and a
 query whose buckets hold more than ``scan_limit`` candidates (``N / 64`` by default; both from
-``benchmarks/lookup.py --sweep``) goes to the exhaustive range kernel. Results are identical either way:
-every item at distance ``<= r``, ordered by (distance, index).
+``benchmarks/lookup.py --sweep``) goes to the exhaustive range kernel. Results are identical
+either way: every item at distance ``<= r``, ordered by (distance, index).
 """
 
 from __future__ import annotations
