@@ -489,7 +489,8 @@ if HAVE_NUMBA:
         N)``, as in :func:`nb_metric_counts`) are compared with it 32 at a time (one vector
         compare and mask), so chunks with no candidate cost no scalar work. Ties lose
         against earlier items, so once ``k`` candidates lie at distance <= t, only items at
-        distance < t are accepted. Survivors are placed by counting sort on distance.
+        distance < t are accepted; once they lie at distance 0 the query reads no further
+        tile. Survivors are placed by counting sort on distance.
         """
         nq = qc.shape[0]
         ndb = dT.shape[1]
