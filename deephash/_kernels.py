@@ -42,6 +42,10 @@ KERNELS = ("numba", "numpy")
 # pool costs milliseconds on a busy machine (7 ms against 0.5 ms of work for one query
 # against a million 64-bit codes, measured on 2 shared cores); more work runs in parallel.
 SERIAL_PAIRS = 1 << 22
+# result slots of a range search's single pass, shared out over the threads (12 bytes each,
+# plus 16 per slot, at most one per item, for a query's hits: 56 MiB in all); calls with
+# more hits take two passes
+RANGE_SLOTS = 1 << 21
 # numba's fallback "workqueue" threading layer aborts the process when two Python threads
 # launch parallel kernels at once; serialise our launches (each one uses every core anyway).
 _LAUNCH_LOCK = threading.Lock()
@@ -585,6 +589,69 @@ if HAVE_NUMBA:
         return out_d, out_i
 
     @njit(parallel=True, cache=True)
+    def _nb_range_once(qc, dT, radius, n_bits, nthreads, dproto, cap):  # noqa: C901
+        """Items within ``radius`` per query, by (distance, index), in one pass: a tile's byte
+        distances (``_tile_dist``) compared with the radius 32 at a time; the hits of a query
+        (set bits of those masks, in index order) counting-sorted by distance into its chunk's
+        region of ``cap`` slots of ``buf_i`` / ``buf_d`` (query ``q`` runs in chunk ``q %
+        nchunks``). Returns ``buf_i, buf_d, start, counts, kept``: a kept query's hits are
+        ``buf[start[q]:start[q] + counts[q]]``; a chunk whose region runs out stops there
+        and leaves that query and its later ones unkept (count 0) for the two-pass kernels."""
+        nq = qc.shape[0]
+        ndb = dT.shape[1]
+        r = min(radius, n_bits)
+        one = np.uint64(1)
+        nchunks = max(1, min(nq, nthreads))
+        buf_i = np.empty(nchunks * cap, np.int64)
+        buf_d = np.empty(nchunks * cap, np.int32)
+        start = np.zeros(nq, np.int64)
+        counts = np.zeros(nq, np.int64)
+        kept = np.zeros(nq, np.bool_)
+        for c in prange(nchunks):
+            dt = np.zeros(_TILE, dproto.dtype)
+            pos = np.zeros(r + 2, np.int64)
+            hi = np.empty(min(cap, ndb), np.int64)  # a query's hits in index order (fixed
+            hd = np.empty(min(cap, ndb), np.int64)  # size: a growing one slows the loop 2x)
+            used = 0
+            for q in range(c, nq, nchunks):
+                pos[:] = 0
+                n = 0
+                for t0 in range(0, ndb, _TILE):
+                    t1 = min(ndb, t0 + _TILE)
+                    unt = np.uint64(t1 - t0)
+                    _tile_dist(qc, q, dT, t0, t1, dt)
+                    for k0 in range(0, unt, 32):
+                        c0 = np.uint64(k0)
+                        m = _lemask32(dt, c0, r)
+                        if unt - c0 < 32:  # past the tile: stale distances
+                            m &= (one << (unt - c0)) - one
+                        while m:
+                            i = c0 + _cttz(m)
+                            m &= m - one
+                            d = np.int64(dt[i])
+                            if n < hi.shape[0]:
+                                hi[n] = t0 + np.int64(i)
+                                hd[n] = d
+                            pos[d + 1] += 1
+                            n += 1
+                if used + n > cap:  # the caller takes this query and the rest in two passes
+                    break
+                counts[q] = n
+                kept[q] = True
+                base = c * cap + used
+                start[q] = base
+                used += n
+                pos[0] = base
+                for d in range(1, r + 2):
+                    pos[d] += pos[d - 1]
+                for j in range(n):
+                    d = hd[j]
+                    buf_i[pos[d]] = hi[j]
+                    buf_d[pos[d]] = d
+                    pos[d] += 1
+        return buf_i, buf_d, start, counts, kept
+
+    @njit(parallel=True, cache=True)
     def _nb_range_count(qc, dT, radius, n_bits, dproto):
         """Items within ``radius`` per query: a tile's byte distances (``_tile_dist``)
         compared with the radius 32 at a time, one mask popcount per 32 items."""
@@ -610,20 +677,18 @@ if HAVE_NUMBA:
         return counts
 
     @njit(parallel=True, cache=True)
-    def _nb_range_fill(qc, dT, radius, n_bits, offsets, dproto):
-        """The hits counted by :func:`_nb_range_count`, by (distance, index): gathered in
-        index order in one pass (set bits of the 32-item masks), then counting-sorted by
-        distance into ``offsets[q]:offsets[q + 1]``."""
+    def _nb_range_fill(qc, dT, radius, n_bits, base, counts, out_i, out_d, dproto):
+        """The ``counts[q]`` hits of query ``q`` (:func:`_nb_range_count`), by (distance,
+        index), into ``out_i`` / ``out_d`` from ``base[q]``: gathered in index order in one
+        pass (set bits of the 32-item masks), then counting-sorted by distance."""
         nq = qc.shape[0]
         ndb = dT.shape[1]
-        out_i = np.empty(offsets[nq], np.int64)
-        out_d = np.empty(offsets[nq], np.int32)
         r = min(radius, n_bits)
         one = np.uint64(1)
         for q in prange(nq):
             dt = np.zeros(_TILE, dproto.dtype)
             pos = np.zeros(r + 2, np.int64)
-            nh = offsets[q + 1] - offsets[q]
+            nh = counts[q]
             hi = np.empty(nh, np.int64)
             hd = np.empty(nh, np.int64)
             n = 0
@@ -644,7 +709,7 @@ if HAVE_NUMBA:
                         hd[n] = d
                         pos[d + 1] += 1
                         n += 1
-            pos[0] = offsets[q]
+            pos[0] = base[q]
             for d in range(1, r + 2):
                 pos[d] += pos[d - 1]
             for j in range(nh):
@@ -652,29 +717,49 @@ if HAVE_NUMBA:
                 out_i[pos[d]] = hi[j]
                 out_d[pos[d]] = d
                 pos[d] += 1
-        return out_i, out_d
 
     nb_knn_serial = serial_twin(nb_knn, "nb_knn_serial")
+    _nb_range_once_serial = serial_twin(_nb_range_once, "_nb_range_once_serial")
     _nb_range_count_serial = serial_twin(_nb_range_count, "_nb_range_count_serial")
     _nb_range_fill_serial = serial_twin(_nb_range_fill, "_nb_range_fill_serial")
 
     def nb_range(qc, dbc, radius, n_bits, serial=False):
-        """Items within ``radius`` (inclusive) per query, ordered by (distance, index)."""
-        count, fill = (
-            (_nb_range_count_serial, _nb_range_fill_serial)
-            if serial
-            else (_nb_range_count, _nb_range_fill)
-        )
+        """Items within ``radius`` (inclusive) per query, ordered by (distance, index): one
+        pass (:func:`_nb_range_once`) for the queries whose hits fit each thread's share of
+        ``RANGE_SLOTS``, a count pass and a fill pass straight into the output for the rest
+        (large results: copying them from per-thread buffers costs more than a second pass)."""
+        nq = qc.shape[0]
         if radius < 0:  # nothing is that close (the kernels compare unsigned bytes)
             z = np.zeros(0, np.int64)
-            return z, z.astype(np.int32), np.zeros(qc.shape[0] + 1, np.int64)
+            return z, z.astype(np.int32), np.zeros(nq + 1, np.int64)
         qw, dT = _code_layout(qc, dbc, n_bits)
         dproto = distance_proto(n_bits)
-        counts = count(qw, dT, radius, n_bits, dproto)
-        offsets = np.zeros(qc.shape[0] + 1, np.int64)
+        once = _nb_range_once_serial if serial else _nb_range_once
+        nt = 1 if serial else numba.get_num_threads()
+        cap = RANGE_SLOTS // min(nt, max(nq, 1))  # slots per thread
+        buf_i, buf_d, start, counts, kept = once(qw, dT, radius, n_bits, nt, dproto, cap)
+        rest = np.flatnonzero(~kept)
+        if rest.size:
+            count, fill = (
+                (_nb_range_count_serial, _nb_range_fill_serial)
+                if serial or rest.size == 1
+                else (_nb_range_count, _nb_range_fill)
+            )
+            qr = np.ascontiguousarray(qw[rest])
+            counts[rest] = count(qr, dT, radius, n_bits, dproto)
+        offsets = np.zeros(nq + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        idx, dist = fill(qw, dT, radius, n_bits, offsets, dproto)
-        return idx, dist, offsets
+        out_i = np.empty(offsets[-1], np.int64)
+        out_d = np.empty(offsets[-1], np.int32)
+        k = np.flatnonzero(kept)
+        nk = counts[k]
+        to = np.repeat(offsets[k] - np.cumsum(nk) + nk, nk) + np.arange(nk.sum())
+        src = np.repeat(start[k] - np.cumsum(nk) + nk, nk) + np.arange(nk.sum())
+        out_i[to] = buf_i[src]
+        out_d[to] = buf_d[src]
+        if rest.size:
+            fill(qr, dT, radius, n_bits, offsets[rest], counts[rest], out_i, out_d, dproto)
+        return out_i, out_d, offsets
 
 
 # ----------------------------------------------------------------------------- dispatch

@@ -387,3 +387,33 @@ def test_grouped_search_cuts_at_the_kth_distance_with_uneven_groups(monkeypatch,
         want = flat.range_search(q, radius, return_distances=True, kernels="numpy")
         for a, b in zip(got[0] + got[1], want[0] + want[1]):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("slots", [0, 3000, None])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_range_search_is_exact_whether_hits_fit_the_one_pass_buffers_or_not(
+    monkeypatch, slots, parallel
+):
+    """The numba range search answers in one pass the queries whose hits fit each thread's
+    share of ``_kernels.RANGE_SLOTS`` and the rest (from the first that does not fit) in a
+    count pass and a fill pass: none, some or all of them (3,000 slots hold a few queries'
+    hits at radius 20 of 48 bits), serial and parallel, equal to a brute-force reference."""
+    from deephash import _kernels
+
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    if slots is not None:
+        monkeypatch.setattr(_kernels, "RANGE_SLOTS", slots)
+    if parallel:
+        monkeypatch.setattr(_kernels, "SERIAL_PAIRS", -1)
+    qb, db = _data(48, seed=5, nq=30)
+    index = HammingIndex(48)
+    index.add(db)
+    dist = (qb[:, None, :] != db[None, :, :]).sum(-1)
+    for radius in (0, 2, 20, 48):
+        idx, dd = index.range_search(qb, radius, return_distances=True, kernels="numba")
+        for q in range(len(qb)):
+            want = np.flatnonzero(dist[q] <= radius)
+            want = want[np.lexsort((want, dist[q, want]))]
+            np.testing.assert_array_equal(idx[q], want)
+            np.testing.assert_array_equal(dd[q], dist[q, want])
