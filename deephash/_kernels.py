@@ -588,8 +588,51 @@ if HAVE_NUMBA:
                             pos[di] += 1
         return out_d, out_i
 
+    @njit(cache=True, inline="always")
+    def _query_hits(qc, q, dT, r, dt, hi, hd, pos):
+        """Items of query ``q`` within distance ``r``, in index order: the first
+        ``len(hi)`` of them into ``hi`` (index) / ``hd`` (distance), all of them counted
+        per distance in ``pos[d + 1]``; returns their number. A tile's byte distances
+        (``_tile_dist``) are compared with ``r`` 32 at a time (one mask, its set bits)."""
+        ndb = dT.shape[1]
+        one = np.uint64(1)
+        pos[:] = 0
+        n = 0
+        for t0 in range(0, ndb, _TILE):
+            t1 = min(ndb, t0 + _TILE)
+            unt = np.uint64(t1 - t0)
+            _tile_dist(qc, q, dT, t0, t1, dt)
+            for k0 in range(0, unt, 32):
+                c0 = np.uint64(k0)
+                m = _lemask32(dt, c0, r)
+                if unt - c0 < 32:  # past the tile: stale distances
+                    m &= (one << (unt - c0)) - one
+                while m:
+                    i = c0 + _cttz(m)
+                    m &= m - one
+                    d = np.int64(dt[i])
+                    if n < hi.shape[0]:
+                        hi[n] = t0 + np.int64(i)
+                        hd[n] = d
+                    pos[d + 1] += 1
+                    n += 1
+        return n
+
+    @njit(cache=True, inline="always")
+    def _sort_hits(hi, hd, n, pos, r, base, out_i, out_d):
+        """``n`` hits (index order, per-distance counts in ``pos[1:]``) into ``out_i`` /
+        ``out_d`` from ``base``, by (distance, index): a counting sort on distance."""
+        pos[0] = base
+        for d in range(1, r + 2):
+            pos[d] += pos[d - 1]
+        for j in range(n):
+            d = hd[j]
+            out_i[pos[d]] = hi[j]
+            out_d[pos[d]] = d
+            pos[d] += 1
+
     @njit(parallel=True, cache=True)
-    def _nb_range_once(qc, dT, radius, n_bits, nthreads, dproto, cap):  # noqa: C901
+    def _nb_range_once(qc, dT, radius, n_bits, nthreads, dproto, cap):
         """Items within ``radius`` per query, by (distance, index), in one pass: a tile's byte
         distances (``_tile_dist``) compared with the radius 32 at a time; the hits of a query
         (set bits of those masks, in index order) counting-sorted by distance into its chunk's
@@ -600,7 +643,6 @@ if HAVE_NUMBA:
         nq = qc.shape[0]
         ndb = dT.shape[1]
         r = min(radius, n_bits)
-        one = np.uint64(1)
         nchunks = max(1, min(nq, nthreads))
         buf_i = np.empty(nchunks * cap, np.int64)
         buf_d = np.empty(nchunks * cap, np.int32)
@@ -614,41 +656,14 @@ if HAVE_NUMBA:
             hd = np.empty(min(cap, ndb), np.int64)  # size: a growing one slows the loop 2x)
             used = 0
             for q in range(c, nq, nchunks):
-                pos[:] = 0
-                n = 0
-                for t0 in range(0, ndb, _TILE):
-                    t1 = min(ndb, t0 + _TILE)
-                    unt = np.uint64(t1 - t0)
-                    _tile_dist(qc, q, dT, t0, t1, dt)
-                    for k0 in range(0, unt, 32):
-                        c0 = np.uint64(k0)
-                        m = _lemask32(dt, c0, r)
-                        if unt - c0 < 32:  # past the tile: stale distances
-                            m &= (one << (unt - c0)) - one
-                        while m:
-                            i = c0 + _cttz(m)
-                            m &= m - one
-                            d = np.int64(dt[i])
-                            if n < hi.shape[0]:
-                                hi[n] = t0 + np.int64(i)
-                                hd[n] = d
-                            pos[d + 1] += 1
-                            n += 1
+                n = _query_hits(qc, q, dT, r, dt, hi, hd, pos)
                 if used + n > cap:  # the caller takes this query and the rest in two passes
                     break
                 counts[q] = n
                 kept[q] = True
-                base = c * cap + used
-                start[q] = base
+                start[q] = c * cap + used
+                _sort_hits(hi, hd, n, pos, r, c * cap + used, buf_i, buf_d)
                 used += n
-                pos[0] = base
-                for d in range(1, r + 2):
-                    pos[d] += pos[d - 1]
-                for j in range(n):
-                    d = hd[j]
-                    buf_i[pos[d]] = hi[j]
-                    buf_d[pos[d]] = d
-                    pos[d] += 1
         return buf_i, buf_d, start, counts, kept
 
     @njit(parallel=True, cache=True)
@@ -682,41 +697,14 @@ if HAVE_NUMBA:
         index), into ``out_i`` / ``out_d`` from ``base[q]``: gathered in index order in one
         pass (set bits of the 32-item masks), then counting-sorted by distance."""
         nq = qc.shape[0]
-        ndb = dT.shape[1]
         r = min(radius, n_bits)
-        one = np.uint64(1)
         for q in prange(nq):
             dt = np.zeros(_TILE, dproto.dtype)
             pos = np.zeros(r + 2, np.int64)
-            nh = counts[q]
-            hi = np.empty(nh, np.int64)
-            hd = np.empty(nh, np.int64)
-            n = 0
-            for t0 in range(0, ndb, _TILE):
-                t1 = min(ndb, t0 + _TILE)
-                unt = np.uint64(t1 - t0)
-                _tile_dist(qc, q, dT, t0, t1, dt)
-                for k0 in range(0, unt, 32):
-                    c0 = np.uint64(k0)
-                    m = _lemask32(dt, c0, r)
-                    if unt - c0 < 32:
-                        m &= (one << (unt - c0)) - one
-                    while m:
-                        i = c0 + _cttz(m)
-                        m &= m - one
-                        d = np.int64(dt[i])
-                        hi[n] = t0 + np.int64(i)
-                        hd[n] = d
-                        pos[d + 1] += 1
-                        n += 1
-            pos[0] = base[q]
-            for d in range(1, r + 2):
-                pos[d] += pos[d - 1]
-            for j in range(nh):
-                d = hd[j]
-                out_i[pos[d]] = hi[j]
-                out_d[pos[d]] = d
-                pos[d] += 1
+            hi = np.empty(counts[q], np.int64)
+            hd = np.empty(counts[q], np.int64)
+            n = _query_hits(qc, q, dT, r, dt, hi, hd, pos)
+            _sort_hits(hi, hd, n, pos, r, base[q], out_i, out_d)
 
     nb_knn_serial = serial_twin(nb_knn, "nb_knn_serial")
     _nb_range_once_serial = serial_twin(_nb_range_once, "_nb_range_once_serial")
