@@ -197,18 +197,9 @@ def np_grouped_range(qc, uc, members, gstart, radius, n_bits):
 # ----------------------------------------------------------------------------- numba path
 
 if _kernels.HAVE_NUMBA:
-    _lemask32 = _kernels._lemask32
+    _le_mask = _kernels._le_mask
     _cttz = _kernels._cttz
     _tile_dist = _kernels._tile_dist
-
-    @njit(cache=True, inline="always")
-    def _chunk_mask(gd, U, c0, acc):
-        """Groups ``c0 .. c0 + 31`` (below ``U``) at distance ``<= acc``, as bits."""
-        one = np.uint64(1)
-        m = _lemask32(gd, c0, acc)
-        if U - c0 < 32:  # past the last group: padding
-            m &= (one << (U - c0)) - one
-        return m
 
     @njit(cache=True)
     def _threshold(gd, U, gstart, k, n_bits, cnt):
@@ -223,7 +214,7 @@ if _kernels.HAVE_NUMBA:
         below = 0
         for k0 in range(0, U, 32):
             c0 = np.uint64(k0)
-            m = _chunk_mask(gd, uU, c0, acc)
+            m = _le_mask(gd, uU, c0, acc)
             while m:
                 g = c0 + _cttz(m)
                 m &= m - one
@@ -247,7 +238,7 @@ if _kernels.HAVE_NUMBA:
         n = 0
         for k0 in range(0, U, 32):
             c0 = np.uint64(k0)
-            m = _chunk_mask(gd, uU, c0, r)
+            m = _le_mask(gd, uU, c0, r)
             while m:
                 sel[n] = np.int64(c0 + _cttz(m))
                 m &= m - one

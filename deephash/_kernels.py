@@ -295,6 +295,16 @@ if HAVE_NUMBA:
         return x(x), codegen
 
     @njit(cache=True, inline="always")
+    def _le_mask(dt, n, c0, r):
+        """Bit ``i`` set iff ``dt[c0 + i] <= r`` and ``c0 + i < n`` (``i < 32``; ``dt`` holds
+        at least ``c0 + 32`` entries, those from ``n`` on stale or padding)."""
+        one = np.uint64(1)
+        m = _lemask32(dt, c0, r)
+        if n - c0 < 32:
+            m &= (one << (n - c0)) - one
+        return m
+
+    @njit(cache=True, inline="always")
     def _tile_dist(qc, q, dT, t0, t1, dt):
         """``dt[t] = distance(query q, item t0 + t)``; codes word-major ``dT (W, N)`` (uint32
         for codes of at most 32 bits, else uint64): one vectorised pass per word."""
@@ -533,9 +543,7 @@ if HAVE_NUMBA:
                         _tile_dist(qc, q0 + b, dT, t0, t1, dt)
                         for k0 in range(0, unt, 32):
                             c0 = np.uint64(k0)
-                            m = _lemask32(dt, c0, acc)
-                            if unt - c0 < 32:  # past the tile: stale distances
-                                m &= (one << (unt - c0)) - one
+                            m = _le_mask(dt, unt, c0, acc)
                             while m:
                                 i = _cttz(m)
                                 m &= m - one
@@ -604,9 +612,7 @@ if HAVE_NUMBA:
             _tile_dist(qc, q, dT, t0, t1, dt)
             for k0 in range(0, unt, 32):
                 c0 = np.uint64(k0)
-                m = _lemask32(dt, c0, r)
-                if unt - c0 < 32:  # past the tile: stale distances
-                    m &= (one << (unt - c0)) - one
+                m = _le_mask(dt, unt, c0, r)
                 while m:
                     i = c0 + _cttz(m)
                     m &= m - one
@@ -673,7 +679,6 @@ if HAVE_NUMBA:
         nq = qc.shape[0]
         ndb = dT.shape[1]
         r = min(radius, n_bits)
-        one = np.uint64(1)
         counts = np.zeros(nq, np.int64)
         for q in prange(nq):
             dt = np.zeros(_TILE, dproto.dtype)
@@ -684,10 +689,7 @@ if HAVE_NUMBA:
                 _tile_dist(qc, q, dT, t0, t1, dt)
                 for k0 in range(0, unt, 32):
                     c0 = np.uint64(k0)
-                    m = _lemask32(dt, c0, r)
-                    if unt - c0 < 32:  # past the tile: stale distances
-                        m &= (one << (unt - c0)) - one
-                    n += np.int64(_popcount(m))
+                    n += np.int64(_popcount(_le_mask(dt, unt, c0, r)))
             counts[q] = n
         return counts
 
