@@ -403,9 +403,8 @@ def knn(qc, uc, members, gstart, k, n_bits, kernels=None):
 def range_search(qc, uc, members, gstart, radius, n_bits, kernels=None):
     """Flat ``(indices, distances, offsets)`` of items within ``radius``, by (distance, index)."""
     if _kernels.resolve(kernels) == "numba":
-        if radius < 0:  # nothing is that close (the kernels compare unsigned bytes)
-            z = np.zeros(0, np.int64)
-            return z, z.astype(np.int32), np.zeros(qc.shape[0] + 1, np.int64)
+        if radius < 0:
+            return _kernels.no_hits(qc.shape[0])
         qw, uT = _kernels._code_layout(qc, uc, int(n_bits))
         dproto = _kernels.distance_proto(int(n_bits))
         with _kernels._LAUNCH_LOCK:

@@ -189,22 +189,6 @@ if HAVE_NUMBA:
 
     _TILE = 2048  # database items per tile: codes + labels of a tile stay in L1/L2
 
-    @njit(cache=True, inline="always")
-    def _tile_distances(qc, q, dbc, t0, t1, dt):
-        """``dt[t - t0] = popcount(qc[q] ^ dbc[t])`` (vectorised by LLVM)."""
-        W = qc.shape[1]
-        ct = dbc[t0:t1]  # a view indexed from 0: LLVM sees non-negative indices (no gathers)
-        if W == 1:
-            qw = qc[q, 0]
-            for t in range(ct.shape[0]):
-                dt[t] = _popcount(qw ^ ct[t, 0])
-        else:
-            for t in range(ct.shape[0]):
-                s = np.uint64(0)
-                for w in range(W):
-                    s += _popcount(qc[q, w] ^ ct[t, w])
-                dt[t] = s
-
     def _vector_at(context, builder, aryty, ary, start, n):
         """``n`` consecutive elements of a 1-D C-contiguous array from ``start``, as one LLVM
         vector (an unaligned vector load; the caller keeps ``start + n`` within the array)."""
@@ -713,17 +697,18 @@ if HAVE_NUMBA:
     _nb_range_count_serial = serial_twin(_nb_range_count, "_nb_range_count_serial")
     _nb_range_fill_serial = serial_twin(_nb_range_fill, "_nb_range_fill_serial")
 
-    def nb_range(qc, dbc, radius, n_bits, serial=False):
+    def nb_range(qc, dbc, radius, n_bits):
         """Items within ``radius`` (inclusive) per query, ordered by (distance, index): one
         pass (:func:`_nb_range_once`) for the queries whose hits fit each thread's share of
         ``RANGE_SLOTS``, a count pass and a fill pass straight into the output for the rest
-        (large results: copying them from per-thread buffers costs more than a second pass)."""
-        nq = qc.shape[0]
-        if radius < 0:  # nothing is that close (the kernels compare unsigned bytes)
-            z = np.zeros(0, np.int64)
-            return z, z.astype(np.int32), np.zeros(nq + 1, np.int64)
+        (large results: copying them from per-thread buffers costs more than a second pass).
+        One query, or few pairs (:func:`small_call`), run on one thread."""
+        nq, ndb = qc.shape[0], dbc.shape[0]
+        if radius < 0:
+            return no_hits(nq)
         qw, dT = _code_layout(qc, dbc, n_bits)
         dproto = distance_proto(n_bits)
+        serial = nq == 1 or small_call(nq, ndb)
         once = _nb_range_once_serial if serial else _nb_range_once
         nt = 1 if serial else numba.get_num_threads()
         cap = RANGE_SLOTS // min(nt, max(nq, 1))  # slots per thread
@@ -732,7 +717,7 @@ if HAVE_NUMBA:
         if rest.size:
             count, fill = (
                 (_nb_range_count_serial, _nb_range_fill_serial)
-                if serial or rest.size == 1
+                if rest.size == 1 or small_call(rest.size, ndb)
                 else (_nb_range_count, _nb_range_fill)
             )
             qr = np.ascontiguousarray(qw[rest])
@@ -741,10 +726,10 @@ if HAVE_NUMBA:
         np.cumsum(counts, out=offsets[1:])
         out_i = np.empty(offsets[-1], np.int64)
         out_d = np.empty(offsets[-1], np.int32)
-        k = np.flatnonzero(kept)
+        k = np.flatnonzero(kept)  # the kept queries' blocks, moved from buf to the output
         nk = counts[k]
-        to = np.repeat(offsets[k] - np.cumsum(nk) + nk, nk) + np.arange(nk.sum())
-        src = np.repeat(start[k] - np.cumsum(nk) + nk, nk) + np.arange(nk.sum())
+        within = np.arange(nk.sum()) - np.repeat(np.cumsum(nk) - nk, nk)
+        to, src = np.repeat(offsets[k], nk) + within, np.repeat(start[k], nk) + within
         out_i[to] = buf_i[src]
         out_d[to] = buf_d[src]
         if rest.size:
@@ -787,6 +772,12 @@ def _code_layout(qc, dbc, n_bits):
     else:
         dT = np.ascontiguousarray(dbc.T)
     return np.ascontiguousarray(qc), dT
+
+
+def no_hits(n_queries: int):
+    """The ``(indices, distances, offsets)`` of a range search that finds nothing (a negative
+    radius: the numba kernels compare unsigned bytes, so they are not asked)."""
+    return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(n_queries + 1, np.int64)
 
 
 def distance_proto(n_bits: int) -> np.ndarray:
@@ -858,6 +849,5 @@ def range_search(qc, dbc, radius, n_bits, kernels=None):
     """Flat ``(indices, distances, offsets)`` of items within ``radius``, by (distance, index)."""
     if resolve(kernels) == "numba":
         with _LAUNCH_LOCK:
-            serial = qc.shape[0] == 1 or small_call(qc.shape[0], dbc.shape[0])
-            return nb_range(qc, dbc, int(radius), int(n_bits), serial)
+            return nb_range(qc, dbc, int(radius), int(n_bits))
     return np_range(qc, dbc, int(radius), int(n_bits))

@@ -342,8 +342,7 @@ if _kernels.HAVE_NUMBA:
         counts = mih(*args, False, np.zeros(nq + 1, np.int64), none_i, none_d, scan)
         sq = np.flatnonzero(scan)
         if sq.size:
-            serial = sq.size == 1 or _kernels.small_call(sq.size, dbc.shape[0])
-            s_i, s_d, s_off = _kernels.nb_range(qc[sq], dbc, int(radius), int(n_bits), serial)
+            s_i, s_d, s_off = _kernels.nb_range(qc[sq], dbc, int(radius), int(n_bits))
             counts[sq] = np.diff(s_off)
         offsets = np.zeros(nq + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
